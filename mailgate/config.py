@@ -1,0 +1,228 @@
+"""Typed, frozen settings: built-in defaults, a TOML file, then MAILGATE_* environment overrides.
+
+The defaults here are the ones `config/mailgate.toml` documents (a test keeps the two equal).
+Every problem is reported as one `ConfigError` naming the setting, which the CLI turns into a
+one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting is missing, misspelled, of the wrong type or out of range."""
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535 (0: any free port)"
+
+
+def _positive(v: int | float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: int | float) -> str | None:
+    return None if v >= 0 else "must be 0 or greater"
+
+
+def _check(fn: Any) -> dict[str, Any]:
+    return {"check": fn}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    hostname: str = "localhost"
+    bind: str = "127.0.0.1"
+    data_dir: str = "data"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    pool_size: int = field(default=10, metadata=_check(_positive))
+    pool_timeout: float = field(default=10.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class IMAPSettings:
+    port: int = field(default=1143, metadata=_check(_port))
+    tls_port: int = field(default=1993, metadata=_check(_port))
+    max_message_size: int = field(default=10485760, metadata=_check(_positive))
+    autologout: int = field(default=1800, metadata=_check(_positive))
+    idle_keepalive: int = field(default=120, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    submission_port: int = field(default=1587, metadata=_check(_port))
+    tls_port: int = field(default=1465, metadata=_check(_port))
+    max_recipients: int = field(default=50, metadata=_check(_positive))
+    max_message_size: int = field(default=10485760, metadata=_check(_positive))
+    session_timeout: int = field(default=1800, metadata=_check(_positive))
+    command_timeout: int = field(default=300, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    max_failures: int = field(default=10, metadata=_check(_positive))
+    failure_window: int = field(default=600, metadata=_check(_positive))
+    lockout: int = field(default=300, metadata=_check(_non_negative))
+    failure_delay: float = field(default=0.5, metadata=_check(_non_negative))
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    imap: IMAPSettings = field(default_factory=IMAPSettings)
+    smtp: SMTPSettings = field(default_factory=SMTPSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the embedded SQLite database in the data directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_path.resolve() / 'mailgate.db'}"
+
+
+ENV_PREFIX = "MAILGATE_"
+CONFIG_ENV = "MAILGATE_CONFIG"
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings)}
+
+
+def _coerce(where: str, typ: Any, value: Any, from_env: bool) -> Any:
+    if from_env:
+        value = _parse_env(where, typ, value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(typ) in (list, tuple):
+        (item,) = set(typing.get_args(typ)) - {Ellipsis}
+        if isinstance(value, list):
+            return tuple(_coerce(f"{where}[{i}]", item, v, False) for i, v in enumerate(value))
+    raise ConfigError(f"{where}: expected {_type_name(typ)}, got {value!r}")
+
+
+def _type_name(typ: Any) -> str:
+    if typing.get_origin(typ) in (list, tuple):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[typ]
+
+
+def _parse_env(where: str, typ: Any, raw: str) -> Any:
+    if typ is str:
+        return raw
+    try:
+        # Environment values are TOML values: 25, 1.5, true, ["a", "b"].
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"{where}: expected {_type_name(typ)}, got {raw!r}") from None
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], origin: dict[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{origin[key]}: [{name}] {key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting (known: {', '.join(known)})")
+        typ = hints[key]
+        if isinstance(typ, types.UnionType):
+            typ = next(t for t in typ.__args__ if t is not type(None))
+        coerced = _coerce(where, typ, value, origin[key].startswith("environment"))
+        check = known[key].metadata.get("check")
+        if check is not None and (problem := check(coerced)):
+            raise ConfigError(f"{where}: {problem}, got {coerced!r}")
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the TOML file (argument, else $MAILGATE_CONFIG), then MAILGATE_* overrides."""
+    env = dict(os.environ if env is None else env)
+    if path is None:
+        path = env.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+
+    sections = _sections()
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    origin: dict[str, dict[str, str]] = {name: {} for name in sections}
+    for name, table in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{source}: [{name}]: unknown section (known: {', '.join(sections)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}]: expected a table")
+        for key, value in table.items():
+            values[name][key] = value
+            origin[name][key] = source
+
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section is None:
+            # Other MAILGATE_* variables (e.g. the test suite's) are not settings.
+            continue
+        key = rest[len(section) + 1 :]
+        values[section][key] = value
+        origin[section][key] = f"environment {var}"
+
+    built = {
+        name: _build_section(name, cls, values[name], origin[name])
+        for name, cls in sections.items()
+    }
+    return Settings(**built)
+
+
+def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """A copy of `settings` with some keys replaced (used by tests and the CLI)."""
+    changed = {
+        name: replace(getattr(settings, name), **values) for name, values in sections.items()
+    }
+    return replace(settings, **changed)
