@@ -1,0 +1,1140 @@
+"""class Store: the only door to the database. Every method is one use case, one transaction.
+
+UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
+first locks that mailbox's row (mailboxes in ascending id order, so two writers never deadlock),
+then takes UIDs from UIDNEXT and one new MODSEQ for everything it changes there. The lock is held
+until commit, so UIDs become visible in the order they were given out. Listeners hear about a
+change only after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime
+import hashlib
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.message import MessageIndex, index_message, normalize_crlf
+from mailgate.store import errors
+from mailgate.store.database import Database
+from mailgate.store.events import EventBus, MailboxChanged
+from mailgate.store.models import (
+    api_keys,
+    blobs,
+    entries,
+    expunged,
+    inboxes,
+    mailboxes,
+    messages,
+    pods,
+)
+from mailgate.store.records import (
+    BUILTIN_MAILBOXES,
+    DELETED,
+    FLAG_BITS,
+    HIERARCHY_DELIMITER,
+    INBOX,
+    SEEN,
+    ApiKey,
+    Changes,
+    CopyResult,
+    EntryState,
+    FetchRow,
+    FlagUpdate,
+    Inbox,
+    Mailbox,
+    MailboxStatus,
+    Parcel,
+    Placed,
+    Pod,
+    Snapshot,
+    Target,
+    join_flags,
+    split_flags,
+)
+
+DEFAULT_POD = "default"
+MAX_UID = 2**32 - 1
+MAX_MAILBOX_NAME = 1000
+MAX_KEYWORDS = 200
+# Messages bigger than this are hashed and indexed in a worker thread, off the event loop.
+_THREAD_THRESHOLD = 64 * 1024
+# SQL expressions stay small: beyond this many ranges we select the span and filter in Python.
+_MAX_RANGE_TERMS = 64
+
+UidRanges = Sequence[tuple[int, int]]
+
+FETCH_COLUMNS = {
+    "envelope": messages.c.envelope,
+    "body": messages.c.body,
+    "bodystructure": messages.c.bodystructure,
+    "header": messages.c.header,
+    "parts": messages.c.parts,
+    "sent_date": messages.c.sent_date,
+    "sent_date_tz": messages.c.sent_date_tz,
+}
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class Prepared:
+    """A message ready to store: CRLF-normalised bytes, their hash and their IMAP index."""
+
+    __slots__ = ("digest", "index", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = normalize_crlf(raw)
+        self.digest = hashlib.sha256(self.raw).hexdigest()
+        self.index: MessageIndex = index_message(self.raw)
+
+
+async def prepare(raw: bytes) -> Prepared:
+    """Index a message, in a worker thread when it is big enough to stall the event loop."""
+    if len(raw) > _THREAD_THRESHOLD:
+        return await asyncio.to_thread(Prepared, raw)
+    return Prepared(raw)
+
+
+class Store:
+    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
+        self.db = db
+        self.bus = bus or EventBus()
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        bus: EventBus | None = None,
+        migrate: bool = True,
+    ) -> Store:
+        db = Database(url, pool_size=pool_size, pool_timeout=pool_timeout)
+        try:
+            if migrate:
+                await db.migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, bus)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def _publish(self, changed: dict[int, int]) -> None:
+        for mailbox_id, modseq in changed.items():
+            self.bus.publish(MailboxChanged(mailbox_id, modseq))
+
+    # ---------------------------------------------------------------- pods
+
+    async def create_pod(self, name: str) -> Pod:
+        name = _pod_name(name)
+
+        async def work(conn: AsyncConnection) -> Pod:
+            if await _pod_row(conn, name) is not None:
+                raise errors.PodExists(f"pod {name} already exists")
+            return await _insert_pod(conn, name)
+
+        return await self.db.write(work)
+
+    async def list_pods(self) -> list[Pod]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(pods).order_by(pods.c.name))
+            return [Pod(r.id, r.name, r.created_at) for r in rows]
+
+    async def get_pod(self, name: str) -> Pod:
+        async with self.db.read() as conn:
+            row = await _pod_row(conn, _pod_name(name))
+        if row is None:
+            raise errors.PodNotFound(f"no pod {name}")
+        return Pod(row.id, row.name, row.created_at)
+
+    async def delete_pod(self, name: str) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            row = await _pod_row(conn, name)
+            if row is None:
+                raise errors.PodNotFound(f"no pod {name}")
+            count = await conn.scalar(
+                select(func.count()).select_from(inboxes).where(inboxes.c.pod_id == row.id)
+            )
+            if count:
+                raise errors.CannotModify(f"pod {name} still has {count} inbox(es)")
+            await conn.execute(delete(pods).where(pods.c.id == row.id))
+
+        await self.db.write(work)
+
+    # ---------------------------------------------------------------- inboxes
+
+    async def create_inbox(self, address: str, pod: str = DEFAULT_POD) -> Inbox:
+        address = _address(address)
+        pod = _pod_name(pod)
+
+        async def work(conn: AsyncConnection) -> Inbox:
+            existing = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+            if existing is not None:
+                raise errors.InboxExists(f"inbox {address} already exists")
+            pod_row = await _pod_row(conn, pod)
+            pod_rec = (
+                await _insert_pod(conn, pod)
+                if pod_row is None
+                else Pod(pod_row.id, pod_row.name, pod_row.created_at)
+            )
+            now = _now()
+            inbox_id = (
+                await conn.execute(
+                    insert(inboxes)
+                    .values(pod_id=pod_rec.id, address=address, created_at=now)
+                    .returning(inboxes.c.id)
+                )
+            ).scalar_one()
+            for name, special_use in BUILTIN_MAILBOXES.items():
+                await _insert_mailbox(conn, inbox_id, name, special_use)
+            return Inbox(inbox_id, pod_rec.id, pod_rec.name, address, now)
+
+        return await self.db.write(work)
+
+    async def get_inbox(self, address: str) -> Inbox:
+        try:
+            address = normalize_address(address)
+        except InvalidAddress:
+            raise errors.InboxNotFound(f"no inbox {address}") from None
+        found = await self.find_inboxes([address])
+        if address not in found:
+            raise errors.InboxNotFound(f"no inbox {address}")
+        return found[address]
+
+    async def find_inboxes(self, addresses: Iterable[str]) -> dict[str, Inbox]:
+        """The hosted inboxes among `addresses` (already normalised), keyed by address."""
+        wanted = sorted(set(addresses))
+        if not wanted:
+            return {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(_inbox_select().where(inboxes.c.address.in_(wanted)))
+            return {r.address: _inbox(r) for r in rows}
+
+    async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
+        query = _inbox_select().order_by(inboxes.c.address)
+        if pod is not None:
+            query = query.where(pods.c.name == pod)
+        async with self.db.read() as conn:
+            return [_inbox(r) for r in await conn.execute(query)]
+
+    async def delete_inbox(self, address: str) -> None:
+        address = _address(address)
+
+        async def work(conn: AsyncConnection) -> list[int]:
+            inbox_id = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+            if inbox_id is None:
+                raise errors.InboxNotFound(f"no inbox {address}")
+            box_ids = list(
+                await conn.scalars(select(mailboxes.c.id).where(mailboxes.c.inbox_id == inbox_id))
+            )
+            message_ids = set(
+                await conn.scalars(
+                    select(entries.c.message_id).where(entries.c.mailbox_id.in_(box_ids))
+                )
+            )
+            await conn.execute(delete(entries).where(entries.c.mailbox_id.in_(box_ids)))
+            await conn.execute(delete(expunged).where(expunged.c.mailbox_id.in_(box_ids)))
+            await conn.execute(delete(api_keys).where(api_keys.c.inbox_id == inbox_id))
+            await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
+            await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
+            await _collect_garbage(conn, message_ids)
+            return box_ids
+
+        for mailbox_id in await self.db.write(work):
+            self.bus.publish(MailboxChanged(mailbox_id, 0))
+
+    # ---------------------------------------------------------------- API keys
+
+    async def add_key(
+        self,
+        key_id: str,
+        secret_hash: str,
+        *,
+        pod: str | None = None,
+        inbox: str | None = None,
+        label: str = "",
+    ) -> ApiKey:
+        """Record a key (auth.py makes the secret); scoped to one inbox, or to a whole pod."""
+        if (pod is None) == (inbox is None):
+            raise ValueError("a key is scoped to exactly one of pod or inbox")
+
+        async def work(conn: AsyncConnection) -> ApiKey:
+            inbox_id: int | None = None
+            if inbox is not None:
+                row = (
+                    await conn.execute(
+                        select(inboxes.c.id, inboxes.c.pod_id).where(
+                            inboxes.c.address == _address(inbox)
+                        )
+                    )
+                ).first()
+                if row is None:
+                    raise errors.InboxNotFound(f"no inbox {inbox}")
+                inbox_id, pod_id = row.id, row.pod_id
+            else:
+                assert pod is not None
+                pod_row = await _pod_row(conn, _pod_name(pod))
+                if pod_row is None:
+                    raise errors.PodNotFound(f"no pod {pod}")
+                pod_id = pod_row.id
+            await conn.execute(
+                insert(api_keys).values(
+                    id=key_id,
+                    pod_id=pod_id,
+                    inbox_id=inbox_id,
+                    secret_hash=secret_hash,
+                    label=label,
+                    created_at=_now(),
+                )
+            )
+            row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).one()
+            return _key(row)
+
+        return await self.db.write(work)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
+        return None if row is None else _key(row)
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(_key_select().order_by(api_keys.c.created_at, api_keys.c.id))
+            return [_key(r) for r in rows]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        async def work(conn: AsyncConnection) -> ApiKey:
+            row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
+            if row is None:
+                raise errors.KeyNotFound(f"no key {key_id}")
+            if row.revoked_at is None:
+                await conn.execute(
+                    update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=_now())
+                )
+                row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).one()
+            return _key(row)
+
+        return await self.db.write(work)
+
+    # ---------------------------------------------------------------- mailboxes
+
+    async def list_mailboxes(self, inbox_id: int) -> list[Mailbox]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(mailboxes).where(mailboxes.c.inbox_id == inbox_id).order_by(mailboxes.c.name)
+            )
+            return [_mailbox(r) for r in rows]
+
+    async def get_mailbox(self, inbox_id: int, name: str) -> Mailbox:
+        name = canonical_mailbox_name(name)
+        async with self.db.read() as conn:
+            row = await _mailbox_row(conn, inbox_id, name)
+        if row is None:
+            raise _no_mailbox(name)
+        return _mailbox(row)
+
+    async def create_mailbox(self, inbox_id: int, name: str) -> Mailbox:
+        """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3)."""
+        name = _valid_mailbox_name(name)
+
+        async def work(conn: AsyncConnection) -> Mailbox:
+            if await _mailbox_row(conn, inbox_id, name) is not None:
+                raise errors.MailboxExists(f"mailbox {name} already exists")
+            parts = name.split(HIERARCHY_DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = HIERARCHY_DELIMITER.join(parts[:depth])
+                if await _mailbox_row(conn, inbox_id, parent) is None:
+                    await _insert_mailbox(conn, inbox_id, parent, None)
+            await _insert_mailbox(conn, inbox_id, name, None)
+            row = await _mailbox_row(conn, inbox_id, name)
+            assert row is not None
+            return _mailbox(row)
+
+        try:
+            return await self.db.write(work)
+        except IntegrityError:
+            # Another session created it between our check and our insert.
+            raise errors.MailboxExists(f"mailbox {name} already exists") from None
+
+    async def delete_mailbox(self, inbox_id: int, name: str) -> None:
+        name = canonical_mailbox_name(name)
+
+        async def work(conn: AsyncConnection) -> int:
+            row = await _mailbox_row(conn, inbox_id, name)
+            if row is None:
+                raise _no_mailbox(name)
+            if name in BUILTIN_MAILBOXES:
+                raise errors.CannotModify(f"{name} is a built-in mailbox and cannot be deleted")
+            child = await conn.scalar(
+                select(mailboxes.c.id)
+                .where(mailboxes.c.inbox_id == inbox_id)
+                .where(mailboxes.c.name.startswith(name + HIERARCHY_DELIMITER, autoescape=True))
+                .limit(1)
+            )
+            if child is not None:
+                raise errors.CannotModify(f"{name} has child mailboxes; delete them first")
+            message_ids = set(
+                await conn.scalars(
+                    select(entries.c.message_id).where(entries.c.mailbox_id == row.id)
+                )
+            )
+            await conn.execute(delete(entries).where(entries.c.mailbox_id == row.id))
+            await conn.execute(delete(expunged).where(expunged.c.mailbox_id == row.id))
+            await conn.execute(delete(mailboxes).where(mailboxes.c.id == row.id))
+            await _collect_garbage(conn, message_ids)
+            return int(row.id)
+
+        mailbox_id = await self.db.write(work)
+        self.bus.publish(MailboxChanged(mailbox_id, 0))
+
+    async def rename_mailbox(self, inbox_id: int, old: str, new: str) -> None:
+        """Rename a mailbox and its children; UIDVALIDITY and UIDs stay (RFC 3501 §6.3.5)."""
+        old = canonical_mailbox_name(old)
+        new = _valid_mailbox_name(new)
+
+        async def work(conn: AsyncConnection) -> None:
+            row = await _mailbox_row(conn, inbox_id, old)
+            if row is None:
+                raise _no_mailbox(old)
+            if old in BUILTIN_MAILBOXES:
+                raise errors.CannotModify(f"{old} is a built-in mailbox and cannot be renamed")
+            if new == old or new.startswith(old + HIERARCHY_DELIMITER):
+                raise errors.CannotModify(f"cannot rename {old} into itself")
+            if await _mailbox_row(conn, inbox_id, new) is not None:
+                raise errors.MailboxExists(f"mailbox {new} already exists")
+            children = (
+                await conn.execute(
+                    select(mailboxes.c.id, mailboxes.c.name)
+                    .where(mailboxes.c.inbox_id == inbox_id)
+                    .where(mailboxes.c.name.startswith(old + HIERARCHY_DELIMITER, autoescape=True))
+                )
+            ).all()
+            parts = new.split(HIERARCHY_DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = HIERARCHY_DELIMITER.join(parts[:depth])
+                if await _mailbox_row(conn, inbox_id, parent) is None:
+                    await _insert_mailbox(conn, inbox_id, parent, None)
+            await conn.execute(update(mailboxes).where(mailboxes.c.id == row.id).values(name=new))
+            for child in children:
+                await conn.execute(
+                    update(mailboxes)
+                    .where(mailboxes.c.id == child.id)
+                    .values(name=new + child.name[len(old) :])
+                )
+
+        try:
+            await self.db.write(work)
+        except IntegrityError:
+            raise errors.MailboxExists(f"mailbox {new} already exists") from None
+
+    async def set_subscribed(self, inbox_id: int, name: str, subscribed: bool) -> None:
+        name = canonical_mailbox_name(name)
+
+        async def work(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
+                .values(subscribed=subscribed)
+            )
+            if result.rowcount == 0:
+                raise _no_mailbox(name)
+
+        await self.db.write(work)
+
+    async def status(self, mailbox_id: int) -> MailboxStatus:
+        async with self.db.read(snapshot=True) as conn:
+            box = await _mailbox_by_id(conn, mailbox_id)
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(messages.c.size), 0),
+                        func.coalesce(
+                            func.sum((entries.c.flags.op("&")(FLAG_BITS[SEEN]) == 0).cast(Integer)),
+                            0,
+                        ),
+                        func.coalesce(
+                            func.sum(
+                                (entries.c.flags.op("&")(FLAG_BITS[DELETED]) != 0).cast(Integer)
+                            ),
+                            0,
+                        ),
+                    )
+                    .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
+                    .where(entries.c.mailbox_id == mailbox_id)
+                )
+            ).one()
+        return MailboxStatus(
+            messages=int(row[0]),
+            size=int(row[1]),
+            unseen=int(row[2]),
+            deleted=int(row[3]),
+            uidnext=box.uidnext,
+            uidvalidity=box.uidvalidity,
+            highestmodseq=box.highestmodseq,
+        )
+
+    async def snapshot(self, mailbox_id: int) -> Snapshot:
+        """What SELECT shows: every UID in order, and where the unseen messages start."""
+        async with self.db.read(snapshot=True) as conn:
+            box = await _mailbox_by_id(conn, mailbox_id)
+            rows = await conn.execute(
+                select(entries.c.uid, entries.c.flags)
+                .where(entries.c.mailbox_id == mailbox_id)
+                .order_by(entries.c.uid)
+            )
+            uids: array[int] = array("I")
+            unseen = 0
+            first_unseen: int | None = None
+            seen_bit = FLAG_BITS[SEEN]
+            for uid, bits in rows:
+                uids.append(uid)
+                if not bits & seen_bit:
+                    unseen += 1
+                    if first_unseen is None:
+                        first_unseen = len(uids)
+        return Snapshot(box, uids, unseen, first_unseen)
+
+    # ---------------------------------------------------------------- messages in
+
+    async def append(
+        self,
+        mailbox_id: int,
+        raw: bytes,
+        *,
+        flags: Sequence[str] = (),
+        internaldate: datetime.datetime | None = None,
+    ) -> Placed:
+        """APPEND: one message into one mailbox; returns its UID once committed."""
+        placed = await self.deliver(
+            [Parcel(raw, (Target(mailbox_id, tuple(flags)),), internaldate)]
+        )
+        return placed[0][0]
+
+    async def deliver(self, parcels: Sequence[Parcel]) -> list[list[Placed]]:
+        """File messages in mailboxes, all in one transaction: a submission's Sent copy and every
+        local recipient's INBOX entry share one blob. Returns, per parcel, one Placed per target.
+        """
+        prepared = [await prepare(p.raw) for p in parcels]
+        now = datetime.datetime.now(datetime.UTC)
+        dates = [p.internaldate or now for p in parcels]
+        # mailbox id -> [(parcel index, flags)], merging a parcel's duplicate targets.
+        plan: dict[int, dict[int, set[str]]] = {}
+        for i, parcel in enumerate(parcels):
+            for target in parcel.targets:
+                plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(target.flags)
+
+        async def work(
+            conn: AsyncConnection,
+        ) -> tuple[dict[tuple[int, int], Placed], dict[int, int]]:
+            message_ids = [await _insert_message(conn, self.db, p) for p in prepared]
+            placed: dict[tuple[int, int], Placed] = {}
+            changed: dict[int, int] = {}
+            for mailbox_id in sorted(plan):
+                box = await _lock_mailbox(conn, mailbox_id)
+                modseq, uid = box.highestmodseq + 1, box.uidnext
+                all_keywords: set[str] = set()
+                for i, flags in sorted(plan[mailbox_id].items()):
+                    if uid > MAX_UID:
+                        raise errors.LimitExceeded("this mailbox has used up its UIDs")
+                    bits, keywords = split_flags(tuple(flags))
+                    all_keywords.update(keywords.split())
+                    await conn.execute(
+                        insert(entries).values(
+                            mailbox_id=mailbox_id,
+                            uid=uid,
+                            message_id=message_ids[i],
+                            flags=bits,
+                            keywords=keywords,
+                            modseq=modseq,
+                            internaldate=int(dates[i].timestamp()),
+                            internaldate_tz=_tz_minutes(dates[i]),
+                        )
+                    )
+                    placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)
+                    uid += 1
+                await _bump_mailbox(
+                    conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
+                )
+                changed[mailbox_id] = modseq
+            return placed, changed
+
+        placed, changed = await self.db.write(work)
+        self._publish(changed)
+        return [
+            [placed[(i, t.mailbox_id)] for t in parcel.targets] for i, parcel in enumerate(parcels)
+        ]
+
+    # ---------------------------------------------------------------- messages out
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: UidRanges,
+        columns: Iterable[str] = (),
+    ) -> list[FetchRow]:
+        """Entries in `uids` (inclusive ranges) with the requested extra columns, by UID."""
+        wanted = frozenset(columns)
+        selected = [
+            entries.c.uid,
+            entries.c.flags,
+            entries.c.keywords,
+            entries.c.modseq,
+            entries.c.internaldate,
+            entries.c.internaldate_tz,
+            messages.c.size,
+        ]
+        if "sent_date" in wanted:
+            wanted |= {"sent_date_tz"}
+        extra = [name for name in FETCH_COLUMNS if name in wanted]
+        selected += [FETCH_COLUMNS[name] for name in extra]
+        source = entries.join(messages, messages.c.id == entries.c.message_id)
+        if "data" in wanted:
+            selected.append(blobs.c.data)
+            source = source.join(blobs, blobs.c.message_id == entries.c.message_id)
+            extra.append("data")
+        where, post_filter = _uid_filter(uids)
+        query = (
+            select(*selected)
+            .select_from(source)
+            .where(entries.c.mailbox_id == mailbox_id, where)
+            .order_by(entries.c.uid)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        result = []
+        for row in rows:
+            if post_filter is not None and not post_filter(row[0]):
+                continue
+            values: dict[str, Any] = dict(zip(extra, row[7:], strict=True))
+            if "sent_date" in values:
+                sent, tz = values.pop("sent_date"), values.pop("sent_date_tz")
+                values["sent_date"] = None if sent is None else _datetime(sent, tz)
+            result.append(
+                FetchRow(
+                    uid=row[0],
+                    flags=join_flags(row[1], row[2]),
+                    modseq=row[3],
+                    internaldate=_datetime(row[4], row[5]),
+                    size=row[6],
+                    **values,
+                )
+            )
+        return result
+
+    # ---------------------------------------------------------------- changes
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: UidRanges,
+        mode: str,
+        flags: Sequence[str],
+        *,
+        unchangedsince: int | None = None,
+    ) -> FlagUpdate:
+        """STORE: mode "+" adds, "-" removes, "" replaces. One MODSEQ for the whole change."""
+        if mode not in ("+", "-", ""):
+            raise ValueError(f"bad STORE mode {mode!r}")
+        change_bits, change_kw = split_flags(tuple(flags))
+        change_keywords = set(change_kw.split())
+        where, post_filter = _uid_filter(uids)
+
+        async def work(conn: AsyncConnection) -> tuple[FlagUpdate, int | None]:
+            box = await _lock_mailbox(conn, mailbox_id)
+            rows = (
+                await conn.execute(
+                    select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+                    .where(entries.c.mailbox_id == mailbox_id, where)
+                    .order_by(entries.c.uid)
+                )
+            ).all()
+            modseq = box.highestmodseq + 1
+            states: list[EntryState] = []
+            modified: list[int] = []
+            updates: list[dict[str, Any]] = []
+            for uid, bits, keywords, old_modseq in rows:
+                if post_filter is not None and not post_filter(uid):
+                    continue
+                if unchangedsince is not None and old_modseq > unchangedsince:
+                    modified.append(uid)
+                    continue
+                kw = set(keywords.split())
+                if mode == "+":
+                    new_bits, new_kw = bits | change_bits, kw | change_keywords
+                elif mode == "-":
+                    new_bits, new_kw = bits & ~change_bits, kw - change_keywords
+                else:
+                    new_bits, new_kw = change_bits, set(change_keywords)
+                new_keywords = " ".join(sorted(new_kw))
+                if new_bits == bits and new_keywords == keywords:
+                    states.append(EntryState(uid, join_flags(bits, keywords), old_modseq))
+                    continue
+                updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
+                states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
+            if not updates:
+                return FlagUpdate(states, modified, box.highestmodseq), None
+            await conn.execute(
+                update(entries)
+                .where(
+                    entries.c.mailbox_id == mailbox_id,
+                    entries.c.uid == bindparam("b_uid"),
+                )
+                .values(
+                    flags=bindparam("b_flags"), keywords=bindparam("b_keywords"), modseq=modseq
+                ),
+                updates,
+            )
+            added = "" if mode == "-" else " ".join(sorted(change_keywords))
+            await _bump_mailbox(conn, box, modseq=modseq, keywords=added)
+            return FlagUpdate(states, modified, modseq), modseq
+
+        result, modseq = await self.db.write(work)
+        if modseq is not None:
+            self._publish({mailbox_id: modseq})
+        return result
+
+    async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> list[int]:
+        """Remove the \\Deleted messages (only those in `uids`, if given); returns their UIDs."""
+        deleted_bit = FLAG_BITS[DELETED]
+
+        async def work(conn: AsyncConnection) -> tuple[list[int], int | None]:
+            box = await _lock_mailbox(conn, mailbox_id)
+            query = select(entries.c.uid, entries.c.message_id).where(
+                entries.c.mailbox_id == mailbox_id,
+                entries.c.flags.op("&")(deleted_bit) != 0,
+            )
+            post_filter = None
+            if uids is not None:
+                where, post_filter = _uid_filter(uids)
+                query = query.where(where)
+            rows = [
+                r
+                for r in (await conn.execute(query.order_by(entries.c.uid))).all()
+                if post_filter is None or post_filter(r.uid)
+            ]
+            if not rows:
+                return [], None
+            modseq = box.highestmodseq + 1
+            gone = [r.uid for r in rows]
+            await _remove_entries(conn, mailbox_id, gone, modseq)
+            await _bump_mailbox(conn, box, modseq=modseq)
+            await _collect_garbage(conn, {r.message_id for r in rows})
+            return gone, modseq
+
+        gone, modseq = await self.db.write(work)
+        if modseq is not None:
+            self._publish({mailbox_id: modseq})
+        return gone
+
+    async def copy(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
+        return await self._copy(source_id, uids, dest_id, move=False)
+
+    async def move(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
+        """RFC 6851 MOVE: copy and expunge from the source, atomically."""
+        return await self._copy(source_id, uids, dest_id, move=True)
+
+    async def _copy(
+        self, source_id: int, uids: UidRanges, dest_id: int, *, move: bool
+    ) -> CopyResult:
+        where, post_filter = _uid_filter(uids)
+
+        async def work(conn: AsyncConnection) -> tuple[CopyResult, dict[int, int]]:
+            boxes = {}
+            for mailbox_id in sorted({source_id, dest_id}):
+                boxes[mailbox_id] = await _lock_mailbox(conn, mailbox_id)
+            rows = [
+                r
+                for r in (
+                    await conn.execute(
+                        select(entries)
+                        .where(entries.c.mailbox_id == source_id, where)
+                        .order_by(entries.c.uid)
+                    )
+                ).all()
+                if post_filter is None or post_filter(r.uid)
+            ]
+            dest = boxes[dest_id]
+            if not rows:
+                return CopyResult(dest.uidvalidity, [], []), {}
+            if dest.uidnext + len(rows) - 1 > MAX_UID:
+                raise errors.LimitExceeded("the destination mailbox has used up its UIDs")
+            changed: dict[int, int] = {}
+            dest_modseq = dest.highestmodseq + 1
+            dest_uids = list(range(dest.uidnext, dest.uidnext + len(rows)))
+            await conn.execute(
+                insert(entries),
+                [
+                    {
+                        "mailbox_id": dest_id,
+                        "uid": new_uid,
+                        "message_id": r.message_id,
+                        "flags": r.flags,
+                        "keywords": r.keywords,
+                        "modseq": dest_modseq,
+                        "internaldate": r.internaldate,
+                        "internaldate_tz": r.internaldate_tz,
+                    }
+                    for r, new_uid in zip(rows, dest_uids, strict=True)
+                ],
+            )
+            copied_keywords = " ".join(sorted({k for r in rows for k in r.keywords.split()}))
+            if move and source_id != dest_id:
+                source = boxes[source_id]
+                source_modseq = source.highestmodseq + 1
+                await _remove_entries(conn, source_id, [r.uid for r in rows], source_modseq)
+                await _bump_mailbox(conn, source, modseq=source_modseq)
+                changed[source_id] = source_modseq
+            elif move:
+                # MOVE into the same mailbox: the old entries go, the new ones stay.
+                await _remove_entries(conn, source_id, [r.uid for r in rows], dest_modseq)
+            await _bump_mailbox(
+                conn,
+                dest,
+                uidnext=dest_uids[-1] + 1,
+                modseq=dest_modseq,
+                keywords=copied_keywords,
+            )
+            changed[dest_id] = dest_modseq
+            return CopyResult(dest.uidvalidity, [r.uid for r in rows], dest_uids), changed
+
+        result, changed = await self.db.write(work)
+        self._publish(changed)
+        return result
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """Everything that changed in a mailbox after `modseq`: new and re-flagged entries,
+        and expunged UIDs. A deleted mailbox answers with exists=False."""
+        async with self.db.read(snapshot=True) as conn:
+            row = (
+                await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))
+            ).first()
+            if row is None:
+                return Changes(modseq, 0, (), [], [], exists=False)
+            if row.highestmodseq <= modseq:
+                return Changes(row.highestmodseq, row.uidnext, _keywords(row.keywords), [], [])
+            changed = [
+                EntryState(uid, join_flags(bits, keywords), entry_modseq)
+                for uid, bits, keywords, entry_modseq in await conn.execute(
+                    select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+                    .where(entries.c.mailbox_id == mailbox_id, entries.c.modseq > modseq)
+                    .order_by(entries.c.uid)
+                )
+            ]
+            gone = list(
+                await conn.scalars(
+                    select(expunged.c.uid)
+                    .where(expunged.c.mailbox_id == mailbox_id, expunged.c.modseq > modseq)
+                    .order_by(expunged.c.uid)
+                )
+            )
+        return Changes(row.highestmodseq, row.uidnext, _keywords(row.keywords), changed, gone)
+
+
+# -------------------------------------------------------------------- helpers (SQL)
+
+
+def _uid_filter(uids: UidRanges) -> tuple[ColumnElement[bool], Any]:
+    """A WHERE clause for inclusive UID ranges, plus a Python filter when there are many."""
+    ranges = sorted(uids)
+    if not ranges:
+        return entries.c.uid < 0, None
+    if len(ranges) <= _MAX_RANGE_TERMS:
+        terms = [
+            entries.c.uid == lo if lo == hi else entries.c.uid.between(lo, hi) for lo, hi in ranges
+        ]
+        return (terms[0] if len(terms) == 1 else or_(*terms)), None
+    lows = [lo for lo, _ in ranges]
+    highs = [hi for _, hi in ranges]
+
+    def keep(uid: int) -> bool:
+        i = bisect.bisect_right(lows, uid) - 1
+        return i >= 0 and uid <= highs[i]
+
+    return entries.c.uid.between(lows[0], max(highs)), keep
+
+
+async def _pod_row(conn: AsyncConnection, name: str) -> Row[Any] | None:
+    return (await conn.execute(select(pods).where(pods.c.name == name))).first()
+
+
+async def _insert_pod(conn: AsyncConnection, name: str) -> Pod:
+    now = _now()
+    pod_id = (
+        await conn.execute(insert(pods).values(name=name, created_at=now).returning(pods.c.id))
+    ).scalar_one()
+    return Pod(pod_id, name, now)
+
+
+def _inbox_select() -> Any:
+    return select(
+        inboxes.c.id,
+        inboxes.c.pod_id,
+        pods.c.name.label("pod"),
+        inboxes.c.address,
+        inboxes.c.created_at,
+    ).select_from(inboxes.join(pods, pods.c.id == inboxes.c.pod_id))
+
+
+def _inbox(row: Row[Any]) -> Inbox:
+    return Inbox(row.id, row.pod_id, row.pod, row.address, row.created_at)
+
+
+def _key_select() -> Any:
+    return select(
+        api_keys.c.id,
+        api_keys.c.pod_id,
+        pods.c.name.label("pod"),
+        api_keys.c.inbox_id,
+        inboxes.c.address.label("inbox"),
+        api_keys.c.label,
+        api_keys.c.created_at,
+        api_keys.c.revoked_at,
+        api_keys.c.secret_hash,
+    ).select_from(
+        api_keys.join(pods, pods.c.id == api_keys.c.pod_id).outerjoin(
+            inboxes, inboxes.c.id == api_keys.c.inbox_id
+        )
+    )
+
+
+def _key(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        pod_id=row.pod_id,
+        pod=row.pod,
+        inbox_id=row.inbox_id,
+        inbox=row.inbox,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        secret_hash=row.secret_hash,
+    )
+
+
+async def _mailbox_row(conn: AsyncConnection, inbox_id: int, name: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(mailboxes).where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
+        )
+    ).first()
+
+
+async def _mailbox_by_id(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
+    row = (await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))).first()
+    if row is None:
+        raise errors.MailboxNotFound("the mailbox no longer exists")
+    return _mailbox(row)
+
+
+async def _lock_mailbox(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
+    """Lock the mailbox row for the rest of the transaction (SQLite: the write lock already)."""
+    row = (
+        await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id).with_for_update())
+    ).first()
+    if row is None:
+        raise errors.MailboxNotFound("the mailbox no longer exists")
+    return _mailbox(row)
+
+
+async def _bump_mailbox(
+    conn: AsyncConnection,
+    box: Mailbox,
+    *,
+    modseq: int,
+    uidnext: int | None = None,
+    keywords: str = "",
+) -> None:
+    values: dict[str, Any] = {"highestmodseq": modseq}
+    if uidnext is not None:
+        values["uidnext"] = uidnext
+    if keywords:
+        known = set(box.keywords)
+        fresh = set(keywords.split()) - known
+        if fresh:
+            if len(known) + len(fresh) > MAX_KEYWORDS:
+                raise errors.LimitExceeded(
+                    f"a mailbox can hold at most {MAX_KEYWORDS} different keywords"
+                )
+            values["keywords"] = " ".join(sorted(known | fresh))
+    await conn.execute(update(mailboxes).where(mailboxes.c.id == box.id).values(**values))
+
+
+async def _insert_mailbox(
+    conn: AsyncConnection, inbox_id: int, name: str, special_use: str | None
+) -> None:
+    now = _now()
+    last = await conn.scalar(select(inboxes.c.last_uidvalidity).where(inboxes.c.id == inbox_id))
+    # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY.
+    uidvalidity = max(now, int(last or 0) + 1)
+    await conn.execute(
+        update(inboxes).where(inboxes.c.id == inbox_id).values(last_uidvalidity=uidvalidity)
+    )
+    await conn.execute(
+        insert(mailboxes).values(
+            inbox_id=inbox_id,
+            name=name,
+            special_use=special_use,
+            uidvalidity=uidvalidity,
+            uidnext=1,
+            highestmodseq=1,
+            subscribed=True,
+            keywords="",
+            created_at=now,
+        )
+    )
+
+
+async def _insert_message(conn: AsyncConnection, db: Database, prepared: Prepared) -> int:
+    """The message's id, storing its blob and index unless identical bytes are stored already."""
+    existing = await conn.scalar(select(messages.c.id).where(messages.c.hash == prepared.digest))
+    if existing is not None:
+        return int(existing)
+    index = prepared.index
+    values = {
+        "hash": prepared.digest,
+        "size": index.size,
+        "header": index.header,
+        "envelope": index.envelope,
+        "body": index.body,
+        "bodystructure": index.bodystructure,
+        "parts": index.parts,
+        "sent_date": int(index.sent_date.timestamp()) if index.sent_date else None,
+        "sent_date_tz": _tz_minutes(index.sent_date) if index.sent_date else 0,
+        "created_at": _now(),
+    }
+    dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+    message_id = await conn.scalar(
+        dialect_insert(messages)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["hash"])
+        .returning(messages.c.id)
+    )
+    if message_id is None:
+        # A concurrent transaction stored the same bytes first.
+        return int(
+            await conn.scalar(select(messages.c.id).where(messages.c.hash == prepared.digest))
+        )
+    await conn.execute(insert(blobs).values(message_id=message_id, data=prepared.raw))
+    return int(message_id)
+
+
+async def _remove_entries(
+    conn: AsyncConnection, mailbox_id: int, uids: list[int], modseq: int
+) -> None:
+    for chunk in _chunks(uids, 500):
+        await conn.execute(
+            delete(entries).where(entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(chunk))
+        )
+    await conn.execute(
+        insert(expunged), [{"mailbox_id": mailbox_id, "uid": u, "modseq": modseq} for u in uids]
+    )
+
+
+async def _collect_garbage(conn: AsyncConnection, message_ids: set[int]) -> None:
+    """Delete messages (and their blobs) that no entry refers to any more."""
+    for chunk in _chunks(sorted(message_ids), 500):
+        orphan = and_(
+            messages.c.id.in_(chunk),
+            ~exists().where(entries.c.message_id == messages.c.id),
+        )
+        await conn.execute(
+            delete(blobs).where(
+                blobs.c.message_id.in_(select(messages.c.id).where(orphan).scalar_subquery())
+            )
+        )
+        await conn.execute(delete(messages).where(orphan))
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _mailbox(row: Row[Any]) -> Mailbox:
+    return Mailbox(
+        id=row.id,
+        inbox_id=row.inbox_id,
+        name=row.name,
+        special_use=row.special_use,
+        uidvalidity=row.uidvalidity,
+        uidnext=row.uidnext,
+        highestmodseq=row.highestmodseq,
+        subscribed=bool(row.subscribed),
+        keywords=_keywords(row.keywords),
+    )
+
+
+def _keywords(text_value: str) -> tuple[str, ...]:
+    return tuple(text_value.split()) if text_value else ()
+
+
+def _tz_minutes(when: datetime.datetime) -> int:
+    offset = when.utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() // 60)
+
+
+def _datetime(epoch: int, tz_minutes: int) -> datetime.datetime:
+    tz = datetime.timezone(datetime.timedelta(minutes=tz_minutes))
+    return datetime.datetime.fromtimestamp(epoch, tz)
+
+
+# -------------------------------------------------------------------- helpers (names)
+
+
+def canonical_mailbox_name(name: str) -> str:
+    """INBOX is case-insensitive, also as a parent ("inbox/x" is "INBOX/x"); nothing else is."""
+    head, sep, rest = name.partition(HIERARCHY_DELIMITER)
+    if head.upper() == INBOX:
+        return INBOX + sep + rest
+    return name
+
+
+def _valid_mailbox_name(name: str) -> str:
+    name = canonical_mailbox_name(name)
+    if not name or len(name.encode()) > MAX_MAILBOX_NAME:
+        raise errors.InvalidName("a mailbox name must be 1 to 1000 bytes long")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise errors.InvalidName("a mailbox name cannot contain control characters")
+    parts = name.split(HIERARCHY_DELIMITER)
+    if any(not p for p in parts):
+        raise errors.InvalidName(f"{name!r} has an empty level in its hierarchy")
+    if any(c in name for c in "*%"):
+        raise errors.InvalidName("a mailbox name cannot contain the wildcards * or %")
+    return name
+
+
+def _no_mailbox(name: str) -> errors.MailboxNotFound:
+    hint = "" if name == INBOX else " (mailbox names other than INBOX are case-sensitive)"
+    return errors.MailboxNotFound(f'Mailbox "{name}" does not exist{hint}')
+
+
+def _pod_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 255 or any(ord(c) < 0x21 for c in name):
+        raise errors.InvalidName(f"{name!r} is not a valid pod name")
+    return name
+
+
+def _address(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except InvalidAddress as exc:
+        raise errors.InvalidName(str(exc)) from None

@@ -1,0 +1,63 @@
+"""Store errors: one type per thing a caller can get wrong, mapped once at each protocol edge."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class PodNotFound(NotFound):
+    pass
+
+
+class InboxNotFound(NotFound):
+    pass
+
+
+class MailboxNotFound(NotFound):
+    pass
+
+
+class KeyNotFound(NotFound):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class PodExists(AlreadyExists):
+    pass
+
+
+class InboxExists(AlreadyExists):
+    pass
+
+
+class MailboxExists(AlreadyExists):
+    pass
+
+
+class CannotModify(StoreError):
+    """The operation is not allowed on this object (a built-in mailbox, a pod with inboxes…)."""
+
+
+class InvalidName(StoreError):
+    """A mailbox, pod or inbox name the store will not accept."""
+
+
+class LimitExceeded(StoreError):
+    """A hard limit (UID space, name length, number of keywords) would be exceeded."""
+
+
+class Unavailable(StoreError):
+    """The database cannot be reached or stayed busy: temporary, the client should retry."""
+
+
+class Conflict(Unavailable):
+    """Concurrent writers kept colliding after the store's own retries: temporary."""

@@ -1,0 +1,138 @@
+"""SQLAlchemy tables. Private to the store: nothing outside `mailgate.store` sees a row.
+
+Times are integer Unix seconds (the same on SQLite and PostgreSQL). A message's bytes live once
+in `blobs`, its IMAP metadata (computed at ingest) once in `messages`, and each mailbox that
+holds it has an `entries` row with its own UID, flags and MODSEQ.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+pods = Table(
+    "pods",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+inboxes = Table(
+    "inboxes",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=False, index=True),
+    # Stored lower-cased: addresses compare case-insensitively.
+    Column("address", String(320), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    # Last UIDVALIDITY handed out in this inbox, so a re-created mailbox never reuses one.
+    Column("last_uidvalidity", BigInteger, nullable=False, server_default="0"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=False, index=True),
+    # NULL: the key covers every inbox of its pod.
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("label", String(255), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column(
+        "inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", String(1000), nullable=False),
+    Column("special_use", String(16), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    # Every keyword ever set here, space-separated: the FLAGS a SELECT announces.
+    Column("keywords", Text, nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("header", LargeBinary, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("bodystructure", LargeBinary, nullable=False),
+    Column("parts", LargeBinary, nullable=False),
+    Column("sent_date", BigInteger, nullable=True),
+    Column("sent_date_tz", SmallInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("mailbox_id", Id, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False),
+    # System flags as a bitmask (see records.FLAG_BITS), so UNSEEN counts stay in SQL.
+    Column("flags", SmallInteger, nullable=False),
+    Column("keywords", Text, nullable=False, server_default=""),
+    Column("modseq", BigInteger, nullable=False),
+    Column("internaldate", BigInteger, nullable=False),
+    Column("internaldate_tz", SmallInteger, nullable=False, server_default="0"),
+    Index("ix_entries_mailbox_modseq", "mailbox_id", "modseq"),
+    Index("ix_entries_message_id", "message_id"),
+)
+
+# Tombstones: which UIDs left a mailbox at which MODSEQ, so sessions (and later QRESYNC)
+# can learn about expunges they did not see happen.
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("mailbox_id", Id, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True, autoincrement=False),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
+)

@@ -1,0 +1,199 @@
+"""What the store returns: frozen values, never ORM rows."""
+
+from __future__ import annotations
+
+import datetime
+from array import array
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = (
+    "\\Seen",
+    "\\Answered",
+    "\\Flagged",
+    "\\Deleted",
+    "\\Draft",
+)
+FLAG_BITS: dict[str, int] = {SEEN: 1, ANSWERED: 2, FLAGGED: 4, DELETED: 8, DRAFT: 16}
+SYSTEM_FLAGS: tuple[str, ...] = tuple(FLAG_BITS)
+
+INBOX = "INBOX"
+# The mailboxes every inbox has, with their RFC 6154 special-use attribute.
+BUILTIN_MAILBOXES: dict[str, str | None] = {
+    INBOX: None,
+    "Sent": "\\Sent",
+    "Trash": "\\Trash",
+    "Spam": "\\Junk",
+    "Drafts": "\\Drafts",
+}
+HIERARCHY_DELIMITER = "/"
+
+
+def split_flags(flags: tuple[str, ...] | frozenset[str] | list[str]) -> tuple[int, str]:
+    """(bitmask, keyword text) for a set of flags; keywords keep their case, sorted."""
+    bits = 0
+    keywords: set[str] = set()
+    for flag in flags:
+        bit = FLAG_BITS.get(flag)
+        if bit is None:
+            keywords.add(flag)
+        else:
+            bits |= bit
+    return bits, " ".join(sorted(keywords))
+
+
+@lru_cache(maxsize=4096)
+def join_flags(bits: int, keywords: str) -> tuple[str, ...]:
+    """The flags of a message as the IMAP layer shows them: system flags first, then keywords."""
+    system = tuple(name for name, bit in FLAG_BITS.items() if bits & bit)
+    return system + tuple(keywords.split()) if keywords else system
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    id: int
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    id: int
+    pod_id: int
+    pod: str
+    address: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    pod_id: int
+    pod: str
+    inbox_id: int | None  # None: every inbox of the pod
+    inbox: str | None
+    label: str
+    created_at: int
+    revoked_at: int | None
+    secret_hash: str = field(repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    inbox_id: int
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    subscribed: bool
+    keywords: tuple[str, ...]
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_MAILBOXES
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A mailbox as SELECT first shows it: the UID of each sequence number, and its counters."""
+
+    mailbox: Mailbox
+    uids: array[int]
+    unseen: int
+    first_unseen: int | None  # sequence number of the first message without \Seen
+
+
+@dataclass(frozen=True, slots=True)
+class EntryState:
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a mailbox after a MODSEQ: the catch-up a session applies."""
+
+    highestmodseq: int
+    uidnext: int
+    keywords: tuple[str, ...]
+    changed: list[EntryState]  # new messages and flag changes, in UID order
+    expunged: list[int]  # UIDs, ascending
+    exists: bool = True  # False once the mailbox was deleted
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRow:
+    """One message entry with the columns a FETCH asked for (others are None)."""
+
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+    internaldate: datetime.datetime
+    size: int
+    envelope: bytes | None = None
+    body: bytes | None = None
+    bodystructure: bytes | None = None
+    header: bytes | None = None
+    parts: bytes | None = None
+    data: bytes | None = None
+    sent_date: datetime.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where a message landed: one per target mailbox."""
+
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A mailbox a message is to be filed in, with its initial flags."""
+
+    mailbox_id: int
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Parcel:
+    """One message and the mailboxes it goes to."""
+
+    raw: bytes
+    targets: tuple[Target, ...]
+    internaldate: datetime.datetime | None = None  # None: now
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    uidvalidity: int  # of the destination
+    source_uids: list[int]
+    dest_uids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    """Result of a STORE: new flags of the entries it touched, and what it had to skip."""
+
+    updated: list[EntryState]
+    modified: list[int]  # UIDs left alone because of UNCHANGEDSINCE (RFC 7162)
+    highestmodseq: int
