@@ -1,0 +1,164 @@
+"""API keys and logins: a login is (inbox address, API key), valid iff the key is active and
+its scope (one inbox, or every inbox of a pod) covers that inbox.
+
+A key looks like `mgk_<id>_<secret>`: the id is public (shown by `key list`, used by `key
+revoke`), the secret carries 256 random bits and is stored only as its SHA-256. A fast hash is
+right here: the secret is random, not a password a person chose, so it cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.config import AuthSettings
+from mailgate.store import errors
+from mailgate.store.api import Store
+from mailgate.store.records import ApiKey, Inbox
+
+TOKEN_PREFIX = "mgk_"
+MAX_FAILURE_DELAY = 8.0
+# A hash to compare against when the key id is unknown, so that case costs the same time.
+_DUMMY_HASH = hashlib.sha256(b"mailgate").hexdigest()
+
+
+class AuthFailed(Exception):
+    """Wrong address, unknown or revoked key, or a key whose scope does not cover the inbox."""
+
+
+class LockedOut(Exception):
+    """Too many failed logins from this client address; try again after `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed logins; try again in {int(retry_after) + 1} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who logged in: the inbox, and the key that opened it."""
+
+    inbox: Inbox
+    key_id: str
+
+    @property
+    def address(self) -> str:
+        return self.inbox.address
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed token, else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    key_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
+    if not sep or not key_id or not secret or len(key_id) > 32:
+        return None
+    return key_id, secret
+
+
+def new_token() -> tuple[str, str, str]:
+    """A fresh (key id, secret, token)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)  # 32 bytes: 256 bits
+    return key_id, secret, f"{TOKEN_PREFIX}{key_id}_{secret}"
+
+
+async def issue_key(
+    store: Store, *, inbox: str | None = None, pod: str | None = None, label: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key scoped to `inbox` or `pod`; returns it with the token, shown only now."""
+    key_id, secret, token = new_token()
+    key = await store.add_key(key_id, hash_secret(secret), inbox=inbox, pod=pod, label=label)
+    return key, token
+
+
+class Throttle:
+    """Failed logins per client address: each one answers more slowly, too many lock it out.
+
+    Kept in memory per node: a lockout only needs to slow a guesser down, and across nodes the
+    key space (256 bits) does the rest.
+    """
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._settings = settings
+        self._failures: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def check(self, client: str) -> None:
+        until = self._locked_until.get(client)
+        if until is None:
+            return
+        remaining = until - time.monotonic()
+        if remaining > 0:
+            raise LockedOut(remaining)
+        del self._locked_until[client]
+
+    def failed(self, client: str) -> float:
+        """Record a failure; returns how long to wait before answering it."""
+        now = time.monotonic()
+        window = self._failures.setdefault(client, deque())
+        window.append(now)
+        while window and window[0] < now - self._settings.failure_window:
+            window.popleft()
+        if len(window) >= self._settings.max_failures:
+            self._locked_until[client] = now + self._settings.lockout
+            window.clear()
+        self._forget_stale(now)
+        return min(self._settings.failure_delay * 2 ** (len(window) - 1), MAX_FAILURE_DELAY)
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+    def _forget_stale(self, now: float) -> None:
+        # Bound memory when many addresses fail once and never come back.
+        if len(self._failures) < 10_000:
+            return
+        horizon = now - self._settings.failure_window
+        for client in [c for c, w in self._failures.items() if not w or w[-1] < horizon]:
+            del self._failures[client]
+        for client in [c for c, t in self._locked_until.items() if t < now]:
+            del self._locked_until[client]
+
+
+class Authenticator:
+    def __init__(self, store: Store, settings: AuthSettings) -> None:
+        self.store = store
+        self.throttle = Throttle(settings)
+
+    async def login(self, address: str, token: str, client: str) -> Principal:
+        """The principal for (address, token), or AuthFailed / LockedOut after the due delay."""
+        self.throttle.check(client)
+        principal = await self._verify(address, token)
+        if principal is None:
+            delay = self.throttle.failed(client)
+            if delay:
+                await asyncio.sleep(delay)
+            raise AuthFailed("invalid address or API key")
+        self.throttle.succeeded(client)
+        return principal
+
+    async def _verify(self, address: str, token: str) -> Principal | None:
+        parts = split_token(token.strip())
+        key = await self.store.get_key(parts[0]) if parts else None
+        expected = key.secret_hash if key else _DUMMY_HASH
+        given = hash_secret(parts[1]) if parts else ""
+        if not hmac.compare_digest(expected, given) or key is None or not key.active:
+            return None
+        try:
+            inbox = await self.store.get_inbox(normalize_address(address))
+        except (InvalidAddress, errors.InboxNotFound):
+            return None
+        covered = (
+            inbox.id == key.inbox_id if key.inbox_id is not None else inbox.pod_id == key.pod_id
+        )
+        return Principal(inbox, key.id) if covered else None
