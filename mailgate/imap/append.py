@@ -1,0 +1,33 @@
+"""APPEND (and MULTIAPPEND, RFC 3502), answering with APPENDUID (RFC 4315)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import LOGGED_IN, command
+from mailgate.imap.copy import destination
+from mailgate.imap.errors import no
+from mailgate.imap.parser import Append, Request
+from mailgate.imap.wire import uid_set
+from mailgate.store.records import Parcel, Target
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("APPEND", LOGGED_IN)
+async def append(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Append)
+    limit = s.settings.imap.max_message_size
+    for message in args.messages:
+        if len(message.data) > limit:
+            raise no(f"The message is larger than the limit of {limit} bytes", "TOOBIG")
+        if not message.data.strip():
+            raise no("Empty messages cannot be stored", "CANNOT")
+    dest = await destination(s, args.mailbox)
+    parcels = [Parcel(m.data, (Target(dest.id, m.flags),), m.date) for m in args.messages]
+    # All messages of a MULTIAPPEND commit together, or none does (RFC 3502 §6.3.11).
+    placed = await s.store.deliver(parcels)
+    uids = [targets[0].uid for targets in placed]
+    return f"[APPENDUID {dest.uidvalidity} {uid_set(uids).decode()}] APPEND completed"

@@ -1,0 +1,50 @@
+"""The command table: which handler runs each IMAP command, and in which session states.
+
+Each command module registers its handlers with `@command`; the server looks commands up here
+and never grows a method per command.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailgate.imap.parser import Request
+    from mailgate.imap.server import IMAPServer
+
+
+class State(enum.Flag):
+    NOT_AUTHENTICATED = enum.auto()
+    AUTHENTICATED = enum.auto()
+    SELECTED = enum.auto()
+    LOGOUT = enum.auto()
+
+
+ANY = State.NOT_AUTHENTICATED | State.AUTHENTICATED | State.SELECTED
+LOGGED_IN = State.AUTHENTICATED | State.SELECTED
+
+# A handler returns the text of the tagged OK (it may start with a "[CODE]"), or raises Reply.
+Handler = Callable[["IMAPServer", "Request"], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: Handler
+    states: State
+    # RFC 3501 §7.4.1: no EXPUNGE responses while a non-UID FETCH, STORE or SEARCH runs.
+    expunges_ok: bool = True
+
+
+REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, states: State, *, expunges_ok: bool = True) -> Callable[[Handler], Any]:
+    def register(handler: Handler) -> Handler:
+        REGISTRY[name] = Command(name, handler, states, expunges_ok)
+        return handler
+
+    return register

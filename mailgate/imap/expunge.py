@@ -1,0 +1,32 @@
+"""EXPUNGE and UID EXPUNGE (RFC 4315 UIDPLUS)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import State, command
+from mailgate.imap.errors import no
+from mailgate.imap.parser import Request, UidExpunge
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("EXPUNGE", State.SELECTED)
+async def expunge(s: IMAPServer, request: Request) -> str:
+    selected = s.selected
+    assert selected is not None
+    if selected.readonly:
+        raise no("The mailbox is open read-only (EXAMINE)", "CANNOT")
+    if request.uid:
+        args = request.args
+        assert isinstance(args, UidExpunge)
+        ranges = selected.uid_ranges(args.sequence, by_uid=True)
+    else:
+        # Only what this session has been told about: a message that arrived since is kept.
+        ranges = [(1, selected.last_uid)]
+    if ranges:
+        gone = await s.store.expunge(selected.mailbox_id, ranges)
+        for seq in selected.forget(gone):
+            s.untagged(b"%d EXPUNGE" % seq)
+    return "EXPUNGE completed"

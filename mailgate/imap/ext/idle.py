@@ -1,0 +1,22 @@
+"""IDLE (RFC 2177): new mail, flag changes and expunges pushed as soon as they commit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import LOGGED_IN, command
+from mailgate.imap.errors import bad
+from mailgate.imap.parser import Request
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("IDLE", LOGGED_IN)
+async def idle(s: IMAPServer, request: Request) -> str:
+    s.send(b"+ idling\r\n")
+    s.flush()
+    line = await s.idle()
+    if line.strip().upper() != b"DONE":
+        raise bad("Expected DONE to end IDLE")
+    return "IDLE terminated"

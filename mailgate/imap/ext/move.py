@@ -1,0 +1,34 @@
+"""MOVE (RFC 6851): copy and expunge in one step, with COPYUID before the EXPUNGEs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import State, command
+from mailgate.imap.copy import copyuid, destination
+from mailgate.imap.errors import no
+from mailgate.imap.parser import CopyMove, Request
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("MOVE", State.SELECTED)
+async def move(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, CopyMove)
+    selected = s.selected
+    assert selected is not None
+    if selected.readonly:
+        raise no("The mailbox is open read-only (EXAMINE)", "CANNOT")
+    ranges = selected.uid_ranges(args.sequence, request.uid)
+    dest = await destination(s, args.mailbox)
+    if not ranges:
+        return "MOVE completed"
+    result = await s.store.move(selected.mailbox_id, ranges, dest.id)
+    if result.source_uids:
+        # RFC 6851 §4.3: COPYUID goes in an untagged OK, sent before the EXPUNGEs.
+        s.untagged(f"OK {copyuid(result)} Moved".encode())
+        for seq in selected.forget(result.source_uids):
+            s.untagged(b"%d EXPUNGE" % seq)
+    return "MOVE completed"

@@ -1,0 +1,183 @@
+"""FETCH: the hot path of every client's folder sync.
+
+ENVELOPE, BODYSTRUCTURE, sizes and the header section were computed at ingest; a range FETCH
+of them is one store query and one buffered write. Message bytes are read only for the items
+that need them, in batches, and written as the client reads them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import State, command
+from mailgate.imap.errors import bad
+from mailgate.imap.parser import Fetch, FetchItem, Request
+from mailgate.imap.selected import SelectedMailbox
+from mailgate.imap.server import WRITE_CHUNK
+from mailgate.imap.wire import flag_list, internaldate
+from mailgate.message import extract_section, header_fields
+from mailgate.store.records import SEEN, FetchRow
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+Renderer = Callable[[FetchRow], bytes]
+# Messages per store round trip when their bytes are needed (bounded memory per session).
+DATA_BATCH = 64
+META_BATCH = 5000
+
+
+def _literal(data: bytes | None) -> bytes:
+    if data is None:
+        return b"NIL"
+    return b"{%d}\r\n%s" % (len(data), data)
+
+
+def _partial(data: bytes | None, partial: tuple[int, int] | None) -> bytes | None:
+    if partial is None or data is None:
+        return data
+    start, length = partial
+    return data[start : start + length]
+
+
+def _body_text(row: FetchRow) -> bytes:
+    assert row.data is not None
+    assert row.header is not None
+    return row.data[len(row.header) :]
+
+
+def _section_bytes(item: FetchItem) -> Callable[[FetchRow], bytes | None]:
+    """How to get the bytes of one BODY[...]-like item from a row."""
+    if item.name == "RFC822":
+        return lambda row: row.data
+    if item.name == "RFC822.HEADER":
+        return lambda row: row.header
+    if item.name == "RFC822.TEXT":
+        return _body_text
+    section = item.section
+    assert section is not None
+    part, spec, fields = section.part, section.specifier, section.fields
+    if not part:
+        if spec == "":
+            return lambda row: row.data
+        if spec == "HEADER":
+            return lambda row: row.header
+        if spec == "HEADER.FIELDS":
+            return lambda row: header_fields(row.header or b"", fields)
+        if spec == "HEADER.FIELDS.NOT":
+            return lambda row: header_fields(row.header or b"", fields, exclude=True)
+        if spec == "TEXT":
+            return _body_text
+    return lambda row: extract_section(row.data or b"", row.parts or b"", part, spec, fields)
+
+
+def _columns(item: FetchItem) -> set[str]:
+    name = item.name
+    if name in ("ENVELOPE", "BODYSTRUCTURE"):
+        return {name.lower()}
+    if name == "BODY" and item.section is None:
+        return {"body"}
+    if name == "RFC822.HEADER":
+        return {"header"}
+    if name in ("RFC822", "RFC822.TEXT"):
+        return {"data", "header"}
+    if name == "BODY":
+        section = item.section
+        assert section is not None
+        if not section.part and section.specifier.startswith("HEADER"):
+            return {"header"}
+        if not section.part:
+            return {"data", "header"}
+        return {"data", "parts"}
+    return set()
+
+
+def _renderer(item: FetchItem) -> Renderer:
+    name = item.name
+    if name == "UID":
+        return lambda row: b"UID %d" % row.uid
+    if name == "FLAGS":
+        return lambda row: b"FLAGS " + flag_list(row.flags)
+    if name == "INTERNALDATE":
+        return lambda row: b"INTERNALDATE " + internaldate(row.internaldate)
+    if name == "RFC822.SIZE":
+        return lambda row: b"RFC822.SIZE %d" % row.size
+    if name == "ENVELOPE":
+        return lambda row: b"ENVELOPE " + (row.envelope or b"NIL")
+    if name == "BODYSTRUCTURE":
+        return lambda row: b"BODYSTRUCTURE " + (row.bodystructure or b"NIL")
+    if name == "BODY" and item.section is None:
+        return lambda row: b"BODY " + (row.body or b"NIL")
+    if name == "MODSEQ":
+        return lambda row: b"MODSEQ (%d)" % row.modseq
+    if name in ("BINARY", "BINARY.SIZE"):
+        raise bad("BINARY is not supported", "CANNOT")
+    label = item.response_name() + b" "
+    get = _section_bytes(item)
+    partial = item.partial
+    return lambda row: label + _literal(_partial(get(row), partial))
+
+
+def batches(
+    selected: SelectedMailbox, ranges: list[tuple[int, int]], size: int
+) -> list[list[tuple[int, int]]]:
+    """Split UID ranges into runs of at most `size` known messages (each one range)."""
+    uids = selected.uids
+    out: list[list[tuple[int, int]]] = []
+    for lo, hi in ranges:
+        start = bisect.bisect_left(uids, lo)
+        end = bisect.bisect_right(uids, hi)
+        for i in range(start, end, size):
+            j = min(i + size, end) - 1
+            out.append([(uids[i], uids[j])])
+    return out
+
+
+@command("FETCH", State.SELECTED, expunges_ok=False)
+async def fetch(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Fetch)
+    selected = s.selected
+    assert selected is not None
+    items = list(args.items)
+    names = {item.name for item in items}
+    if args.changedsince is not None or "MODSEQ" in names:
+        s.condstore = True  # RFC 7162 §3.1: using CONDSTORE syntax enables it
+    if args.changedsince is not None and "MODSEQ" not in names:
+        items.append(_item("MODSEQ"))
+    if request.uid and "UID" not in names:
+        items.insert(0, _item("UID"))
+    marks_seen = not selected.readonly and any(i.sets_seen for i in items)
+    if marks_seen and "FLAGS" not in names:
+        items.append(_item("FLAGS"))
+    renderers = [_renderer(item) for item in items]
+    columns: set[str] = set()
+    for item in items:
+        columns |= _columns(item)
+
+    ranges = selected.uid_ranges(args.sequence, request.uid)
+    if not ranges:
+        return "FETCH completed"
+    if marks_seen:
+        update = await s.store.store_flags(selected.mailbox_id, ranges, "+", [SEEN])
+        for state in update.updated:
+            selected.note_reported(state.uid, state.modseq)
+    size = DATA_BATCH if "data" in columns else META_BATCH
+    changedsince = args.changedsince
+    for batch in batches(selected, ranges, size):
+        rows = await s.store.fetch(selected.mailbox_id, batch, columns)
+        for row in rows:
+            if changedsince is not None and row.modseq <= changedsince:
+                continue
+            seq = selected.seq_of(row.uid)
+            if seq is None:
+                continue
+            s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
+        await s.drain(at_least=WRITE_CHUNK)
+    return "FETCH completed"
+
+
+def _item(name: str) -> FetchItem:
+    return FetchItem(name=name, section=None, partial=None, peek=False)

@@ -1,0 +1,48 @@
+"""STORE: set, add or remove flags (with CONDSTORE's UNCHANGEDSINCE, RFC 7162 §3.2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import State, command
+from mailgate.imap.errors import no
+from mailgate.imap.parser import Request, Store
+from mailgate.imap.wire import flag_list, uid_set
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("STORE", State.SELECTED, expunges_ok=False)
+async def store(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Store)
+    selected = s.selected
+    assert selected is not None
+    if selected.readonly:
+        raise no("The mailbox is open read-only (EXAMINE)", "CANNOT")
+    if args.unchangedsince is not None:
+        s.condstore = True
+    ranges = selected.uid_ranges(args.sequence, request.uid)
+    if not ranges:
+        return "STORE completed"
+    result = await s.store.store_flags(
+        selected.mailbox_id, ranges, args.mode, args.flags, unchangedsince=args.unchangedsince
+    )
+    for state in result.updated:
+        selected.note_reported(state.uid, state.modseq)
+        seq = selected.seq_of(state.uid)
+        if args.silent or seq is None:
+            continue
+        items = [b"FLAGS " + flag_list(state.flags)]
+        if request.uid:
+            items.insert(0, b"UID %d" % state.uid)
+        if s.condstore:
+            items.append(b"MODSEQ (%d)" % state.modseq)
+        s.untagged(b"%d FETCH (%s)" % (seq, b" ".join(items)))
+    if result.modified:
+        numbers = (
+            result.modified if request.uid else [selected.seq_of(u) or 0 for u in result.modified]
+        )
+        return f"[MODIFIED {uid_set(sorted(numbers)).decode()}] Conditional STORE failed"
+    return "STORE completed"

@@ -1,0 +1,194 @@
+"""Mailbox management: LIST (with LIST-EXTENDED, LIST-STATUS, SPECIAL-USE), LSUB, STATUS,
+CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import LOGGED_IN, command
+from mailgate.imap.errors import Reply
+from mailgate.imap.parser import List, Lsub, MailboxArg, Rename, Request, Status
+from mailgate.imap.wire import mailbox as wire_mailbox
+from mailgate.store.api import canonical_mailbox_name
+from mailgate.store.errors import StoreError
+from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+DELIMITER = HIERARCHY_DELIMITER.encode()
+
+
+def _inbox_id(s: IMAPServer) -> int:
+    assert s.principal is not None
+    return s.principal.inbox.id
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 3501 §6.3.8: "*" matches anything, "%" anything but the hierarchy delimiter."""
+    full = canonical_mailbox_name(reference + pattern)
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append(f"[^{re.escape(HIERARCHY_DELIMITER)}]*")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _matches(regexes: list[re.Pattern[str]], name: str) -> bool:
+    for regex in regexes:
+        if regex.fullmatch(name):
+            return True
+        # INBOX is case-insensitive, so "inbox" and "Inb%" name it too.
+        if (name == INBOX or name.startswith(INBOX + HIERARCHY_DELIMITER)) and re.fullmatch(
+            regex.pattern, name, re.DOTALL | re.IGNORECASE
+        ):
+            return True
+    return False
+
+
+def _attributes(box: Mailbox, parents: set[str], subscribed: bool) -> bytes:
+    attrs = [b"\\HasChildren" if box.name in parents else b"\\HasNoChildren"]
+    if box.special_use:
+        attrs.append(box.special_use.encode())
+    if subscribed and box.subscribed:
+        attrs.append(b"\\Subscribed")
+    return b"(" + b" ".join(attrs) + b")"
+
+
+def _parents(boxes: list[Mailbox]) -> set[str]:
+    parents = set()
+    for box in boxes:
+        head, sep, _ = box.name.rpartition(HIERARCHY_DELIMITER)
+        while sep:
+            parents.add(head)
+            head, sep, _ = head.rpartition(HIERARCHY_DELIMITER)
+    return parents
+
+
+def _sorted(boxes: list[Mailbox]) -> list[Mailbox]:
+    return sorted(boxes, key=lambda b: (b.name != INBOX, b.name))
+
+
+@command("LIST", LOGGED_IN)
+async def list_mailboxes(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, List)
+    if args.patterns == ("",) and not args.selection:
+        # RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root.
+        s.untagged(b'LIST (\\Noselect) "' + DELIMITER + b'" ""')
+        return "LIST completed"
+    boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
+    parents = _parents(boxes)
+    regexes = [pattern_regex(args.reference, p) for p in args.patterns]
+    want_subscribed = "SUBSCRIBED" in args.selection or "SUBSCRIBED" in args.returns
+    for box in boxes:
+        if not _matches(regexes, box.name):
+            continue
+        if "SUBSCRIBED" in args.selection and not box.subscribed:
+            continue
+        if "SPECIAL-USE" in args.selection and not box.special_use:
+            continue
+        attrs = _attributes(box, parents, want_subscribed)
+        s.untagged(b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name))
+        if args.status_items:
+            # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
+            try:
+                s.untagged(await _status_line(s, box, args.status_items))
+            except StoreError:
+                continue
+    return "LIST completed"
+
+
+@command("LSUB", LOGGED_IN)
+async def lsub(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Lsub)
+    if args.pattern == "":
+        s.untagged(b'LSUB (\\Noselect) "' + DELIMITER + b'" ""')
+        return "LSUB completed"
+    boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
+    regexes = [pattern_regex(args.reference, args.pattern)]
+    for box in boxes:
+        if box.subscribed and _matches(regexes, box.name):
+            s.untagged(b'LSUB () "' + DELIMITER + b'" ' + wire_mailbox(box.name))
+    return "LSUB completed"
+
+
+async def _status_line(s: IMAPServer, box: Mailbox, items: tuple[str, ...]) -> bytes:
+    status = await s.store.status(box.id)
+    values = {
+        "MESSAGES": status.messages,
+        "RECENT": 0,  # mailgate keeps no \Recent flag (as IMAP4rev2 dropped it)
+        "UIDNEXT": status.uidnext,
+        "UIDVALIDITY": status.uidvalidity,
+        "UNSEEN": status.unseen,
+        "HIGHESTMODSEQ": status.highestmodseq,
+        "SIZE": status.size,
+        "DELETED": status.deleted,
+    }
+    pairs = " ".join(f"{item} {values[item]}" for item in items)
+    return b"STATUS " + wire_mailbox(box.name) + b" (" + pairs.encode() + b")"
+
+
+@command("STATUS", LOGGED_IN)
+async def status(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Status)
+    box = await s.store.get_mailbox(_inbox_id(s), args.mailbox)
+    if "HIGHESTMODSEQ" in args.items:
+        s.condstore = True  # RFC 7162 §3.1: using a CONDSTORE item enables it
+    s.untagged(await _status_line(s, box, args.items))
+    return "STATUS completed"
+
+
+@command("CREATE", LOGGED_IN)
+async def create(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, MailboxArg)
+    # RFC 3501 §6.3.3: a trailing delimiter only says that children will follow.
+    name = args.mailbox.rstrip(HIERARCHY_DELIMITER) or args.mailbox
+    if canonical_mailbox_name(name) == INBOX:
+        raise Reply("NO", "INBOX always exists", "ALREADYEXISTS")
+    await s.store.create_mailbox(_inbox_id(s), name)
+    return "CREATE completed"
+
+
+@command("DELETE", LOGGED_IN)
+async def delete(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, MailboxArg)
+    await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
+    if s.selected is not None and s.selected.name == canonical_mailbox_name(args.mailbox):
+        s.unselect()
+    return "DELETE completed"
+
+
+@command("RENAME", LOGGED_IN)
+async def rename(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Rename)
+    await s.store.rename_mailbox(_inbox_id(s), args.old, args.new)
+    if s.selected is not None and s.selected.name == canonical_mailbox_name(args.old):
+        s.selected.name = canonical_mailbox_name(args.new)
+    return "RENAME completed"
+
+
+@command("SUBSCRIBE", LOGGED_IN)
+async def subscribe(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, MailboxArg)
+    await s.store.set_subscribed(_inbox_id(s), args.mailbox, True)
+    return "SUBSCRIBE completed"
+
+
+@command("UNSUBSCRIBE", LOGGED_IN)
+async def unsubscribe(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, MailboxArg)
+    await s.store.set_subscribed(_inbox_id(s), args.mailbox, False)
+    return "UNSUBSCRIBE completed"

@@ -1,0 +1,136 @@
+"""SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731).
+
+The key tree is evaluated per message by search.py; this module loads only what the keys
+need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT), and runs
+body matching in a worker thread so decoding big messages never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import TYPE_CHECKING
+
+from mailgate.imap.commands import State, command
+from mailgate.imap.fetch import DATA_BATCH, META_BATCH, batches
+from mailgate.imap.parser import Request, Search
+from mailgate.imap.search import And, ModSeqKey, Not, Or, SearchKey, matches, needs
+from mailgate.imap.wire import uid_set
+from mailgate.message import body_text, header_values
+from mailgate.store.records import FetchRow
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+class _View:
+    """One message as search.py sees it, decoding headers and body only when asked."""
+
+    __slots__ = ("_row", "seq")
+
+    def __init__(self, row: FetchRow, seq: int) -> None:
+        self._row = row
+        self.seq = seq
+
+    @property
+    def uid(self) -> int:
+        return self._row.uid
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return frozenset(self._row.flags)
+
+    @property
+    def internaldate(self) -> datetime.datetime:
+        return self._row.internaldate
+
+    @property
+    def size(self) -> int:
+        return self._row.size
+
+    @property
+    def modseq(self) -> int:
+        return self._row.modseq
+
+    @property
+    def sent_date(self) -> datetime.datetime | None:
+        return self._row.sent_date
+
+    def header_values(self, name: str) -> list[str]:
+        return header_values(self._row.header or b"", name)
+
+    def header_text(self) -> str:
+        return (self._row.header or b"").decode("utf-8", "replace")
+
+    def body_text(self) -> str:
+        return body_text(self._row.data or b"")
+
+
+def _uses_modseq(key: SearchKey) -> bool:
+    if isinstance(key, ModSeqKey):
+        return True
+    if isinstance(key, And | Or):
+        return any(_uses_modseq(child) for child in key.keys)
+    if isinstance(key, Not):
+        return _uses_modseq(key.key)
+    return False
+
+
+@command("SEARCH", State.SELECTED, expunges_ok=False)
+async def search(s: IMAPServer, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Search)
+    selected = s.selected
+    assert selected is not None
+    need = needs(args.key)
+    with_modseq = _uses_modseq(args.key)
+    if with_modseq:
+        s.condstore = True
+    columns: set[str] = set()
+    if need.headers:
+        columns |= {"header", "sent_date"}
+    if need.body:
+        columns |= {"header", "data"}
+    largest_seq, largest_uid = selected.exists, selected.last_uid
+    hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    ranges = [(1, largest_uid)] if largest_uid else []
+    for batch in batches(selected, ranges, DATA_BATCH if need.body else META_BATCH):
+        rows = await s.store.fetch(selected.mailbox_id, batch, columns)
+        views = [_View(row, seq) for row in rows if (seq := selected.seq_of(row.uid)) is not None]
+
+        def run(views: list[_View] = views) -> list[tuple[int, int, int]]:
+            return [
+                (v.seq, v.uid, v.modseq)
+                for v in views
+                if matches(args.key, v, largest_seq, largest_uid)
+            ]
+
+        hits += await asyncio.to_thread(run) if need.body else run()
+
+    numbers = [uid if request.uid else seq for seq, uid, _ in hits]
+    if args.returns is None:
+        line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if with_modseq and hits:
+            # RFC 7162 §3.1.5: the highest MODSEQ of the matching messages.
+            line += b" (MODSEQ %d)" % max(m for _, _, m in hits)
+        s.untagged(line)
+    else:
+        s.untagged(_esearch(request, numbers, args.returns))
+    return "SEARCH completed"
+
+
+def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> bytes:
+    wanted = set(returns) or {"ALL"}
+    parts = [f'(TAG "{request.tag}")'.encode()]
+    if request.uid:
+        parts.append(b"UID")
+    if numbers:
+        if "MIN" in wanted:
+            parts.append(b"MIN %d" % min(numbers))
+        if "MAX" in wanted:
+            parts.append(b"MAX %d" % max(numbers))
+        if "ALL" in wanted:
+            parts.append(b"ALL " + uid_set(sorted(numbers)))
+    if "COUNT" in wanted:
+        parts.append(b"COUNT %d" % len(numbers))
+    return b"ESEARCH " + b" ".join(parts)

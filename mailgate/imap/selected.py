@@ -1,0 +1,148 @@
+"""A session's view of its selected mailbox: the sequence-number map, and catching up.
+
+The view holds only what a session needs between commands: the UID of each sequence number
+(4 bytes per message) and the MODSEQ it has caught up to. When the event bus says the mailbox
+changed, the view asks the store what changed since that MODSEQ and turns it into EXISTS,
+EXPUNGE and FETCH (FLAGS) responses, so a change made by this node, another node, or during a
+lost connection to the database all reach the client the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Sequence
+
+from mailgate.imap.errors import bad
+from mailgate.imap.parser import SequenceSet
+from mailgate.imap.wire import flag_list
+from mailgate.store.api import Store
+from mailgate.store.events import Subscription
+from mailgate.store.records import SYSTEM_FLAGS, Snapshot
+
+
+class MailboxGone(Exception):
+    """The selected mailbox was deleted by another session."""
+
+
+class SelectedMailbox:
+    __slots__ = (
+        "_pending_expunges",
+        "_reported",
+        "dirty",
+        "keywords",
+        "mailbox_id",
+        "modseq",
+        "name",
+        "readonly",
+        "subscription",
+        "uids",
+        "uidvalidity",
+    )
+
+    def __init__(self, snapshot: Snapshot, name: str, readonly: bool) -> None:
+        box = snapshot.mailbox
+        self.mailbox_id = box.id
+        self.name = name
+        self.readonly = readonly
+        self.uidvalidity = box.uidvalidity
+        self.uids: array[int] = snapshot.uids
+        self.modseq = box.highestmodseq
+        self.keywords = box.keywords
+        self.dirty = False
+        self.subscription: Subscription | None = None
+        # Expunged by others while we could not say so (RFC 3501 §7.4.1); still numbered.
+        self._pending_expunges: set[int] = set()
+        # FETCH (FLAGS) this session already sent for its own STORE: uid -> modseq.
+        self._reported: dict[int, int] = {}
+
+    # ---------------------------------------------------------------- numbering
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def last_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_ranges(self, sequence: SequenceSet, by_uid: bool) -> list[tuple[int, int]]:
+        """The UID ranges a sequence set names, limited to messages this session knows of."""
+        if by_uid:
+            last = self.last_uid
+            # RFC 3501 §9: "*" is the largest UID in use; UIDs we do not know are ignored.
+            return [(lo, min(hi, last)) for lo, hi in sequence.resolve(last) if lo <= last]
+        count = len(self.uids)
+        ranges = sequence.resolve(count)
+        if not count or any(lo < 1 or hi > count for lo, hi in ranges):
+            raise bad("Invalid message sequence number", "CLIENTBUG")
+        return [(self.uids[lo - 1], self.uids[hi - 1]) for lo, hi in ranges]
+
+    @property
+    def needs_catch_up(self) -> bool:
+        return self.dirty or bool(self._pending_expunges)
+
+    def note_reported(self, uid: int, modseq: int) -> None:
+        self._reported[uid] = modseq
+
+    def forget(self, uids: Sequence[int]) -> list[int]:
+        """Drop expunged UIDs; returns their sequence numbers, highest first, as EXPUNGE
+        responses must be sent so that each number is right at the moment it is read."""
+        gone = set(uids)
+        seqs = [i + 1 for i, uid in enumerate(self.uids) if uid in gone]
+        if seqs:
+            self.uids = array("I", (u for u in self.uids if u not in gone))
+        self._pending_expunges -= gone
+        return seqs[::-1]
+
+    # ---------------------------------------------------------------- catching up
+
+    async def catch_up(self, store: Store, *, expunges_ok: bool, condstore: bool) -> list[bytes]:
+        """Untagged responses (without "* ") telling the client what changed since last time."""
+        lines: list[bytes] = []
+        self.dirty = False
+        changes = await store.changes_since(self.mailbox_id, self.modseq)
+        if not changes.exists:
+            raise MailboxGone(self.name)
+        known_last = self.last_uid
+        fresh: list[int] = []
+        for entry in changes.changed:
+            if entry.uid > known_last:
+                fresh.append(entry.uid)
+                continue
+            if self._reported.get(entry.uid) == entry.modseq:
+                continue
+            seq = self.seq_of(entry.uid)
+            if seq is None or entry.uid in self._pending_expunges:
+                continue
+            modseq = f" MODSEQ ({entry.modseq})".encode() if condstore else b""
+            lines.append(
+                b"%d FETCH (UID %d FLAGS %s%s)" % (seq, entry.uid, flag_list(entry.flags), modseq)
+            )
+        self._reported.clear()
+        gone = set(changes.expunged) & set(self.uids) if changes.expunged else set()
+        if expunges_ok:
+            for seq in self.forget(sorted(gone | self._pending_expunges)):
+                lines.append(b"%d EXPUNGE" % seq)
+        else:
+            self._pending_expunges |= gone
+        if fresh:
+            self.uids.extend(fresh)
+            lines.append(b"%d EXISTS" % len(self.uids))
+        if changes.keywords != self.keywords:
+            self.keywords = changes.keywords
+            lines.extend(self.flags_lines())
+        self.modseq = max(self.modseq, changes.highestmodseq)
+        return lines
+
+    def flags_lines(self) -> list[bytes]:
+        flags = SYSTEM_FLAGS + self.keywords
+        permanent = () if self.readonly else (*flags, "\\*")
+        return [
+            b"FLAGS " + flag_list(flags),
+            b"OK [PERMANENTFLAGS " + flag_list(permanent) + b"] Flags permitted",
+        ]

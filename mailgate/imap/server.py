@@ -1,0 +1,486 @@
+"""The IMAP server: Twisted's IMAP4Server for the connection, our framing and command table.
+
+Twisted gives us the connection, TLS and STARTTLS, line buffering and the inactivity timer.
+The rest is ours, because the library's version parses literals only at the end of a line,
+cannot say LITERAL+, runs pipelined commands concurrently, and writes per message:
+
+- Framing: lines and literals ({n} and LITERAL+ {n+}) are collected into one command, with a
+  size limit per literal; then the pure parser (parser.py) turns it into a Request.
+- One command at a time: while a command runs, the protocol stops reading (the transport is
+  paused), so pipelined commands wait their turn and a client cannot queue unbounded work.
+- Output is buffered per command and written in one go; big responses wait for the client to
+  read (write backpressure) before producing more.
+- Changes to the selected mailbox arrive from the event bus: at once while IDLE, otherwise at
+  the end of the next command (selected.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.protocol import Factory
+from twisted.mail.imap4 import IMAP4Server
+
+from mailgate.auth import Authenticator, Principal
+from mailgate.config import Settings
+from mailgate.imap import commands
+from mailgate.imap.commands import LOGGED_IN, REGISTRY, State
+from mailgate.imap.errors import Reply, bad, from_store
+from mailgate.imap.parser import ParseError, parse_request, parse_tag
+from mailgate.imap.selected import MailboxGone, SelectedMailbox
+from mailgate.store.api import Store
+from mailgate.store.errors import StoreError
+from mailgate.store.events import MailboxChanged
+
+log = logging.getLogger(__name__)
+
+_LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}$")
+PREAUTH_TIMEOUT = 60
+# Literals outside APPEND are strings (a password, a search term): they have no business
+# being large.
+STRING_LITERAL_LIMIT = 1024 * 1024
+WRITE_CHUNK = 256 * 1024
+
+
+class ServerContext:
+    """What every session shares: settings, store, logins, TLS. One per server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        authenticator: Authenticator,
+        tls_factory: Any,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.authenticator = authenticator
+        self.tls_factory = tls_factory
+        self.sessions: set[IMAPServer] = set()
+
+
+class _WriteGate:
+    """Registered with the transport so we learn when the client stops reading."""
+
+    __slots__ = ("_resumed", "paused")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._resumed: asyncio.Future[None] | None = None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+        self._resumed = None
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    async def wait(self) -> None:
+        if self.paused:
+            if self._resumed is None:
+                self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
+
+
+class IMAPServer(IMAP4Server):
+    MAX_LENGTH = 64 * 1024  # longest command line, as Dovecot allows
+
+    def __init__(self, ctx: ServerContext, *, implicit_tls: bool) -> None:
+        super().__init__(contextFactory=None if implicit_tls else ctx.tls_factory)
+        self.context = ctx
+        self.store = ctx.store
+        self.settings = ctx.settings
+        self.implicit_tls = implicit_tls
+        self.session_state = State.NOT_AUTHENTICATED
+        self.principal: Principal | None = None
+        self.selected: SelectedMailbox | None = None
+        self.condstore = False
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._chunks: list[bytes] = []
+        self._command_bytes = 0
+        self._literal: bytearray | None = None
+        self._literal_left = 0
+        self._literal_discard = False
+        self._line_waiter: asyncio.Future[bytes] | None = None
+        self._idle_push: asyncio.Task[None] | None = None
+        self._idling = False
+        self._gate = _WriteGate()
+        self._closed = False
+        self.running: asyncio.Task[None] | None = None
+        # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
+        self.after_reply: Callable[[], None] | None = None
+
+    # ---------------------------------------------------------------- connection
+
+    @property
+    def tls_active(self) -> bool:
+        return self.implicit_tls or self.startedTLS
+
+    @property
+    def client_ip(self) -> str:
+        peer = self.transport.getPeer() if self.transport else None
+        return getattr(peer, "host", "unknown")
+
+    def connectionMade(self) -> None:
+        self.context.sessions.add(self)
+        self.transport.registerProducer(self._gate, True)
+        self.setTimeout(PREAUTH_TIMEOUT)
+        caps = b" ".join(self.capability_list())
+        self.transport.write(b"* OK [CAPABILITY " + caps + b"] mailgate IMAP ready\r\n")
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._closed = True
+        self.setTimeout(None)
+        self.context.sessions.discard(self)
+        if self._line_waiter is not None and not self._line_waiter.done():
+            self._line_waiter.cancel()
+        self.unselect()
+        self._gate.stopProducing()
+
+    def timeoutConnection(self) -> None:
+        self.transport.write(b"* BYE Autologout; idle for too long\r\n")
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.transport.write(b"* BYE Command line too long\r\n")
+        self.transport.loseConnection()
+
+    def close(self, reason: bytes) -> None:
+        """Say BYE and hang up (server shutdown, selected mailbox deleted)."""
+        if self._closed:
+            return
+        self.flush()
+        self.transport.write(b"* BYE " + reason + b"\r\n")
+        self.transport.loseConnection()
+        self._closed = True
+
+    @property
+    def storing(self) -> asyncio.Task[None] | None:
+        """The command in progress, unless it is only waiting for the client (IDLE)."""
+        return None if self._line_waiter is not None else self.running
+
+    def capability_list(self) -> list[bytes]:
+        caps = [b"IMAP4rev1", b"LITERAL+", b"SASL-IR", b"ID", b"ENABLE", b"IDLE"]
+        if self.session_state is State.NOT_AUTHENTICATED:
+            if self.tls_active:
+                caps.append(b"AUTH=PLAIN")
+            else:
+                caps += [b"STARTTLS", b"LOGINDISABLED"]
+            return caps
+        limit = self.settings.imap.max_message_size
+        return [
+            *caps,
+            b"NAMESPACE",
+            b"UIDPLUS",
+            b"MOVE",
+            b"UNSELECT",
+            b"CHILDREN",
+            b"SPECIAL-USE",
+            b"LIST-EXTENDED",
+            b"LIST-STATUS",
+            b"ESEARCH",
+            b"MULTIAPPEND",
+            b"CONDSTORE",
+            b"STATUS=SIZE",
+            b"APPENDLIMIT=%d" % limit,
+        ]
+
+    # ---------------------------------------------------------------- output
+
+    def untagged(self, data: bytes) -> None:
+        self.send(b"* " + data + b"\r\n")
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def flush(self) -> None:
+        if self._out and not self._closed:
+            self.transport.writeSequence(self._out)
+        self._out = []
+        self._out_size = 0
+
+    async def drain(self, *, at_least: int = 0) -> None:
+        """Write what is buffered (once there is `at_least` of it); wait while the client is
+        not reading, so a big response never piles up in memory."""
+        if self._out_size >= at_least:
+            self.flush()
+            await self._gate.wait()
+
+    # ---------------------------------------------------------------- framing
+
+    def lineReceived(self, line: bytes) -> None:
+        self.resetTimeout()
+        if self._line_waiter is not None:
+            waiter, self._line_waiter = self._line_waiter, None
+            # Stop reading again at once: whatever follows is the next command.
+            self.pauseProducing()
+            if not waiter.done():
+                waiter.set_result(line)
+            return
+        self._chunks.append(line)
+        self._command_bytes += len(line)
+        match = _LITERAL.search(line)
+        if match is None:
+            chunks, self._chunks, self._command_bytes = self._chunks, [], 0
+            self._begin(chunks)
+            return
+        size, non_sync = int(match.group(1)), bool(match.group(2))
+        problem = self._literal_problem(size)
+        if problem is not None:
+            if not non_sync:
+                # The client waits for "+" before sending; refusing now costs it nothing.
+                self._abandon_command(problem)
+                return
+            # LITERAL+ data is already on its way: refuse, and hang up rather than read it.
+            self.flush()
+            self.transport.write(problem.line(self._tag()) + b"* BYE Literal too large\r\n")
+            self.transport.loseConnection()
+            return
+        self._literal = bytearray()
+        self._literal_left = size
+        if not non_sync:
+            self.send(b"+ Ready for literal data\r\n")
+            self.flush()
+        self.setRawMode()
+        if size == 0:
+            self._finish_literal(b"")
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        take = min(self._literal_left, len(data))
+        assert self._literal is not None
+        self._literal += data[:take]
+        self._literal_left -= take
+        if self._literal_left == 0:
+            self._finish_literal(data[take:])
+
+    def _finish_literal(self, rest: bytes) -> None:
+        assert self._literal is not None
+        self._chunks.append(bytes(self._literal))
+        self._command_bytes += len(self._literal)
+        self._literal = None
+        self.setLineMode(rest)
+
+    def _literal_problem(self, size: int) -> Reply | None:
+        first = self._chunks[0].split(None, 3)
+        words = [w.upper() for w in first[1:3]]
+        appending = b"APPEND" in words
+        limit = self.settings.imap.max_message_size if appending else STRING_LITERAL_LIMIT
+        if size > limit:
+            code = "TOOBIG" if appending else "LIMIT"
+            return Reply("NO", f"Literal of {size} bytes exceeds the limit of {limit}", code)
+        if self._command_bytes + size > 4 * self.settings.imap.max_message_size:
+            return Reply("NO", "Command too large", "LIMIT")
+        return None
+
+    def _tag(self) -> str:
+        return parse_tag(self._chunks) or "*"
+
+    def _abandon_command(self, reply: Reply) -> None:
+        self.send(reply.line(self._tag()))
+        self.flush()
+        self._chunks, self._command_bytes = [], 0
+
+    # ---------------------------------------------------------------- dispatch
+
+    def _begin(self, chunks: list[bytes]) -> None:
+        # Stop reading until this command is done: pipelined commands wait in the buffer.
+        self.pauseProducing()
+        task = asyncio.ensure_future(self._run(chunks))
+        self.running = task
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("IMAP command crashed", exc_info=task.exception())
+        if self._closed:
+            return
+        self.resetTimeout()
+        self.resumeProducing()
+
+    async def _run(self, chunks: list[bytes]) -> None:
+        tag = "*"
+        try:
+            request = parse_request(chunks)
+            tag = request.tag
+            command = REGISTRY.get(request.name)
+            if command is None:
+                raise bad(f"{request.name} is not implemented", "CLIENTBUG")
+            if not self.session_state & command.states:
+                raise bad(_wrong_state(self.session_state, command.states))
+            text = await command.handler(self, request)
+            await self.catch_up(expunges_ok=command.expunges_ok or request.uid)
+            self.send(f"{tag} OK {text}\r\n".encode())
+        except ParseError as exc:
+            tag = exc.tag or "*"
+            if exc.code == "BADCHARSET":
+                # RFC 3501 §6.4.4: an unknown charset is NO, naming the ones we know.
+                self.send(Reply("NO", exc.message, "BADCHARSET (UTF-8 US-ASCII)").line(tag))
+            else:
+                self.send(Reply("BAD", exc.message, exc.code).line(tag))
+        except Reply as reply:
+            self.send(reply.line(tag))
+        except MailboxGone:
+            self.close(b"The selected mailbox was deleted")
+        except StoreError as exc:
+            self.send(from_store(exc).line(tag))
+        except Exception:
+            log.exception("IMAP command failed: %s", tag)
+            self.send(f"{tag} NO [SERVERBUG] Internal error; the incident was logged\r\n".encode())
+        self.flush()
+        if self.after_reply is not None:
+            after, self.after_reply = self.after_reply, None
+            after()
+        if self.session_state is State.LOGOUT:
+            self.transport.loseConnection()
+            self._closed = True
+
+    async def catch_up(self, *, expunges_ok: bool = True) -> None:
+        selected = self.selected
+        if selected is None or not selected.needs_catch_up:
+            return
+        for line in await selected.catch_up(
+            self.store, expunges_ok=expunges_ok, condstore=self.condstore
+        ):
+            self.untagged(line)
+
+    # ---------------------------------------------------------------- states
+
+    def logged_in(self, principal: Principal) -> None:
+        self.principal = principal
+        self.session_state = State.AUTHENTICATED
+        self.setTimeout(self.settings.imap.autologout)
+
+    def select(self, selected: SelectedMailbox) -> None:
+        self.unselect()
+        selected.subscription = self.store.bus.subscribe(selected.mailbox_id, self._on_change)
+        self.selected = selected
+        self.session_state = State.SELECTED
+
+    def unselect(self) -> None:
+        if self.selected is not None:
+            if self.selected.subscription is not None:
+                self.selected.subscription.close()
+            self.selected = None
+        if self.session_state is State.SELECTED:
+            self.session_state = State.AUTHENTICATED
+
+    def _on_change(self, event: MailboxChanged) -> None:
+        selected = self.selected
+        if selected is None or event.mailbox_id != selected.mailbox_id:
+            return
+        if event.modseq and event.modseq <= selected.modseq:
+            return
+        selected.dirty = True
+        if self._idling and (self._idle_push is None or self._idle_push.done()):
+            self._idle_push = asyncio.ensure_future(self._push_changes())
+
+    async def _push_changes(self) -> None:
+        """While IDLE: send what changed as soon as it is committed (RFC 2177)."""
+        try:
+            while self._idling and self.selected is not None and self.selected.needs_catch_up:
+                await self.catch_up()
+                self.flush()
+        except MailboxGone:
+            self.close(b"The selected mailbox was deleted")
+        except StoreError as exc:
+            # The next event, or the end of IDLE, tries again.
+            log.warning("IDLE update failed: %s", exc)
+            if self.selected is not None:
+                self.selected.dirty = True
+
+    async def read_line(self) -> bytes:
+        """The client's next line, read raw (AUTHENTICATE responses, IDLE's DONE)."""
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._line_waiter = waiter
+        self.resumeProducing()
+        try:
+            return await waiter
+        finally:
+            self._line_waiter = None
+
+    async def idle(self) -> bytes:
+        """Run IDLE: push changes until the client's next line (normally DONE)."""
+        self._idling = True
+        loop = asyncio.get_running_loop()
+        keepalive = self.settings.imap.idle_keepalive
+        handle: asyncio.TimerHandle | None = None
+
+        def ping() -> None:
+            nonlocal handle
+            if not self._closed:
+                self.transport.write(b"* OK Still here\r\n")
+                handle = loop.call_later(keepalive, ping)
+
+        handle = loop.call_later(keepalive, ping)
+        try:
+            if self.selected is not None and self.selected.needs_catch_up:
+                self._idle_push = asyncio.ensure_future(self._push_changes())
+            return await self.read_line()
+        finally:
+            self._idling = False
+            if handle is not None:
+                handle.cancel()
+            if self._idle_push is not None and not self._idle_push.done():
+                await asyncio.shield(self._idle_push)
+
+    def start_tls(self) -> None:
+        """Switch to TLS after the tagged OK is written; drop anything the client pipelined
+        before the handshake (RFC 3501 §6.2.1, and the STARTTLS command injection attacks)."""
+        self.flush()
+        self.clearLineBuffer()
+        self.transport.startTLS(self.context.tls_factory)
+        self.startedTLS = True
+
+
+def _wrong_state(current: State, allowed: State) -> str:
+    if allowed & LOGGED_IN and current is State.NOT_AUTHENTICATED:
+        return "Log in first"
+    if allowed == State.SELECTED:
+        return "Select a mailbox first"
+    if allowed == State.NOT_AUTHENTICATED:
+        return "Already logged in"
+    return "Command not valid in this state"
+
+
+class IMAPFactory(Factory):
+    noisy = False  # no "Starting factory" log lines
+
+    def __init__(self, ctx: ServerContext, *, implicit_tls: bool) -> None:
+        self.ctx = ctx
+        self.implicit_tls = implicit_tls
+
+    def buildProtocol(self, addr: Any) -> IMAPServer:
+        protocol = IMAPServer(self.ctx, implicit_tls=self.implicit_tls)
+        protocol.factory = self
+        return protocol
+
+
+def load_commands() -> None:
+    """Import every command module so that each registers its handlers."""
+    from mailgate.imap import (  # noqa: F401
+        append,
+        copy,
+        expunge,
+        fetch,
+        flags,
+        mailboxes,
+        searching,
+        select,
+        session,
+    )
+    from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
+
+    assert commands.REGISTRY

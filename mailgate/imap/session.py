@@ -1,0 +1,100 @@
+"""Commands of any state: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from mailgate.auth import AuthFailed, LockedOut
+from mailgate.imap.commands import ANY, State, command
+from mailgate.imap.errors import bad, no
+from mailgate.imap.parser import Authenticate, Login, Request
+from mailgate.store.errors import Unavailable
+
+if TYPE_CHECKING:
+    from mailgate.imap.server import IMAPServer
+
+
+@command("CAPABILITY", ANY)
+async def capability(s: IMAPServer, request: Request) -> str:
+    s.untagged(b"CAPABILITY " + b" ".join(s.capability_list()))
+    return "CAPABILITY completed"
+
+
+@command("NOOP", ANY)
+async def noop(s: IMAPServer, request: Request) -> str:
+    # The server's end-of-command catch-up is what makes NOOP useful: it reports changes.
+    return "NOOP completed"
+
+
+@command("LOGOUT", ANY)
+async def logout(s: IMAPServer, request: Request) -> str:
+    s.untagged(b"BYE mailgate logging out")
+    s.unselect()
+    s.session_state = State.LOGOUT
+    return "LOGOUT completed"
+
+
+@command("STARTTLS", State.NOT_AUTHENTICATED)
+async def starttls(s: IMAPServer, request: Request) -> str:
+    if s.tls_active:
+        raise bad("TLS is already active", "CLIENTBUG")
+    s.after_reply = s.start_tls
+    return "Begin TLS negotiation now"
+
+
+@command("LOGIN", State.NOT_AUTHENTICATED)
+async def login(s: IMAPServer, request: Request) -> str:
+    if not s.tls_active:
+        # RFC 3501 §6.2.3: LOGINDISABLED is advertised until STARTTLS.
+        raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
+    args = request.args
+    assert isinstance(args, Login)
+    return await _log_in(s, args.user, args.password)
+
+
+@command("AUTHENTICATE", State.NOT_AUTHENTICATED)
+async def authenticate(s: IMAPServer, request: Request) -> str:
+    if not s.tls_active:
+        raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
+    args = request.args
+    assert isinstance(args, Authenticate)
+    if args.mechanism != "PLAIN":
+        raise no(f"Unsupported authentication mechanism {args.mechanism}", "CANNOT")
+    response = args.initial_response
+    if response is None:
+        s.send(b"+ \r\n")
+        s.flush()
+        response = (await s.read_line()).strip()
+        if response == b"*":
+            # RFC 3501 §6.2.2: a cancelled exchange gets a tagged BAD.
+            raise bad("Authentication cancelled")
+    if response == b"=":
+        response = b""
+    try:
+        decoded = base64.b64decode(response, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("Invalid base64 in authentication data") from None
+    fields = decoded.split(b"\x00")
+    if len(fields) != 3:
+        raise bad("Malformed PLAIN authentication data")
+    authzid, user, password = fields
+    if authzid and authzid != user:
+        raise no("Acting as another identity is not allowed", "AUTHORIZATIONFAILED")
+    return await _log_in(s, user, password)
+
+
+async def _log_in(s: IMAPServer, user: bytes, password: bytes) -> str:
+    try:
+        principal = await s.context.authenticator.login(
+            user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), s.client_ip
+        )
+    except AuthFailed:
+        raise no("Invalid address or API key", "AUTHENTICATIONFAILED") from None
+    except LockedOut as exc:
+        raise no(f"Too many failed logins from your address; {exc}", "UNAVAILABLE") from None
+    except Unavailable:
+        raise no("Logins are temporarily unavailable, try again", "UNAVAILABLE") from None
+    s.logged_in(principal)
+    return "[CAPABILITY " + " ".join(c.decode() for c in s.capability_list()) + "] Logged in"

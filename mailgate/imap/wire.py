@@ -1,0 +1,51 @@
+"""Small pieces of IMAP response syntax (RFC 3501 §9), shared by the command modules."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from functools import lru_cache
+
+from mailgate.imap.parser import encode_mailbox
+from mailgate.message import string
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@lru_cache(maxsize=4096)
+def flag_list(flags: tuple[str, ...]) -> bytes:
+    return b"(" + " ".join(flags).encode() + b")"
+
+
+def internaldate(when: datetime.datetime) -> bytes:
+    """date-time: "17-Jul-1996 02:44:25 -0700" (RFC 3501 §9)."""
+    offset = when.utcoffset() or datetime.timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return (
+        f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} '
+        f'{when.hour:02d}:{when.minute:02d}:{when.second:02d} {sign}{hours:02d}{mins:02d}"'
+    ).encode()
+
+
+def mailbox(name: str) -> bytes:
+    """A mailbox name as it goes on the wire: modified UTF-7, then quoted (or a literal)."""
+    return string(encode_mailbox(name))
+
+
+def uid_set(uids: Iterable[int]) -> bytes:
+    """Compact sequence-set syntax for sorted numbers: 1:3,7,9:10 (used by COPYUID, ESEARCH)."""
+    parts: list[str] = []
+    start = prev = None
+    for uid in uids:
+        if start is None:
+            start = prev = uid
+        elif uid == prev + 1:  # type: ignore[operator]
+            prev = uid
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}:{prev}")
+            start = prev = uid
+    if start is not None:
+        parts.append(f"{start}" if start == prev else f"{start}:{prev}")
+    return ",".join(parts).encode()
