@@ -1,0 +1,102 @@
+"""aiosmtpd's SMTP protocol with mailgate's limits and reply texts.
+
+aiosmtpd owns the wire; this subclass adds what it lacks: a hard limit on a session's total
+length, a 421 before closing an idle client, and enhanced status codes on its stock replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterator
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+
+from mailgate.config import SMTPSettings
+from mailgate.smtp.replies import (
+    GREETING_IDENT,
+    IDLE_TIMEOUT,
+    SESSION_EXPIRED,
+    SHUTTING_DOWN,
+    rewrite,
+)
+
+
+class MailgateSMTP(SMTP):
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        settings: SMTPSettings,
+        hostname: str,
+        tls_context: ssl.SSLContext,
+        implicit_tls: bool,
+        loop: asyncio.AbstractEventLoop,
+        sessions: set[MailgateSMTP],
+    ) -> None:
+        super().__init__(
+            handler,
+            data_size_limit=settings.max_message_size,
+            hostname=hostname,
+            ident=GREETING_IDENT,
+            # On the implicit-TLS port the whole connection is encrypted, so there is no
+            # STARTTLS to offer and AUTH needs no further TLS.
+            tls_context=None if implicit_tls else tls_context,
+            require_starttls=False,
+            timeout=settings.command_timeout,
+            auth_required=True,
+            auth_require_tls=not implicit_tls,
+            loop=loop,
+        )
+        self._session_limit = settings.session_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self._sessions = sessions
+        # Set while a message is being committed, so a shutdown can wait for it.
+        self.running: asyncio.Future[None] | None = None
+
+    @contextlib.contextmanager
+    def storing(self) -> Iterator[None]:
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.running = done
+        try:
+            yield
+        finally:
+            self.running = None
+            done.set_result(None)
+
+    def shut_down(self) -> None:
+        self._say_and_close(SHUTTING_DOWN)
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = rewrite(status)
+        await super().push(status)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called again after STARTTLS; the session limit counts from the first call.
+        first = self._deadline is None
+        super().connection_made(transport)
+        if first:
+            self._sessions.add(self)
+            self._deadline = self.loop.call_later(self._session_limit, self._expire)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        self._say_and_close(IDLE_TIMEOUT)
+
+    def _expire(self) -> None:
+        self._say_and_close(SESSION_EXPIRED)
+
+    def _say_and_close(self, reply: str) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        transport.close()

@@ -1,0 +1,182 @@
+"""The submission handler: AUTH with inbox + API key, then MAIL, RCPT and DATA through the
+delivery pipeline. It returns reply texts; it holds no SQL and no socket code."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+
+from mailgate.addresses import InvalidAddress
+from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
+from mailgate.config import SMTPSettings
+from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
+from mailgate.delivery.trace import Client
+from mailgate.smtp import replies
+from mailgate.smtp.server import MailgateSMTP
+from mailgate.store.errors import LimitExceeded, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class SubmissionHandler:
+    def __init__(
+        self, submission: Submission, authenticator: Authenticator, settings: SMTPSettings
+    ) -> None:
+        self.submission = submission
+        self.authenticator = authenticator
+        self.settings = settings
+
+    # ---------------------------------------------------------------- EHLO
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        # Advertise what we do beyond aiosmtpd's defaults, before the final "250 HELP" line.
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    # ---------------------------------------------------------------- AUTH
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+        assert isinstance(blob, bytes)
+        fields = blob.split(b"\x00")
+        if len(fields) != 3:
+            return AuthResult(success=False, message=replies.AUTH_MALFORMED)
+        authzid, user, password = fields
+        if authzid and authzid != user:
+            # RFC 4616: we do not let one identity act as another.
+            return AuthResult(success=False, message=replies.AUTH_FAILED)
+        return await self._login(server, user, password)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            user = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+            if user is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                user = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        assert isinstance(user, bytes)
+        assert isinstance(password, bytes)
+        return await self._login(server, user, password)
+
+    async def _login(self, server: SMTP, user: bytes, password: bytes) -> AuthResult:
+        client = _peer_ip(server)
+        try:
+            principal = await self.authenticator.login(
+                user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), client
+            )
+        except AuthFailed:
+            return AuthResult(success=False, message=replies.AUTH_FAILED)
+        except LockedOut:
+            return AuthResult(success=False, message=replies.AUTH_LOCKED_OUT)
+        except Unavailable:
+            return AuthResult(success=False, message=replies.AUTH_TEMPORARY)
+        return AuthResult(success=True, auth_data=principal, message=replies.AUTH_OK)
+
+    # ---------------------------------------------------------------- envelope
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        principal = _principal(session)
+        try:
+            self.submission.check_sender(principal, address)
+        except SenderNotAuthorized:
+            return replies.SENDER_NOT_AUTHORIZED
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.SENDER_OK
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        try:
+            recipient, route = await self.submission.route(address)
+        except InvalidAddress:
+            return replies.BAD_RECIPIENT
+        if route is Route.NOT_HOSTED:
+            return replies.RELAY_NOT_ENABLED
+        if recipient not in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(recipient)
+            envelope.rcpt_options.extend(rcpt_options)
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: MailgateSMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content
+        assert isinstance(content, bytes)
+        try:
+            with server.storing():
+                accepted = await self.submission.submit(
+                    _principal(session),
+                    list(envelope.rcpt_tos),
+                    content,
+                    _client(server, session),
+                )
+        except SenderNotAuthorized:
+            return replies.SENDER_NOT_AUTHORIZED
+        except (Unavailable, LimitExceeded) as exc:
+            log.warning("submission from %s not stored: %s", _principal(session).address, exc)
+            return replies.TEMPORARY_FAILURE
+        return f"{replies.ACCEPTED} {accepted.trace_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error", exc_info=error)
+        return replies.TEMPORARY_FAILURE
+
+
+def _principal(session: Session) -> Principal:
+    principal = session.auth_data
+    # aiosmtpd's auth_required guarantees AUTH happened before MAIL, RCPT and DATA.
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def _peer_ip(server: SMTP) -> str:
+    peer: Any = server.session.peer if server.session else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+
+def _client(server: SMTP, session: Session) -> Client:
+    tls = None
+    transport = server.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    if ssl_object is not None:
+        cipher = ssl_object.cipher()
+        tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+    return Client(helo=session.host_name or "", ip=_peer_ip(server), tls=tls, authenticated=True)
