@@ -1,0 +1,181 @@
+"""The composition root: one event loop, one store, the IMAP and SMTP listeners on it.
+
+Twisted runs on the asyncio reactor, so Twisted's IMAP server and aiosmtpd's SMTP servers share
+the loop. `install_reactor` must run before anything imports `twisted.internet.reactor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailgate.auth import Authenticator
+from mailgate.config import ConfigError, Settings
+from mailgate.delivery.pipeline import Submission
+from mailgate.imap.server import IMAPFactory, ServerContext, load_commands
+from mailgate.smtp.server import MailgateSMTP
+from mailgate.smtp.submission import SubmissionHandler
+from mailgate.store.api import Store
+from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
+
+log = logging.getLogger(__name__)
+
+# How long a shutdown waits for commands that are writing to the store.
+DRAIN_SECONDS = 10.0
+
+
+def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
+    """Make Twisted's global reactor the asyncio reactor on `loop` (once per process)."""
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        if getattr(reactor, "_asyncioEventloop", None) is not loop:
+            raise RuntimeError("a Twisted reactor is already installed on another loop")
+        return
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str  # imap, imaps, submission, submissions
+    host: str
+    port: int
+    security: str  # "TLS" or "STARTTLS"
+
+
+@dataclass
+class App:
+    """One mailgate node. `start` opens everything, `stop` closes it without losing a message."""
+
+    settings: Settings
+    store: Store | None = None
+    certificate: Certificate | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    _imap_ports: list[Any] = field(default_factory=list)
+    _smtp_servers: list[asyncio.Server] = field(default_factory=list)
+    _imap: ServerContext | None = None
+    _smtp_sessions: set[MailgateSMTP] = field(default_factory=set)
+    _handler: SubmissionHandler | None = None
+
+    def port(self, name: str) -> int:
+        return next(listener.port for listener in self.listeners if listener.name == name)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.certificate = ensure_certificate(settings)
+        ssl_context = server_ssl_context(self.certificate)
+        tls_factory = OpenSSLContextFactory(self.certificate)
+        self.store = await Store.open(
+            settings.database_url,
+            pool_size=settings.database.pool_size,
+            pool_timeout=settings.database.pool_timeout,
+        )
+        try:
+            authenticator = Authenticator(self.store, settings.auth)
+            load_commands()
+            self._imap = ServerContext(settings, self.store, authenticator, tls_factory)
+            self._handler = SubmissionHandler(
+                Submission(self.store, settings.server.hostname), authenticator, settings.smtp
+            )
+            await self._listen_imap(tls_factory)
+            await self._listen_smtp(ssl_context)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _listen_imap(self, tls_factory: OpenSSLContextFactory) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.error import CannotListenError
+
+        assert self._imap is not None
+        bind = self.settings.server.bind
+        for name, key, implicit in (("imap", "port", False), ("imaps", "tls_port", True)):
+            factory = IMAPFactory(self._imap, implicit_tls=implicit)
+            requested = getattr(self.settings.imap, key)
+            try:
+                if implicit:
+                    port = reactor.listenSSL(requested, factory, tls_factory, interface=bind)  # type: ignore[attr-defined]
+                else:
+                    port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[attr-defined]
+            except CannotListenError as exc:
+                raise ConfigError(
+                    f"[imap] {key}: cannot listen on {bind}:{requested}: {exc.socketError}"
+                ) from None
+            self._imap_ports.append(port)
+            security = "TLS" if implicit else "STARTTLS"
+            self.listeners.append(Listener(name, bind, port.getHost().port, security))
+
+    async def _listen_smtp(self, ssl_context: Any) -> None:
+        loop = asyncio.get_running_loop()
+        bind = self.settings.server.bind
+        for name, key, implicit in (
+            ("submission", "submission_port", False),
+            ("submissions", "tls_port", True),
+        ):
+            requested = getattr(self.settings.smtp, key)
+
+            def protocol(implicit: bool = implicit) -> MailgateSMTP:
+                return self._smtp_session(ssl_context, implicit)
+
+            try:
+                server = await loop.create_server(
+                    protocol, bind, requested, ssl=ssl_context if implicit else None
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {exc.strerror}"
+                ) from None
+            self._smtp_servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.listeners.append(Listener(name, bind, port, "TLS" if implicit else "STARTTLS"))
+
+    def _smtp_session(self, ssl_context: Any, implicit: bool) -> MailgateSMTP:
+        assert self._handler is not None
+        session = MailgateSMTP(
+            self._handler,
+            settings=self.settings.smtp,
+            hostname=self.settings.server.hostname,
+            tls_context=ssl_context,
+            implicit_tls=implicit,
+            loop=asyncio.get_running_loop(),
+            sessions=self._smtp_sessions,
+        )
+        return session
+
+    async def stop(self) -> None:
+        """Stop listening, let commands that are storing finish, say goodbye, close the store."""
+        for port in self._imap_ports:
+            await _deferred(port.stopListening())
+        self._imap_ports.clear()
+        for server in self._smtp_servers:
+            server.close()
+        self._smtp_servers.clear()
+        busy = []
+        if self._imap is not None:
+            busy += [s.storing for s in self._imap.sessions if s.storing is not None]
+        busy += [s.running for s in self._smtp_sessions if s.running is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=DRAIN_SECONDS)
+        if self._imap is not None:
+            for session in list(self._imap.sessions):
+                session.close(b"Server shutting down")
+        for smtp in list(self._smtp_sessions):
+            smtp.shut_down()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+async def _deferred(value: Any) -> None:
+    from twisted.internet.defer import Deferred
+
+    if isinstance(value, Deferred):
+        await value.asFuture(asyncio.get_running_loop())

@@ -1,0 +1,307 @@
+"""The `mailgate` command: argument parsing and printing; the work happens elsewhere.
+
+Exit codes: 0 success, 1 the operation failed (no such inbox, check failed…), 2 bad
+configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from mailgate import __version__
+from mailgate.config import ConfigError, Settings, load
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class Failed(Exception):
+    """The command could not do what was asked; the message says why."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        settings = load(args.config)
+        return int(args.run(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"mailgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Failed as exc:
+        print(f"mailgate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $MAILGATE_CONFIG, else built-in defaults)",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(
+        prog="mailgate", description="Self-hosted IMAP/SMTP gateway.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the IMAP and SMTP server")
+    serve.set_defaults(run=_serve)
+
+    db = sub.add_parser("db", parents=[common], help="database schema")
+    db_sub = db.add_subparsers(metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply migrations")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    inbox = sub.add_parser("inbox", parents=[common], help="manage inboxes")
+    inbox_sub = inbox.add_subparsers(metavar="ACTION")
+    create = inbox_sub.add_parser("create", parents=[common], help="create an inbox and a key")
+    create.add_argument("address")
+    create.add_argument("--pod", default="default", help="pod to put it in (default: default)")
+    create.set_defaults(run=_inbox_create)
+    listing = inbox_sub.add_parser("list", parents=[common], help="list inboxes")
+    listing.add_argument("--pod", help="only this pod's inboxes")
+    listing.set_defaults(run=_inbox_list)
+    delete = inbox_sub.add_parser("delete", parents=[common], help="delete an inbox and its mail")
+    delete.add_argument("address")
+    delete.set_defaults(run=_inbox_delete)
+
+    key = sub.add_parser("key", parents=[common], help="manage API keys")
+    key_sub = key.add_subparsers(metavar="ACTION")
+    key_create = key_sub.add_parser("create", parents=[common], help="create an API key")
+    scope = key_create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--inbox", metavar="ADDRESS", help="the key opens this inbox only")
+    scope.add_argument("--pod", metavar="POD", help="the key opens every inbox of this pod")
+    key_create.add_argument("--label", default="", help="a note to recognise the key by")
+    key_create.set_defaults(run=_key_create)
+    key_list = key_sub.add_parser("list", parents=[common], help="list API keys")
+    key_list.set_defaults(run=_key_list)
+    revoke = key_sub.add_parser("revoke", parents=[common], help="revoke an API key")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(run=_key_revoke)
+
+    check = sub.add_parser(
+        "check", parents=[common], help="log in over IMAP and SMTP as a client would"
+    )
+    check.add_argument("address")
+    check.add_argument("--key", required=True, help="the API key to log in with")
+    check.add_argument("--host", help="server to connect to (default: [server] hostname)")
+    check.add_argument("--imap-port", type=int, help="IMAP TLS port (default: [imap] tls_port)")
+    check.add_argument("--smtp-port", type=int, help="SMTP TLS port (default: [smtp] tls_port)")
+    trust = check.add_mutually_exclusive_group()
+    trust.add_argument("--ca-file", help="trust this certificate (e.g. the self-signed one)")
+    trust.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    check.set_defaults(run=_check)
+    return parser
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _with_store(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from mailgate.store.api import Store
+    from mailgate.store.errors import StoreError, Unavailable
+
+    async def run() -> Any:
+        try:
+            store = await Store.open(
+                settings.database_url,
+                pool_size=settings.database.pool_size,
+                pool_timeout=settings.database.pool_timeout,
+            )
+        except Unavailable as exc:
+            raise Failed(f"cannot open the database ({settings.database_url}): {exc}") from None
+        try:
+            return await work(store)
+        except StoreError as exc:
+            raise Failed(str(exc)) from None
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+def _key_dict(key: Any) -> dict[str, Any]:
+    data = asdict(key)
+    data.pop("secret_hash", None)
+    data["scope"] = f"inbox {key.inbox}" if key.inbox else f"pod {key.pod}"
+    data["active"] = key.active
+    return data
+
+
+# -------------------------------------------------------------------- commands
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.app import App, install_reactor
+
+    _configure_logging()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    install_reactor(loop)
+    app = App(settings)
+    stopping = asyncio.Event()
+
+    async def run() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await app.start()
+        _announce(app)
+        await stopping.wait()
+        print("mailgate: stopping", flush=True)
+        await app.stop()
+        print("mailgate: stopped", flush=True)
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return 0
+
+
+def _announce(app: Any) -> None:
+    settings: Settings = app.settings
+    cert = app.certificate
+    print(f"mailgate {__version__} serving {settings.server.hostname}")
+    print(f"  database     {settings.database_url}")
+    origin = "self-signed, generated now" if cert.generated else "configured"
+    if not settings.tls.cert and not cert.generated:
+        origin = "self-signed"
+    print(f"  certificate  {cert.cert_path} ({origin})")
+    print(f"  sha256       {cert.fingerprint}")
+    for listener in app.listeners:
+        where = f"{listener.host}:{listener.port}"
+        print(f"  listening    {listener.name:<12} {where} ({listener.security})")
+    print("ready", flush=True)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # aiosmtpd logs every command, alembic every start, at INFO: keep their warnings only.
+    for noisy in ("mail.log", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Any) -> None:
+        return None  # opening the store applied the migrations
+
+    _with_store(settings, work)
+    _emit(
+        args, {"database": settings.database_url, "status": "up to date"}, "database is up to date"
+    )
+    return 0
+
+
+def _inbox_create(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.auth import issue_key
+
+    async def work(store: Any) -> tuple[Any, Any, str]:
+        inbox = await store.create_inbox(args.address, args.pod)
+        key, token = await issue_key(store, inbox=inbox.address, label="created with the inbox")
+        return inbox, key, token
+
+    inbox, key, token = _with_store(settings, work)
+    _emit(
+        args,
+        {"inbox": asdict(inbox), "key": _key_dict(key), "api_key": token},
+        f"created inbox {inbox.address} (pod {inbox.pod})\n"
+        f"API key (shown only now, keep it safe): {token}\n"
+        f"key id: {key.id}",
+    )
+    return 0
+
+
+def _inbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    inboxes = _with_store(settings, lambda store: store.list_inboxes(args.pod))
+    lines = [f"{i.address:<40} pod {i.pod}" for i in inboxes] or ["no inboxes"]
+    _emit(args, [asdict(i) for i in inboxes], "\n".join(lines))
+    return 0
+
+
+def _inbox_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _with_store(settings, lambda store: store.delete_inbox(args.address))
+    _emit(args, {"deleted": args.address}, f"deleted inbox {args.address} and all its mail")
+    return 0
+
+
+def _key_create(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.auth import issue_key
+
+    async def work(store: Any) -> tuple[Any, str]:
+        return await issue_key(store, inbox=args.inbox, pod=args.pod, label=args.label)
+
+    key, token = _with_store(settings, work)
+    scope = f"inbox {key.inbox}" if key.inbox else f"every inbox of pod {key.pod}"
+    _emit(
+        args,
+        {"key": _key_dict(key), "api_key": token},
+        f"API key for {scope} (shown only now, keep it safe): {token}\nkey id: {key.id}",
+    )
+    return 0
+
+
+def _key_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = _with_store(settings, lambda store: store.list_keys())
+    lines = [
+        f"{k.id}  {'active ' if k.active else 'revoked'}  "
+        f"{('inbox ' + k.inbox) if k.inbox else ('pod ' + k.pod):<40} {k.label}"
+        for k in keys
+    ] or ["no keys"]
+    _emit(args, [_key_dict(k) for k in keys], "\n".join(lines))
+    return 0
+
+
+def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    key = _with_store(settings, lambda store: store.revoke_key(args.key_id))
+    _emit(args, _key_dict(key), f"revoked key {key.id}")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.check import ConnectionCheck
+
+    check = ConnectionCheck(
+        address=args.address,
+        key=args.key,
+        host=args.host or settings.server.hostname,
+        imap_port=args.imap_port or settings.imap.tls_port,
+        smtp_port=args.smtp_port or settings.smtp.tls_port,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+    )
+    result = check.run()
+    _emit(args, asdict(result), result.summary())
+    return 0 if result.ok else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
