@@ -202,9 +202,10 @@ def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # aiosmtpd logs every command, alembic every start, at INFO: keep their warnings only.
-    for noisy in ("mail.log", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # alembic logs every start at INFO; aiosmtpd logs every command, and on the implicit-TLS
+    # port warns that AUTH lacks TLS (it cannot see the TLS it runs in).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import warnings
 from collections.abc import Iterator
 from typing import Any, AnyStr
 
@@ -36,20 +37,24 @@ class MailgateSMTP(SMTP):
         loop: asyncio.AbstractEventLoop,
         sessions: set[MailgateSMTP],
     ) -> None:
-        super().__init__(
-            handler,
-            data_size_limit=settings.max_message_size,
-            hostname=hostname,
-            ident=GREETING_IDENT,
-            # On the implicit-TLS port the whole connection is encrypted, so there is no
-            # STARTTLS to offer and AUTH needs no further TLS.
-            tls_context=None if implicit_tls else tls_context,
-            require_starttls=False,
-            timeout=settings.command_timeout,
-            auth_required=True,
-            auth_require_tls=not implicit_tls,
-            loop=loop,
-        )
+        with warnings.catch_warnings():
+            # On the implicit-TLS port aiosmtpd cannot see that TLS is in place and warns
+            # about AUTH without TLS; the warning does not apply there.
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(
+                handler,
+                data_size_limit=settings.max_message_size,
+                hostname=hostname,
+                ident=GREETING_IDENT,
+                # On the implicit-TLS port the whole connection is encrypted: there is no
+                # STARTTLS to offer and AUTH needs no further TLS.
+                tls_context=None if implicit_tls else tls_context,
+                require_starttls=False,
+                timeout=settings.command_timeout,
+                auth_required=True,
+                auth_require_tls=not implicit_tls,
+                loop=loop,
+            )
         self._session_limit = settings.session_timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._sessions = sessions

@@ -1,0 +1,239 @@
+"""Real mailgate servers for tests: the App on ephemeral loopback ports, in this process.
+
+One background thread runs an asyncio loop with Twisted's asyncio reactor installed (once per
+process, as `mailgate serve` does). Test code stays synchronous and talks to the servers with
+real clients (imaplib, smtplib, raw TLS sockets); store calls hop onto the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import os
+import smtplib
+import ssl
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from mailgate.app import App, install_reactor
+from mailgate.auth import issue_key
+from mailgate.config import Settings, with_overrides
+from mailgate.store.api import Store
+
+T = TypeVar("T")
+
+PG_URL_ENV = "MAILGATE_TEST_DATABASE_URL"
+DOMAIN = "example.test"
+
+
+class Loop:
+    """The process-wide server loop (the asyncio reactor can be installed only once)."""
+
+    _instance: Loop | None = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            install_reactor(self.loop)
+            self.loop.call_soon(ready.set)
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="mailgate-loop", daemon=True)
+        self.thread.start()
+        if not ready.wait(30):
+            raise RuntimeError("the server loop did not start")
+
+    @classmethod
+    def get(cls) -> Loop:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def client_tls() -> ssl.SSLContext:
+    """Clients trust the test server's self-signed certificate without checking it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass(frozen=True)
+class Account:
+    address: str
+    key: str
+
+
+def unique_address(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@{DOMAIN}"
+
+
+class Postgres:
+    """One fresh database per server on the PostgreSQL named by MAILGATE_TEST_DATABASE_URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _admin_dsn(self) -> str:
+        parts = urlsplit(self.url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        return urlunsplit(parts)
+
+    def database_url(self, name: str) -> str:
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    async def create(self, name: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._admin_dsn())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop(self, name: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._admin_dsn())
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def postgres() -> Postgres | None:
+    url = os.environ.get(PG_URL_ENV)
+    return Postgres(url) if url else None
+
+
+class Server:
+    """A running mailgate App; stop() is idempotent."""
+
+    def __init__(self, settings: Settings, backend: str, database: str | None = None) -> None:
+        self.loop = Loop.get()
+        self.settings = settings
+        self.backend = backend
+        self._database = database
+        self.app = App(settings)
+        try:
+            self.loop.run(self.app.start())
+        except BaseException:
+            self._drop_database()
+            raise
+        self.running = True
+
+    @property
+    def store(self) -> Store:
+        assert self.app.store is not None
+        return self.app.store
+
+    def port(self, name: str) -> int:
+        return self.app.port(name)
+
+    @property
+    def imaps(self) -> int:
+        return self.port("imaps")
+
+    @property
+    def imap(self) -> int:
+        return self.port("imap")
+
+    @property
+    def smtps(self) -> int:
+        return self.port("submissions")
+
+    @property
+    def submission(self) -> int:
+        return self.port("submission")
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a store coroutine on the server's loop."""
+        return self.loop.run(coro, timeout)
+
+    def account(self, address: str | None = None, pod: str = "default") -> Account:
+        """A new inbox with an inbox-scoped key."""
+        address = address or unique_address()
+
+        async def make() -> Account:
+            inbox = await self.store.create_inbox(address, pod)
+            _, token = await issue_key(self.store, inbox=inbox.address)
+            return Account(inbox.address, token)
+
+        return self.call(make())
+
+    def pod_key(self, pod: str) -> str:
+        async def make() -> str:
+            _, token = await issue_key(self.store, pod=pod)
+            return token
+
+        return self.call(make())
+
+    def imap_client(self, account: Account | None = None) -> imaplib.IMAP4_SSL:
+        client = imaplib.IMAP4_SSL("127.0.0.1", self.imaps, ssl_context=client_tls(), timeout=30)
+        if account is not None:
+            client.login(account.address, account.key)
+        return client
+
+    def smtp_client(self, account: Account | None = None) -> smtplib.SMTP_SSL:
+        client = smtplib.SMTP_SSL("127.0.0.1", self.smtps, context=client_tls(), timeout=30)
+        if account is not None:
+            client.login(account.address, account.key)
+        return client
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        self.loop.run(self.app.stop())
+        self._drop_database()
+
+    def _drop_database(self) -> None:
+        pg = postgres()
+        if self._database and pg is not None:
+            self.loop.run(pg.drop(self._database))
+
+
+def settings_for(
+    tmp: Path, backend: str, **sections: dict[str, Any]
+) -> tuple[Settings, str | None]:
+    """Settings for a test server: loopback, ephemeral ports, its own data directory."""
+    database = None
+    db_url = ""
+    if backend == "postgres":
+        pg = postgres()
+        assert pg is not None
+        database = f"mailgate_test_{uuid.uuid4().hex[:12]}"
+        Loop.get().run(pg.create(database))
+        db_url = pg.database_url(database)
+    base = with_overrides(
+        Settings(),
+        server={"hostname": "mail.example.test", "bind": "127.0.0.1", "data_dir": str(tmp)},
+        database={"url": db_url},
+        imap={"port": 0, "tls_port": 0},
+        smtp={"submission_port": 0, "tls_port": 0},
+        # Shared servers see many deliberate failures from 127.0.0.1; throttling has its own tests.
+        auth={"max_failures": 100000, "failure_delay": 0.0},
+    )
+    return with_overrides(base, **sections), database
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, backend: str, **sections: dict[str, Any]) -> Iterator[Server]:
+    settings, database = settings_for(tmp, backend, **sections)
+    server = Server(settings, backend, database)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,61 @@
+"""The codebase's own rules, checked with the tests: lint, format, layering, docs in step."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+from mailgate.config import Settings, load
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_lint_is_clean() -> None:
+    result = _run(sys.executable, "-m", "ruff", "check", "mailgate", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    result = _run(sys.executable, "-m", "ruff", "format", "--check", "mailgate", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_layers_hold() -> None:
+    result = _run(str(BIN / "lint-imports"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+def test_the_documented_config_is_the_default() -> None:
+    assert load(ROOT / "config" / "mailgate.toml", env={}) == Settings()
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for section in fields(Settings):
+        for key in fields(getattr(Settings(), section.name)):
+            assert f"`[{section.name}] {key.name}`" in readme, f"[{section.name}] {key.name}"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- test-command -->\n```sh\n(.+?)\n```", readme)
+    assert match, "README.md has no marked test command"
+    assert "pytest" in match.group(1)
+    assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_pyproject_pins_lower_bounds() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    for requirement in requirements:
+        assert ">=" in requirement, f"{requirement} has no lower bound"
