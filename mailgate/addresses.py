@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 # RFC 5322 §3.2.3 atext, as a dot-atom local part (no quoted local parts for inboxes).
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Used with fullmatch: "$" alone would also match before a trailing newline, letting "a\n@b"
+# through into headers.
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 class InvalidAddress(ValueError):
@@ -23,10 +25,10 @@ def normalize_address(address: str) -> str:
         raise InvalidAddress(f"{address!r} is not an address of the form name@domain")
     if len(local) > 64:
         raise InvalidAddress(f"{address!r}: the part before @ is longer than 64 characters")
-    if not _LOCAL.match(local):
+    if not _LOCAL.fullmatch(local):
         raise InvalidAddress(f"{address!r}: the part before @ has characters an address cannot")
     domain = domain.rstrip(".")
-    if len(domain) > 253 or not all(_LABEL.match(label) for label in domain.split(".")):
+    if len(domain) > 253 or not all(_LABEL.fullmatch(label) for label in domain.split(".")):
         raise InvalidAddress(f"{address!r}: {domain!r} is not a valid domain name")
     return f"{local}@{domain}".lower()
 

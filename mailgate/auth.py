@@ -53,7 +53,9 @@ class Principal:
 
 
 def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # surrogatepass: a password decoded with surrogateescape still hashes (and never matches)
+    # instead of raising UnicodeEncodeError in the middle of a login.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def split_token(token: str) -> tuple[str, str] | None:
@@ -110,11 +112,13 @@ class Throttle:
         window.append(now)
         while window and window[0] < now - self._settings.failure_window:
             window.popleft()
+        # Computed before a lockout clears the window: the failure that locks out waits longest.
+        delay = min(self._settings.failure_delay * 2 ** (len(window) - 1), MAX_FAILURE_DELAY)
         if len(window) >= self._settings.max_failures:
             self._locked_until[client] = now + self._settings.lockout
             window.clear()
         self._forget_stale(now)
-        return min(self._settings.failure_delay * 2 ** (len(window) - 1), MAX_FAILURE_DELAY)
+        return delay
 
     def succeeded(self, client: str) -> None:
         self._failures.pop(client, None)

@@ -5,6 +5,11 @@ first locks that mailbox's row (mailboxes in ascending id order, so two writers 
 then takes UIDs from UIDNEXT and one new MODSEQ for everything it changes there. The lock is held
 until commit, so UIDs become visible in the order they were given out. Listeners hear about a
 change only after its commit.
+
+Lock order, everywhere: inbox row, then mailbox rows (ascending id), then message rows. A message
+row is shared by entries in many mailboxes, so whoever reuses one (deliver of identical bytes)
+holds it FOR SHARE and whoever garbage-collects one holds it FOR UPDATE: on PostgreSQL, a blob is
+never collected while another transaction is adding a reference to it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,20 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,6 +48,7 @@ from mailgate.store.events import EventBus, MailboxChanged
 from mailgate.store.models import (
     api_keys,
     blobs,
+    counters,
     entries,
     expunged,
     inboxes,
@@ -69,6 +85,9 @@ DEFAULT_POD = "default"
 MAX_UID = 2**32 - 1
 MAX_MAILBOX_NAME = 1000
 MAX_KEYWORDS = 200
+MAX_KEYWORD = 200
+MAX_KEY_ID = 32
+MAX_LABEL = 255
 # Messages bigger than this are hashed and indexed in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 64 * 1024
 # SQL expressions stay small: beyond this many ranges we select the span and filter in Python.
@@ -140,6 +159,10 @@ class Store:
         for mailbox_id, modseq in changed.items():
             self.bus.publish(MailboxChanged(mailbox_id, modseq))
 
+    def _publish_one(self, mailbox_id: int, modseq: int | None) -> None:
+        if modseq is not None:
+            self.bus.publish(MailboxChanged(mailbox_id, modseq))
+
     # ---------------------------------------------------------------- pods
 
     async def create_pod(self, name: str) -> Pod:
@@ -165,10 +188,16 @@ class Store:
         return Pod(row.id, row.name, row.created_at)
 
     async def delete_pod(self, name: str) -> None:
+        name = _pod_name(name)
+
         async def work(conn: AsyncConnection) -> None:
-            row = await _pod_row(conn, name)
+            # Locked, so that an inbox created meanwhile on another node waits and then fails
+            # (and retries into a new pod) instead of being cascade-deleted with this one.
+            row = await _pod_row(conn, name, lock=True)
             if row is None:
                 raise errors.PodNotFound(f"no pod {name}")
+            if name == DEFAULT_POD:
+                raise errors.CannotModify(f"the {DEFAULT_POD} pod cannot be deleted")
             count = await conn.scalar(
                 select(func.count()).select_from(inboxes).where(inboxes.c.pod_id == row.id)
             )
@@ -220,7 +249,7 @@ class Store:
 
     async def find_inboxes(self, addresses: Iterable[str]) -> dict[str, Inbox]:
         """The hosted inboxes among `addresses` (already normalised), keyed by address."""
-        wanted = sorted(set(addresses))
+        wanted = sorted(a for a in set(addresses) if _storable(a))
         if not wanted:
             return {}
         async with self.db.read() as conn:
@@ -230,6 +259,8 @@ class Store:
     async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
         query = _inbox_select().order_by(inboxes.c.address)
         if pod is not None:
+            if not _storable(pod):
+                return []
             query = query.where(pods.c.name == pod)
         async with self.db.read() as conn:
             return [_inbox(r) for r in await conn.execute(query)]
@@ -238,11 +269,19 @@ class Store:
         address = _address(address)
 
         async def work(conn: AsyncConnection) -> list[int]:
-            inbox_id = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+            # Locked first: no mailbox can be created in it, nor message added, while it goes.
+            inbox_id = await conn.scalar(
+                select(inboxes.c.id).where(inboxes.c.address == address).with_for_update()
+            )
             if inbox_id is None:
                 raise errors.InboxNotFound(f"no inbox {address}")
             box_ids = list(
-                await conn.scalars(select(mailboxes.c.id).where(mailboxes.c.inbox_id == inbox_id))
+                await conn.scalars(
+                    select(mailboxes.c.id)
+                    .where(mailboxes.c.inbox_id == inbox_id)
+                    .order_by(mailboxes.c.id)
+                    .with_for_update()
+                )
             )
             message_ids = set(
                 await conn.scalars(
@@ -257,8 +296,11 @@ class Store:
             await _collect_garbage(conn, message_ids)
             return box_ids
 
-        for mailbox_id in await self.db.write(work):
-            self.bus.publish(MailboxChanged(mailbox_id, 0))
+        def gone(box_ids: list[int]) -> None:
+            for mailbox_id in box_ids:
+                self.bus.publish(MailboxChanged(mailbox_id, 0))
+
+        await self.db.write(work, after=gone)
 
     # ---------------------------------------------------------------- API keys
 
@@ -274,8 +316,14 @@ class Store:
         """Record a key (auth.py makes the secret); scoped to one inbox, or to a whole pod."""
         if (pod is None) == (inbox is None):
             raise ValueError("a key is scoped to exactly one of pod or inbox")
+        if not _valid_key_id(key_id):
+            raise errors.InvalidName(f"{key_id!r} is not a valid key id")
+        if len(label) > MAX_LABEL or not _storable(label):
+            raise errors.InvalidName(f"a key label is at most {MAX_LABEL} printable characters")
 
         async def work(conn: AsyncConnection) -> ApiKey:
+            if await conn.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id)):
+                raise errors.AlreadyExists(f"key {key_id} already exists")
             inbox_id: int | None = None
             if inbox is not None:
                 row = (
@@ -310,6 +358,8 @@ class Store:
         return await self.db.write(work)
 
     async def get_key(self, key_id: str) -> ApiKey | None:
+        if not _valid_key_id(key_id):
+            return None
         async with self.db.read() as conn:
             row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
         return None if row is None else _key(row)
@@ -320,6 +370,9 @@ class Store:
             return [_key(r) for r in rows]
 
     async def revoke_key(self, key_id: str) -> ApiKey:
+        if not _valid_key_id(key_id):
+            raise errors.KeyNotFound(f"no key {key_id!r}")
+
         async def work(conn: AsyncConnection) -> ApiKey:
             row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
             if row is None:
@@ -343,7 +396,7 @@ class Store:
             return [_mailbox(r) for r in rows]
 
     async def get_mailbox(self, inbox_id: int, name: str) -> Mailbox:
-        name = canonical_mailbox_name(name)
+        name = _existing_mailbox_name(name)
         async with self.db.read() as conn:
             row = await _mailbox_row(conn, inbox_id, name)
         if row is None:
@@ -355,6 +408,7 @@ class Store:
         name = _valid_mailbox_name(name)
 
         async def work(conn: AsyncConnection) -> Mailbox:
+            await _lock_inbox_shared(conn, inbox_id)
             if await _mailbox_row(conn, inbox_id, name) is not None:
                 raise errors.MailboxExists(f"mailbox {name} already exists")
             parts = name.split(HIERARCHY_DELIMITER)
@@ -367,14 +421,12 @@ class Store:
             assert row is not None
             return _mailbox(row)
 
-        try:
-            return await self.db.write(work)
-        except IntegrityError:
-            # Another session created it between our check and our insert.
-            raise errors.MailboxExists(f"mailbox {name} already exists") from None
+        # PostgreSQL: if another node creates it between our check and our insert, the write is
+        # retried and the check answers MailboxExists.
+        return await self.db.write(work)
 
     async def delete_mailbox(self, inbox_id: int, name: str) -> None:
-        name = canonical_mailbox_name(name)
+        name = _existing_mailbox_name(name)
 
         async def work(conn: AsyncConnection) -> int:
             row = await _mailbox_row(conn, inbox_id, name)
@@ -382,10 +434,11 @@ class Store:
                 raise _no_mailbox(name)
             if name in BUILTIN_MAILBOXES:
                 raise errors.CannotModify(f"{name} is a built-in mailbox and cannot be deleted")
+            # Wait for writers into it, so that their entries are seen and collected below.
+            await _lock_mailbox(conn, row.id)
             child = await conn.scalar(
                 select(mailboxes.c.id)
-                .where(mailboxes.c.inbox_id == inbox_id)
-                .where(mailboxes.c.name.startswith(name + HIERARCHY_DELIMITER, autoescape=True))
+                .where(mailboxes.c.inbox_id == inbox_id, _children_of(name))
                 .limit(1)
             )
             if child is not None:
@@ -401,12 +454,11 @@ class Store:
             await _collect_garbage(conn, message_ids)
             return int(row.id)
 
-        mailbox_id = await self.db.write(work)
-        self.bus.publish(MailboxChanged(mailbox_id, 0))
+        await self.db.write(work, after=lambda box_id: self.bus.publish(MailboxChanged(box_id, 0)))
 
     async def rename_mailbox(self, inbox_id: int, old: str, new: str) -> None:
         """Rename a mailbox and its children; UIDVALIDITY and UIDs stay (RFC 3501 §6.3.5)."""
-        old = canonical_mailbox_name(old)
+        old = _existing_mailbox_name(old)
         new = _valid_mailbox_name(new)
 
         async def work(conn: AsyncConnection) -> None:
@@ -421,9 +473,9 @@ class Store:
                 raise errors.MailboxExists(f"mailbox {new} already exists")
             children = (
                 await conn.execute(
-                    select(mailboxes.c.id, mailboxes.c.name)
-                    .where(mailboxes.c.inbox_id == inbox_id)
-                    .where(mailboxes.c.name.startswith(old + HIERARCHY_DELIMITER, autoescape=True))
+                    select(mailboxes.c.id, mailboxes.c.name).where(
+                        mailboxes.c.inbox_id == inbox_id, _children_of(old)
+                    )
                 )
             ).all()
             parts = new.split(HIERARCHY_DELIMITER)
@@ -433,19 +485,16 @@ class Store:
                     await _insert_mailbox(conn, inbox_id, parent, None)
             await conn.execute(update(mailboxes).where(mailboxes.c.id == row.id).values(name=new))
             for child in children:
+                # A longer new prefix can push a child past the length limit.
+                renamed = _valid_mailbox_name(new + child.name[len(old) :])
                 await conn.execute(
-                    update(mailboxes)
-                    .where(mailboxes.c.id == child.id)
-                    .values(name=new + child.name[len(old) :])
+                    update(mailboxes).where(mailboxes.c.id == child.id).values(name=renamed)
                 )
 
-        try:
-            await self.db.write(work)
-        except IntegrityError:
-            raise errors.MailboxExists(f"mailbox {new} already exists") from None
+        await self.db.write(work)
 
     async def set_subscribed(self, inbox_id: int, name: str, subscribed: bool) -> None:
-        name = canonical_mailbox_name(name)
+        name = _existing_mailbox_name(name)
 
         async def work(conn: AsyncConnection) -> None:
             result = await conn.execute(
@@ -532,23 +581,27 @@ class Store:
         """File messages in mailboxes, all in one transaction: a submission's Sent copy and every
         local recipient's INBOX entry share one blob. Returns, per parcel, one Placed per target.
         """
-        prepared = [await prepare(p.raw) for p in parcels]
-        now = datetime.datetime.now(datetime.UTC)
-        dates = [p.internaldate or now for p in parcels]
         # mailbox id -> [(parcel index, flags)], merging a parcel's duplicate targets.
         plan: dict[int, dict[int, set[str]]] = {}
         for i, parcel in enumerate(parcels):
             for target in parcel.targets:
-                plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(target.flags)
+                flags = _checked_flags(target.flags)
+                plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
+        # A parcel with no target would leave a message nothing refers to.
+        wanted = sorted({i for per_box in plan.values() for i in per_box})
+        prepared = {i: await prepare(parcels[i].raw) for i in wanted}
+        now = datetime.datetime.now(datetime.UTC)
+        dates = [p.internaldate or now for p in parcels]
 
         async def work(
             conn: AsyncConnection,
         ) -> tuple[dict[tuple[int, int], Placed], dict[int, int]]:
-            message_ids = [await _insert_message(conn, self.db, p) for p in prepared]
+            # Mailboxes first, then messages: the lock order expunge and delete use too.
+            boxes = {m: await _lock_mailbox(conn, m) for m in sorted(plan)}
+            message_ids = {i: await _insert_message(conn, self.db, p) for i, p in prepared.items()}
             placed: dict[tuple[int, int], Placed] = {}
             changed: dict[int, int] = {}
-            for mailbox_id in sorted(plan):
-                box = await _lock_mailbox(conn, mailbox_id)
+            for mailbox_id, box in boxes.items():
                 modseq, uid = box.highestmodseq + 1, box.uidnext
                 all_keywords: set[str] = set()
                 for i, flags in sorted(plan[mailbox_id].items()):
@@ -576,8 +629,7 @@ class Store:
                 changed[mailbox_id] = modseq
             return placed, changed
 
-        placed, changed = await self.db.write(work)
-        self._publish(changed)
+        placed, _ = await self.db.write(work, after=lambda done: self._publish(done[1]))
         return [
             [placed[(i, t.mailbox_id)] for t in parcel.targets] for i, parcel in enumerate(parcels)
         ]
@@ -653,7 +705,7 @@ class Store:
         """STORE: mode "+" adds, "-" removes, "" replaces. One MODSEQ for the whole change."""
         if mode not in ("+", "-", ""):
             raise ValueError(f"bad STORE mode {mode!r}")
-        change_bits, change_kw = split_flags(tuple(flags))
+        change_bits, change_kw = split_flags(_checked_flags(flags))
         change_keywords = set(change_kw.split())
         where, post_filter = _uid_filter(uids)
 
@@ -706,9 +758,9 @@ class Store:
             await _bump_mailbox(conn, box, modseq=modseq, keywords=added)
             return FlagUpdate(states, modified, modseq), modseq
 
-        result, modseq = await self.db.write(work)
-        if modseq is not None:
-            self._publish({mailbox_id: modseq})
+        result, _ = await self.db.write(
+            work, after=lambda done: self._publish_one(mailbox_id, done[1])
+        )
         return result
 
     async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> list[int]:
@@ -739,9 +791,9 @@ class Store:
             await _collect_garbage(conn, {r.message_id for r in rows})
             return gone, modseq
 
-        gone, modseq = await self.db.write(work)
-        if modseq is not None:
-            self._publish({mailbox_id: modseq})
+        gone, _ = await self.db.write(
+            work, after=lambda done: self._publish_one(mailbox_id, done[1])
+        )
         return gone
 
     async def copy(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
@@ -815,8 +867,7 @@ class Store:
             changed[dest_id] = dest_modseq
             return CopyResult(dest.uidvalidity, [r.uid for r in rows], dest_uids), changed
 
-        result, changed = await self.db.write(work)
-        self._publish(changed)
+        result, _ = await self.db.write(work, after=lambda done: self._publish(done[1]))
         return result
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
@@ -853,7 +904,9 @@ class Store:
 
 def _uid_filter(uids: UidRanges) -> tuple[ColumnElement[bool], Any]:
     """A WHERE clause for inclusive UID ranges, plus a Python filter when there are many."""
-    ranges = sorted(uids)
+    # RFC 3501 §9: a range "5:3" means 3:5. No UID exceeds MAX_UID, so larger bounds are clamped
+    # (SQLite cannot even bind an integer beyond 64 bits).
+    ranges = sorted((min(lo, hi, MAX_UID + 1), min(max(lo, hi), MAX_UID + 1)) for lo, hi in uids)
     if not ranges:
         return entries.c.uid < 0, None
     if len(ranges) <= _MAX_RANGE_TERMS:
@@ -871,8 +924,9 @@ def _uid_filter(uids: UidRanges) -> tuple[ColumnElement[bool], Any]:
     return entries.c.uid.between(lows[0], max(highs)), keep
 
 
-async def _pod_row(conn: AsyncConnection, name: str) -> Row[Any] | None:
-    return (await conn.execute(select(pods).where(pods.c.name == name))).first()
+async def _pod_row(conn: AsyncConnection, name: str, *, lock: bool = False) -> Row[Any] | None:
+    query = select(pods).where(pods.c.name == name)
+    return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
 async def _insert_pod(conn: AsyncConnection, name: str) -> Pod:
@@ -944,6 +998,17 @@ async def _mailbox_by_id(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
     return _mailbox(row)
 
 
+async def _lock_inbox_shared(conn: AsyncConnection, inbox_id: int) -> None:
+    """Make sure the inbox exists and stays until commit (delete_inbox locks it FOR UPDATE)."""
+    found = await conn.scalar(
+        select(inboxes.c.id)
+        .where(inboxes.c.id == inbox_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    if found is None:
+        raise errors.InboxNotFound("the inbox no longer exists")
+
+
 async def _lock_mailbox(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
     """Lock the mailbox row for the rest of the transaction (SQLite: the write lock already)."""
     row = (
@@ -981,12 +1046,20 @@ async def _insert_mailbox(
     conn: AsyncConnection, inbox_id: int, name: str, special_use: str | None
 ) -> None:
     now = _now()
-    last = await conn.scalar(select(inboxes.c.last_uidvalidity).where(inboxes.c.id == inbox_id))
-    # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY.
-    uidvalidity = max(now, int(last or 0) + 1)
-    await conn.execute(
-        update(inboxes).where(inboxes.c.id == inbox_id).values(last_uidvalidity=uidvalidity)
-    )
+    # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY. Time-based
+    # (so a database rebuilt from scratch does not repeat one either), and strictly rising even
+    # within one second. One statement: atomic on PostgreSQL, the row lock held until commit.
+    following = counters.c.value + 1
+    uidvalidity = (
+        await conn.execute(
+            update(counters)
+            .where(counters.c.name == "uidvalidity")
+            .values(value=case((following > now, following), else_=now))
+            .returning(counters.c.value)
+        )
+    ).scalar_one()
+    if uidvalidity > MAX_UID:
+        raise errors.LimitExceeded("UIDVALIDITY values are used up")
     await conn.execute(
         insert(mailboxes).values(
             inbox_id=inbox_id,
@@ -1004,7 +1077,11 @@ async def _insert_mailbox(
 
 async def _insert_message(conn: AsyncConnection, db: Database, prepared: Prepared) -> int:
     """The message's id, storing its blob and index unless identical bytes are stored already."""
-    existing = await conn.scalar(select(messages.c.id).where(messages.c.hash == prepared.digest))
+    # FOR SHARE: a concurrent _collect_garbage (FOR UPDATE) either finishes first, and we find
+    # nothing and store the bytes again, or waits until our entry referring to it is committed.
+    existing = await conn.scalar(
+        select(messages.c.id).where(messages.c.hash == prepared.digest).with_for_update(read=True)
+    )
     if existing is not None:
         return int(existing)
     index = prepared.index
@@ -1028,9 +1105,14 @@ async def _insert_message(conn: AsyncConnection, db: Database, prepared: Prepare
         .returning(messages.c.id)
     )
     if message_id is None:
-        # A concurrent transaction stored the same bytes first.
+        # A concurrent transaction stored the same bytes first (and has committed: ON CONFLICT
+        # waited for it).
         return int(
-            await conn.scalar(select(messages.c.id).where(messages.c.hash == prepared.digest))
+            await conn.scalar(
+                select(messages.c.id)
+                .where(messages.c.hash == prepared.digest)
+                .with_for_update(read=True)
+            )
         )
     await conn.execute(insert(blobs).values(message_id=message_id, data=prepared.raw))
     return int(message_id)
@@ -1051,16 +1133,26 @@ async def _remove_entries(
 async def _collect_garbage(conn: AsyncConnection, message_ids: set[int]) -> None:
     """Delete messages (and their blobs) that no entry refers to any more."""
     for chunk in _chunks(sorted(message_ids), 500):
-        orphan = and_(
-            messages.c.id.in_(chunk),
-            ~exists().where(entries.c.message_id == messages.c.id),
-        )
+        # Wait for transactions reusing these messages (see _insert_message); READ COMMITTED then
+        # lets the next statement see the entries they committed. Decide once, delete by id:
+        # deciding per statement could drop a blob and keep its message.
         await conn.execute(
-            delete(blobs).where(
-                blobs.c.message_id.in_(select(messages.c.id).where(orphan).scalar_subquery())
+            select(messages.c.id)
+            .where(messages.c.id.in_(chunk))
+            .order_by(messages.c.id)
+            .with_for_update()
+        )
+        orphans = list(
+            await conn.scalars(
+                select(messages.c.id).where(
+                    messages.c.id.in_(chunk),
+                    ~exists().where(entries.c.message_id == messages.c.id),
+                )
             )
         )
-        await conn.execute(delete(messages).where(orphan))
+        if orphans:
+            await conn.execute(delete(blobs).where(blobs.c.message_id.in_(orphans)))
+            await conn.execute(delete(messages).where(messages.c.id.in_(orphans)))
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
@@ -1107,8 +1199,67 @@ def canonical_mailbox_name(name: str) -> str:
     return name
 
 
+def _storable(text_value: str) -> bool:
+    """Whether a string can be stored and compared at all (PostgreSQL refuses NUL, and UTF-8
+    cannot encode lone surrogates such as surrogateescape leaves behind)."""
+    if "\x00" in text_value:
+        return False
+    try:
+        text_value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _existing_mailbox_name(name: str) -> str:
+    """The canonical form of a name to look up; one that create would refuse cannot exist."""
+    name = canonical_mailbox_name(name)
+    if not _storable(name):
+        raise _no_mailbox(name.encode("utf-8", "replace").decode())
+    return name
+
+
+def _children_of(name: str) -> ColumnElement[bool]:
+    """Mailboxes below `name`. Not LIKE: SQLite's LIKE ignores case, and names other than INBOX
+    are case-sensitive."""
+    prefix = name + HIERARCHY_DELIMITER
+    return func.substr(mailboxes.c.name, 1, len(prefix)) == prefix
+
+
+_SYSTEM_FLAG_NAMES = {name.upper(): name for name in FLAG_BITS}
+
+
+def _checked_flags(flags: Iterable[str]) -> tuple[str, ...]:
+    """Flags with system flags in their canonical case, or InvalidName. Keywords are stored
+    space-separated, so none may hold a space or a control character, or be empty; other
+    backslash names (\\Recent, \\Foo) are not flags a client can set (RFC 3501 §2.3.2)."""
+    checked = []
+    for flag in flags:
+        if flag.startswith("\\"):
+            system = _SYSTEM_FLAG_NAMES.get(flag.upper())
+            if system is None:
+                raise errors.InvalidName(f"{flag!r} cannot be set")
+            checked.append(system)
+            continue
+        if (
+            not flag
+            or len(flag) > MAX_KEYWORD
+            or not _storable(flag)
+            or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in flag)
+        ):
+            raise errors.InvalidName(f"{flag!r} is not a valid flag")
+        checked.append(flag)
+    return tuple(checked)
+
+
+def _valid_key_id(key_id: str) -> bool:
+    return 0 < len(key_id) <= MAX_KEY_ID and _storable(key_id) and key_id.isprintable()
+
+
 def _valid_mailbox_name(name: str) -> str:
     name = canonical_mailbox_name(name)
+    if not _storable(name):
+        raise errors.InvalidName("a mailbox name must be valid UTF-8 without NUL")
     if not name or len(name.encode()) > MAX_MAILBOX_NAME:
         raise errors.InvalidName("a mailbox name must be 1 to 1000 bytes long")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
@@ -1128,7 +1279,7 @@ def _no_mailbox(name: str) -> errors.MailboxNotFound:
 
 def _pod_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 255 or any(ord(c) < 0x21 for c in name):
+    if not name or len(name) > 255 or not _storable(name) or any(ord(c) < 0x21 for c in name):
         raise errors.InvalidName(f"{name!r} is not a valid pod name")
     return name
 

@@ -5,7 +5,12 @@ a commit is on disk before we answer 250/OK, and one writer connection taking th
 BEGIN (BEGIN IMMEDIATE) so concurrent writers queue instead of failing to upgrade a read lock.
 
 PostgreSQL: one pool for both; write transactions serialise per mailbox on the mailbox row lock
-they take first, and deadlocks or serialisation failures are retried here, never surfaced.
+they take first, and deadlocks or serialisation failures are retried here, never surfaced. So are
+integrity errors: there they mean another node committed first between our check and our write
+(the same inbox created twice, a blob collected while we reused it), and a retry re-runs the
+checks and gets the right answer (InboxExists, a fresh blob…).
+
+No SQLAlchemy error leaves this module: what is left after the retries becomes a StoreError.
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mailgate.store.errors import Conflict, Unavailable
+from mailgate.store.errors import Conflict, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +56,22 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
         self.url = url
-        parsed = make_url(url)
-        self.dialect = parsed.get_backend_name()
+        self._writes: set[asyncio.Future[Any]] = set()
+        try:
+            parsed = make_url(url)
+            self.dialect = parsed.get_backend_name()
+            parsed.get_dialect()  # the driver is installed
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            # Not the URL itself: it may hold a password.
+            raise Unavailable(f"unusable database URL ({type(exc).__name__})") from None
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    where = Path(database).parent
+                    raise Unavailable(f"cannot create {where}: {exc.strerror}") from None
             self.reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
@@ -68,6 +90,9 @@ class Database:
         return self.dialect == "sqlite"
 
     async def close(self) -> None:
+        # Writes whose callers were cancelled finish first (see write()).
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
@@ -81,11 +106,43 @@ class Database:
                     await conn.execution_options(isolation_level="REPEATABLE READ")
                 async with conn.begin():
                     yield conn
-        except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
+        except DBAPIError as exc:
+            raise _store_error(exc) from exc
+        except (PoolTimeout, OSError) as exc:
             raise Unavailable(_describe(exc)) from exc
+        except OverflowError as exc:  # SQLite: an integer beyond 64 bits
+            raise StoreError("number out of range") from exc
 
-    async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` in a write transaction, retrying it whole when the database asks us to."""
+    async def write(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        after: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run `work` in a write transaction, retrying it whole when the database asks us to,
+        then `after(result)` (e.g. publish the change) once it has committed.
+
+        A caller cancelled meanwhile (a client hanging up mid-DATA) does not cut the transaction
+        short: it runs to its end on its own, `after` included. Cut short, aiosqlite closes the
+        connection while a statement is still open, so the write lock stays held and every later
+        write waits for it; and a commit whose outcome nobody learns could not be announced.
+        """
+        task = asyncio.ensure_future(self._write_retrying(work, after))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def _write_retrying(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        after: Callable[[T], None] | None,
+    ) -> T:
+        result = await self._write_with_retries(work)
+        if after is not None:
+            after(result)
+        return result
+
+    async def _write_with_retries(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         for attempt in range(_RETRIES):
             try:
                 if self._write_lock is not None:
@@ -93,15 +150,20 @@ class Database:
                         return await self._write_once(work)
                 return await self._write_once(work)
             except DBAPIError as exc:
-                if not _retryable(exc) or attempt == _RETRIES - 1:
+                retryable = _retryable(exc) or (
+                    isinstance(exc, IntegrityError) and not self.is_sqlite
+                )
+                if not retryable or attempt == _RETRIES - 1:
                     if isinstance(exc, OperationalError | InterfaceError):
                         raise Unavailable(_describe(exc)) from exc
-                    if _retryable(exc):
+                    if retryable:
                         raise Conflict("too many concurrent changes, try again") from exc
-                    raise
+                    raise _store_error(exc) from exc
                 await asyncio.sleep(random.uniform(0.001, 0.005) * (2**attempt))
             except (PoolTimeout, OSError) as exc:
                 raise Unavailable(_describe(exc)) from exc
+            except OverflowError as exc:  # SQLite: an integer beyond 64 bits
+                raise StoreError("number out of range") from exc
         raise AssertionError("unreachable")
 
     async def _write_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -110,15 +172,33 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when several nodes start at once)."""
+        # SQLite rebuilds a table to alter it (batch mode): with foreign keys on, dropping the
+        # old copy of a parent table would cascade-delete every child row. So migrations run
+        # on a connection with them off, and the result is checked before it commits.
+        engine = (
+            _sqlite_engine(self.url, immediate=True, pool_size=1, foreign_keys=False)
+            if self.is_sqlite
+            else self.writer
+        )
         try:
-            async with self.writer.begin() as conn:
-                if not self.is_sqlite:
+            async with engine.begin() as conn:
+                if self.is_sqlite:
+                    await conn.run_sync(_upgrade)
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first()
+                    if broken is not None:
+                        raise StoreError(f"migration broke a foreign key: {tuple(broken)}")
+                else:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
                     )
-                await conn.run_sync(_upgrade)
-        except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
+                    await conn.run_sync(_upgrade)
+        except DBAPIError as exc:
+            raise _store_error(exc) from exc
+        except (PoolTimeout, OSError) as exc:
             raise Unavailable(_describe(exc)) from exc
+        finally:
+            if engine is not self.writer:
+                await engine.dispose()
 
 
 def _upgrade(sync_conn: Any) -> None:
@@ -131,7 +211,9 @@ def _upgrade(sync_conn: Any) -> None:
     command.upgrade(cfg, "head")
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(
+    url: str, *, immediate: bool, pool_size: int, foreign_keys: bool = True
+) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -142,7 +224,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
+            f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",
             "PRAGMA busy_timeout=30000",
         ):
             cursor.execute(pragma)
@@ -168,6 +250,15 @@ def _retryable(exc: DBAPIError) -> bool:
         return True
     # SQLite: another process (e.g. the CLI) held the lock past busy_timeout.
     return "database is locked" in str(orig)
+
+
+def _store_error(exc: DBAPIError) -> StoreError:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return Unavailable(_describe(exc))
+    # Anything else is a bug of ours (the store validates what it writes): log it in full,
+    # give the caller an error it maps to a reply, never the SQL text.
+    log.error("unexpected database error", exc_info=exc)
+    return StoreError(f"internal store error ({type(exc.orig).__name__})")
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,6 +3,10 @@
 Times are integer Unix seconds (the same on SQLite and PostgreSQL). A message's bytes live once
 in `blobs`, its IMAP metadata (computed at ingest) once in `messages`, and each mailbox that
 holds it has an `entries` row with its own UID, flags and MODSEQ.
+
+Ids are never reused (SQLite AUTOINCREMENT; PostgreSQL sequences never go back): sessions and
+event subscriptions hold inbox and mailbox ids, and a deleted mailbox's id coming back as
+another's would show one mailbox's messages in another.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ pods = Table(
     Column("id", Id, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 inboxes = Table(
@@ -51,8 +56,17 @@ inboxes = Table(
     # Stored lower-cased: addresses compare case-insensitively.
     Column("address", String(320), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
-    # Last UIDVALIDITY handed out in this inbox, so a re-created mailbox never reuses one.
-    Column("last_uidvalidity", BigInteger, nullable=False, server_default="0"),
+    sqlite_autoincrement=True,
+)
+
+# Database-wide counters. "uidvalidity": the last UIDVALIDITY handed out. It is global, not per
+# inbox, so that deleting an inbox and creating it again never repeats a UIDVALIDITY that a
+# client may still have cached for (address, mailbox name) (RFC 3501 §2.3.1.1).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )
 
 api_keys = Table(
@@ -85,6 +99,7 @@ mailboxes = Table(
     Column("keywords", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
+    sqlite_autoincrement=True,
 )
 
 messages = Table(
@@ -101,6 +116,7 @@ messages = Table(
     Column("sent_date", BigInteger, nullable=True),
     Column("sent_date_tz", SmallInteger, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 blobs = Table(

@@ -2,6 +2,11 @@
 
 `mailgate db upgrade` and `mailgate serve` call Database.migrate(), which opens the transaction
 (and, on PostgreSQL, takes an advisory lock so that nodes starting together migrate once).
+
+On SQLite, foreign keys are off while migrations run (checked before commit), so that a batch
+rebuild of a parent table cannot cascade-delete its children. A batch rebuild of pods, inboxes,
+mailboxes or messages should pass table_kwargs={"sqlite_autoincrement": True} to keep ids from
+being reused (see models.py).
 """
 
 from alembic import context

@@ -5,6 +5,8 @@ Revises:
 Create Date: 2026-11-23
 """
 
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,13 +19,16 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    op.create_table(
+    pods = op.create_table(
         "pods",
         sa.Column("id", Id, primary_key=True),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("name", name="uq_pods_name"),
+        sqlite_autoincrement=True,
     )
+    # DESIGN: "a default pod exists", so that `key create --pod default` works on a fresh install.
+    op.bulk_insert(pods, [{"name": "default", "created_at": int(time.time())}])
     op.create_table(
         "inboxes",
         sa.Column("id", Id, primary_key=True),
@@ -35,10 +40,16 @@ def upgrade() -> None:
         ),
         sa.Column("address", sa.String(320), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
-        sa.Column("last_uidvalidity", sa.BigInteger, nullable=False, server_default="0"),
         sa.UniqueConstraint("address", name="uq_inboxes_address"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_inboxes_pod_id", "inboxes", ["pod_id"])
+    counters = op.create_table(
+        "counters",
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+    )
+    op.bulk_insert(counters, [{"name": "uidvalidity", "value": 0}])
     op.create_table(
         "api_keys",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -78,6 +89,7 @@ def upgrade() -> None:
         sa.Column("keywords", sa.Text, nullable=False, server_default=""),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_mailboxes_inbox_id", "mailboxes", ["inbox_id"])
     op.create_table(
@@ -94,6 +106,7 @@ def upgrade() -> None:
         sa.Column("sent_date_tz", sa.SmallInteger, nullable=False, server_default="0"),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("hash", name="uq_messages_hash"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "blobs",
@@ -147,6 +160,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("expunged", "entries", "blobs", "messages", "mailboxes", "api_keys", "inboxes"):
+    for table in (
+        "expunged",
+        "entries",
+        "blobs",
+        "messages",
+        "mailboxes",
+        "api_keys",
+        "counters",
+        "inboxes",
+        "pods",
+    ):
         op.drop_table(table)
-    op.drop_table("pods")

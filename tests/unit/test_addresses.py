@@ -1,0 +1,85 @@
+"""mailgate.addresses: inbox addresses are validated and compared lower-cased."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailgate.addresses import InvalidAddress, domain_of, normalize_address
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("alice@example.test", "alice@example.test"),
+        ("Alice@Example.TEST", "alice@example.test"),
+        ("  bob@example.test\t", "bob@example.test"),
+        ("<carol@example.test>", "carol@example.test"),
+        ("dave@example.test.", "dave@example.test"),
+        ("first.last+tag@sub.example.test", "first.last+tag@sub.example.test"),
+        ("o'neil@example.test", "o'neil@example.test"),
+        ("x!#$%&*/=?^_`{|}~-@example.test", "x!#$%&*/=?^_`{|}~-@example.test"),
+        ("agent@localhost", "agent@localhost"),
+        ("a@x-y.example.test", "a@x-y.example.test"),
+        ("a" * 64 + "@example.test", "a" * 64 + "@example.test"),
+        ("a@" + "b" * 63 + ".test", "a@" + "b" * 63 + ".test"),
+    ],
+)
+def test_valid_addresses(given: str, canonical: str) -> None:
+    assert normalize_address(given) == canonical
+    assert normalize_address(canonical) == canonical  # idempotent
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "plain",
+        "@example.test",
+        "alice@",
+        "alice@@example.test",
+        "a@b@example.test",
+        "a b@example.test",
+        ".alice@example.test",
+        "alice.@example.test",
+        "al..ice@example.test",
+        '"quoted"@example.test',
+        "ünïcode@example.test",
+        "alice@exämple.test",
+        "alice@-example.test",
+        "alice@example-.test",
+        "alice@exa_mple.test",
+        "alice@example..test",
+        "alice@[192.0.2.1]",
+        "a" * 65 + "@example.test",
+        "a@" + "b" * 64 + ".test",
+        "a@" + ".".join(["abcdefghi"] * 26),  # longer than 253
+        # A newline must never get into an address (and from there into a header).
+        "abc\n@example.test",
+        "a@exa\nmple.test",
+        "a@example\n.test",
+        "a\r@example.test",
+        "a\x00@example.test",
+        "<alice@example.test",
+    ],
+)
+def test_invalid_addresses(bad: str) -> None:
+    with pytest.raises(InvalidAddress):
+        normalize_address(bad)
+
+
+def test_invalid_address_is_a_value_error_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="name@domain"):
+        normalize_address("nobody")
+    with pytest.raises(InvalidAddress, match="longer than 64"):
+        normalize_address("a" * 65 + "@example.test")
+    with pytest.raises(InvalidAddress, match="domain"):
+        normalize_address("a@-bad")
+
+
+def test_comparison_is_case_insensitive() -> None:
+    assert normalize_address("MiXeD@Example.Test") == normalize_address("mixed@example.test")
+
+
+def test_domain_of() -> None:
+    assert domain_of("alice@Example.TEST") == "example.test"
+    assert domain_of("weird@name@host.test") == "host.test"
