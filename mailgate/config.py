@@ -32,8 +32,23 @@ def _non_negative(v: int | float) -> str | None:
     return None if v >= 0 else "must be 0 or greater"
 
 
-def _check(fn: Any) -> dict[str, Any]:
-    return {"check": fn}
+# The database URLs the store can use: SQLAlchemy's asyncio drivers for SQLite and PostgreSQL.
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def _database_url(v: str) -> str | None:
+    scheme, sep, rest = v.partition("://")
+    if not v or (sep and rest and scheme in DATABASE_SCHEMES):
+        return None
+    return (
+        "must be empty (SQLite in data_dir), sqlite+aiosqlite:///PATH "
+        "or postgresql+asyncpg://USER@HOST/DATABASE"
+    )
+
+
+def _check(fn: Any, *, secret: bool = False) -> dict[str, Any]:
+    # secret: the value is not repeated in the error (a database URL may hold a password).
+    return {"check": fn, "secret": secret}
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str = ""
+    url: str = field(default="", metadata=_check(_database_url, secret=True))
     pool_size: int = field(default=10, metadata=_check(_positive))
     pool_timeout: float = field(default=10.0, metadata=_check(_positive))
 
@@ -62,6 +77,7 @@ class IMAPSettings:
     tls_port: int = field(default=1993, metadata=_check(_port))
     max_message_size: int = field(default=10485760, metadata=_check(_positive))
     autologout: int = field(default=1800, metadata=_check(_positive))
+    preauth_timeout: int = field(default=60, metadata=_check(_positive))
     idle_keepalive: int = field(default=120, metadata=_check(_positive))
 
 
@@ -165,7 +181,8 @@ def _build_section(name: str, cls: type, values: dict[str, Any], origin: dict[st
         coerced = _coerce(where, typ, value, origin[key].startswith("environment"))
         check = known[key].metadata.get("check")
         if check is not None and (problem := check(coerced)):
-            raise ConfigError(f"{where}: {problem}, got {coerced!r}")
+            got = "" if known[key].metadata.get("secret") else f", got {coerced!r}"
+            raise ConfigError(f"{where}: {problem}{got}")
         kwargs[key] = coerced
     return cls(**kwargs)
 
@@ -188,6 +205,9 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
             raise ConfigError(f"config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        except UnicodeDecodeError:
+            # TOML files are UTF-8 (tomllib raises this, not TOMLDecodeError, for other bytes).
+            raise ConfigError(f"config file {path}: not valid UTF-8") from None
 
     sections = _sections()
     values: dict[str, dict[str, Any]] = {name: {} for name in sections}

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer
 
 Renderer = Callable[[FetchRow], bytes]
-# Messages per store round trip when their bytes are needed (bounded memory per session).
+# Messages per store round trip when their bytes are needed (bounded memory per session)...
 DATA_BATCH = 64
+# ...and at most this many bytes of them, so that FETCH 1:* BODY[] over large messages holds a
+# few MiB at a time rather than DATA_BATCH times the largest message.
+DATA_BUDGET = 4 * 1024 * 1024
 META_BATCH = 5000
 
 
@@ -135,6 +138,27 @@ def batches(
     return out
 
 
+async def data_batches(
+    s: IMAPServer, selected: SelectedMailbox, ranges: list[tuple[int, int]]
+) -> list[list[tuple[int, int]]]:
+    """Like batches(), for loading message bytes: runs of at most DATA_BATCH messages and
+    DATA_BUDGET bytes (a larger message goes alone), planned from the stored sizes."""
+    out: list[list[tuple[int, int]]] = []
+    for batch in batches(selected, ranges, META_BATCH):
+        run: list[int] = []
+        total = 0
+        for row in await s.store.fetch(selected.mailbox_id, batch):
+            if run and (total + row.size > DATA_BUDGET or len(run) == DATA_BATCH):
+                out.append([(run[0], run[-1])])
+                run, total = [], 0
+            run.append(row.uid)
+            total += row.size
+        if run:
+            # Each batch above is one range of one request, so a run is one range too.
+            out.append([(run[0], run[-1])])
+    return out
+
+
 @command("FETCH", State.SELECTED, expunges_ok=False)
 async def fetch(s: IMAPServer, request: Request) -> str:
     args = request.args
@@ -164,9 +188,13 @@ async def fetch(s: IMAPServer, request: Request) -> str:
         update = await s.store.store_flags(selected.mailbox_id, ranges, "+", [SEEN])
         for state in update.updated:
             selected.note_reported(state.uid, state.modseq)
-    size = DATA_BATCH if "data" in columns else META_BATCH
+    with_data = "data" in columns
+    if with_data:
+        plan = await data_batches(s, selected, ranges)
+    else:
+        plan = batches(selected, ranges, META_BATCH)
     changedsince = args.changedsince
-    for batch in batches(selected, ranges, size):
+    for batch in plan:
         rows = await s.store.fetch(selected.mailbox_id, batch, columns)
         for row in rows:
             if changedsince is not None and row.modseq <= changedsince:
@@ -175,6 +203,9 @@ async def fetch(s: IMAPServer, request: Request) -> str:
             if seq is None:
                 continue
             s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
+            if with_data:
+                # Message bytes go out as they are rendered: one message waits, not a batch.
+                await s.drain(at_least=WRITE_CHUNK)
         await s.drain(at_least=WRITE_CHUNK)
     return "FETCH completed"
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
-from mailgate.imap.fetch import DATA_BATCH, META_BATCH, batches
+from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.parser import Request, Search
-from mailgate.imap.search import And, ModSeqKey, Not, Or, SearchKey, matches, needs
+from mailgate.imap.search import And, DateKey, ModSeqKey, Not, Or, SearchKey, matches, needs
 from mailgate.imap.wire import uid_set
 from mailgate.message import body_text, header_values
 from mailgate.store.records import FetchRow
@@ -66,14 +67,21 @@ class _View:
         return body_text(self._row.data or b"")
 
 
-def _uses_modseq(key: SearchKey) -> bool:
-    if isinstance(key, ModSeqKey):
-        return True
+def _uses(key: SearchKey, leaf: Callable[[SearchKey], bool]) -> bool:
+    """Whether any key in the tree satisfies `leaf` (the parser bounds the depth)."""
     if isinstance(key, And | Or):
-        return any(_uses_modseq(child) for child in key.keys)
+        return any(_uses(child, leaf) for child in key.keys)
     if isinstance(key, Not):
-        return _uses_modseq(key.key)
-    return False
+        return _uses(key.key, leaf)
+    return leaf(key)
+
+
+def _is_modseq(key: SearchKey) -> bool:
+    return isinstance(key, ModSeqKey)
+
+
+def _is_sent_date(key: SearchKey) -> bool:
+    return isinstance(key, DateKey) and key.field == "sent"
 
 
 @command("SEARCH", State.SELECTED, expunges_ok=False)
@@ -83,18 +91,26 @@ async def search(s: IMAPServer, request: Request) -> str:
     selected = s.selected
     assert selected is not None
     need = needs(args.key)
-    with_modseq = _uses_modseq(args.key)
+    with_modseq = _uses(args.key, _is_modseq)
     if with_modseq:
         s.condstore = True
     columns: set[str] = set()
     if need.headers:
-        columns |= {"header", "sent_date"}
+        columns.add("header")
+    # SENTBEFORE/SENTON/SENTSINCE read the Date: header, indexed at ingest as sent_date; the
+    # fetch leaves it out (None: "no Date header") unless asked for.
+    if _uses(args.key, _is_sent_date):
+        columns.add("sent_date")
     if need.body:
         columns |= {"header", "data"}
     largest_seq, largest_uid = selected.exists, selected.last_uid
     hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     ranges = [(1, largest_uid)] if largest_uid else []
-    for batch in batches(selected, ranges, DATA_BATCH if need.body else META_BATCH):
+    if need.body:
+        plan = await data_batches(s, selected, ranges)
+    else:
+        plan = batches(selected, ranges, META_BATCH)
+    for batch in plan:
         rows = await s.store.fetch(selected.mailbox_id, batch, columns)
         views = [_View(row, seq) for row in rows if (seq := selected.seq_of(row.uid)) is not None]
 

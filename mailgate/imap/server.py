@@ -39,11 +39,13 @@ from mailgate.store.events import MailboxChanged
 log = logging.getLogger(__name__)
 
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}$")
-PREAUTH_TIMEOUT = 60
 # Literals outside APPEND are strings (a password, a search term): they have no business
 # being large.
 STRING_LITERAL_LIMIT = 1024 * 1024
 WRITE_CHUNK = 256 * 1024
+# After our TLS close alert, how long a client may take to answer with its own before the
+# connection is cut: a client that never answers must not keep the socket open.
+CLOSE_GRACE = 2.0
 
 
 class ServerContext:
@@ -115,7 +117,8 @@ class IMAPServer(IMAP4Server):
         self._idle_push: asyncio.Task[None] | None = None
         self._idling = False
         self._gate = _WriteGate()
-        self._closed = False
+        self._closed = False  # no more output: we said BYE, or the connection is gone
+        self._lost = False  # the connection is gone
         self.running: asyncio.Task[None] | None = None
         # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
         self.after_reply: Callable[[], None] | None = None
@@ -134,12 +137,14 @@ class IMAPServer(IMAP4Server):
     def connectionMade(self) -> None:
         self.context.sessions.add(self)
         self.transport.registerProducer(self._gate, True)
-        self.setTimeout(PREAUTH_TIMEOUT)
+        # Until LOGIN a short timeout, so silent connections cannot pile up; then autologout.
+        self.setTimeout(self.settings.imap.preauth_timeout)
         caps = b" ".join(self.capability_list())
         self.transport.write(b"* OK [CAPABILITY " + caps + b"] mailgate IMAP ready\r\n")
 
     def connectionLost(self, reason: Any = None) -> None:
         self._closed = True
+        self._lost = True
         self.setTimeout(None)
         self.context.sessions.discard(self)
         if self._line_waiter is not None and not self._line_waiter.done():
@@ -148,21 +153,38 @@ class IMAPServer(IMAP4Server):
         self._gate.stopProducing()
 
     def timeoutConnection(self) -> None:
-        self.transport.write(b"* BYE Autologout; idle for too long\r\n")
-        self.transport.loseConnection()
+        self.close(b"Autologout; idle for too long")
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.write(b"* BYE Command line too long\r\n")
-        self.transport.loseConnection()
+        self.close(b"Command line too long")
 
     def close(self, reason: bytes) -> None:
-        """Say BYE and hang up (server shutdown, selected mailbox deleted)."""
+        """Say BYE and hang up (server shutdown, timeouts, selected mailbox deleted)."""
         if self._closed:
             return
         self.flush()
         self.transport.write(b"* BYE " + reason + b"\r\n")
-        self.transport.loseConnection()
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Close the connection once what is written has been sent.
+
+        Twisted's TLS transport starts its shutdown only when no producer is registered, so
+        the write gate goes first (otherwise the socket would stay open for good). The TLS
+        shutdown then waits for the client's close alert; a client that never sends one is
+        cut off after CLOSE_GRACE seconds.
+        """
         self._closed = True
+        if self._lost:
+            return
+        self.setTimeout(None)
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        self.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        if not self._lost:
+            self.transport.abortConnection()
 
     @property
     def storing(self) -> asyncio.Task[None] | None:
@@ -243,9 +265,8 @@ class IMAPServer(IMAP4Server):
                 self._abandon_command(problem)
                 return
             # LITERAL+ data is already on its way: refuse, and hang up rather than read it.
-            self.flush()
-            self.transport.write(problem.line(self._tag()) + b"* BYE Literal too large\r\n")
-            self.transport.loseConnection()
+            self.send(problem.line(self._tag()))
+            self.close(b"Literal too large")
             return
         self._literal = bytearray()
         self._literal_left = size
@@ -344,8 +365,7 @@ class IMAPServer(IMAP4Server):
             after, self.after_reply = self.after_reply, None
             after()
         if self.session_state is State.LOGOUT:
-            self.transport.loseConnection()
-            self._closed = True
+            self.hang_up()
 
     async def catch_up(self, *, expunges_ok: bool = True) -> None:
         selected = self.selected
