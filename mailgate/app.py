@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +108,7 @@ class App:
                     port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[attr-defined]
             except CannotListenError as exc:
                 raise ConfigError(
-                    f"[imap] {key}: cannot listen on {bind}:{requested}: {exc.socketError}"
+                    f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"
                 ) from None
             self._imap_ports.append(port)
             security = "TLS" if implicit else "STARTTLS"
@@ -131,7 +132,7 @@ class App:
                 )
             except OSError as exc:
                 raise ConfigError(
-                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {exc.strerror}"
+                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {_why(exc)}"
                 ) from None
             self._smtp_servers.append(server)
             port = server.sockets[0].getsockname()[1]
@@ -172,6 +173,12 @@ class App:
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+
+def _why(error: BaseException) -> str:
+    """'Address already in use', not the libraries' longer wrappings of it."""
+    number = getattr(error, "errno", None)
+    return os.strerror(number) if number else str(error)
 
 
 async def _deferred(value: Any) -> None:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mailgate import __version__
 from mailgate.config import ConfigError, Settings, load
@@ -46,17 +47,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """--config and --json, accepted before and after the subcommand.
+
+    argparse lets a subcommand's defaults overwrite what the main parser already parsed, so
+    `mailgate --config X inbox list` would lose X: only the main parser sets defaults.
+    """
     common = argparse.ArgumentParser(add_help=False)
+    default: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     common.add_argument(
         "--config",
         metavar="PATH",
         help="configuration file (default: $MAILGATE_CONFIG, else built-in defaults)",
+        **default,
     )
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts", **default)
+    return common
 
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
     parser = argparse.ArgumentParser(
-        prog="mailgate", description="Self-hosted IMAP/SMTP gateway.", parents=[common]
+        prog="mailgate",
+        description="Self-hosted IMAP/SMTP gateway.",
+        parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
@@ -126,7 +140,7 @@ def _with_store(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> An
                 pool_timeout=settings.database.pool_timeout,
             )
         except Unavailable as exc:
-            raise Failed(f"cannot open the database ({settings.database_url}): {exc}") from None
+            raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
         try:
             return await work(store)
         except StoreError as exc:
@@ -135,6 +149,16 @@ def _with_store(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> An
             await store.close()
 
     return asyncio.run(run())
+
+
+def _shown(settings: Settings) -> str:
+    """The database URL without its password, fit for a terminal or a log."""
+    url = settings.database_url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -157,6 +181,7 @@ def _key_dict(key: Any) -> dict[str, Any]:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from mailgate.app import App, install_reactor
+    from mailgate.store.errors import Unavailable
 
     _configure_logging()
     loop = asyncio.new_event_loop()
@@ -168,7 +193,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        await app.start()
+        try:
+            await app.start()
+        except Unavailable as exc:
+            raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
         _announce(app)
         await stopping.wait()
         print("mailgate: stopping", flush=True)
@@ -186,7 +214,7 @@ def _announce(app: Any) -> None:
     settings: Settings = app.settings
     cert = app.certificate
     print(f"mailgate {__version__} serving {settings.server.hostname}")
-    print(f"  database     {settings.database_url}")
+    print(f"  database     {_shown(settings)}")
     origin = "self-signed, generated now" if cert.generated else "configured"
     if not settings.tls.cert and not cert.generated:
         origin = "self-signed"
@@ -203,9 +231,11 @@ def _configure_logging() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # alembic logs every start at INFO; aiosmtpd logs every command, and on the implicit-TLS
-    # port warns that AUTH lacks TLS (it cannot see the TLS it runs in).
+    # port warns that AUTH lacks TLS (it cannot see the TLS it runs in); Twisted logs each
+    # port it opens and closes, which `serve` prints itself.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.ERROR)
+    logging.getLogger("twisted").setLevel(logging.WARNING)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
@@ -216,9 +246,7 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
         return None  # opening the store applied the migrations
 
     _with_store(settings, work)
-    _emit(
-        args, {"database": settings.database_url, "status": "up to date"}, "database is up to date"
-    )
+    _emit(args, {"database": _shown(settings), "status": "up to date"}, "database is up to date")
     return 0
 
 

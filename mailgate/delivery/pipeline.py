@@ -18,6 +18,7 @@ from mailgate.auth import Principal
 from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
+from mailgate.store.errors import NotFound
 from mailgate.store.records import INBOX, SEEN, Inbox, Parcel, Target
 
 
@@ -74,11 +75,10 @@ class Submission:
             added += date_header()
         sent_copy = added + raw
 
+        sent = await self._sent_mailbox(principal)
         inboxes = await self.store.find_inboxes(recipients)
         delivered = _without_bcc(header) + body if header_values(header, "Bcc") else raw
-        parcels = [
-            Parcel(sent_copy, (Target(await self._mailbox(principal.inbox, "Sent"), (SEEN,)),))
-        ]
+        parcels = [Parcel(sent_copy, (Target(sent, (SEEN,)),))]
         targets = tuple([Target(await self._mailbox(inbox, INBOX)) for inbox in inboxes.values()])
         if targets:
             if delivered is raw:
@@ -89,6 +89,13 @@ class Submission:
                 parcels.append(Parcel(added + delivered, targets))
         await self.store.deliver(parcels)
         return Accepted(trace_id, message_id, sorted(inboxes))
+
+    async def _sent_mailbox(self, principal: Principal) -> int:
+        try:
+            return await self._mailbox(principal.inbox, "Sent")
+        except NotFound:
+            # The inbox was deleted while this session was logged in to it: retrying cannot help.
+            raise SenderNotAuthorized(f"{principal.address} no longer exists") from None
 
     async def _mailbox(self, inbox: Inbox, name: str) -> int:
         return (await self.store.get_mailbox(inbox.id, name)).id

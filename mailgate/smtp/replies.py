@@ -26,6 +26,9 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary server error, try again later"
 SESSION_EXPIRED = "421 4.4.2 Session time limit exceeded, closing connection"
 IDLE_TIMEOUT = "421 4.4.2 Timeout waiting for a command, closing connection"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
+# Replies go out as ASCII: aiosmtpd cannot send anything else without SMTPUTF8.
+LINE_TOO_LONG = "500 5.5.6 Line too long"
 
 # aiosmtpd's own replies, given the enhanced status codes clients and logs expect
 # (RFC 2034). Keyed by the stock text's prefix.
@@ -45,7 +48,7 @@ STOCK_REWRITES: dict[str, str] = {
     "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
     "500 Error: strict ASCII mode": "500 5.6.7 Error: non-ASCII command",
     "500 Command line too long": "500 5.5.6 Command line too long",
-    "500 Line too long": "500 5.5.6 Line too long (RFC 5321 §4.5.3.1.6)",
+    "500 Line too long": LINE_TOO_LONG,
     "501 Syntax:": "501 5.5.4 Syntax error in parameters or arguments",
     "501 Not enough value": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
     "501 Too many values": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
@@ -55,6 +58,7 @@ STOCK_REWRITES: dict[str, str] = {
     "501 5.5.2 Can't split auth value": AUTH_MALFORMED,
     "502 EXPN not implemented": "502 5.5.1 EXPN not implemented",
     "502 Could not VRFY": "252 2.5.0 Cannot VRFY user, but will accept message",
+    "252 Cannot VRFY": "252 2.5.0 Cannot VRFY user, but will accept message",
     "553 5.1.3 Error: malformed address": "553 5.1.3 Malformed address",
     "555 MAIL FROM parameters": "555 5.5.4 MAIL FROM parameters not recognized",
     "555 RCPT TO parameters": "555 5.5.4 RCPT TO parameters not recognized",
@@ -63,8 +67,20 @@ STOCK_REWRITES: dict[str, str] = {
 }
 
 
+# Stock replies whose text goes on after the prefix (HELP's list of commands and syntax): the
+# enhanced code is put in and the rest kept.
+STOCK_PREFIXES: dict[str, str] = {
+    "250 Supported commands:": "250 2.0.0 Supported commands:",
+    "250 Syntax:": "250 2.0.0 Syntax:",
+    "501 Supported commands:": "501 5.5.4 Supported commands:",
+}
+
+
 def rewrite(reply: str) -> str:
     for stock, ours in STOCK_REWRITES.items():
         if reply.startswith(stock):
             return ours
+    for stock, ours in STOCK_PREFIXES.items():
+        if reply.startswith(stock):
+            return ours + reply[len(stock) :]
     return reply

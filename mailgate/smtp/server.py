@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from mailgate.config import SMTPSettings
 from mailgate.smtp.replies import (
@@ -21,11 +21,19 @@ from mailgate.smtp.replies import (
     IDLE_TIMEOUT,
     SESSION_EXPIRED,
     SHUTTING_DOWN,
+    TLS_ALREADY_ACTIVE,
     rewrite,
 )
 
+# aiosmtpd refuses lines over 1001 octets (RFC 5321 §4.5.3.1.6), but agents and scripts often
+# send longer unwrapped lines (a generated paragraph, minified HTML, a JSON payload) and
+# Postfix accepts them; this still bounds what one line may hold in memory.
+MAX_LINE = 1024 * 1024
+
 
 class MailgateSMTP(SMTP):
+    line_length_limit = MAX_LINE
+
     def __init__(
         self,
         handler: Any,
@@ -55,6 +63,7 @@ class MailgateSMTP(SMTP):
                 auth_require_tls=not implicit_tls,
                 loop=loop,
             )
+        self._implicit_tls = implicit_tls
         self._session_limit = settings.session_timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._sessions = sessions
@@ -74,6 +83,14 @@ class MailgateSMTP(SMTP):
     def shut_down(self) -> None:
         self._say_and_close(SHUTTING_DOWN)
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd would start a second TLS layer inside the first one.
+        if self._implicit_tls or self._tls_protocol is not None:
+            await self.push(TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             status = rewrite(status)
@@ -92,6 +109,13 @@ class MailgateSMTP(SMTP):
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        # RFC 5321 §4.5.3.2: the timeout runs between blocks, not over a whole command; a slow
+        # upload that keeps sending is not silent (session_timeout still caps the session).
+        if self._timeout_handle is not None:
+            self._reset_timeout()
+        super().data_received(data)
 
     def _timeout_cb(self) -> None:
         self._say_and_close(IDLE_TIMEOUT)

@@ -8,9 +8,9 @@ import binascii
 import logging
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from mailgate.addresses import InvalidAddress
+from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
 from mailgate.config import SMTPSettings
 from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
@@ -55,15 +55,15 @@ class SubmissionHandler:
             try:
                 blob = base64.b64decode(args[1], validate=True)
             except binascii.Error:
-                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+                return _refused(replies.AUTH_BAD_BASE64)
         assert isinstance(blob, bytes)
         fields = blob.split(b"\x00")
         if len(fields) != 3:
-            return AuthResult(success=False, message=replies.AUTH_MALFORMED)
+            return _refused(replies.AUTH_MALFORMED)
         authzid, user, password = fields
         if authzid and authzid != user:
             # RFC 4616: we do not let one identity act as another.
-            return AuthResult(success=False, message=replies.AUTH_FAILED)
+            return _refused(replies.AUTH_FAILED)
         return await self._login(server, user, password)
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
@@ -75,7 +75,7 @@ class SubmissionHandler:
             try:
                 user = base64.b64decode(args[1], validate=True)
             except binascii.Error:
-                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+                return _refused(replies.AUTH_BAD_BASE64)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False, handled=True)
@@ -90,11 +90,11 @@ class SubmissionHandler:
                 user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), client
             )
         except AuthFailed:
-            return AuthResult(success=False, message=replies.AUTH_FAILED)
+            return _refused(replies.AUTH_FAILED)
         except LockedOut:
-            return AuthResult(success=False, message=replies.AUTH_LOCKED_OUT)
+            return _refused(replies.AUTH_LOCKED_OUT)
         except Unavailable:
-            return AuthResult(success=False, message=replies.AUTH_TEMPORARY)
+            return _refused(replies.AUTH_TEMPORARY)
         return AuthResult(success=True, auth_data=principal, message=replies.AUTH_OK)
 
     # ---------------------------------------------------------------- envelope
@@ -124,17 +124,20 @@ class SubmissionHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
         try:
-            recipient, route = await self.submission.route(address)
+            recipient = normalize_address(address)
         except InvalidAddress:
             return replies.BAD_RECIPIENT
+        if recipient in envelope.rcpt_tos:
+            return replies.RECIPIENT_OK  # a repeat is no new recipient, so not one too many
+        # Checked before the lookup, so a client repeating RCPT costs no database work.
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        recipient, route = await self.submission.route(recipient)
         if route is Route.NOT_HOSTED:
             return replies.RELAY_NOT_ENABLED
-        if recipient not in envelope.rcpt_tos:
-            envelope.rcpt_tos.append(recipient)
-            envelope.rcpt_options.extend(rcpt_options)
+        envelope.rcpt_tos.append(recipient)
+        envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: MailgateSMTP, session: Session, envelope: Envelope) -> str:
@@ -153,11 +156,27 @@ class SubmissionHandler:
         except (Unavailable, LimitExceeded) as exc:
             log.warning("submission from %s not stored: %s", _principal(session).address, exc)
             return replies.TEMPORARY_FAILURE
+        except Exception:
+            # Answered here rather than by handle_exception, so that aiosmtpd still ends the
+            # transaction: otherwise the next MAIL would get "503 nested MAIL command".
+            log.exception("submission from %s failed", _principal(session).address)
+            return replies.TEMPORARY_FAILURE
         return f"{replies.ACCEPTED} {accepted.trace_id}"
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("SMTP session error", exc_info=error)
+        if isinstance(error, TLSSetupException):
+            # The client's TLS handshake failed (aiosmtpd closes the connection): the client's
+            # problem, not a server error worth a traceback in the log.
+            log.info("STARTTLS handshake failed: %s", error.__cause__)
+        else:
+            log.error("SMTP session error", exc_info=error)
         return replies.TEMPORARY_FAILURE
+
+
+def _refused(reply: str) -> AuthResult:
+    # handled=False makes aiosmtpd send `reply`; its default (True) would send nothing at all
+    # and leave the client waiting for an answer.
+    return AuthResult(success=False, handled=False, message=reply)
 
 
 def _principal(session: Session) -> Principal:
