@@ -1,0 +1,1402 @@
+#!/usr/bin/env python3
+"""mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
+
+    .venv/bin/python bench/bench.py [--quick] [--only throughput,idle,fetch,memory]
+                                    [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
+
+The server runs as a subprocess (its CPU time and memory are read from /proc, apart from the
+load generator) with a temporary data directory, a generated config and ports picked by the
+server itself (port 0, read back from its "listening" lines). Inboxes are created with
+`mailgate inbox create --json`. Measurements (see bench/README.md for what each number means):
+
+- throughput: SMTP submission over implicit TLS with AUTH, N concurrent clients.
+- idle: latency from the SMTP 250 after DATA to the "* n EXISTS" seen by an idling IMAP client.
+- fetch: the header-sync FETCHes a mail client runs on opening a folder of 1,000 messages.
+- memory: server RSS/PSS per idle IMAP connection (TLS, logged in, INBOX selected, IDLE).
+
+This is a script, not a test: it prints numbers and judges only correctness (every message
+arrived, every FETCH returned every message). It stops by itself and removes what it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime
+import gc
+import importlib.metadata
+import importlib.util
+import itertools
+import json
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import queue
+import random
+import re
+import resource
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+HOST = "127.0.0.1"
+# The `mailgate` command of this interpreter's installation (the project venv's).
+MAILGATE = (sys.executable, "-m", "mailgate.cli")
+DOMAIN = "bench.test"
+PHASES = ("throughput", "idle", "fetch", "memory")
+SOCKET_TIMEOUT = 60.0
+READY_TIMEOUT = 60.0
+IDLE_EXISTS_TIMEOUT = 10.0
+MEMORY_TIMEOUT = 600.0
+
+# The DESIGN.md "Speed budget" figures the results are compared with.
+FETCH_BUDGET_MS = 24.0  # 2 x Dovecot's 12 ms for the ENVELOPE header sync of 1,000 messages
+IDLE_SESSION_BUDGET_KIB = 32.0
+
+ENVELOPE_SYNC = b"UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
+THUNDERBIRD_SYNC = (
+    b"UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject "
+    b"Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type "
+    b"Reply-To)])"
+)
+BODYSTRUCTURE_SYNC = b"UID FETCH 1:* (BODYSTRUCTURE)"
+
+
+class BenchError(Exception):
+    """A measurement could not be completed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    messages: int  # SMTP throughput: total messages over all clients
+    clients: int
+    idle_messages: int
+    fetch_messages: int
+    fetch_runs: int
+    connections: int
+
+
+FULL = Counts(
+    messages=800, clients=8, idle_messages=200, fetch_messages=1000, fetch_runs=20, connections=2000
+)
+QUICK = Counts(
+    messages=80, clients=8, idle_messages=20, fetch_messages=200, fetch_runs=5, connections=200
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    address: str
+    key: str
+
+
+# ------------------------------------------------------------------------------- statistics
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+# ------------------------------------------------------------------------------- output
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, label: str, value: str, note: str = "") -> None:
+        self.rows.append((label, value, note))
+
+    def print(self) -> None:
+        print(f"\n== {self.title}")
+        w0 = max((len(label) for label, _, _ in self.rows), default=0)
+        w1 = max((len(value) for _, value, _ in self.rows), default=0)
+        for label, value, note in self.rows:
+            print(f"  {label:<{w0}}  {value:>{w1}}  {note}".rstrip())
+        sys.stdout.flush()
+
+
+@dataclass
+class Summary:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, what: str, result: str, budget: str = "") -> None:
+        self.rows.append((what, result, budget))
+
+    def print(self) -> None:
+        header = ("measurement", "result", "budget / reference")
+        rows = [header, *self.rows]
+        w0 = max(len(r[0]) for r in rows)
+        w1 = max(len(r[1]) for r in rows)
+        rule = "-" * (w0 + w1 + 4 + max(len(r[2]) for r in rows))
+        print("\n== Summary")
+        print("  " + rule)
+        for i, (what, result, budget) in enumerate(rows):
+            print(f"  {what:<{w0}}  {result:>{w1}}  {budget}".rstrip())
+            if i == 0:
+                print("  " + rule)
+        print("  " + rule)
+        sys.stdout.flush()
+
+
+def progress(text: str) -> None:
+    # Progress goes to stderr, so stdout holds only the report.
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------- TLS
+
+
+def client_tls() -> ssl.SSLContext:
+    """The server's certificate is self-signed and generated for this run: do not verify it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# ------------------------------------------------------------------------------- server
+
+
+class Server:
+    """One `mailgate serve` subprocess, in its own session so that ^C reaches only us."""
+
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+        self.log_path = workdir / "server.log"
+        self.starts = 0
+        self._clock: int | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.starts += 1
+        self.log_path = self.workdir / f"server-{self.starts}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*MAILGATE, "serve", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self._clock = _process_cpu_clock(self.proc.pid)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if re.search(r"^ready$", text, re.MULTILINE):
+                self.ports = {
+                    m.group(1): int(m.group(2))
+                    for m in re.finditer(r"^\s*listening\s+(\S+)\s+\S+:(\d+)", text, re.MULTILINE)
+                }
+                if "imaps" not in self.ports or "submissions" not in self.ports:
+                    raise BenchError(f"server listed no imaps/submissions port:\n{text}")
+                return
+            if self.proc.poll() is not None:
+                raise BenchError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise BenchError(f"server not ready after {READY_TIMEOUT:.0f} s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the whole server process (all its threads, live or gone)."""
+        if self._clock is not None:
+            return time.clock_gettime(self._clock)
+        # /proc/<pid>/stat counts in clock ticks (10 ms), too coarse for one FETCH but fine
+        # over a phase.
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_kib(self) -> dict[str, int]:
+        """Rss, Pss and Anonymous (KiB) from smaps_rollup."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/smaps_rollup").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss", "Anonymous"):
+                out[name] = int(rest.split()[0])
+        return out
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+def _die_with_parent() -> None:
+    """In the server child: get SIGTERM if the benchmark dies, even by SIGKILL."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _process_cpu_clock(pid: int) -> int | None:
+    """The CLOCK_PROCESS_CPUTIME_ID-like clock of another process (ns resolution), if any."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        clock = ctypes.c_int()
+        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
+            return None
+        time.clock_gettime(clock.value)  # readable by us?
+        return clock.value
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def cpu_meter(server: Server) -> Iterator[Callable[[], tuple[float, float]]]:
+    """Yields a function returning (server CPU seconds, wall seconds) since entry."""
+    cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
+    yield lambda: (server.cpu_seconds() - cpu0, time.perf_counter() - wall0)
+
+
+def cpu_note(cpu: float, wall: float) -> str:
+    return f"{cpu:.2f} s  ({cpu / wall * 100:.0f}% of one core over {wall:.2f} s)"
+
+
+# ------------------------------------------------------------------------------- database
+
+
+class Postgres:
+    """A fresh database for the run on the server named by the URL, dropped afterwards."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = f"mailgate_bench_{uuid.uuid4().hex[:10]}"
+        self.created = False
+        self.version = "?"
+
+    def _admin_dsn(self) -> str:
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(scheme="postgresql"))
+
+    @property
+    def run_url(self) -> str:
+        return urlunsplit(urlsplit(self.url)._replace(path=f"/{self.name}"))
+
+    async def _execute(self, sql: str) -> str:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._admin_dsn(), timeout=30)
+        try:
+            await conn.execute(sql)
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    def create(self) -> None:
+        self.version = asyncio.run(self._execute(f'CREATE DATABASE "{self.name}"'))
+        self.created = True
+
+    def drop(self) -> None:
+        if self.created:
+            asyncio.run(self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            self.created = False
+
+
+# ------------------------------------------------------------------------------- setup
+
+
+def write_config(path: Path, data_dir: Path, database_url: str, extra: dict[str, Any]) -> None:
+    settings: dict[str, dict[str, Any]] = {
+        "server": {"hostname": "localhost", "bind": HOST, "data_dir": str(data_dir)},
+        "database": {"url": database_url},
+        "imap": {"port": 0, "tls_port": 0},
+        "smtp": {"submission_port": 0, "tls_port": 0},
+    }
+    for dotted, value in extra.items():
+        section, key = dotted.split(".", 1)
+        settings.setdefault(section, {})[key] = value
+    lines: list[str] = []
+    for section, values in settings.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or "." not in name:
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string
+    return name.strip(), value
+
+
+def server_env() -> dict[str, str]:
+    # MAILGATE_* variables would override the generated config (ports, database): drop them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def create_inbox(config: Path, env: dict[str, str], address: str) -> Account:
+    done = subprocess.run(
+        [*MAILGATE, "inbox", "create", address, "--json", "--config", str(config)],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"inbox create {address} failed: {done.stderr.decode(errors='replace')}")
+    data = json.loads(done.stdout)
+    return Account(data["inbox"]["address"], data["api_key"])
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise our soft RLIMIT_NOFILE (the server and client workers inherit it); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return soft
+
+
+# ------------------------------------------------------------------------------- messages
+
+# Word lists read better as one string each than as one item per line.
+_WORDS = (  # noqa: SIM905
+    "agent invoice meeting report quarterly update please review attached draft schedule "
+    "server deploy customer request ticket status follow up tomorrow thanks regards budget "
+    "contract release notes migration database backup weekly summary action items"
+).split()
+_NAMES = (  # noqa: SIM905
+    "Alice Martin|Bob Chen|Carol Diaz|Dan Okafor|Eve Novak|Frank Muller|Grace Kim|Heidi Larsen|"
+    "Ivan Petrov|Judy Rossi|Mallory Smith|Niaj Patel|Olivia Brown|Peggy Wong|Rupert Klein"
+).split("|")
+_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()  # noqa: SIM905
+
+
+def _text(rng: random.Random, size: int) -> str:
+    """Wrapped prose of about `size` bytes."""
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        line = " ".join(rng.choice(_WORDS) for _ in range(11)).capitalize() + "."
+        lines.append(line)
+        total += len(line) + 2
+    return "\r\n".join(lines)
+
+
+def submission_message(sender: str, recipient: str, n: int, size: int = 2048) -> bytes:
+    rng = random.Random(n)
+    head = (
+        f"From: {sender}\r\nTo: {recipient}\r\nSubject: bench message {n}\r\n"
+        f"Date: {format_datetime(datetime.datetime.now(datetime.UTC))}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@{DOMAIN}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    return (head + _text(rng, size - len(head)) + "\r\n").encode()
+
+
+def _person(rng: random.Random) -> tuple[str, str]:
+    name = rng.choice(_NAMES)
+    local = name.lower().replace(" ", ".")
+    domain = rng.choice(("example.com", "example.org", "corp.example.net", DOMAIN))
+    return name, f"{local}@{domain}"
+
+
+def archive_message(rng: random.Random, n: int, owner: str) -> tuple[bytes, str, str]:
+    """A realistic ~3 KB message, its APPEND flags and its INTERNALDATE."""
+    when = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+        minutes=n * 37 + rng.randint(0, 30)
+    )
+    name, address = _person(rng)
+    subject = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 8))).capitalize()
+    headers = [
+        f"Return-Path: <{address}>",
+        f"Received: from mx.example.com (mx.example.com [192.0.2.{n % 250 + 1}]) by "
+        f"localhost with ESMTPS id {rng.getrandbits(48):012x}; {format_datetime(when)}",
+        f'From: "{name}" <{address}>',
+        f"To: {owner}",
+    ]
+    if rng.random() < 0.3:
+        cc_name, cc = _person(rng)
+        headers.append(f'Cc: "{cc_name}" <{cc}>, {_person(rng)[1]}')
+    headers += [
+        f"Subject: {'Re: ' if n % 4 == 1 else ''}{subject} #{n}",
+        f"Date: {format_datetime(when)}",
+        f"Message-ID: <{n}.{rng.getrandbits(64):016x}@example.com>",
+    ]
+    if n % 4 == 1:
+        parent = f"<{n - 1}.{rng.getrandbits(64):016x}@example.com>"
+        headers += [f"In-Reply-To: {parent}", f"References: {parent}"]
+    headers.append("MIME-Version: 1.0")
+    kind = n % 10
+    if kind in (3, 7):  # multipart/alternative: text and HTML
+        boundary = f"alt-{rng.getrandbits(64):016x}"
+        text = _text(rng, 900)
+        html = "<html><body><p>" + _text(rng, 1000).replace("\r\n", "</p>\r\n<p>") + "</p>"
+        body = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 7bit\r\n\r\n{text}\r\n"
+            f"--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 7bit\r\n\r\n{html}</body></html>\r\n--{boundary}--\r\n"
+        )
+        headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    elif kind == 5:  # multipart/mixed with a small attachment
+        boundary = f"mix-{rng.getrandbits(64):016x}"
+        blob = base64.encodebytes(rng.randbytes(900)).decode().replace("\n", "\r\n")
+        body = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"{_text(rng, 1200)}\r\n"
+            f'--{boundary}\r\nContent-Type: application/pdf; name="report-{n}.pdf"\r\n'
+            f'Content-Disposition: attachment; filename="report-{n}.pdf"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{blob}--{boundary}--\r\n"
+        )
+        headers.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
+    else:
+        headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 7bit"]
+        body = _text(rng, 2300) + "\r\n"
+    data = ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+    flags = []
+    if rng.random() < 0.8:
+        flags.append("\\Seen")
+    if rng.random() < 0.05:
+        flags.append("\\Flagged")
+    if rng.random() < 0.1:
+        flags.append("\\Answered")
+    date = f"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"
+    return data, " ".join(flags), date
+
+
+# ------------------------------------------------------------------------------- IMAP client
+
+
+@dataclass
+class Reply:
+    status: bytes  # the tagged line
+    lines: list[bytes]  # untagged lines (literal contents not included)
+    fetches: int  # "* n FETCH" responses
+    received: int  # bytes read while waiting for it
+
+
+class RawIMAP:
+    """A minimal blocking IMAP client over TLS: exact timing and no per-line overhead."""
+
+    def __init__(self, port: int, timeout: float = SOCKET_TIMEOUT) -> None:
+        raw = socket.create_connection((HOST, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = client_tls().wrap_socket(raw)
+        self.buf = bytearray()
+        self._tags = itertools.count(1)
+        self._received = 0
+        greeting = self.read_line()
+        if not greeting.startswith(b"* OK"):
+            raise BenchError(f"unexpected IMAP greeting {greeting!r}")
+
+    def tag(self) -> bytes:
+        return b"b%d" % next(self._tags)
+
+    def _fill(self) -> float:
+        data = self.sock.recv(1 << 18)
+        if not data:
+            raise BenchError("the IMAP server closed the connection")
+        now = time.perf_counter()
+        self._received += len(data)
+        self.buf += data
+        return now
+
+    def read_line(self) -> bytes:
+        while (nl := self.buf.find(b"\r\n")) < 0:
+            self._fill()
+        line = bytes(self.buf[:nl])
+        del self.buf[: nl + 2]
+        return line
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, text: bytes, *, keep: bool = True) -> Reply:
+        tag = self.tag()
+        self.send(tag + b" " + text + b"\r\n")
+        return self.read_reply(tag, keep=keep)
+
+    def read_reply(self, tag: bytes, *, keep: bool = True) -> Reply:
+        """Read up to the tagged reply, skipping literals ({n}) wherever they end a line."""
+        buf = self.buf
+        prefix = tag + b" "
+        lines: list[bytes] = []
+        fetches = 0
+        start = scan = 0  # start of the current logical line; where to look for CRLF
+        self._received = len(buf)
+        while True:
+            nl = buf.find(b"\r\n", scan)
+            if nl < 0:
+                if start > 1 << 16:
+                    del buf[:start]
+                    scan -= start
+                    start = 0
+                self._fill()
+                continue
+            if nl > start and buf[nl - 1] == 0x7D:  # "}": a literal follows this CRLF
+                brace = buf.rfind(b"{", start, nl)
+                digits = buf[brace + 1 : nl - 1].rstrip(b"+") if brace >= 0 else b""
+                if digits.isdigit():
+                    end = nl + 2 + int(digits)
+                    while len(buf) < end:
+                        self._fill()
+                    scan = end
+                    continue
+            if buf.startswith(prefix, start):
+                status = bytes(buf[start:nl])
+                del buf[: nl + 2]
+                if not status[len(prefix) :].startswith(b"OK"):
+                    raise BenchError(f"IMAP command failed: {status!r}")
+                return Reply(status, lines, fetches, self._received)
+            if buf.startswith(b"* ", start) and buf.find(b" FETCH (", start, start + 24) > 0:
+                fetches += 1
+            if keep:
+                lines.append(bytes(buf[start:nl]))
+            start = scan = nl + 2
+
+    def login(self, account: Account) -> None:
+        self.command(b'LOGIN "%s" "%s"' % (account.address.encode(), account.key.encode()))
+
+    def select(self, mailbox: bytes = b"INBOX") -> int:
+        reply = self.command(b"SELECT " + mailbox)
+        for line in reply.lines:
+            m = re.fullmatch(rb"\* (\d+) EXISTS", line)
+            if m:
+                return int(m.group(1))
+        raise BenchError(f"SELECT gave no EXISTS: {reply.lines!r}")
+
+    def status_messages(self, mailbox: bytes = b"INBOX") -> int:
+        reply = self.command(b"STATUS " + mailbox + b" (MESSAGES)")
+        for line in reply.lines:
+            m = re.search(rb"MESSAGES (\d+)", line)
+            if m:
+                return int(m.group(1))
+        raise BenchError(f"STATUS gave no MESSAGES: {reply.lines!r}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sock.settimeout(5)
+            self.command(b"LOGOUT", keep=False)
+        with contextlib.suppress(Exception):
+            self.sock.close()
+
+
+def smtp_client(port: int, account: Account) -> smtplib.SMTP_SSL:
+    client = smtplib.SMTP_SSL(HOST, port, context=client_tls(), timeout=SOCKET_TIMEOUT)
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login(account.address, account.key)
+    return client
+
+
+# ------------------------------------------------------------------------------- throughput
+
+
+def bench_throughput(
+    server: Server, senders: list[Account], total: int, summary: Summary
+) -> Section:
+    clients = len(senders)
+    per_client = total // clients
+    total = per_client * clients
+    port = server.ports["submissions"]
+    barrier = threading.Barrier(clients + 1, timeout=120)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    ends = [0.0] * clients
+    errors: list[str] = []
+    messages = [
+        [
+            submission_message(
+                senders[i].address, senders[(i + 1) % clients].address, i * 10**6 + j
+            )
+            for j in range(per_client)
+        ]
+        for i in range(clients)
+    ]
+
+    def client(i: int) -> None:
+        sender, recipient = senders[i], senders[(i + 1) % clients]
+        smtp = None
+        try:
+            smtp = smtp_client(port, sender)
+            barrier.wait()
+            mine = latencies[i]
+            for data in messages[i]:
+                t0 = time.perf_counter()
+                smtp.sendmail(sender.address, [recipient.address], data)
+                mine.append(time.perf_counter() - t0)
+            ends[i] = time.perf_counter()
+        except Exception as exc:
+            errors.append(f"client {i}: {exc!r}")
+            barrier.abort()
+        finally:
+            if smtp is not None:
+                with contextlib.suppress(Exception):
+                    smtp.quit()
+
+    progress(f"throughput: {clients} SMTP clients x {per_client} messages")
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    gc.collect()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    with cpu_meter(server) as meter:
+        start = time.perf_counter()
+        for t in threads:
+            t.join(600)
+        cpu, _ = meter()
+    if errors or any(t.is_alive() for t in threads):
+        raise BenchError("; ".join(errors[:3]) or "SMTP clients did not finish in 600 s")
+    wall = max(ends) - start
+    flat = [x for per in latencies for x in per]
+
+    delivered = 0
+    for account in senders:
+        imap = RawIMAP(server.ports["imaps"])
+        try:
+            imap.login(account)
+            delivered += imap.status_messages()
+        finally:
+            imap.close()
+
+    size = sum(len(m) for per in messages for m in per) / total
+    section = Section(
+        f"SMTP submission throughput: {clients} clients x {per_client} messages of "
+        f"{size / 1024:.1f} KiB, port 465 (TLS), AUTH PLAIN, one recipient each"
+    )
+    section.add("messages accepted (250)", str(len(flat)))
+    check = "OK" if delivered == total else "MISSING MESSAGES"
+    section.add("messages in recipients' INBOX", str(delivered), f"(STATUS; {check})")
+    section.add("wall time", f"{wall:.2f}", "s")
+    section.add("throughput", f"{total / wall:.1f}", "messages/s")
+    for p in (50, 95, 99):
+        section.add(f"submit latency p{p}", ms(percentile(flat, p)), "ms  (MAIL FROM -> 250)")
+    section.add("submit latency max", ms(max(flat)), "ms")
+    section.add("server CPU", f"{cpu / total * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
+    summary.add(f"SMTP submission, {clients} clients", f"{total / wall:.1f} msg/s", "")
+    summary.add(
+        "  submit latency p50 / p95 / p99",
+        " / ".join(f"{percentile(flat, p) * 1000:.1f}" for p in (50, 95, 99)) + " ms",
+    )
+    if delivered != total:
+        raise BenchError(f"{total} messages accepted but {delivered} in the INBOXes")
+    return section
+
+
+# ------------------------------------------------------------------------------- IDLE
+
+
+class IdleWatcher(threading.Thread):
+    """Owns one IMAP connection in IDLE; timestamps every "* n EXISTS" as it arrives."""
+
+    def __init__(self, imap: RawIMAP) -> None:
+        super().__init__(name="idle-watcher", daemon=True)
+        self.imap = imap
+        self.exists: queue.Queue[tuple[int, float]] = queue.Queue()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        imap = self.imap
+        try:
+            imap.sock.settimeout(0.2)  # poll for `stopping`
+            while not self.stopping.is_set():
+                try:
+                    arrived = imap._fill()
+                except TimeoutError:
+                    continue
+                while (nl := imap.buf.find(b"\r\n")) >= 0:
+                    line = bytes(imap.buf[:nl])
+                    del imap.buf[: nl + 2]
+                    m = re.fullmatch(rb"\* (\d+) EXISTS", line)
+                    if m:
+                        self.exists.put((int(m.group(1)), arrived))
+            imap.sock.settimeout(SOCKET_TIMEOUT)
+            imap.send(b"DONE\r\n")
+            imap.read_reply(b"idle", keep=False)
+        except BaseException as exc:
+            self.error = exc
+            self.exists.put((-1, 0.0))
+
+
+def bench_idle(
+    server: Server, sender: Account, watcher: Account, count: int, summary: Summary
+) -> Section:
+    progress(f"idle: {count} messages, one at a time, to an IDLE client")
+    imap = RawIMAP(server.ports["imaps"])
+    smtp = None
+    thread: IdleWatcher | None = None
+    try:
+        imap.login(watcher)
+        base = imap.select()
+        imap.send(b"idle IDLE\r\n")
+        line = imap.read_line()
+        if not line.startswith(b"+"):
+            raise BenchError(f"IDLE not accepted: {line!r}")
+        thread = IdleWatcher(imap)
+        thread.start()
+        smtp = smtp_client(server.ports["submissions"], sender)
+        latencies: list[float] = []
+        submits: list[float] = []
+        gc.collect()
+        with cpu_meter(server) as meter:
+            for i in range(count):
+                data = submission_message(sender.address, watcher.address, 9 * 10**6 + i)
+                t0 = time.perf_counter()
+                smtp.sendmail(sender.address, [watcher.address], data)
+                t250 = time.perf_counter()
+                want = base + i + 1
+                while True:
+                    try:
+                        n, arrived = thread.exists.get(timeout=IDLE_EXISTS_TIMEOUT)
+                    except queue.Empty:
+                        raise BenchError(
+                            f"no EXISTS {want} within {IDLE_EXISTS_TIMEOUT:.0f} s of the 250"
+                        ) from None
+                    if n < 0:
+                        raise BenchError(f"IDLE connection failed: {thread.error!r}")
+                    if n >= want:
+                        break
+                latencies.append(arrived - t250)
+                submits.append(t250 - t0)
+            cpu, wall = meter()
+    finally:
+        if thread is not None:
+            thread.stopping.set()
+            thread.join(30)
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.quit()
+        imap.close()
+    if thread is not None and thread.error is not None:
+        raise BenchError(f"IDLE connection failed: {thread.error!r}")
+
+    section = Section(
+        f"Delivery to IDLE: {count} messages submitted one at a time (port 465), "
+        "time from the 250 after DATA to '* n EXISTS' at a client idling on INBOX"
+    )
+    for p in (50, 95, 99):
+        section.add(f"250 -> EXISTS p{p}", ms(percentile(latencies, p)), "ms")
+    section.add("250 -> EXISTS max", ms(max(latencies)), "ms")
+    section.add("250 -> EXISTS min", ms(min(latencies)), "ms")
+    section.add("submit latency p50 (one client)", ms(percentile(submits, 50)), "ms")
+    section.add("server CPU", f"{cpu / count * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
+    summary.add(
+        "Delivery -> IDLE EXISTS p50/p95/p99/max",
+        " / ".join(f"{percentile(latencies, p) * 1000:.1f}" for p in (50, 95, 99))
+        + f" / {max(latencies) * 1000:.1f} ms",
+        "a few ms (Postfix+Dovecot ~500 ms)",
+    )
+    return section
+
+
+# ------------------------------------------------------------------------------- FETCH
+
+
+def append_archive(imap: RawIMAP, owner: str, count: int, batch: int = 50) -> tuple[float, int]:
+    """APPEND `count` messages with LITERAL+, `batch` commands in flight; (seconds, bytes)."""
+    rng = random.Random(1993)
+    total = 0
+    t0 = time.perf_counter()
+    for first in range(0, count, batch):
+        tags: list[bytes] = []
+        chunks: list[bytes] = []
+        for n in range(first, min(first + batch, count)):
+            data, flags, date = archive_message(rng, n, owner)
+            total += len(data)
+            tag = imap.tag()
+            tags.append(tag)
+            chunks.append(
+                b'%s APPEND INBOX (%s) "%s" {%d+}\r\n%s\r\n'
+                % (tag, flags.encode(), date.encode(), len(data), data)
+            )
+        imap.send(b"".join(chunks))
+        for tag in tags:
+            imap.read_reply(tag, keep=False)
+    return time.perf_counter() - t0, total
+
+
+def bench_fetch(server: Server, owner: Account, count: int, runs: int, summary: Summary) -> Section:
+    progress(f"fetch: APPEND {count} messages")
+    imap = RawIMAP(server.ports["imaps"])
+    try:
+        imap.login(owner)
+        with cpu_meter(server) as meter:
+            append_seconds, append_bytes = append_archive(imap, owner.address, count)
+            append_cpu, _ = meter()
+        exists = imap.select()
+        if exists != count:
+            raise BenchError(f"APPENDed {count} messages but SELECT says {exists} EXISTS")
+        section = Section(
+            f"Header sync FETCH: mailbox of {count} messages (avg "
+            f"{append_bytes / count / 1024:.1f} KiB; 20% multipart), {runs} runs each, "
+            "command sent -> tagged OK read"
+        )
+        section.add(
+            "APPEND (LITERAL+, 50 in flight)",
+            f"{count / append_seconds:.0f}",
+            f"messages/s; server CPU {append_cpu / count * 1000:.2f} ms/message",
+        )
+        variants = (
+            ("ENVELOPE sync", ENVELOPE_SYNC, True),
+            ("Thunderbird HEADER.FIELDS", THUNDERBIRD_SYNC, False),
+            ("BODYSTRUCTURE", BODYSTRUCTURE_SYNC, False),
+        )
+        for label, command, budgeted in variants:
+            progress(f"fetch: {label} x {runs}")
+            times: list[float] = []
+            size = 0
+            gc.collect()
+            with cpu_meter(server) as meter:
+                for _ in range(runs):
+                    tag = imap.tag()
+                    t0 = time.perf_counter()
+                    imap.send(tag + b" " + command + b"\r\n")
+                    reply = imap.read_reply(tag, keep=False)
+                    times.append(time.perf_counter() - t0)
+                    if reply.fetches != count:
+                        raise BenchError(f"{label}: {reply.fetches} FETCH responses, not {count}")
+                    size = reply.received
+                cpu, _ = meter()
+            p50 = percentile(times, 50)
+            section.add(
+                f"{label} min / p50 / p95 / max",
+                f"{ms(min(times))} / {ms(p50)} / {ms(percentile(times, 95))} / {ms(max(times))}",
+                f"ms  (first {ms(times[0])} ms; {size / 1024:.0f} KiB; "
+                f"server CPU {cpu / runs * 1000:.1f} ms/run)",
+            )
+            budget = ""
+            if budgeted:
+                verdict = "OK" if p50 <= FETCH_BUDGET_MS / 1000 else "OVER"
+                budget = f"<= {FETCH_BUDGET_MS:.0f} ms (Dovecot ~12 ms): {verdict}"
+            summary.add(
+                f"FETCH {label}, {count} msgs p50 (min)",
+                f"{ms(p50)} ({ms(min(times))}) ms",
+                budget,
+            )
+        return section
+    finally:
+        imap.close()
+
+
+# ------------------------------------------------------------------------------- memory
+
+
+async def _hold_idle_connections(
+    port: int, account: Account, count: int, concurrency: int, control: Any
+) -> None:
+    ctx = client_tls()
+    gate = asyncio.Semaphore(concurrency)
+    writers: list[asyncio.StreamWriter] = []
+    login = b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
+
+    async def expect(reader: asyncio.StreamReader, prefix: bytes) -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                raise ConnectionError("closed by the server")
+            if line.startswith(prefix):
+                if prefix != b"+" and not line[len(prefix) :].startswith(b"OK"):
+                    raise ConnectionError(f"refused: {line!r}")
+                return
+
+    async def one() -> None:
+        async with gate:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(HOST, port, ssl=ctx), SOCKET_TIMEOUT
+            )
+            try:
+                async with asyncio.timeout(SOCKET_TIMEOUT):
+                    await expect(reader, b"* ")
+                    writer.write(login)
+                    await expect(reader, b"a ")
+                    writer.write(b"b SELECT INBOX\r\n")
+                    await expect(reader, b"b ")
+                    writer.write(b"c IDLE\r\n")
+                    await expect(reader, b"+")
+            except BaseException:
+                writer.close()
+                raise
+            writers.append(writer)
+
+    loop = asyncio.get_running_loop()
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    failures = [repr(r) for r in results if isinstance(r, BaseException)]
+    control.send(("ready", len(writers), failures[:3], len(failures), time.perf_counter() - t0))
+    with contextlib.suppress(EOFError, OSError):
+        await loop.run_in_executor(None, control.recv)  # "close", or the parent is gone
+    for writer in writers:
+        writer.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+    with contextlib.suppress(Exception):
+        control.send(("closed",))
+
+
+def memory_worker(port: int, account: Account, count: int, concurrency: int, control: Any) -> None:
+    """Entry point of a load-generator process: hold `count` IDLE connections until told."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    asyncio.run(_hold_idle_connections(port, account, count, concurrency, control))
+
+
+def idle_cycle(port: int, account: Account) -> None:
+    imap = RawIMAP(port)
+    try:
+        imap.login(account)
+        imap.select()
+        imap.send(b"i IDLE\r\n")
+        if not imap.read_line().startswith(b"+"):
+            raise BenchError("IDLE not accepted")
+        imap.send(b"DONE\r\n")
+        imap.read_reply(b"i", keep=False)
+    finally:
+        imap.close()
+
+
+class IdleFleet:
+    """K idle IMAP connections held by a few spawned load-generator processes."""
+
+    def __init__(self, port: int, account: Account, count: int) -> None:
+        self.workers = max(1, min(4, count // 250))
+        ctx = multiprocessing.get_context("spawn")
+        self.procs: list[Any] = []
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        for w in range(self.workers):
+            share = count // self.workers + (1 if w < count % self.workers else 0)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=memory_worker,
+                args=(port, account, share, 8, child),  # 8 handshakes in flight per process
+                name=f"bench-idle-{w}",
+                daemon=True,
+            )
+            proc.start()
+            child.close()
+            self.procs.append(proc)
+            self.pipes.append(parent)
+
+    def wait_open(self) -> tuple[int, float]:
+        """(connections open, seconds the slowest process took); raises if any failed."""
+        opened = failed = 0
+        failures: list[str] = []
+        slowest = 0.0
+        deadline = time.monotonic() + MEMORY_TIMEOUT
+        for pipe in self.pipes:
+            if not pipe.poll(max(1.0, deadline - time.monotonic())):
+                raise BenchError(f"IDLE connections not open within {MEMORY_TIMEOUT:.0f} s")
+            try:
+                _, n, errs, nfailed, elapsed = pipe.recv()
+            except EOFError:
+                raise BenchError("a load-generator process died") from None
+            opened += n
+            failures += errs
+            failed += nfailed
+            slowest = max(slowest, elapsed)
+        if failed:
+            raise BenchError(f"{failed} IDLE connections failed, e.g. {failures}")
+        return opened, slowest
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send("close")
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError, EOFError):
+                if pipe.poll(60):
+                    pipe.recv()
+            pipe.close()
+        for proc in self.procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+
+
+def bench_memory(
+    server: Server, account: Account, count: int, rounds: int, summary: Summary
+) -> Section:
+    port = server.ports["imaps"]
+    progress(f"memory: warm-up, then {rounds} x {count} IDLE connections")
+    # Warm the server up (imports, caches, the login path) so the baseline is its steady state.
+    for _ in range(10):
+        idle_cycle(port, account)
+    time.sleep(1.0)
+    samples = [("before", server.memory_kib(), server.open_fds())]
+    opened = 0
+    seconds = cpu = 0.0
+    for r in range(1, rounds + 1):
+        progress(f"memory: round {r}: opening {count} connections")
+        cpu0 = server.cpu_seconds()
+        fleet = IdleFleet(port, account, count)
+        try:
+            opened, open_seconds = fleet.wait_open()
+            if r == 1:
+                seconds, cpu = open_seconds, server.cpu_seconds() - cpu0
+            time.sleep(2.0)  # let the server finish whatever the last logins started
+            samples.append((f"{opened} open (round {r})", server.memory_kib(), server.open_fds()))
+        finally:
+            fleet.close()
+        time.sleep(2.0)
+        samples.append((f"all closed (round {r})", server.memory_kib(), server.open_fds()))
+
+    before, first = samples[0][1], samples[1][1]
+    per = {k: (first[k] - before[k]) / opened for k in ("Rss", "Pss", "Anonymous")}
+    section = Section(
+        f"Memory per idle IMAP connection: {opened} TLS connections (port 993), each logged "
+        f"in, INBOX selected, in IDLE; {rounds} round(s) of open-all / close-all"
+    )
+    section.add(
+        "time to open all (round 1)",
+        f"{seconds:.1f}",
+        f"s  ({opened / seconds:.0f} handshakes+logins/s, {fleet.workers} client process(es))",
+    )
+    section.add(
+        "server CPU per connection set-up",
+        f"{cpu / opened * 1000:.2f}",
+        f"ms  (TLS handshake, LOGIN, SELECT, IDLE); {cpu_note(cpu, seconds)}",
+    )
+    for label, mem, fds in samples:
+        section.add(
+            f"server {label}",
+            f"{mem['Rss']} / {mem['Pss']} / {mem['Anonymous']}",
+            f"KiB RSS / PSS / anonymous; {fds} fds",
+        )
+    # The budget is judged on anonymous memory: it is what sessions allocate. PSS also moves
+    # with file-backed pages shared with other processes (the load generators run the same
+    # Python and libraries), by a few MB either way, which is noise at a few KiB per session.
+    verdict = "OK" if per["Anonymous"] <= IDLE_SESSION_BUDGET_KIB else "OVER"
+    section.add("RSS per connection", f"{per['Rss']:.1f}", "KiB")
+    section.add("PSS per connection", f"{per['Pss']:.1f}", "KiB")
+    section.add(
+        "anonymous memory per connection",
+        f"{per['Anonymous']:.1f}",
+        f"KiB  (private heap; budget {IDLE_SESSION_BUDGET_KIB:.0f}: {verdict})",
+    )
+    if rounds > 1:
+        # Slope of the "open" samples, round over round: what each connection leaves behind.
+        opens = [mem["Anonymous"] for label, mem, _ in samples if " open " in label]
+        xs = range(len(opens))
+        mx, my = sum(xs) / len(opens), sum(opens) / len(opens)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, opens, strict=True)) / sum(
+            (x - mx) ** 2 for x in xs
+        )
+        section.add(
+            "anonymous growth per connection per round",
+            f"{slope / opened:.2f}",
+            "KiB  (slope of the 'open' samples: a leak if well above 0)",
+        )
+    summary.add(
+        "Memory per IDLE session (anon / PSS / RSS)",
+        f"{per['Anonymous']:.1f} / {per['Pss']:.1f} / {per['Rss']:.1f} KiB",
+        f"<= {IDLE_SESSION_BUDGET_KIB:.0f} KiB (Dovecot ~1.9 MB PSS): {verdict}",
+    )
+    return section
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def machine_info() -> list[str]:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        mem = f", {kib / 1024 / 1024:.1f} GiB RAM"
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    libs = ", ".join(
+        f"{n} {version(n)}" for n in ("Twisted", "aiosmtpd", "pyOpenSSL", "SQLAlchemy")
+    )
+    return [
+        f"machine   {os.cpu_count()} CPUs ({model}){mem}, {platform.platform()}",
+        f"python    {platform.python_version()} ({sys.executable})",
+        f"mailgate  {version('mailgate')} from {_source()}; {libs}",
+    ]
+
+
+def _source() -> str:
+    """Where the server's `mailgate` package comes from, with its git commit if it has one."""
+    spec = importlib.util.find_spec("mailgate")
+    if spec is None or spec.origin is None:
+        return "?"
+    root = Path(spec.origin).parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return str(root)
+    return f"{root} (git {rev})"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    p.add_argument(
+        "--only", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+    )
+    p.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of a PostgreSQL server: a fresh database is created on it for the "
+        "run and dropped afterwards (default: SQLite in the temporary data directory)",
+    )
+    p.add_argument("--messages", type=int, help="throughput: total messages (800)")
+    p.add_argument("--clients", type=int, help="throughput: concurrent SMTP clients (8)")
+    p.add_argument("--idle-messages", type=int, help="idle: messages (200)")
+    p.add_argument("--fetch-messages", type=int, help="fetch: mailbox size (1000)")
+    p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
+    p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
+    p.add_argument(
+        "--memory-rounds",
+        type=int,
+        default=2,
+        help="memory: times to open and close all connections; a second round shows leaks (2)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        type=parse_set,
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra server setting, e.g. database.pool_size=20 (repeatable)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = p.parse_args(argv)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(only) - set(PHASES)
+    if unknown or not only:
+        p.error(f"--only takes a comma-separated subset of {','.join(PHASES)}")
+    args.phases = [x for x in PHASES if x in only]
+    base = QUICK if args.quick else FULL
+    args.counts = Counts(
+        messages=args.messages or base.messages,
+        clients=args.clients or base.clients,
+        idle_messages=args.idle_messages or base.idle_messages,
+        fetch_messages=args.fetch_messages or base.fetch_messages,
+        fetch_runs=args.fetch_runs or base.fetch_runs,
+        connections=args.connections or base.connections,
+    )
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        p.error("--database-url must be a postgresql URL (SQLite is the default)")
+    return args
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    print(f"\ninterrupted by {signal.Signals(signum).name}; cleaning up", file=sys.stderr)
+    raise SystemExit(128 + signum)  # unwinds through the `finally` that cleans up
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    counts: Counts = args.counts
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    began = time.perf_counter()
+    fd_limit = raise_fd_limit(counts.connections * 2 + 1024)
+    if "memory" in args.phases and fd_limit < counts.connections + 256:
+        print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
+    pg = Postgres(args.database_url) if args.database_url else None
+    server: Server | None = None
+    summary = Summary()
+    failed: list[str] = []
+    try:
+        print(f"mailgate benchmark  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        for line in machine_info():
+            print("  " + line)
+        if pg is not None:
+            pg.create()
+            database_url = pg.run_url
+            print(f"  database  PostgreSQL {pg.version}, fresh database {pg.name}")
+        else:
+            import sqlite3
+
+            database_url = ""
+            print(
+                f"  database  SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL) in {workdir}"
+            )
+        config = workdir / "mailgate.toml"
+        write_config(config, workdir / "data", database_url, dict(args.settings))
+        env = server_env()
+
+        progress("creating inboxes")
+        senders = [create_inbox(config, env, f"sender{i}@{DOMAIN}") for i in range(counts.clients)]
+        watcher = create_inbox(config, env, f"watcher@{DOMAIN}")
+        archive = create_inbox(config, env, f"archive@{DOMAIN}")
+        agent = create_inbox(config, env, f"agent@{DOMAIN}")
+
+        server = Server(workdir, config, env)
+        server.start()
+        print(
+            f"  server    pid {server.pid}; "
+            + ", ".join(f"{name} {HOST}:{port}" for name, port in sorted(server.ports.items()))
+        )
+        print(
+            f"  counts    throughput {counts.messages} msgs / {counts.clients} clients, "
+            f"idle {counts.idle_messages} msgs, fetch {counts.fetch_messages} msgs x "
+            f"{counts.fetch_runs} runs, memory {counts.connections} connections; "
+            f"open-file limit {fd_limit}"
+        )
+        print(f"  phases    {', '.join(args.phases)}")
+        sys.stdout.flush()
+
+        used = False
+        for phase in args.phases:
+            if not server.alive():
+                failed.append(f"{phase}: skipped, the server is not running")
+                continue
+            try:
+                if phase == "throughput":
+                    section = bench_throughput(server, senders, counts.messages, summary)
+                elif phase == "idle":
+                    section = bench_idle(server, senders[0], watcher, counts.idle_messages, summary)
+                elif phase == "fetch":
+                    section = bench_fetch(
+                        server, archive, counts.fetch_messages, counts.fetch_runs, summary
+                    )
+                else:
+                    if used:
+                        # A fresh process, so memory freed by earlier phases cannot be reused
+                        # by the new sessions and hide their cost.
+                        progress("memory: restarting the server")
+                        server.stop()
+                        server.start()
+                    section = bench_memory(
+                        server, agent, counts.connections, args.memory_rounds, summary
+                    )
+                used = True
+                section.print()
+            except Exception as exc:
+                failed.append(f"{phase}: {exc}")
+                print(f"\n== {phase}: FAILED: {exc}", flush=True)
+                if not server.alive():
+                    print(f"server log (last lines):\n{server.log_tail()}", flush=True)
+        if summary.rows:
+            summary.print()
+    except BenchError as exc:
+        failed.append(f"setup: {exc}")
+    finally:
+        if server is not None:
+            server.stop()
+            problems = [
+                line
+                for log in sorted(workdir.glob("server-*.log"))
+                for line in log.read_text(errors="replace").splitlines()
+                if re.search(r" (ERROR|CRITICAL) |Traceback", line)
+            ]
+            if problems:
+                print(f"\nserver logged {len(problems)} error line(s), e.g. {problems[0]}")
+        if pg is not None:
+            try:
+                pg.drop()
+            except Exception as exc:
+                print(f"could not drop database {pg.name}: {exc}", file=sys.stderr)
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nrun took {time.perf_counter() - began:.1f} s")
+    for problem in failed:
+        print(f"FAILED {problem}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaned up", file=sys.stderr)
+        sys.exit(130)
