@@ -83,6 +83,7 @@ class App:
             authenticator = Authenticator(self.store, settings.auth)
             load_commands()
             self._imap = ServerContext(settings, self.store, authenticator, tls_factory)
+            self._imap.start()
             self._handler = SubmissionHandler(
                 Submission(self.store, settings.server.hostname), authenticator, settings.smtp
             )
@@ -151,6 +152,13 @@ class App:
         )
         return session
 
+    def _storing(self) -> list[asyncio.Future[Any]]:
+        busy: list[asyncio.Future[Any]] = []
+        if self._imap is not None:
+            busy += [s.storing for s in self._imap.sessions if s.storing is not None]
+        busy += [s.running for s in self._smtp_sessions if s.running is not None]
+        return busy
+
     async def stop(self) -> None:
         """Stop listening, let commands that are storing finish, say goodbye, close the store."""
         for port in self._imap_ports:
@@ -159,17 +167,26 @@ class App:
         for server in self._smtp_servers:
             server.close()
         self._smtp_servers.clear()
-        busy = []
+        # Commands that are writing finish (and are answered); one that starts meanwhile is
+        # waited for too. Between the last check and the goodbyes below nothing awaits, so no
+        # new write can begin.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while (busy := self._storing()) and loop.time() < deadline:
+            await asyncio.wait(busy, timeout=deadline - loop.time())
+        winding_down: list[asyncio.Future[Any]] = []
         if self._imap is not None:
-            busy += [s.storing for s in self._imap.sessions if s.storing is not None]
-        busy += [s.running for s in self._smtp_sessions if s.running is not None]
-        if busy:
-            await asyncio.wait(busy, timeout=DRAIN_SECONDS)
-        if self._imap is not None:
+            self._imap.stop()
             for session in list(self._imap.sessions):
                 session.close(b"Server shutting down")
+                winding_down += session.tasks()
         for smtp in list(self._smtp_sessions):
             smtp.shut_down()
+            if smtp.task is not None:
+                winding_down.append(smtp.task)
+        # Their tasks end before the store closes under them.
+        if winding_down:
+            await asyncio.wait(winding_down, timeout=DRAIN_SECONDS)
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -52,9 +52,10 @@ class SelectedMailbox:
         self.dirty = False
         self.subscription: Subscription | None = None
         # Expunged by others while we could not say so (RFC 3501 §7.4.1); still numbered.
-        self._pending_expunges: set[int] = set()
+        # Made when first needed: most sessions never need them, and an empty set is 216 bytes.
+        self._pending_expunges: set[int] | None = None
         # FETCH (FLAGS) this session already sent for its own STORE: uid -> modseq.
-        self._reported: dict[int, int] = {}
+        self._reported: dict[int, int] | None = None
 
     # ---------------------------------------------------------------- numbering
 
@@ -87,6 +88,8 @@ class SelectedMailbox:
         return self.dirty or bool(self._pending_expunges)
 
     def note_reported(self, uid: int, modseq: int) -> None:
+        if self._reported is None:
+            self._reported = {}
         self._reported[uid] = modseq
 
     def forget(self, uids: Sequence[int]) -> list[int]:
@@ -96,7 +99,8 @@ class SelectedMailbox:
         seqs = [i + 1 for i, uid in enumerate(self.uids) if uid in gone]
         if seqs:
             self.uids = array("I", (u for u in self.uids if u not in gone))
-        self._pending_expunges -= gone
+        if self._pending_expunges:
+            self._pending_expunges -= gone
         return seqs[::-1]
 
     # ---------------------------------------------------------------- catching up
@@ -110,26 +114,29 @@ class SelectedMailbox:
             raise MailboxGone(self.name)
         known_last = self.last_uid
         fresh: list[int] = []
+        reported = self._reported or {}
+        pending = self._pending_expunges or set()
         for entry in changes.changed:
             if entry.uid > known_last:
                 fresh.append(entry.uid)
                 continue
-            if self._reported.get(entry.uid) == entry.modseq:
+            if reported.get(entry.uid) == entry.modseq:
                 continue
             seq = self.seq_of(entry.uid)
-            if seq is None or entry.uid in self._pending_expunges:
+            if seq is None or entry.uid in pending:
                 continue
             modseq = f" MODSEQ ({entry.modseq})".encode() if condstore else b""
             lines.append(
                 b"%d FETCH (UID %d FLAGS %s%s)" % (seq, entry.uid, flag_list(entry.flags), modseq)
             )
-        self._reported.clear()
+        self._reported = None
         gone = set(changes.expunged) & set(self.uids) if changes.expunged else set()
         if expunges_ok:
-            for seq in self.forget(sorted(gone | self._pending_expunges)):
+            for seq in self.forget(sorted(gone | pending)):
                 lines.append(b"%d EXPUNGE" % seq)
-        else:
-            self._pending_expunges |= gone
+            self._pending_expunges = None
+        elif gone:
+            self._pending_expunges = pending | gone
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))

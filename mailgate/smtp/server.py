@@ -80,6 +80,11 @@ class MailgateSMTP(SMTP):
             self.running = None
             done.set_result(None)
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task serving this client (aiosmtpd's), done once the session has ended."""
+        return self._handler_coroutine
+
     def shut_down(self) -> None:
         self._say_and_close(SHUTTING_DOWN)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, command
-from mailgate.imap.errors import bad
 from mailgate.imap.parser import Request
+from mailgate.imap.server import IDLING
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer
@@ -14,9 +14,5 @@ if TYPE_CHECKING:
 
 @command("IDLE", LOGGED_IN)
 async def idle(s: IMAPServer, request: Request) -> str:
-    s.send(b"+ idling\r\n")
-    s.flush()
-    line = await s.idle()
-    if line.strip().upper() != b"DONE":
-        raise bad("Expected DONE to end IDLE")
-    return "IDLE terminated"
+    s.start_idle(request.tag)
+    return IDLING
