@@ -18,8 +18,7 @@ from mailgate.auth import Principal
 from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.errors import NotFound
-from mailgate.store.records import INBOX, SEEN, Inbox, Parcel, Target
+from mailgate.store.records import SEEN, Parcel, Target
 
 
 class SenderNotAuthorized(Exception):
@@ -75,11 +74,13 @@ class Submission:
             added += date_header()
         sent_copy = added + raw
 
-        sent = await self._sent_mailbox(principal)
-        inboxes = await self.store.find_inboxes(recipients)
+        sent, inboxes = await self.store.delivery_mailboxes(principal.inbox.id, recipients)
+        if sent is None:
+            # The inbox was deleted while this session was logged in to it: retrying cannot help.
+            raise SenderNotAuthorized(f"{principal.address} no longer exists")
         delivered = _without_bcc(header) + body if header_values(header, "Bcc") else raw
         parcels = [Parcel(sent_copy, (Target(sent, (SEEN,)),))]
-        targets = tuple([Target(await self._mailbox(inbox, INBOX)) for inbox in inboxes.values()])
+        targets = tuple(Target(mailbox_id) for mailbox_id in inboxes.values())
         if targets:
             if delivered is raw:
                 # One blob for the Sent copy and every recipient (DESIGN: stored once).
@@ -89,16 +90,6 @@ class Submission:
                 parcels.append(Parcel(added + delivered, targets))
         await self.store.deliver(parcels)
         return Accepted(trace_id, message_id, sorted(inboxes))
-
-    async def _sent_mailbox(self, principal: Principal) -> int:
-        try:
-            return await self._mailbox(principal.inbox, "Sent")
-        except NotFound:
-            # The inbox was deleted while this session was logged in to it: retrying cannot help.
-            raise SenderNotAuthorized(f"{principal.address} no longer exists") from None
-
-    async def _mailbox(self, inbox: Inbox, name: str) -> int:
-        return (await self.store.get_mailbox(inbox.id, name)).id
 
 
 def _same_address(address: str, expected: str) -> bool:

@@ -37,13 +37,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.message import MessageIndex, index_message, normalize_crlf
 from mailgate.store import errors
-from mailgate.store.database import Database
+from mailgate.store.database import Conn, Database
 from mailgate.store.events import EventBus, MailboxChanged
 from mailgate.store.models import (
     api_keys,
@@ -63,6 +62,7 @@ from mailgate.store.records import (
     HIERARCHY_DELIMITER,
     INBOX,
     SEEN,
+    SENT,
     ApiKey,
     Changes,
     CopyResult,
@@ -168,7 +168,7 @@ class Store:
     async def create_pod(self, name: str) -> Pod:
         name = _pod_name(name)
 
-        async def work(conn: AsyncConnection) -> Pod:
+        async def work(conn: Conn) -> Pod:
             if await _pod_row(conn, name) is not None:
                 raise errors.PodExists(f"pod {name} already exists")
             return await _insert_pod(conn, name)
@@ -190,7 +190,7 @@ class Store:
     async def delete_pod(self, name: str) -> None:
         name = _pod_name(name)
 
-        async def work(conn: AsyncConnection) -> None:
+        async def work(conn: Conn) -> None:
             # Locked, so that an inbox created meanwhile on another node waits and then fails
             # (and retries into a new pod) instead of being cascade-deleted with this one.
             row = await _pod_row(conn, name, lock=True)
@@ -213,7 +213,7 @@ class Store:
         address = _address(address)
         pod = _pod_name(pod)
 
-        async def work(conn: AsyncConnection) -> Inbox:
+        async def work(conn: Conn) -> Inbox:
             existing = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
             if existing is not None:
                 raise errors.InboxExists(f"inbox {address} already exists")
@@ -256,6 +256,32 @@ class Store:
             rows = await conn.execute(_inbox_select().where(inboxes.c.address.in_(wanted)))
             return {r.address: _inbox(r) for r in rows}
 
+    async def delivery_mailboxes(
+        self, sender_inbox_id: int, recipients: Iterable[str]
+    ) -> tuple[int | None, dict[str, int]]:
+        """In one query: the sender's Sent mailbox (None if the inbox is gone) and the INBOX
+        mailbox of every hosted recipient among `recipients` (normalised), by address."""
+        wanted = sorted(a for a in set(recipients) if _storable(a))
+        query = (
+            select(inboxes.c.address, mailboxes.c.name, mailboxes.c.id)
+            .select_from(inboxes.join(mailboxes, mailboxes.c.inbox_id == inboxes.c.id))
+            .where(
+                or_(
+                    (inboxes.c.id == sender_inbox_id) & (mailboxes.c.name == SENT),
+                    inboxes.c.address.in_(wanted) & (mailboxes.c.name == INBOX),
+                )
+            )
+        )
+        sent: int | None = None
+        found: dict[str, int] = {}
+        async with self.db.read() as conn:
+            for address, name, mailbox_id in await conn.execute(query):
+                if name == SENT:
+                    sent = mailbox_id
+                else:
+                    found[address] = mailbox_id
+        return sent, found
+
     async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
         query = _inbox_select().order_by(inboxes.c.address)
         if pod is not None:
@@ -268,7 +294,7 @@ class Store:
     async def delete_inbox(self, address: str) -> None:
         address = _address(address)
 
-        async def work(conn: AsyncConnection) -> list[int]:
+        async def work(conn: Conn) -> list[int]:
             # Locked first: no mailbox can be created in it, nor message added, while it goes.
             inbox_id = await conn.scalar(
                 select(inboxes.c.id).where(inboxes.c.address == address).with_for_update()
@@ -321,7 +347,7 @@ class Store:
         if len(label) > MAX_LABEL or not _storable(label):
             raise errors.InvalidName(f"a key label is at most {MAX_LABEL} printable characters")
 
-        async def work(conn: AsyncConnection) -> ApiKey:
+        async def work(conn: Conn) -> ApiKey:
             if await conn.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id)):
                 raise errors.AlreadyExists(f"key {key_id} already exists")
             inbox_id: int | None = None
@@ -373,7 +399,7 @@ class Store:
         if not _valid_key_id(key_id):
             raise errors.KeyNotFound(f"no key {key_id!r}")
 
-        async def work(conn: AsyncConnection) -> ApiKey:
+        async def work(conn: Conn) -> ApiKey:
             row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
             if row is None:
                 raise errors.KeyNotFound(f"no key {key_id}")
@@ -407,7 +433,7 @@ class Store:
         """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3)."""
         name = _valid_mailbox_name(name)
 
-        async def work(conn: AsyncConnection) -> Mailbox:
+        async def work(conn: Conn) -> Mailbox:
             await _lock_inbox_shared(conn, inbox_id)
             if await _mailbox_row(conn, inbox_id, name) is not None:
                 raise errors.MailboxExists(f"mailbox {name} already exists")
@@ -428,7 +454,7 @@ class Store:
     async def delete_mailbox(self, inbox_id: int, name: str) -> None:
         name = _existing_mailbox_name(name)
 
-        async def work(conn: AsyncConnection) -> int:
+        async def work(conn: Conn) -> int:
             row = await _mailbox_row(conn, inbox_id, name)
             if row is None:
                 raise _no_mailbox(name)
@@ -461,7 +487,7 @@ class Store:
         old = _existing_mailbox_name(old)
         new = _valid_mailbox_name(new)
 
-        async def work(conn: AsyncConnection) -> None:
+        async def work(conn: Conn) -> None:
             row = await _mailbox_row(conn, inbox_id, old)
             if row is None:
                 raise _no_mailbox(old)
@@ -496,7 +522,7 @@ class Store:
     async def set_subscribed(self, inbox_id: int, name: str, subscribed: bool) -> None:
         name = _existing_mailbox_name(name)
 
-        async def work(conn: AsyncConnection) -> None:
+        async def work(conn: Conn) -> None:
             result = await conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
@@ -594,7 +620,7 @@ class Store:
         dates = [p.internaldate or now for p in parcels]
 
         async def work(
-            conn: AsyncConnection,
+            conn: Conn,
         ) -> tuple[dict[tuple[int, int], Placed], dict[int, int]]:
             # Mailboxes first, then messages: the lock order expunge and delete use too.
             boxes = {m: await _lock_mailbox(conn, m) for m in sorted(plan)}
@@ -709,7 +735,7 @@ class Store:
         change_keywords = set(change_kw.split())
         where, post_filter = _uid_filter(uids)
 
-        async def work(conn: AsyncConnection) -> tuple[FlagUpdate, int | None]:
+        async def work(conn: Conn) -> tuple[FlagUpdate, int | None]:
             box = await _lock_mailbox(conn, mailbox_id)
             rows = (
                 await conn.execute(
@@ -767,7 +793,7 @@ class Store:
         """Remove the \\Deleted messages (only those in `uids`, if given); returns their UIDs."""
         deleted_bit = FLAG_BITS[DELETED]
 
-        async def work(conn: AsyncConnection) -> tuple[list[int], int | None]:
+        async def work(conn: Conn) -> tuple[list[int], int | None]:
             box = await _lock_mailbox(conn, mailbox_id)
             query = select(entries.c.uid, entries.c.message_id).where(
                 entries.c.mailbox_id == mailbox_id,
@@ -808,7 +834,7 @@ class Store:
     ) -> CopyResult:
         where, post_filter = _uid_filter(uids)
 
-        async def work(conn: AsyncConnection) -> tuple[CopyResult, dict[int, int]]:
+        async def work(conn: Conn) -> tuple[CopyResult, dict[int, int]]:
             boxes = {}
             for mailbox_id in sorted({source_id, dest_id}):
                 boxes[mailbox_id] = await _lock_mailbox(conn, mailbox_id)
@@ -924,12 +950,12 @@ def _uid_filter(uids: UidRanges) -> tuple[ColumnElement[bool], Any]:
     return entries.c.uid.between(lows[0], max(highs)), keep
 
 
-async def _pod_row(conn: AsyncConnection, name: str, *, lock: bool = False) -> Row[Any] | None:
+async def _pod_row(conn: Conn, name: str, *, lock: bool = False) -> Row[Any] | None:
     query = select(pods).where(pods.c.name == name)
     return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
-async def _insert_pod(conn: AsyncConnection, name: str) -> Pod:
+async def _insert_pod(conn: Conn, name: str) -> Pod:
     now = _now()
     pod_id = (
         await conn.execute(insert(pods).values(name=name, created_at=now).returning(pods.c.id))
@@ -983,7 +1009,7 @@ def _key(row: Row[Any]) -> ApiKey:
     )
 
 
-async def _mailbox_row(conn: AsyncConnection, inbox_id: int, name: str) -> Row[Any] | None:
+async def _mailbox_row(conn: Conn, inbox_id: int, name: str) -> Row[Any] | None:
     return (
         await conn.execute(
             select(mailboxes).where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
@@ -991,14 +1017,14 @@ async def _mailbox_row(conn: AsyncConnection, inbox_id: int, name: str) -> Row[A
     ).first()
 
 
-async def _mailbox_by_id(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
+async def _mailbox_by_id(conn: Conn, mailbox_id: int) -> Mailbox:
     row = (await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))).first()
     if row is None:
         raise errors.MailboxNotFound("the mailbox no longer exists")
     return _mailbox(row)
 
 
-async def _lock_inbox_shared(conn: AsyncConnection, inbox_id: int) -> None:
+async def _lock_inbox_shared(conn: Conn, inbox_id: int) -> None:
     """Make sure the inbox exists and stays until commit (delete_inbox locks it FOR UPDATE)."""
     found = await conn.scalar(
         select(inboxes.c.id)
@@ -1009,7 +1035,7 @@ async def _lock_inbox_shared(conn: AsyncConnection, inbox_id: int) -> None:
         raise errors.InboxNotFound("the inbox no longer exists")
 
 
-async def _lock_mailbox(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
+async def _lock_mailbox(conn: Conn, mailbox_id: int) -> Mailbox:
     """Lock the mailbox row for the rest of the transaction (SQLite: the write lock already)."""
     row = (
         await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id).with_for_update())
@@ -1020,7 +1046,7 @@ async def _lock_mailbox(conn: AsyncConnection, mailbox_id: int) -> Mailbox:
 
 
 async def _bump_mailbox(
-    conn: AsyncConnection,
+    conn: Conn,
     box: Mailbox,
     *,
     modseq: int,
@@ -1042,9 +1068,7 @@ async def _bump_mailbox(
     await conn.execute(update(mailboxes).where(mailboxes.c.id == box.id).values(**values))
 
 
-async def _insert_mailbox(
-    conn: AsyncConnection, inbox_id: int, name: str, special_use: str | None
-) -> None:
+async def _insert_mailbox(conn: Conn, inbox_id: int, name: str, special_use: str | None) -> None:
     now = _now()
     # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY. Time-based
     # (so a database rebuilt from scratch does not repeat one either), and strictly rising even
@@ -1075,7 +1099,7 @@ async def _insert_mailbox(
     )
 
 
-async def _insert_message(conn: AsyncConnection, db: Database, prepared: Prepared) -> int:
+async def _insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
     """The message's id, storing its blob and index unless identical bytes are stored already."""
     # FOR SHARE: a concurrent _collect_garbage (FOR UPDATE) either finishes first, and we find
     # nothing and store the bytes again, or waits until our entry referring to it is committed.
@@ -1118,9 +1142,7 @@ async def _insert_message(conn: AsyncConnection, db: Database, prepared: Prepare
     return int(message_id)
 
 
-async def _remove_entries(
-    conn: AsyncConnection, mailbox_id: int, uids: list[int], modseq: int
-) -> None:
+async def _remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: int) -> None:
     for chunk in _chunks(uids, 500):
         await conn.execute(
             delete(entries).where(entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(chunk))
@@ -1130,7 +1152,7 @@ async def _remove_entries(
     )
 
 
-async def _collect_garbage(conn: AsyncConnection, message_ids: set[int]) -> None:
+async def _collect_garbage(conn: Conn, message_ids: set[int]) -> None:
     """Delete messages (and their blobs) that no entry refers to any more."""
     for chunk in _chunks(sorted(message_ids), 500):
         # Wait for transactions reusing these messages (see _insert_message); READ COMMITTED then

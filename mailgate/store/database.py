@@ -3,6 +3,10 @@
 SQLite (embedded default): WAL journal so readers never wait for the writer, synchronous=FULL so
 a commit is on disk before we answer 250/OK, and one writer connection taking the write lock at
 BEGIN (BEGIN IMMEDIATE) so concurrent writers queue instead of failing to upgrade a read lock.
+That writer lives in a thread of its own and runs each write transaction there whole, on the
+synchronous driver: with aiosqlite every statement, cursor and fetch would be a hand-off to its
+thread and back through the (busy) event loop, some forty per delivery, and writers queue
+behind the slowest of them.
 
 PostgreSQL: one pool for both; write transactions serialise per mailbox on the mailbox row lock
 they take first, and deadlocks or serialisation failures are retried here, never surfaced. So are
@@ -18,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -51,6 +56,48 @@ _RETRY_SQLSTATES = {"40001", "40P01"}
 _RETRIES = 8
 
 
+class Conn(Protocol):
+    """What a write transaction's work may do with its connection (AsyncConnection's subset)."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any: ...
+
+    async def scalars(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
+Work = Callable[[Conn], Awaitable[T]]
+
+
+class _InlineConn:
+    """Conn over a synchronous Connection: each await completes at once, in the calling thread,
+    so the store's async work functions run to the end inside the SQLite writer thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.execute(statement, parameters)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.scalar(statement, parameters)
+
+    async def scalars(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.scalars(statement, parameters)
+
+
+def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (every await inside completes at once)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a write transaction awaited something other than the database")
+
+
 class Database:
     """Holds the engines and runs transactions with the retry and error policy above."""
 
@@ -73,8 +120,11 @@ class Database:
                     where = Path(database).parent
                     raise Unavailable(f"cannot create {where}: {exc.strerror}") from None
             self.reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
-            self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
-            self._write_lock: asyncio.Lock | None = asyncio.Lock()
+            self._sqlite_writer: Engine | None = _sqlite_sync_engine(url)
+            self._writer_thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="mailgate-sqlite-writer"
+            )
+            self.writer = self.reader
         else:
             self.reader = self.writer = create_async_engine(
                 url,
@@ -83,7 +133,8 @@ class Database:
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
             )
-            self._write_lock = None
+            self._sqlite_writer = None
+            self._writer_thread = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -93,6 +144,11 @@ class Database:
         # Writes whose callers were cancelled finish first (see write()).
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._writer_thread is not None and self._sqlite_writer is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._writer_thread, self._sqlite_writer.dispose)
+            self._writer_thread.shutdown(wait=True)
+            self._writer_thread = None
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
@@ -115,7 +171,7 @@ class Database:
 
     async def write(
         self,
-        work: Callable[[AsyncConnection], Awaitable[T]],
+        work: Work[T],
         *,
         after: Callable[[T], None] | None = None,
     ) -> T:
@@ -134,7 +190,7 @@ class Database:
 
     async def _write_retrying(
         self,
-        work: Callable[[AsyncConnection], Awaitable[T]],
+        work: Work[T],
         after: Callable[[T], None] | None,
     ) -> T:
         result = await self._write_with_retries(work)
@@ -142,12 +198,9 @@ class Database:
             after(result)
         return result
 
-    async def _write_with_retries(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _write_with_retries(self, work: Work[T]) -> T:
         for attempt in range(_RETRIES):
             try:
-                if self._write_lock is not None:
-                    async with self._write_lock:
-                        return await self._write_once(work)
                 return await self._write_once(work)
             except DBAPIError as exc:
                 retryable = _retryable(exc) or (
@@ -166,9 +219,17 @@ class Database:
                 raise StoreError("number out of range") from exc
         raise AssertionError("unreachable")
 
-    async def _write_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _write_once(self, work: Work[T]) -> T:
+        if self._writer_thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer_thread, self._write_in_thread, work)
         async with self.writer.begin() as conn:
             return await work(conn)
+
+    def _write_in_thread(self, work: Work[T]) -> T:
+        assert self._sqlite_writer is not None
+        with self._sqlite_writer.begin() as conn:
+            return _drive(work(_InlineConn(conn)))  # type: ignore[arg-type]
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when several nodes start at once)."""
@@ -215,8 +276,19 @@ def _sqlite_engine(
     url: str, *, immediate: bool, pool_size: int, foreign_keys: bool = True
 ) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+    _configure_sqlite(engine.sync_engine, immediate=immediate, foreign_keys=foreign_keys)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_sync_engine(url: str) -> Engine:
+    """The writer: one connection on the synchronous driver, used only by the writer thread."""
+    engine = create_engine(make_url(url).set(drivername="sqlite"), pool_size=1, max_overflow=0)
+    _configure_sqlite(engine, immediate=True, foreign_keys=True)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, immediate: bool, foreign_keys: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # We issue BEGIN ourselves (below); the driver's implicit transactions would defeat it.
         dbapi_conn.isolation_level = None
@@ -232,11 +304,9 @@ def _sqlite_engine(
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
-
-    return engine
 
 
 def _retryable(exc: DBAPIError) -> bool:

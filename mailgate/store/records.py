@@ -18,10 +18,11 @@ FLAG_BITS: dict[str, int] = {SEEN: 1, ANSWERED: 2, FLAGGED: 4, DELETED: 8, DRAFT
 SYSTEM_FLAGS: tuple[str, ...] = tuple(FLAG_BITS)
 
 INBOX = "INBOX"
+SENT = "Sent"
 # The mailboxes every inbox has, with their RFC 6154 special-use attribute.
 BUILTIN_MAILBOXES: dict[str, str | None] = {
     INBOX: None,
-    "Sent": "\\Sent",
+    SENT: "\\Sent",
     "Trash": "\\Trash",
     "Spam": "\\Junk",
     "Drafts": "\\Drafts",

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -39,17 +40,20 @@ def test_sqlite_commits_with_wal_and_synchronous_full(backend: str, store: Store
     if backend != "sqlite":
         pytest.skip("SQLite's own settings")
 
-    async def pragmas(engine_name: str) -> tuple[str, int, int]:
-        engine = getattr(store.db, engine_name)
-        async with engine.connect() as conn:
-            journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
-            sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
-            fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
-            return journal, sync, fks
+    async def pragmas(conn: Any) -> tuple[str, int, int]:
+        journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+        sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+        fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+        return journal, sync, fks
 
-    for engine_name in ("writer", "reader"):
-        # synchronous: 2 is FULL (the WAL is synced at every commit).
-        assert run(pragmas(engine_name)) == ("wal", 2, 1), engine_name
+    async def read_side() -> tuple[str, int, int]:
+        async with store.db.read() as conn:
+            return await pragmas(conn)
+
+    # synchronous: 2 is FULL (the WAL is synced at every commit). The write side is the
+    # connection write transactions really run on (the SQLite writer thread).
+    assert run(store.db.write(pragmas)) == ("wal", 2, 1)
+    assert run(read_side()) == ("wal", 2, 1)
 
 
 _CHILD = textwrap.dedent(
