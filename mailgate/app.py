@@ -80,6 +80,7 @@ class App:
             pool_timeout=settings.database.pool_timeout,
         )
         try:
+            await self.store.listen()
             authenticator = Authenticator(self.store, settings.auth)
             load_commands()
             self._imap = ServerContext(settings, self.store, authenticator, tls_factory)

@@ -133,7 +133,11 @@ class SubmissionHandler:
         # Checked before the lookup, so a client repeating RCPT costs no database work.
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
-        recipient, route = await self.submission.route(recipient)
+        try:
+            recipient, route = await self.submission.route(recipient)
+        except Unavailable as exc:
+            log.warning("cannot look up recipient %s: %s", recipient, exc)
+            return replies.TEMPORARY_FAILURE
         if route is Route.NOT_HOSTED:
             return replies.RELAY_NOT_ENABLED
         envelope.rcpt_tos.append(recipient)

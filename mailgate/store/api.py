@@ -20,8 +20,8 @@ import datetime
 import hashlib
 import time
 from array import array
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Integer,
@@ -33,6 +33,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,7 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.message import MessageIndex, index_message, normalize_crlf
-from mailgate.store import errors
+from mailgate.store import errors, notify
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import EventBus, MailboxChanged
 from mailgate.store.models import (
@@ -81,7 +82,13 @@ from mailgate.store.records import (
     split_flags,
 )
 
+T = TypeVar("T")
+# What a write changed: mailbox id -> its new HIGHESTMODSEQ (0: the mailbox is gone).
+Changed = dict[int, int]
+
 DEFAULT_POD = "default"
+# How long start-up waits for the LISTEN connection before giving up.
+LISTEN_TIMEOUT = 10.0
 MAX_UID = 2**32 - 1
 MAX_MAILBOX_NAME = 1000
 MAX_KEYWORDS = 200
@@ -132,6 +139,7 @@ class Store:
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         self.db = db
         self.bus = bus or EventBus()
+        self._listener: notify.ChangeListener | None = None
 
     @classmethod
     async def open(
@@ -152,16 +160,48 @@ class Store:
             raise
         return cls(db, bus)
 
+    async def listen(self) -> None:
+        """On PostgreSQL, relay changes committed by other nodes into this node's event bus
+        (LISTEN/NOTIFY); returns once listening. SQLite has one node: nothing to do."""
+        if self.db.is_sqlite or self._listener is not None:
+            return
+        self._listener = notify.ChangeListener(self.db.url, self.bus)
+        await self._listener.start()
+        try:
+            await asyncio.wait_for(self._listener.connected.wait(), LISTEN_TIMEOUT)
+        except TimeoutError:
+            await self._listener.stop()
+            self._listener = None
+            raise errors.Unavailable("cannot LISTEN for other nodes' changes") from None
+
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         await self.db.close()
 
-    def _publish(self, changed: dict[int, int]) -> None:
-        for mailbox_id, modseq in changed.items():
-            self.bus.publish(MailboxChanged(mailbox_id, modseq))
+    async def _change(self, work: Callable[[Conn], Awaitable[tuple[T, Changed]]]) -> T:
+        """Run a write transaction that changes mailboxes. `work` returns its result and what
+        it changed (mailbox id -> new HIGHESTMODSEQ, 0 for a mailbox that is gone), which is
+        announced once committed: to this node's listeners after the commit, and on PostgreSQL
+        to every node's, by a NOTIFY that the commit delivers."""
 
-    def _publish_one(self, mailbox_id: int, modseq: int | None) -> None:
-        if modseq is not None:
-            self.bus.publish(MailboxChanged(mailbox_id, modseq))
+        async def announced(conn: Conn) -> tuple[T, Changed]:
+            result, changed = await work(conn)
+            if changed and not self.db.is_sqlite:
+                for payload in notify.encode(changed):
+                    await conn.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": notify.CHANNEL, "payload": payload},
+                    )
+            return result, changed
+
+        def publish(done: tuple[T, Changed]) -> None:
+            for mailbox_id, modseq in done[1].items():
+                self.bus.publish(MailboxChanged(mailbox_id, modseq))
+
+        result, _ = await self.db.write(announced, after=publish)
+        return result
 
     # ---------------------------------------------------------------- pods
 
@@ -294,7 +334,7 @@ class Store:
     async def delete_inbox(self, address: str) -> None:
         address = _address(address)
 
-        async def work(conn: Conn) -> list[int]:
+        async def work(conn: Conn) -> tuple[None, Changed]:
             # Locked first: no mailbox can be created in it, nor message added, while it goes.
             inbox_id = await conn.scalar(
                 select(inboxes.c.id).where(inboxes.c.address == address).with_for_update()
@@ -320,13 +360,9 @@ class Store:
             await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
             await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
             await _collect_garbage(conn, message_ids)
-            return box_ids
+            return None, dict.fromkeys(box_ids, 0)
 
-        def gone(box_ids: list[int]) -> None:
-            for mailbox_id in box_ids:
-                self.bus.publish(MailboxChanged(mailbox_id, 0))
-
-        await self.db.write(work, after=gone)
+        await self._change(work)
 
     # ---------------------------------------------------------------- API keys
 
@@ -454,7 +490,7 @@ class Store:
     async def delete_mailbox(self, inbox_id: int, name: str) -> None:
         name = _existing_mailbox_name(name)
 
-        async def work(conn: Conn) -> int:
+        async def work(conn: Conn) -> tuple[None, Changed]:
             row = await _mailbox_row(conn, inbox_id, name)
             if row is None:
                 raise _no_mailbox(name)
@@ -478,9 +514,9 @@ class Store:
             await conn.execute(delete(expunged).where(expunged.c.mailbox_id == row.id))
             await conn.execute(delete(mailboxes).where(mailboxes.c.id == row.id))
             await _collect_garbage(conn, message_ids)
-            return int(row.id)
+            return None, {int(row.id): 0}
 
-        await self.db.write(work, after=lambda box_id: self.bus.publish(MailboxChanged(box_id, 0)))
+        await self._change(work)
 
     async def rename_mailbox(self, inbox_id: int, old: str, new: str) -> None:
         """Rename a mailbox and its children; UIDVALIDITY and UIDs stay (RFC 3501 §6.3.5)."""
@@ -621,7 +657,7 @@ class Store:
 
         async def work(
             conn: Conn,
-        ) -> tuple[dict[tuple[int, int], Placed], dict[int, int]]:
+        ) -> tuple[dict[tuple[int, int], Placed], Changed]:
             # Mailboxes first, then messages: the lock order expunge and delete use too.
             boxes = {m: await _lock_mailbox(conn, m) for m in sorted(plan)}
             message_ids = {i: await _insert_message(conn, self.db, p) for i, p in prepared.items()}
@@ -655,7 +691,7 @@ class Store:
                 changed[mailbox_id] = modseq
             return placed, changed
 
-        placed, _ = await self.db.write(work, after=lambda done: self._publish(done[1]))
+        placed = await self._change(work)
         return [
             [placed[(i, t.mailbox_id)] for t in parcel.targets] for i, parcel in enumerate(parcels)
         ]
@@ -735,7 +771,7 @@ class Store:
         change_keywords = set(change_kw.split())
         where, post_filter = _uid_filter(uids)
 
-        async def work(conn: Conn) -> tuple[FlagUpdate, int | None]:
+        async def work(conn: Conn) -> tuple[FlagUpdate, Changed]:
             box = await _lock_mailbox(conn, mailbox_id)
             rows = (
                 await conn.execute(
@@ -768,7 +804,7 @@ class Store:
                 updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
                 states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
             if not updates:
-                return FlagUpdate(states, modified, box.highestmodseq), None
+                return FlagUpdate(states, modified, box.highestmodseq), {}
             await conn.execute(
                 update(entries)
                 .where(
@@ -782,18 +818,15 @@ class Store:
             )
             added = "" if mode == "-" else " ".join(sorted(change_keywords))
             await _bump_mailbox(conn, box, modseq=modseq, keywords=added)
-            return FlagUpdate(states, modified, modseq), modseq
+            return FlagUpdate(states, modified, modseq), {mailbox_id: modseq}
 
-        result, _ = await self.db.write(
-            work, after=lambda done: self._publish_one(mailbox_id, done[1])
-        )
-        return result
+        return await self._change(work)
 
     async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> list[int]:
         """Remove the \\Deleted messages (only those in `uids`, if given); returns their UIDs."""
         deleted_bit = FLAG_BITS[DELETED]
 
-        async def work(conn: Conn) -> tuple[list[int], int | None]:
+        async def work(conn: Conn) -> tuple[list[int], Changed]:
             box = await _lock_mailbox(conn, mailbox_id)
             query = select(entries.c.uid, entries.c.message_id).where(
                 entries.c.mailbox_id == mailbox_id,
@@ -809,18 +842,15 @@ class Store:
                 if post_filter is None or post_filter(r.uid)
             ]
             if not rows:
-                return [], None
+                return [], {}
             modseq = box.highestmodseq + 1
             gone = [r.uid for r in rows]
             await _remove_entries(conn, mailbox_id, gone, modseq)
             await _bump_mailbox(conn, box, modseq=modseq)
             await _collect_garbage(conn, {r.message_id for r in rows})
-            return gone, modseq
+            return gone, {mailbox_id: modseq}
 
-        gone, _ = await self.db.write(
-            work, after=lambda done: self._publish_one(mailbox_id, done[1])
-        )
-        return gone
+        return await self._change(work)
 
     async def copy(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
         return await self._copy(source_id, uids, dest_id, move=False)
@@ -834,7 +864,7 @@ class Store:
     ) -> CopyResult:
         where, post_filter = _uid_filter(uids)
 
-        async def work(conn: Conn) -> tuple[CopyResult, dict[int, int]]:
+        async def work(conn: Conn) -> tuple[CopyResult, Changed]:
             boxes = {}
             for mailbox_id in sorted({source_id, dest_id}):
                 boxes[mailbox_id] = await _lock_mailbox(conn, mailbox_id)
@@ -893,8 +923,7 @@ class Store:
             changed[dest_id] = dest_modseq
             return CopyResult(dest.uidvalidity, [r.uid for r in rows], dest_uids), changed
 
-        result, _ = await self.db.write(work, after=lambda done: self._publish(done[1]))
-        return result
+        return await self._change(work)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Everything that changed in a mailbox after `modseq`: new and re-flagged entries,

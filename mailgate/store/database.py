@@ -53,6 +53,9 @@ _MIGRATION_LOCK_ID = 0x6D61696C67617465
 
 # PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 30.0
+IDLE_IN_TRANSACTION_MS = 60_000
 _RETRIES = 8
 
 
@@ -132,6 +135,18 @@ class Database:
                 max_overflow=0,
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
+                connect_args={
+                    # A database that stops answering (a partition, not a clean restart)
+                    # must turn into "try again later", not a hung session.
+                    "timeout": CONNECT_TIMEOUT,
+                    "command_timeout": COMMAND_TIMEOUT,
+                    # A node that hangs inside a transaction must not hold its row locks for
+                    # good: PostgreSQL ends such sessions.
+                    "server_settings": {
+                        "application_name": "mailgate",
+                        "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                    },
+                },
             )
             self._sqlite_writer = None
             self._writer_thread = None
@@ -207,7 +222,7 @@ class Database:
                     isinstance(exc, IntegrityError) and not self.is_sqlite
                 )
                 if not retryable or attempt == _RETRIES - 1:
-                    if isinstance(exc, OperationalError | InterfaceError):
+                    if _lost_database(exc):
                         raise Unavailable(_describe(exc)) from exc
                     if retryable:
                         raise Conflict("too many concurrent changes, try again") from exc
@@ -322,8 +337,13 @@ def _retryable(exc: DBAPIError) -> bool:
     return "database is locked" in str(orig)
 
 
+def _lost_database(exc: DBAPIError) -> bool:
+    """The database went away (down, restarted, unreachable), rather than refused our SQL."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 def _store_error(exc: DBAPIError) -> StoreError:
-    if isinstance(exc, OperationalError | InterfaceError):
+    if _lost_database(exc):
         return Unavailable(_describe(exc))
     # Anything else is a bug of ours (the store validates what it writes): log it in full,
     # give the caller an error it maps to a reply, never the SQL text.

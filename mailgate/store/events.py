@@ -63,5 +63,16 @@ class EventBus:
             except Exception:
                 log.exception("event listener failed for %s", event)
 
+    def resync(self) -> None:
+        """Events may have been missed (the database listener was cut off): every listener is
+        told its mailbox changed (MODSEQ 0: "check"), and catches up from the store."""
+        for mailbox_id, listeners in tuple(self._listeners.items()):
+            event = MailboxChanged(mailbox_id, 0)
+            for listener in tuple(listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed during resync")
+
     def listener_count(self) -> int:
         return sum(len(v) for v in self._listeners.values())
