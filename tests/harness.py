@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from mailgate.app import App, install_reactor
 from mailgate.auth import issue_key
 from mailgate.config import Settings, with_overrides
+from mailgate.delivery.domains import create_inbox
 from mailgate.store.api import Store
 
 T = TypeVar("T")
@@ -143,6 +144,11 @@ class Server:
         return self.app.port(name)
 
     @property
+    def host(self) -> str:
+        """The loopback address it listens on (tests may give servers their own)."""
+        return self.settings.server.bind
+
+    @property
     def imaps(self) -> int:
         return self.port("imaps")
 
@@ -167,7 +173,7 @@ class Server:
         address = address or unique_address()
 
         async def make() -> Account:
-            inbox = await self.store.create_inbox(address, pod)
+            inbox = await create_inbox(self.store, address, pod)
             _, token = await issue_key(self.store, inbox=inbox.address)
             return Account(inbox.address, token)
 
@@ -181,13 +187,13 @@ class Server:
         return self.call(make())
 
     def imap_client(self, account: Account | None = None) -> imaplib.IMAP4_SSL:
-        client = imaplib.IMAP4_SSL("127.0.0.1", self.imaps, ssl_context=client_tls(), timeout=30)
+        client = imaplib.IMAP4_SSL(self.host, self.imaps, ssl_context=client_tls(), timeout=30)
         if account is not None:
             client.login(account.address, account.key)
         return client
 
     def smtp_client(self, account: Account | None = None) -> smtplib.SMTP_SSL:
-        client = smtplib.SMTP_SSL("127.0.0.1", self.smtps, context=client_tls(), timeout=30)
+        client = smtplib.SMTP_SSL(self.host, self.smtps, context=client_tls(), timeout=30)
         if account is not None:
             client.login(account.address, account.key)
         return client
@@ -222,9 +228,13 @@ def settings_for(
         server={"hostname": "mail.example.test", "bind": "127.0.0.1", "data_dir": str(tmp)},
         database={"url": db_url},
         imap={"port": 0, "tls_port": 0},
-        smtp={"submission_port": 0, "tls_port": 0},
         # Shared servers see many deliberate failures from 127.0.0.1; throttling has its own tests.
         auth={"max_failures": 100000, "failure_delay": 0.0},
+        smtp={"submission_port": 0, "tls_port": 0, "mx_port": 0},
+        # No DNS server answers there: mail queued for other domains fails fast and waits for
+        # a retry, instead of asking the machine's resolver. Tests that send to the world run
+        # their own DNS server (tests/dnsserver.py).
+        dns={"nameservers": ("127.0.0.1:9",), "timeout": 1.0},
     )
     return with_overrides(base, **sections), database
 

@@ -21,6 +21,7 @@ import hashlib
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -40,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
-from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.message import MessageIndex, index_message, normalize_crlf
 from mailgate.store import errors, notify
 from mailgate.store.database import Conn, Database
@@ -49,12 +51,16 @@ from mailgate.store.models import (
     api_keys,
     blobs,
     counters,
+    dkim_keys,
+    domains,
     entries,
     expunged,
     inboxes,
     mailboxes,
     messages,
+    outbound,
     pods,
+    sender_rules,
 )
 from mailgate.store.records import (
     BUILTIN_MAILBOXES,
@@ -67,6 +73,8 @@ from mailgate.store.records import (
     ApiKey,
     Changes,
     CopyResult,
+    Domain,
+    DomainKey,
     EntryState,
     FetchRow,
     FlagUpdate,
@@ -76,6 +84,8 @@ from mailgate.store.records import (
     Parcel,
     Placed,
     Pod,
+    QueuedRecipient,
+    SenderRule,
     Snapshot,
     Target,
     join_flags,
@@ -133,6 +143,88 @@ async def prepare(raw: bytes) -> Prepared:
     if len(raw) > _THREAD_THRESHOLD:
         return await asyncio.to_thread(Prepared, raw)
     return Prepared(raw)
+
+
+class _Filing:
+    """Parcels made ready outside the transaction (indexing is CPU work), filed inside it."""
+
+    def __init__(self, parcels: Sequence[Parcel], prepared: dict[int, Prepared]) -> None:
+        self.parcels = parcels
+        self.prepared = prepared
+        # mailbox id -> {parcel index: flags}, merging a parcel's duplicate targets.
+        self.plan: dict[int, dict[int, set[str]]] = {}
+        for i, parcel in enumerate(parcels):
+            for target in parcel.targets:
+                flags = _checked_flags(target.flags)
+                self.plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
+        now = datetime.datetime.now(datetime.UTC)
+        self.dates = [p.internaldate or now for p in parcels]
+
+    @classmethod
+    async def of(cls, parcels: Sequence[Parcel]) -> _Filing:
+        # A parcel going nowhere would leave a message nothing refers to: it is not stored.
+        wanted = [i for i, p in enumerate(parcels) if p.targets or p.outbound]
+        return cls(parcels, {i: await prepare(parcels[i].raw) for i in wanted})
+
+    async def file(self, conn: Conn, db: Database) -> tuple[dict[tuple[int, int], Placed], Changed]:
+        # Mailboxes first, then messages: the lock order expunge and delete use too.
+        boxes = {m: await _lock_mailbox(conn, m) for m in sorted(self.plan)}
+        message_ids = {
+            i: await _insert_message(conn, db, p) for i, p in sorted(self.prepared.items())
+        }
+        placed: dict[tuple[int, int], Placed] = {}
+        changed: Changed = {}
+        for mailbox_id, box in boxes.items():
+            modseq, uid = box.highestmodseq + 1, box.uidnext
+            all_keywords: set[str] = set()
+            for i, flags in sorted(self.plan[mailbox_id].items()):
+                if uid > MAX_UID:
+                    raise errors.LimitExceeded("this mailbox has used up its UIDs")
+                bits, keywords = split_flags(tuple(flags))
+                all_keywords.update(keywords.split())
+                await conn.execute(
+                    insert(entries).values(
+                        mailbox_id=mailbox_id,
+                        uid=uid,
+                        message_id=message_ids[i],
+                        flags=bits,
+                        keywords=keywords,
+                        modseq=modseq,
+                        internaldate=int(self.dates[i].timestamp()),
+                        internaldate_tz=_tz_minutes(self.dates[i]),
+                    )
+                )
+                placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)
+                uid += 1
+            await _bump_mailbox(
+                conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
+            )
+            changed[mailbox_id] = modseq
+        now = _now()
+        rows = [
+            {
+                "message_id": message_ids[i],
+                "inbox_id": out.inbox_id,
+                "mail_from": out.mail_from,
+                "recipient": out.recipient,
+                "domain": domain_of(out.recipient),
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+                "last_reply": "",
+            }
+            for i, parcel in enumerate(self.parcels)
+            for out in parcel.outbound
+        ]
+        if rows:
+            await conn.execute(insert(outbound), rows)
+        return placed, changed
+
+    def placed_lists(self, placed: dict[tuple[int, int], Placed]) -> list[list[Placed]]:
+        return [
+            [placed[(i, t.mailbox_id)] for t in parcel.targets]
+            for i, parcel in enumerate(self.parcels)
+        ]
 
 
 class Store:
@@ -640,61 +732,15 @@ class Store:
         return placed[0][0]
 
     async def deliver(self, parcels: Sequence[Parcel]) -> list[list[Placed]]:
-        """File messages in mailboxes, all in one transaction: a submission's Sent copy and every
-        local recipient's INBOX entry share one blob. Returns, per parcel, one Placed per target.
-        """
-        # mailbox id -> [(parcel index, flags)], merging a parcel's duplicate targets.
-        plan: dict[int, dict[int, set[str]]] = {}
-        for i, parcel in enumerate(parcels):
-            for target in parcel.targets:
-                flags = _checked_flags(target.flags)
-                plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
-        # A parcel with no target would leave a message nothing refers to.
-        wanted = sorted({i for per_box in plan.values() for i in per_box})
-        prepared = {i: await prepare(parcels[i].raw) for i in wanted}
-        now = datetime.datetime.now(datetime.UTC)
-        dates = [p.internaldate or now for p in parcels]
+        """File messages in mailboxes and queue them for remote recipients, all in one
+        transaction: a submission's Sent copy, every local recipient's INBOX entry and its
+        outbound queue rows share one blob. Returns, per parcel, one Placed per target."""
+        filing = await _Filing.of(parcels)
 
-        async def work(
-            conn: Conn,
-        ) -> tuple[dict[tuple[int, int], Placed], Changed]:
-            # Mailboxes first, then messages: the lock order expunge and delete use too.
-            boxes = {m: await _lock_mailbox(conn, m) for m in sorted(plan)}
-            message_ids = {i: await _insert_message(conn, self.db, p) for i, p in prepared.items()}
-            placed: dict[tuple[int, int], Placed] = {}
-            changed: dict[int, int] = {}
-            for mailbox_id, box in boxes.items():
-                modseq, uid = box.highestmodseq + 1, box.uidnext
-                all_keywords: set[str] = set()
-                for i, flags in sorted(plan[mailbox_id].items()):
-                    if uid > MAX_UID:
-                        raise errors.LimitExceeded("this mailbox has used up its UIDs")
-                    bits, keywords = split_flags(tuple(flags))
-                    all_keywords.update(keywords.split())
-                    await conn.execute(
-                        insert(entries).values(
-                            mailbox_id=mailbox_id,
-                            uid=uid,
-                            message_id=message_ids[i],
-                            flags=bits,
-                            keywords=keywords,
-                            modseq=modseq,
-                            internaldate=int(dates[i].timestamp()),
-                            internaldate_tz=_tz_minutes(dates[i]),
-                        )
-                    )
-                    placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)
-                    uid += 1
-                await _bump_mailbox(
-                    conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
-                )
-                changed[mailbox_id] = modseq
-            return placed, changed
+        async def work(conn: Conn) -> tuple[dict[tuple[int, int], Placed], Changed]:
+            return await filing.file(conn, self.db)
 
-        placed = await self._change(work)
-        return [
-            [placed[(i, t.mailbox_id)] for t in parcel.targets] for i, parcel in enumerate(parcels)
-        ]
+        return filing.placed_lists(await self._change(work))
 
     # ---------------------------------------------------------------- messages out
 
@@ -953,6 +999,328 @@ class Store:
             )
         return Changes(row.highestmodseq, row.uidnext, _keywords(row.keywords), changed, gone)
 
+    # ---------------------------------------------------------------- the outbound queue
+
+    async def claim_outbound(self, owner: str, lease: int, limit: int) -> list[QueuedRecipient]:
+        """Claim up to `limit` due recipients for `lease` seconds. On PostgreSQL rows another
+        node is claiming are skipped (FOR UPDATE SKIP LOCKED), so each goes to one node; a
+        node that dies leaves its claims to be taken again when the lease runs out."""
+        now = _now()
+
+        async def work(conn: Conn) -> list[QueuedRecipient]:
+            ids = list(
+                await conn.scalars(
+                    select(outbound.c.id)
+                    .where(
+                        outbound.c.next_attempt_at <= now,
+                        or_(outbound.c.lease_until.is_(None), outbound.c.lease_until <= now),
+                    )
+                    .order_by(outbound.c.next_attempt_at, outbound.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            await conn.execute(
+                update(outbound)
+                .where(outbound.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=now + lease)
+            )
+            rows = await conn.execute(
+                select(outbound).where(outbound.c.id.in_(ids)).order_by(outbound.c.id)
+            )
+            return [_queued(r) for r in rows]
+
+        return await self.db.write(work)
+
+    async def finish_outbound(
+        self,
+        *,
+        delivered: Sequence[int] = (),
+        deferred: Sequence[tuple[int, int, str]] = (),
+        failed: Sequence[int] = (),
+        bounces: Sequence[Parcel] = (),
+    ) -> None:
+        """Record what a delivery attempt did, in one transaction: recipients `delivered`
+        leave the queue; `deferred` ones (id, next attempt time, last reply) wait for their
+        next attempt; `failed` ones leave it and their `bounces` are filed (in the senders'
+        INBOXes) in the same commit, so a failure is never lost and never reported twice."""
+        filing = await _Filing.of(bounces)
+
+        async def work(conn: Conn) -> tuple[None, Changed]:
+            changed: Changed = {}
+            if bounces:
+                _, changed = await filing.file(conn, self.db)
+            gone = [*delivered, *failed]
+            if gone:
+                message_ids = set(
+                    await conn.scalars(select(outbound.c.message_id).where(outbound.c.id.in_(gone)))
+                )
+                await conn.execute(delete(outbound).where(outbound.c.id.in_(gone)))
+                await _collect_garbage(conn, message_ids)
+            for queue_id, next_attempt, reply in deferred:
+                await conn.execute(
+                    update(outbound)
+                    .where(outbound.c.id == queue_id)
+                    .values(
+                        attempts=outbound.c.attempts + 1,
+                        next_attempt_at=next_attempt,
+                        last_reply=reply[:1000],
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+            return None, changed
+
+        await self._change(work)
+
+    async def release_leases(self, owner: str) -> int:
+        """Give back what `owner` had claimed (a node starting again after a crash)."""
+
+        async def work(conn: Conn) -> int:
+            result = await conn.execute(
+                update(outbound)
+                .where(outbound.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
+
+    async def list_outbound(self) -> list[QueuedRecipient]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(outbound).order_by(outbound.c.id))
+            return [_queued(r) for r in rows]
+
+    async def get_outbound(self, queue_id: int) -> QueuedRecipient:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(outbound).where(outbound.c.id == queue_id))).first()
+        if row is None:
+            raise errors.QueueItemNotFound(f"no queued recipient {queue_id}")
+        return _queued(row)
+
+    async def retry_outbound(self, queue_ids: Sequence[int] | None = None) -> int:
+        """Make queued recipients due now (all of them when `queue_ids` is None)."""
+        now = _now()
+
+        async def work(conn: Conn) -> int:
+            query = update(outbound).values(next_attempt_at=now)
+            if queue_ids is not None:
+                query = query.where(outbound.c.id.in_(list(queue_ids)))
+            result = await conn.execute(query)
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
+
+    async def message_bytes(self, message_id: int) -> bytes:
+        async with self.db.read() as conn:
+            data = await conn.scalar(select(blobs.c.data).where(blobs.c.message_id == message_id))
+        if data is None:
+            raise errors.NotFound(f"no message {message_id}")
+        return bytes(data)
+
+    # ---------------------------------------------------------------- domains and DKIM keys
+
+    async def add_domain(
+        self, name: str, *, spf: str, dmarc: str, keys: Sequence[DomainKey]
+    ) -> Domain:
+        name = _domain_name(name)
+
+        async def work(conn: Conn) -> Domain:
+            if await conn.scalar(select(domains.c.id).where(domains.c.name == name)):
+                raise errors.DomainExists(f"domain {name} already exists")
+            domain_id = (
+                await conn.execute(
+                    insert(domains)
+                    .values(name=name, spf=spf, dmarc=dmarc, created_at=_now())
+                    .returning(domains.c.id)
+                )
+            ).scalar_one()
+            await _insert_keys(conn, domain_id, keys)
+            return await _domain(conn, name)
+
+        return await self.db.write(work)
+
+    async def get_domain(self, name: str) -> Domain:
+        async with self.db.read() as conn:
+            return await _domain(conn, _domain_name(name))
+
+    async def list_domains(self) -> list[Domain]:
+        async with self.db.read() as conn:
+            names = list(await conn.scalars(select(domains.c.name).order_by(domains.c.name)))
+            return [await _domain(conn, name) for name in names]
+
+    async def delete_domain(self, name: str) -> None:
+        name = _domain_name(name)
+
+        async def work(conn: Conn) -> None:
+            row_id = await conn.scalar(
+                select(domains.c.id).where(domains.c.name == name).with_for_update()
+            )
+            if row_id is None:
+                raise errors.DomainNotFound(f"no domain {name}")
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(inboxes)
+                .where(inboxes.c.address.endswith("@" + name, autoescape=True))
+            )
+            if count:
+                raise errors.CannotModify(f"domain {name} still has {count} inbox(es)")
+            await conn.execute(delete(domains).where(domains.c.id == row_id))
+
+        await self.db.write(work)
+
+    async def add_dkim_keys(self, name: str, keys: Sequence[DomainKey]) -> Domain:
+        """Add new keys; they sign from now on, and the older ones stop signing but stay
+        published (rotation: old signatures in transit still verify)."""
+        name = _domain_name(name)
+
+        async def work(conn: Conn) -> Domain:
+            domain_id = await conn.scalar(
+                select(domains.c.id).where(domains.c.name == name).with_for_update()
+            )
+            if domain_id is None:
+                raise errors.DomainNotFound(f"no domain {name}")
+            await conn.execute(
+                update(dkim_keys).where(dkim_keys.c.domain_id == domain_id).values(active=False)
+            )
+            await _insert_keys(conn, domain_id, keys)
+            return await _domain(conn, name)
+
+        return await self.db.write(work)
+
+    async def remove_dkim_key(self, name: str, selector: str) -> Domain:
+        name = _domain_name(name)
+
+        async def work(conn: Conn) -> Domain:
+            domain = await _domain(conn, name)
+            key = next((k for k in domain.keys if k.selector == selector), None)
+            if key is None:
+                raise errors.NotFound(f"domain {name} has no DKIM selector {selector!r}")
+            if key.active:
+                raise errors.CannotModify(
+                    f"selector {selector} still signs mail; rotate the keys first"
+                )
+            await conn.execute(
+                delete(dkim_keys).where(
+                    dkim_keys.c.domain_id == domain.id, dkim_keys.c.selector == selector
+                )
+            )
+            return await _domain(conn, name)
+
+        return await self.db.write(work)
+
+    async def is_local_domain(self, name: str) -> bool:
+        """Whether mail for `name` is ours: a domain we host, or the domain of an inbox."""
+        if not _storable(name):
+            return False
+        name = name.lower()
+        async with self.db.read() as conn:
+            if await conn.scalar(select(domains.c.id).where(domains.c.name == name)):
+                return True
+            return bool(
+                await conn.scalar(
+                    select(inboxes.c.id)
+                    .where(inboxes.c.address.endswith("@" + name, autoescape=True))
+                    .limit(1)
+                )
+            )
+
+    # ---------------------------------------------------------------- allow and block lists
+
+    async def add_sender_rule(
+        self, action: str, entry: str, *, inbox: str | None = None, pod: str | None = None
+    ) -> SenderRule:
+        action, entry = _rule(action, entry)
+
+        async def work(conn: Conn) -> SenderRule:
+            owner = await _rule_owner(conn, inbox, pod)
+            existing = (
+                await conn.execute(
+                    _rules_select(owner).where(
+                        sender_rules.c.action == action, sender_rules.c.entry == entry
+                    )
+                )
+            ).first()
+            if existing is not None:
+                return _sender_rule(existing)
+            await conn.execute(
+                insert(sender_rules).values(
+                    pod_id=owner.pod_id,
+                    inbox_id=owner.inbox_id,
+                    action=action,
+                    entry=entry,
+                    created_at=_now(),
+                )
+            )
+            row = (
+                await conn.execute(
+                    _rules_select(owner).where(
+                        sender_rules.c.action == action, sender_rules.c.entry == entry
+                    )
+                )
+            ).one()
+            return _sender_rule(row)
+
+        return await self.db.write(work)
+
+    async def remove_sender_rule(
+        self, action: str, entry: str, *, inbox: str | None = None, pod: str | None = None
+    ) -> None:
+        action, entry = _rule(action, entry)
+
+        async def work(conn: Conn) -> None:
+            owner = await _rule_owner(conn, inbox, pod)
+            ids = list(
+                await conn.scalars(
+                    select(sender_rules.c.id).where(
+                        _owner_clause(owner),
+                        sender_rules.c.action == action,
+                        sender_rules.c.entry == entry,
+                    )
+                )
+            )
+            if not ids:
+                raise errors.NotFound(f"no {action} entry {entry}")
+            await conn.execute(delete(sender_rules).where(sender_rules.c.id.in_(ids)))
+
+        await self.db.write(work)
+
+    async def list_sender_rules(
+        self, *, inbox: str | None = None, pod: str | None = None
+    ) -> list[SenderRule]:
+        async with self.db.read() as conn:
+            owner = await _rule_owner(conn, inbox, pod)
+            rows = await conn.execute(
+                _rules_select(owner).order_by(sender_rules.c.action, sender_rules.c.entry)
+            )
+            return [_sender_rule(r) for r in rows]
+
+    async def sender_rules_for(self, inbox_ids: Iterable[int]) -> dict[int, list[tuple[str, str]]]:
+        """(action, entry) rules that apply to each inbox: its own and its pod's."""
+        wanted = sorted(set(inbox_ids))
+        found: dict[int, list[tuple[str, str]]] = {i: [] for i in wanted}
+        if not wanted:
+            return found
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(inboxes.c.id, sender_rules.c.action, sender_rules.c.entry)
+                .select_from(
+                    inboxes.join(
+                        sender_rules,
+                        or_(
+                            sender_rules.c.inbox_id == inboxes.c.id,
+                            sender_rules.c.pod_id == inboxes.c.pod_id,
+                        ),
+                    )
+                )
+                .where(inboxes.c.id.in_(wanted))
+            )
+            for inbox_id, action, entry in rows:
+                found[inbox_id].append((action, entry))
+        return found
+
 
 # -------------------------------------------------------------------- helpers (SQL)
 
@@ -1182,7 +1550,7 @@ async def _remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: 
 
 
 async def _collect_garbage(conn: Conn, message_ids: set[int]) -> None:
-    """Delete messages (and their blobs) that no entry refers to any more."""
+    """Delete messages (and their blobs) that no entry or queued recipient refers to any more."""
     for chunk in _chunks(sorted(message_ids), 500):
         # Wait for transactions reusing these messages (see _insert_message); READ COMMITTED then
         # lets the next statement see the entries they committed. Decide once, delete by id:
@@ -1198,12 +1566,128 @@ async def _collect_garbage(conn: Conn, message_ids: set[int]) -> None:
                 select(messages.c.id).where(
                     messages.c.id.in_(chunk),
                     ~exists().where(entries.c.message_id == messages.c.id),
+                    # A recipient still queued for another server needs the message too.
+                    ~exists().where(outbound.c.message_id == messages.c.id),
                 )
             )
         )
         if orphans:
             await conn.execute(delete(blobs).where(blobs.c.message_id.in_(orphans)))
             await conn.execute(delete(messages).where(messages.c.id.in_(orphans)))
+
+
+def _queued(row: Row[Any]) -> QueuedRecipient:
+    return QueuedRecipient(
+        id=row.id,
+        message_id=row.message_id,
+        inbox_id=row.inbox_id,
+        mail_from=row.mail_from,
+        recipient=row.recipient,
+        domain=row.domain,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=row.attempts,
+        last_reply=row.last_reply,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+    )
+
+
+async def _insert_keys(conn: Conn, domain_id: int, keys: Sequence[DomainKey]) -> None:
+    if keys:
+        await conn.execute(
+            insert(dkim_keys),
+            [
+                {
+                    "domain_id": domain_id,
+                    "selector": k.selector,
+                    "algorithm": k.algorithm,
+                    "private_key": k.private_key,
+                    "public_key": k.public_key,
+                    "active": k.active,
+                    "created_at": k.created_at,
+                }
+                for k in keys
+            ],
+        )
+
+
+async def _domain(conn: Conn, name: str) -> Domain:
+    row = (await conn.execute(select(domains).where(domains.c.name == name))).first()
+    if row is None:
+        raise errors.DomainNotFound(f"no domain {name}")
+    keys = await conn.execute(
+        select(dkim_keys).where(dkim_keys.c.domain_id == row.id).order_by(dkim_keys.c.id)
+    )
+    return Domain(
+        id=row.id,
+        name=row.name,
+        spf=row.spf,
+        dmarc=row.dmarc,
+        created_at=row.created_at,
+        keys=tuple(
+            DomainKey(
+                selector=k.selector,
+                algorithm=k.algorithm,
+                private_key=k.private_key,
+                public_key=k.public_key,
+                active=bool(k.active),
+                created_at=k.created_at,
+            )
+            for k in keys
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """Whose allow/block list: one inbox, or a whole pod."""
+
+    scope: str
+    name: str
+    inbox_id: int | None
+    pod_id: int | None
+
+
+async def _rule_owner(conn: Conn, inbox: str | None, pod: str | None) -> _Owner:
+    if (inbox is None) == (pod is None):
+        raise ValueError("a list belongs to exactly one of inbox or pod")
+    if inbox is not None:
+        address = _address(inbox)
+        inbox_id = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+        if inbox_id is None:
+            raise errors.InboxNotFound(f"no inbox {address}")
+        return _Owner("inbox", address, int(inbox_id), None)
+    assert pod is not None
+    row = await _pod_row(conn, _pod_name(pod))
+    if row is None:
+        raise errors.PodNotFound(f"no pod {pod}")
+    return _Owner("pod", row.name, None, int(row.id))
+
+
+def _owner_clause(owner: _Owner) -> ColumnElement[bool]:
+    if owner.inbox_id is not None:
+        return sender_rules.c.inbox_id == owner.inbox_id
+    return sender_rules.c.pod_id == owner.pod_id
+
+
+def _rules_select(owner: _Owner) -> Any:
+    return select(
+        sender_rules,
+        literal(owner.scope).label("scope"),
+        literal(owner.name).label("owner"),
+    ).where(_owner_clause(owner))
+
+
+def _sender_rule(row: Row[Any]) -> SenderRule:
+    return SenderRule(
+        id=row.id,
+        scope=row.scope,
+        owner=row.owner,
+        action=row.action,
+        entry=row.entry,
+        created_at=row.created_at,
+    )
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
@@ -1326,6 +1810,25 @@ def _valid_mailbox_name(name: str) -> str:
 def _no_mailbox(name: str) -> errors.MailboxNotFound:
     hint = "" if name == INBOX else " (mailbox names other than INBOX are case-sensitive)"
     return errors.MailboxNotFound(f'Mailbox "{name}" does not exist{hint}')
+
+
+def _domain_name(name: str) -> str:
+    try:
+        return normalize_address(f"postmaster@{name}").partition("@")[2]
+    except InvalidAddress:
+        raise errors.InvalidName(f"{name!r} is not a valid domain name") from None
+
+
+def _rule(action: str, entry: str) -> tuple[str, str]:
+    if action not in ("allow", "block"):
+        raise errors.InvalidName(f"{action!r}: a rule is allow or block")
+    entry = entry.strip().lower()
+    candidate = entry if "@" in entry else f"postmaster@{entry}"
+    try:
+        normalize_address(candidate)
+    except InvalidAddress:
+        raise errors.InvalidName(f"{entry!r} is neither an address nor a domain") from None
+    return action, entry
 
 
 def _pod_name(name: str) -> str:

@@ -27,6 +27,14 @@ class KeyNotFound(NotFound):
     pass
 
 
+class DomainNotFound(NotFound):
+    pass
+
+
+class QueueItemNotFound(NotFound):
+    pass
+
+
 class AlreadyExists(StoreError):
     pass
 
@@ -40,6 +48,10 @@ class InboxExists(AlreadyExists):
 
 
 class MailboxExists(AlreadyExists):
+    pass
+
+
+class DomainExists(AlreadyExists):
     pass
 
 

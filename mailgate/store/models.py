@@ -152,3 +152,71 @@ expunged = Table(
     Column("modseq", BigInteger, nullable=False),
     Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
 )
+
+# ------------------------------------------------------------------ mail to and from the world
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(253), nullable=False, unique=True),
+    # The SPF and DMARC records `mailgate domain dns` tells the owner to publish.
+    Column("spf", String(1000), nullable=False),
+    Column("dmarc", String(1000), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column(
+        "domain_id", Id, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    # Active keys sign outgoing mail; a retired key stays published until its owner removes it.
+    Column("active", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_domain_id_selector"),
+    sqlite_autoincrement=True,
+)
+
+# One row per recipient still to be sent to another server. It keeps its message (and blob)
+# alive; a delivery worker claims due rows with a lease, so that on PostgreSQL several nodes
+# share the queue and a recipient is sent by one of them.
+outbound = Table(
+    "outbound",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False, index=True),
+    # The sending inbox, which gets the bounce; NULL once that inbox is deleted.
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="SET NULL"), nullable=True),
+    Column("mail_from", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_reply", Text, nullable=False, server_default=""),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Index("ix_outbound_next_attempt_at", "next_attempt_at"),
+    sqlite_autoincrement=True,
+)
+
+# Allow and block lists, per inbox or per pod: an entry is an address or a domain.
+sender_rules = Table(
+    "sender_rules",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("action", String(8), nullable=False),
+    Column("entry", String(320), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)

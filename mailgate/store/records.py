@@ -176,12 +176,72 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A recipient on another server: a row for the outbound queue."""
+
+    mail_from: str  # envelope sender ("" for none)
+    recipient: str
+    inbox_id: int | None  # the sending inbox, which gets the bounce if delivery fails
+
+
+@dataclass(frozen=True, slots=True)
 class Parcel:
-    """One message and the mailboxes it goes to."""
+    """One message, the mailboxes it goes to and the remote recipients it is queued for."""
 
     raw: bytes
     targets: tuple[Target, ...]
     internaldate: datetime.datetime | None = None  # None: now
+    outbound: tuple[Outgoing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    id: int
+    message_id: int
+    inbox_id: int | None
+    mail_from: str
+    recipient: str
+    domain: str
+    created_at: int
+    next_attempt_at: int
+    attempts: int
+    last_reply: str
+    lease_owner: str | None
+    lease_until: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainKey:
+    selector: str
+    algorithm: str  # "rsa-sha256" or "ed25519-sha256"
+    private_key: str = field(repr=False)
+    public_key: str
+    active: bool  # signs outgoing mail; an inactive key is only still published
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    name: str
+    spf: str
+    dmarc: str
+    created_at: int
+    keys: tuple[DomainKey, ...]
+
+    @property
+    def signing_keys(self) -> tuple[DomainKey, ...]:
+        return tuple(k for k in self.keys if k.active)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderRule:
+    id: int
+    scope: str  # "inbox" or "pod"
+    owner: str  # the inbox address or the pod name
+    action: str  # "allow" or "block"
+    entry: str  # an address, or a domain
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
