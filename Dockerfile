@@ -1,4 +1,5 @@
-# mailgate production image: standard ports inside, data (database, generated certificate) on
+# mailgate production image: standard ports inside (25 MX, 143/993 IMAP, 587/465 submission),
+# data (database, generated certificate) on
 # the /data volume, running as an unprivileged user.
 FROM python:3.11-slim
 
@@ -22,12 +23,13 @@ ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.toml \
     MAILGATE_IMAP_TLS_PORT=993 \
     MAILGATE_SMTP_SUBMISSION_PORT=587 \
     MAILGATE_SMTP_TLS_PORT=465 \
+    MAILGATE_SMTP_MX_PORT=25 \
     PYTHONUNBUFFERED=1
 
 USER mailgate
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 143 993 587 465
+EXPOSE 25 143 993 587 465
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["mailgate"]
 CMD ["serve"]

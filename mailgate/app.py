@@ -15,8 +15,14 @@ from typing import Any
 
 from mailgate.auth import Authenticator
 from mailgate.config import ConfigError, Settings
+from mailgate.delivery.dns import Resolver
+from mailgate.delivery.domains import backfill as backfill_domains
+from mailgate.delivery.inbound import Inbound
+from mailgate.delivery.offload import Offload
+from mailgate.delivery.outbound import OutboundWorker
 from mailgate.delivery.pipeline import Submission
 from mailgate.imap.server import IMAPFactory, ServerContext, load_commands
+from mailgate.smtp.mx import MXHandler
 from mailgate.smtp.server import MailgateSMTP
 from mailgate.smtp.submission import SubmissionHandler
 from mailgate.store.api import Store
@@ -65,6 +71,9 @@ class App:
     _imap: ServerContext | None = None
     _smtp_sessions: set[MailgateSMTP] = field(default_factory=set)
     _handler: SubmissionHandler | None = None
+    _mx: MXHandler | None = None
+    outbound: OutboundWorker | None = None
+    _offload: Offload = field(default_factory=Offload)
 
     def port(self, name: str) -> int:
         return next(listener.port for listener in self.listeners if listener.name == name)
@@ -81,15 +90,20 @@ class App:
         )
         try:
             await self.store.listen()
+            await backfill_domains(self.store)
             authenticator = Authenticator(self.store, settings.auth)
             load_commands()
             self._imap = ServerContext(settings, self.store, authenticator, tls_factory)
             self._imap.start()
-            self._handler = SubmissionHandler(
-                Submission(self.store, settings.server.hostname), authenticator, settings.smtp
-            )
+            resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
+            self.outbound = OutboundWorker(self.store, resolver, settings, self._offload)
+            submission = Submission(self.store, settings.server.hostname, self.outbound.wake)
+            self._handler = SubmissionHandler(submission, authenticator, settings.smtp)
+            inbound = Inbound(self.store, resolver, settings.server.hostname, self._offload)
+            self._mx = MXHandler(inbound, settings.smtp)
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
+            self.outbound.start()
         except BaseException:
             await self.stop()
             raise
@@ -122,11 +136,12 @@ class App:
         for name, key, implicit in (
             ("submission", "submission_port", False),
             ("submissions", "tls_port", True),
+            ("mx", "mx_port", False),
         ):
             requested = getattr(self.settings.smtp, key)
 
-            def protocol(implicit: bool = implicit) -> MailgateSMTP:
-                return self._smtp_session(ssl_context, implicit)
+            def protocol(implicit: bool = implicit, mx: bool = name == "mx") -> MailgateSMTP:
+                return self._smtp_session(ssl_context, implicit=implicit, mx=mx)
 
             try:
                 server = await loop.create_server(
@@ -140,18 +155,19 @@ class App:
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(Listener(name, bind, port, "TLS" if implicit else "STARTTLS"))
 
-    def _smtp_session(self, ssl_context: Any, implicit: bool) -> MailgateSMTP:
-        assert self._handler is not None
-        session = MailgateSMTP(
-            self._handler,
+    def _smtp_session(self, ssl_context: Any, *, implicit: bool, mx: bool) -> MailgateSMTP:
+        handler = self._mx if mx else self._handler
+        assert handler is not None
+        return MailgateSMTP(
+            handler,
             settings=self.settings.smtp,
             hostname=self.settings.server.hostname,
             tls_context=ssl_context,
             implicit_tls=implicit,
             loop=asyncio.get_running_loop(),
             sessions=self._smtp_sessions,
+            mx=mx,
         )
-        return session
 
     def _storing(self) -> list[asyncio.Future[Any]]:
         busy: list[asyncio.Future[Any]] = []
@@ -162,6 +178,8 @@ class App:
 
     async def stop(self) -> None:
         """Stop listening, let commands that are storing finish, say goodbye, close the store."""
+        if self.outbound is not None:
+            await self.outbound.stop()
         for port in self._imap_ports:
             await _deferred(port.stopListening())
         self._imap_ports.clear()
@@ -188,6 +206,7 @@ class App:
         # Their tasks end before the store closes under them.
         if winding_down:
             await asyncio.wait(winding_down, timeout=DRAIN_SECONDS)
+        self._offload.close()
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -110,6 +110,67 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.set_defaults(run=_key_revoke)
 
+    domain = sub.add_parser("domain", parents=[common], help="manage domains and DKIM keys")
+    domain_sub = domain.add_subparsers(metavar="ACTION")
+    domain_add = domain_sub.add_parser("add", parents=[common], help="add a domain (with keys)")
+    domain_add.add_argument("domain")
+    domain_add.add_argument(
+        "--dmarc-policy",
+        choices=("none", "quarantine", "reject"),
+        default="quarantine",
+        help="the p= of the DMARC record to publish (default: quarantine)",
+    )
+    domain_add.add_argument("--spf", default="v=spf1 mx -all", help="the SPF record to publish")
+    domain_add.set_defaults(run=_domain_add)
+    domain_list = domain_sub.add_parser("list", parents=[common], help="list domains")
+    domain_list.set_defaults(run=_domain_list)
+    for action, helptext, run in (
+        ("show", "a domain and its DKIM keys", _domain_show),
+        ("delete", "delete a domain that has no inboxes", _domain_delete),
+        ("dns", "the DNS records to publish, zone-file ready", _domain_dns),
+        ("rotate-dkim", "new DKIM keys; the old ones stay published", _domain_rotate),
+    ):
+        command = domain_sub.add_parser(action, parents=[common], help=helptext)
+        command.add_argument("domain")
+        command.set_defaults(run=run)
+    remove_key = domain_sub.add_parser(
+        "remove-dkim", parents=[common], help="stop publishing a retired DKIM key"
+    )
+    remove_key.add_argument("domain")
+    remove_key.add_argument("selector")
+    remove_key.set_defaults(run=_domain_remove_key)
+
+    queue = sub.add_parser("queue", parents=[common], help="the outbound queue")
+    queue_sub = queue.add_subparsers(metavar="ACTION")
+    queue_list = queue_sub.add_parser("list", parents=[common], help="queued recipients")
+    queue_list.set_defaults(run=_queue_list)
+    queue_retry = queue_sub.add_parser("retry", parents=[common], help="try again now")
+    which = queue_retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the queue id (see queue list)")
+    which.add_argument("--all", action="store_true", help="every queued recipient")
+    queue_retry.set_defaults(run=_queue_retry)
+    queue_delete = queue_sub.add_parser(
+        "delete", parents=[common], help="give up on a recipient (its sender gets a bounce)"
+    )
+    queue_delete.add_argument("id", type=int)
+    queue_delete.set_defaults(run=_queue_delete)
+
+    rules = sub.add_parser("list", parents=[common], help="allow and block lists")
+    rules_sub = rules.add_subparsers(metavar="ACTION")
+    for action, helptext in (
+        ("add", "allow or block an address or domain"),
+        ("remove", "remove an entry"),
+        ("show", "show a list"),
+    ):
+        command = rules_sub.add_parser(action, parents=[common], help=helptext)
+        owner = command.add_mutually_exclusive_group(required=True)
+        owner.add_argument("--inbox", metavar="ADDRESS", help="the list of this inbox")
+        owner.add_argument("--pod", metavar="POD", help="the list of every inbox of this pod")
+        kind = command.add_mutually_exclusive_group(required=action != "show")
+        kind.add_argument("--allow", metavar="ENTRY", help="an address or domain to allow")
+        kind.add_argument("--block", metavar="ENTRY", help="an address or domain to block")
+        command.set_defaults(run=_rules, rules_action=action)
+
     check = sub.add_parser(
         "check", parents=[common], help="log in over IMAP and SMTP as a client would"
     )
@@ -252,19 +313,22 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def _inbox_create(args: argparse.Namespace, settings: Settings) -> int:
     from mailgate.auth import issue_key
+    from mailgate.delivery.domains import create_inbox
 
     async def work(store: Any) -> tuple[Any, Any, str]:
-        inbox = await store.create_inbox(args.address, args.pod)
+        inbox = await create_inbox(store, args.address, args.pod)
         key, token = await issue_key(store, inbox=inbox.address, label="created with the inbox")
         return inbox, key, token
 
     inbox, key, token = _with_store(settings, work)
+    domain = inbox.address.rpartition("@")[2]
     _emit(
         args,
         {"inbox": asdict(inbox), "key": _key_dict(key), "api_key": token},
         f"created inbox {inbox.address} (pod {inbox.pod})\n"
         f"API key (shown only now, keep it safe): {token}\n"
-        f"key id: {key.id}",
+        f"key id: {key.id}\n"
+        f"to send to and receive from the internet: mailgate domain dns {domain}",
     )
     return 0
 
@@ -312,6 +376,151 @@ def _key_list(args: argparse.Namespace, settings: Settings) -> int:
 def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
     key = _with_store(settings, lambda store: store.revoke_key(args.key_id))
     _emit(args, _key_dict(key), f"revoked key {key.id}")
+    return 0
+
+
+def _domain_dict(domain: Any, settings: Settings) -> dict[str, Any]:
+    from mailgate.delivery.domains import dns_records
+
+    return {
+        "name": domain.name,
+        "created_at": domain.created_at,
+        "spf": domain.spf,
+        "dmarc": domain.dmarc,
+        "dkim": [
+            {"selector": k.selector, "algorithm": k.algorithm, "active": k.active}
+            for k in domain.keys
+        ],
+        "dns": [
+            {"name": r.name, "type": r.type, "value": r.value, "strings": r.strings}
+            for r in dns_records(domain, settings.server.hostname)
+        ],
+    }
+
+
+def _domain_text(domain: Any) -> str:
+    keys = "\n".join(
+        f"  dkim {k.selector:<16} {k.algorithm:<15} {'signs' if k.active else 'retired'}"
+        for k in domain.keys
+    )
+    return f"{domain.name}\n  spf   {domain.spf}\n  dmarc {domain.dmarc}\n{keys}"
+
+
+def _domain_add(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.delivery.domains import add_domain
+
+    domain = _with_store(
+        settings,
+        lambda store: add_domain(store, args.domain, spf=args.spf, dmarc_policy=args.dmarc_policy),
+    )
+    _emit(
+        args,
+        _domain_dict(domain, settings),
+        f"added domain {domain.name}\npublish its records: mailgate domain dns {domain.name}",
+    )
+    return 0
+
+
+def _domain_list(args: argparse.Namespace, settings: Settings) -> int:
+    domains = _with_store(settings, lambda store: store.list_domains())
+    _emit(
+        args,
+        [_domain_dict(d, settings) for d in domains],
+        "\n".join(d.name for d in domains) or "no domains",
+    )
+    return 0
+
+
+def _domain_show(args: argparse.Namespace, settings: Settings) -> int:
+    domain = _with_store(settings, lambda store: store.get_domain(args.domain))
+    _emit(args, _domain_dict(domain, settings), _domain_text(domain))
+    return 0
+
+
+def _domain_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _with_store(settings, lambda store: store.delete_domain(args.domain))
+    _emit(args, {"deleted": args.domain}, f"deleted domain {args.domain}")
+    return 0
+
+
+def _domain_dns(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.delivery.domains import dns_records
+
+    domain = _with_store(settings, lambda store: store.get_domain(args.domain))
+    records = dns_records(domain, settings.server.hostname)
+    lines = [f"; DNS records for {domain.name} (mailgate)", *(r.zone_line() for r in records)]
+    _emit(args, _domain_dict(domain, settings)["dns"], "\n".join(lines))
+    return 0
+
+
+def _domain_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.delivery.domains import rotate_keys
+
+    domain = _with_store(settings, lambda store: rotate_keys(store, args.domain))
+    _emit(
+        args,
+        _domain_dict(domain, settings),
+        f"{_domain_text(domain)}\npublish the new selectors (mailgate domain dns {domain.name}); "
+        "remove a retired one with `mailgate domain remove-dkim` once mail signed with it "
+        "has been delivered",
+    )
+    return 0
+
+
+def _domain_remove_key(args: argparse.Namespace, settings: Settings) -> int:
+    domain = _with_store(settings, lambda store: store.remove_dkim_key(args.domain, args.selector))
+    _emit(args, _domain_dict(domain, settings), _domain_text(domain))
+    return 0
+
+
+def _queue_list(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    items = _with_store(settings, lambda store: store.list_outbound())
+    now = int(time.time())
+    lines = [
+        f"{i.id:>6}  {i.recipient:<36} from {i.mail_from:<30} attempts {i.attempts:<3} "
+        f"next in {max(i.next_attempt_at - now, 0)}s  {i.last_reply or '-'}"
+        for i in items
+    ] or ["the queue is empty"]
+    _emit(args, [asdict(i) for i in items], "\n".join(lines))
+    return 0
+
+
+def _queue_retry(args: argparse.Namespace, settings: Settings) -> int:
+    ids = None if args.all else [args.id]
+    if ids is not None:
+        _with_store(settings, lambda store: store.get_outbound(args.id))
+    count = _with_store(settings, lambda store: store.retry_outbound(ids))
+    _emit(args, {"rescheduled": count}, f"{count} recipient(s) will be tried now")
+    return 0
+
+
+def _queue_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.delivery.outbound import cancel
+
+    item = _with_store(settings, lambda store: cancel(store, settings.server.hostname, args.id))
+    _emit(
+        args,
+        asdict(item),
+        f"deleted {item.recipient} from the queue; {item.mail_from} gets a bounce",
+    )
+    return 0
+
+
+def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    owner = {"inbox": args.inbox} if args.inbox else {"pod": args.pod}
+    action = "allow" if args.allow else "block"
+    entry = args.allow or args.block
+    if args.rules_action == "add":
+        _with_store(settings, lambda store: store.add_sender_rule(action, entry, **owner))
+    elif args.rules_action == "remove":
+        _with_store(settings, lambda store: store.remove_sender_rule(action, entry, **owner))
+    rules = _with_store(settings, lambda store: store.list_sender_rules(**owner))
+    if args.rules_action == "show" and entry:
+        rules = [r for r in rules if r.action == action and r.entry == entry.lower()]
+    lines = [f"{r.action:<6} {r.entry}" for r in rules] or ["the list is empty"]
+    _emit(args, [asdict(r) for r in rules], "\n".join(lines))
     return 0
 
 

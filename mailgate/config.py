@@ -7,6 +7,7 @@ one-line message and exit code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import types
@@ -89,6 +90,63 @@ class SMTPSettings:
     max_message_size: int = field(default=10485760, metadata=_check(_positive))
     session_timeout: int = field(default=1800, metadata=_check(_positive))
     command_timeout: int = field(default=300, metadata=_check(_positive))
+    mx_port: int = field(default=2525, metadata=_check(_port))
+
+
+def _nameservers(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        host, sep, port = value.rpartition(":") if value.count(":") == 1 else ("", "", "")
+        if sep and not (port.isdigit() and 0 < int(port) < 65536):
+            return f'must be "host" or "host:port" addresses, not {value!r}'
+        try:
+            ipaddress.ip_address(host if sep else value)
+        except ValueError:
+            return f"must be IP addresses (with an optional :port), not {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class DNSSettings:
+    nameservers: tuple[str, ...] = field(default=(), metadata=_check(_nameservers))
+    timeout: float = field(default=5.0, metadata=_check(_positive))
+
+
+def _hostport(value: str) -> str | None:
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f'must be "host:port" (or empty for direct MX delivery), not {value!r}'
+    return None
+
+
+def _tls_mode(value: str) -> str | None:
+    return (
+        None
+        if value in ("starttls", "implicit", "none")
+        else (f'must be "starttls", "implicit" or "none", not {value!r}')
+    )
+
+
+def _intervals(values: tuple[int, ...]) -> str | None:
+    if not values or any(v <= 0 for v in values):
+        return "must be a non-empty list of positive numbers of seconds"
+    return None
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    smarthost: str = field(default="", metadata=_check(_hostport))
+    smarthost_tls: str = field(default="starttls", metadata=_check(_tls_mode))
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    smarthost_ca_file: str = ""
+    mx_port: int = field(default=25, metadata=_check(_port))
+    retry_intervals: tuple[int, ...] = field(
+        default=(60, 300, 900, 3600, 14400), metadata=_check(_intervals)
+    )
+    max_queue_age: int = field(default=432000, metadata=_check(_positive))
+    concurrency: int = field(default=20, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
@@ -107,6 +165,8 @@ class Settings:
     imap: IMAPSettings = field(default_factory=IMAPSettings)
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    dns: DNSSettings = field(default_factory=DNSSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
 
     @property
     def data_path(self) -> Path:

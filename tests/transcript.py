@@ -69,7 +69,7 @@ class Transcript:
 
     @classmethod
     def connect(cls, server: Server, *, tls: bool = True, timeout: float = 30) -> Transcript:
-        raw = socket.create_connection(("127.0.0.1", server.imaps if tls else server.imap))
+        raw = socket.create_connection((server.host, server.imaps if tls else server.imap))
         # command() writes a command in pieces (tag and line, literal markers, CRLF); without
         # TCP_NODELAY, Nagle holds each piece for the server's delayed ACK, 40 ms a command.
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

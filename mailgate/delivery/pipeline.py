@@ -2,7 +2,8 @@
 
     check the envelope sender  ->  route each recipient  ->  (DATA)  check the From header
     ->  add Received (and Message-ID, Date if missing)  ->  one commit: a Sent copy for the
-    sender (\\Seen) and an INBOX copy for every hosted recipient  ->  250
+    sender (\\Seen), an INBOX copy for every hosted recipient, and an outbound queue row for
+    every recipient on another server  ->  250  ->  wake the delivery worker
 
 The SMTP handler calls these steps at MAIL, RCPT and DATA; nothing here knows SMTP's wire.
 """
@@ -10,15 +11,16 @@ The SMTP handler calls these steps at MAIL, RCPT and DATA; nothing here knows SM
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.auth import Principal
 from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import SEEN, Parcel, Target
+from mailgate.store.records import SEEN, Outgoing, Parcel, Target
 
 
 class SenderNotAuthorized(Exception):
@@ -26,8 +28,9 @@ class SenderNotAuthorized(Exception):
 
 
 class Route(Enum):
-    LOCAL = "local"
-    NOT_HOSTED = "not-hosted"  # no outbound delivery yet: refused, never silently dropped
+    LOCAL = "local"  # an inbox here
+    UNKNOWN = "unknown"  # one of our domains, but no such inbox: refused (550 5.1.1)
+    REMOTE = "remote"  # another server's: queued for the delivery worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +38,18 @@ class Accepted:
     trace_id: str
     message_id: str
     local: list[str]
+    queued: list[str]
 
 
 class Submission:
     """The submission pipeline for one server; stateless across SMTP sessions."""
 
-    def __init__(self, store: Store, hostname: str) -> None:
+    def __init__(
+        self, store: Store, hostname: str, on_queued: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.hostname = hostname
+        self._on_queued = on_queued
 
     def check_sender(self, principal: Principal, mail_from: str) -> None:
         if not _same_address(mail_from, principal.address):
@@ -51,8 +58,11 @@ class Submission:
     async def route(self, recipient: str) -> tuple[str, Route]:
         """The normalised recipient and what would happen to it; InvalidAddress if malformed."""
         address = normalize_address(recipient)
-        found = await self.store.find_inboxes([address])
-        return address, Route.LOCAL if address in found else Route.NOT_HOSTED
+        if address in await self.store.find_inboxes([address]):
+            return address, Route.LOCAL
+        if await self.store.is_local_domain(domain_of(address)):
+            return address, Route.UNKNOWN
+        return address, Route.REMOTE
 
     async def submit(
         self, principal: Principal, recipients: list[str], data: bytes, client: Client
@@ -79,17 +89,23 @@ class Submission:
             # The inbox was deleted while this session was logged in to it: retrying cannot help.
             raise SenderNotAuthorized(f"{principal.address} no longer exists")
         delivered = _without_bcc(header) + body if header_values(header, "Bcc") else raw
-        parcels = [Parcel(sent_copy, (Target(sent, (SEEN,)),))]
+        remote = [r for r in recipients if r not in inboxes]
         targets = tuple(Target(mailbox_id) for mailbox_id in inboxes.values())
-        if targets:
-            if delivered is raw:
-                # One blob for the Sent copy and every recipient (DESIGN: stored once).
-                parcels = [Parcel(sent_copy, parcels[0].targets + targets)]
-            else:
-                # Bcc stays visible in the sender's Sent copy only.
-                parcels.append(Parcel(added + delivered, targets))
+        queued = tuple(Outgoing(principal.address, r, principal.inbox.id) for r in remote)
+        sent_target = Target(sent, (SEEN,))
+        if delivered is raw:
+            # One blob for the Sent copy, every local recipient and the queue (DESIGN).
+            parcels = [Parcel(sent_copy, (sent_target, *targets), outbound=queued)]
+        else:
+            # Bcc stays visible in the sender's Sent copy only.
+            parcels = [
+                Parcel(sent_copy, (sent_target,)),
+                Parcel(added + delivered, targets, outbound=queued),
+            ]
         await self.store.deliver(parcels)
-        return Accepted(trace_id, message_id, sorted(inboxes))
+        if queued and self._on_queued is not None:
+            self._on_queued()
+        return Accepted(trace_id, message_id, sorted(inboxes), remote)
 
 
 def _same_address(address: str, expected: str) -> bool:

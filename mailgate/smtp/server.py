@@ -13,9 +13,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import SMTP, Envelope, syntax
 
 from mailgate.config import SMTPSettings
+from mailgate.delivery.trace import Client
 from mailgate.smtp.replies import (
     GREETING_IDENT,
     IDLE_TIMEOUT,
@@ -24,11 +25,20 @@ from mailgate.smtp.replies import (
     TLS_ALREADY_ACTIVE,
     rewrite,
 )
+from mailgate.store.records import Inbox
 
 # aiosmtpd refuses lines over 1001 octets (RFC 5321 §4.5.3.1.6), but agents and scripts often
 # send longer unwrapped lines (a generated paragraph, minified HTML, a JSON payload) and
 # Postfix accepts them; this still bounds what one line may hold in memory.
 MAX_LINE = 1024 * 1024
+
+
+class RoutedEnvelope(Envelope):
+    """aiosmtpd's envelope, plus the inboxes the MX resolved the recipients to at RCPT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inboxes: list[Inbox] = []
 
 
 class MailgateSMTP(SMTP):
@@ -44,6 +54,7 @@ class MailgateSMTP(SMTP):
         implicit_tls: bool,
         loop: asyncio.AbstractEventLoop,
         sessions: set[MailgateSMTP],
+        mx: bool = False,
     ) -> None:
         with warnings.catch_warnings():
             # On the implicit-TLS port aiosmtpd cannot see that TLS is in place and warns
@@ -59,8 +70,10 @@ class MailgateSMTP(SMTP):
                 tls_context=None if implicit_tls else tls_context,
                 require_starttls=False,
                 timeout=settings.command_timeout,
-                auth_required=True,
+                # The MX takes mail from any server without AUTH, and offers none.
+                auth_required=not mx,
                 auth_require_tls=not implicit_tls,
+                auth_exclude_mechanism=["PLAIN", "LOGIN"] if mx else None,
                 loop=loop,
             )
         self._implicit_tls = implicit_tls
@@ -69,6 +82,24 @@ class MailgateSMTP(SMTP):
         self._sessions = sessions
         # Set while a message is being committed, so a shutdown can wait for it.
         self.running: asyncio.Future[None] | None = None
+
+    def _create_envelope(self) -> RoutedEnvelope:
+        return RoutedEnvelope()
+
+    @property
+    def peer_ip(self) -> str:
+        peer: Any = self.session.peer if self.session else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+    def client(self, *, authenticated: bool) -> Client:
+        """What the Received header says about this client."""
+        tls = None
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+        helo = (self.session.host_name if self.session else None) or ""
+        return Client(helo=helo, ip=self.peer_ip, tls=tls, authenticated=authenticated)
 
     @contextlib.contextmanager
     def storing(self) -> Iterator[None]:
@@ -134,3 +165,11 @@ class MailgateSMTP(SMTP):
             return
         transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
+
+
+def advertise(session: Any, hostname: str, responses: list[str], *, auth: bool) -> list[str]:
+    """EHLO lines: aiosmtpd's, plus PIPELINING and ENHANCEDSTATUSCODES (which we do), minus
+    AUTH where none is offered (the MX)."""
+    session.host_name = hostname
+    lines = [r for r in responses[:-1] if auth or not r.startswith("250-AUTH")]
+    return [*lines, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]

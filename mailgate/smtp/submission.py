@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
@@ -14,9 +13,8 @@ from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
 from mailgate.config import SMTPSettings
 from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
-from mailgate.delivery.trace import Client
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP
+from mailgate.smtp.server import MailgateSMTP, advertise
 from mailgate.store.errors import LimitExceeded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -40,13 +38,11 @@ class SubmissionHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        session.host_name = hostname
-        # Advertise what we do beyond aiosmtpd's defaults, before the final "250 HELP" line.
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+        return advertise(session, hostname, responses, auth=True)
 
     # ---------------------------------------------------------------- AUTH
 
-    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+    async def auth_PLAIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
             blob = await server.challenge_auth("")
             if blob is MISSING:
@@ -66,7 +62,7 @@ class SubmissionHandler:
             return _refused(replies.AUTH_FAILED)
         return await self._login(server, user, password)
 
-    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+    async def auth_LOGIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
             user = await server.challenge_auth(server.AuthLoginUsernameChallenge)
             if user is MISSING:
@@ -83,8 +79,8 @@ class SubmissionHandler:
         assert isinstance(password, bytes)
         return await self._login(server, user, password)
 
-    async def _login(self, server: SMTP, user: bytes, password: bytes) -> AuthResult:
-        client = _peer_ip(server)
+    async def _login(self, server: MailgateSMTP, user: bytes, password: bytes) -> AuthResult:
+        client = server.peer_ip
         try:
             principal = await self.authenticator.login(
                 user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), client
@@ -138,8 +134,8 @@ class SubmissionHandler:
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", recipient, exc)
             return replies.TEMPORARY_FAILURE
-        if route is Route.NOT_HOSTED:
-            return replies.RELAY_NOT_ENABLED
+        if route is Route.UNKNOWN:
+            return replies.UNKNOWN_RECIPIENT
         envelope.rcpt_tos.append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
@@ -153,7 +149,7 @@ class SubmissionHandler:
                     _principal(session),
                     list(envelope.rcpt_tos),
                     content,
-                    _client(server, session),
+                    server.client(authenticated=True),
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
@@ -188,18 +184,3 @@ def _principal(session: Session) -> Principal:
     # aiosmtpd's auth_required guarantees AUTH happened before MAIL, RCPT and DATA.
     assert isinstance(principal, Principal)
     return principal
-
-
-def _peer_ip(server: SMTP) -> str:
-    peer: Any = server.session.peer if server.session else None
-    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-
-
-def _client(server: SMTP, session: Session) -> Client:
-    tls = None
-    transport = server.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport else None
-    if ssl_object is not None:
-        cipher = ssl_object.cipher()
-        tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
-    return Client(helo=session.host_name or "", ip=_peer_ip(server), tls=tls, authenticated=True)

@@ -171,17 +171,17 @@ def test_guide_reader_on_the_sent_folder(
         assert capsys.readouterr().out == ""
 
 
-def test_guide_recipient_outside_mailgate_is_refused(
+def test_guide_recipient_outside_mailgate_is_queued(
     server: Server, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run as printed (to recipient@example.com), the example fails loudly: mailgate does not
-    relay yet and never accepts mail it cannot deliver."""
+    """Run as printed (to recipient@example.com), the example succeeds: the message is in the
+    sender's Sent folder and queued for delivery to example.com."""
     monkeypatch.setenv("AGENTMAIL_API_KEY", account.key)
-    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-        run_guide_smtp(server, account, "recipient@example.com", starttls=False)
-    assert refused.value.recipients == {
-        "recipient@example.com": (550, b"5.7.1 Relaying not enabled")
-    }
+    run_guide_smtp(server, account, "recipient@example.com", starttls=False)
+    queued = server.call(server.store.list_outbound())
+    assert [q.recipient for q in queued if q.mail_from == account.address] == [
+        "recipient@example.com"
+    ]
 
 
 def test_guide_folders(server: Server, account: Account) -> None:

@@ -68,7 +68,7 @@ def test_sigterm_says_goodbye_and_exits_0(config: Path) -> None:
         assert PASSWORD not in out
         assert "(self-signed, generated now)" in out
         assert f"sha256       {_fingerprint(serve.ports['imaps'])}" in out
-        assert set(serve.ports) == {"imap", "imaps", "submission", "submissions"}
+        assert set(serve.ports) == {"imap", "imaps", "submission", "submissions", "mx"}
         assert all(port > 0 for port in serve.ports.values())
         server = Ports(serve)
 

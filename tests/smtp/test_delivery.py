@@ -226,7 +226,7 @@ def test_pipelined_transaction(server: Server, account: Account, other: Account)
         )
         assert s.read_reply().line.startswith("250 2.1.0")
         assert s.read_reply().line.startswith("250 2.1.5")
-        assert s.read_reply().line == "550 5.7.1 Relaying not enabled"
+        assert s.read_reply().line.startswith("250 2.1.5")  # queued for example.com
         assert s.read_reply().code == 354
         s.send(dot_stuff(make_message(account.address, other.address)) + b".\r\nQUIT\r\n")
         assert s.read_reply().line.startswith("250 2.0.0")

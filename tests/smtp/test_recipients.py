@@ -1,9 +1,9 @@
-"""RCPT: at most 50 recipients (`452 4.5.3` for the 51st), hosted inboxes only (`550 5.7.1
-Relaying not enabled` until outbound delivery exists), addresses compared case-insensitively."""
+"""RCPT: at most 50 recipients (`452 4.5.3` for the 51st); hosted inboxes are delivered to,
+recipients on other servers queued, unknown addresses at our own domains refused (`550 5.1.1`);
+addresses compared case-insensitively."""
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +12,7 @@ from tests.conftest import make_message
 from tests.harness import Account, Server, unique_address
 from tests.smtp.helpers import SMTPSession, dot_stuff, mailbox_count, read_mailbox, smtp_login
 
-RELAYING = "550 5.7.1 Relaying not enabled"
+UNKNOWN = "550 5.1.1 No such recipient here"
 
 
 def test_fifty_recipients_and_the_51st_gets_452(server: Server, account: Account) -> None:
@@ -59,12 +59,11 @@ def test_configured_limit(make_server: Callable[..., Server]) -> None:
 @pytest.mark.parametrize(
     ("recipient", "refusal"),
     [
-        ("someone@example.com", RELAYING),
-        ("nobody-here@example.test", RELAYING),  # a hosted domain, but no such inbox
+        ("nobody-here@example.test", UNKNOWN),  # a hosted domain, but no such inbox
         ("user@[127.0.0.1]", "501 5.1.3"),  # address literals are never hosted
     ],
 )
-def test_recipient_not_hosted_is_refused(
+def test_recipient_that_cannot_exist_is_refused(
     server: Server, account: Account, recipient: str, refusal: str
 ) -> None:
     with SMTPSession.login_as(server, account) as s:
@@ -75,22 +74,22 @@ def test_recipient_not_hosted_is_refused(
     assert read_mailbox(server, account, "Sent") == []
 
 
-def test_guide_recipient_example_com_is_refused_not_dropped(
-    server: Server, account: Account
-) -> None:
-    with (
-        smtp_login(server, account) as smtp,
-        pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
-    ):
-        smtp.sendmail(
+def _queued_for(server: Server, account: Account) -> list[str]:
+    items = server.call(server.store.list_outbound())
+    return sorted(i.recipient for i in items if i.mail_from == account.address)
+
+
+def test_recipient_on_another_server_is_queued(server: Server, account: Account) -> None:
+    with smtp_login(server, account) as smtp:
+        refused = smtp.sendmail(
             account.address,
             ["recipient@example.com"],
             make_message(account.address, "recipient@example.com"),
         )
-    assert refused.value.recipients == {
-        "recipient@example.com": (550, b"5.7.1 Relaying not enabled")
-    }
-    assert read_mailbox(server, account, "Sent") == []
+    assert refused == {}
+    # 250 means committed: the Sent copy and the queued recipient, together.
+    assert len(read_mailbox(server, account, "Sent")) == 1
+    assert _queued_for(server, account) == ["recipient@example.com"]
 
 
 def test_hosted_and_foreign_recipients_mixed(
@@ -100,9 +99,10 @@ def test_hosted_and_foreign_recipients_mixed(
     message = make_message(account.address, [other.address, foreign])
     with smtp_login(server, account) as smtp:
         refused = smtp.sendmail(account.address, [other.address, foreign], message)
-    assert refused == {foreign: (550, b"5.7.1 Relaying not enabled")}
+    assert refused == {}
     assert mailbox_count(server, other) == 1
     assert mailbox_count(server, account, "Sent") == 1
+    assert _queued_for(server, account) == [foreign]
 
 
 @pytest.mark.parametrize(
@@ -156,4 +156,4 @@ def test_deleted_inbox_is_no_longer_a_recipient(server: Server, account: Account
     server.call(server.store.delete_inbox(gone.address))
     with SMTPSession.login_as(server, account) as s:
         s.expect(f"MAIL FROM:<{account.address}>", "250 2.1.0")
-        assert s.cmd(f"RCPT TO:<{gone.address}>").line == RELAYING
+        assert s.cmd(f"RCPT TO:<{gone.address}>").line == UNKNOWN

@@ -1,0 +1,461 @@
+"""The delivery worker: sends queued mail to other servers, signed with DKIM.
+
+    claim due recipients (a lease, so each goes to one node)  ->  group them by destination
+    ->  sign each message with its sender domain's keys (RSA + Ed25519)  ->  MX lookup (or the
+    smarthost)  ->  one connection per host, STARTTLS when offered  ->  per recipient:
+    250 delivered | 4xx or no host reachable: retried later | 5xx or too old: bounced (a DSN
+    to the sender's INBOX)  ->  one commit records it all
+
+A recipient that got 250 is recorded at once; if that commit fails it is retried until it
+holds, because the lease running out would have the recipient sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import socket
+import ssl
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosmtplib
+
+from mailgate.addresses import domain_of
+from mailgate.config import Settings
+from mailgate.delivery import dkim, dsn
+from mailgate.delivery.dns import NullMX, Resolver, TemporaryDNSError
+from mailgate.delivery.offload import Offload
+from mailgate.store.api import Store
+from mailgate.store.errors import NotFound, StoreError
+from mailgate.store.records import INBOX, Parcel, QueuedRecipient, Target
+
+log = logging.getLogger(__name__)
+
+# Long enough for a whole attempt (several hosts, each bounded by COMMAND_TIMEOUT), short
+# enough that a dead node's claims are soon taken over by another.
+LEASE = 600
+CLAIM_BATCH = 200
+POLL_INTERVAL = 5.0
+COMMAND_TIMEOUT = 60.0
+MAX_HOSTS = 5  # MX hosts tried per attempt, in preference order
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str  # what to call it in logs and DSNs
+    addresses: tuple[str, ...]
+    port: int
+
+
+@dataclass
+class Outcome:
+    """What one attempt decided for each recipient (queue ids)."""
+
+    delivered: list[int] = field(default_factory=list)
+    deferred: dict[int, str] = field(default_factory=dict)  # id -> reply
+    failed: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)
+    # id -> (status, diagnostic, remote host)
+
+    def defer_all(self, items: Sequence[QueuedRecipient], reply: str) -> None:
+        for item in items:
+            self.deferred[item.id] = reply
+
+    def fail_all(self, items: Sequence[QueuedRecipient], status: str, reply: str) -> None:
+        for item in items:
+            self.failed[item.id] = (status, reply, None)
+
+
+class PermanentFailure(Exception):
+    def __init__(self, status: str, reply: str) -> None:
+        super().__init__(reply)
+        self.status = status
+        self.reply = reply
+
+
+class OutboundWorker:
+    def __init__(
+        self, store: Store, resolver: Resolver, settings: Settings, offload: Offload
+    ) -> None:
+        self.store = store
+        self.resolver = resolver
+        self.settings = settings
+        self.offload = offload
+        # Stable across restarts of this node, distinct between nodes: a node starting
+        # again takes back its own claims at once instead of waiting for their lease to end.
+        self.node = f"{socket.gethostname()}:{Path(settings.server.data_dir).resolve()}"[-64:]
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(settings.outbound.concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mailgate-outbound")
+
+    def wake(self) -> None:
+        """New mail was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # Deliveries in flight finish (each is bounded by its timeouts) and record their
+        # outcome; what they had not started is given back for the next start.
+        if self._running:
+            await asyncio.wait(self._running, timeout=COMMAND_TIMEOUT)
+        with contextlib.suppress(StoreError):
+            await self.store.release_leases(self.node)
+
+    async def _run(self) -> None:
+        try:
+            await self.store.release_leases(self.node)
+        except StoreError as exc:
+            log.warning("outbound: cannot release old claims: %s", exc)
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self._claim()
+            except StoreError as exc:
+                log.warning("outbound: cannot read the queue: %s", exc)
+                claimed = False
+            if not claimed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+
+    async def _claim(self) -> bool:
+        """Claim what is due and start delivering it; True if there was anything."""
+        if self._slots.locked():
+            # Every slot is busy: claiming more would only hold leases while waiting.
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            return True
+        items = await self.store.claim_outbound(self.node, LEASE, CLAIM_BATCH)
+        if not items:
+            return False
+        smarthost = bool(self.settings.outbound.smarthost)
+        groups: dict[str, list[QueuedRecipient]] = defaultdict(list)
+        for item in items:
+            groups["" if smarthost else item.domain].append(item)
+        for destination, group in groups.items():
+            task = asyncio.create_task(self._deliver(destination, group))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return True
+
+    async def _deliver(self, destination: str, items: list[QueuedRecipient]) -> None:
+        async with self._slots:
+            outcome = Outcome()
+            try:
+                await self._attempt(destination, items, outcome)
+            except Exception:
+                where = destination or "the smarthost"
+                log.exception("outbound: delivery to %s failed unexpectedly", where)
+                outcome.defer_all(
+                    [i for i in items if i.id not in outcome.delivered], "internal error"
+                )
+            await self._record(items, outcome)
+            self.wake()
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(
+        self, destination: str, items: list[QueuedRecipient], outcome: Outcome
+    ) -> None:
+        try:
+            hosts = await self._hosts(destination)
+        except PermanentFailure as exc:
+            outcome.fail_all(items, exc.status, exc.reply)
+            return
+        except TemporaryDNSError as exc:
+            outcome.defer_all(items, f"DNS lookup failed for {destination}: {exc}")
+            return
+        last_error = "no mail server could be reached"
+        for host in hosts:
+            for address in host.addresses:
+                try:
+                    await self._send(host, address, items, outcome)
+                    return
+                except (OSError, aiosmtplib.SMTPException, TimeoutError) as exc:
+                    last_error = f"{host.name} [{address}]: {_describe(exc)}"
+                    log.info("outbound: %s", last_error)
+                    # Recipients this connection already settled keep their outcome.
+                    items = [i for i in items if not _settled(i, outcome)]
+                    if not items:
+                        return
+        outcome.defer_all(items, last_error)
+
+    async def _hosts(self, domain: str) -> list[Host]:
+        out = self.settings.outbound
+        if not domain:
+            host, _, port = out.smarthost.rpartition(":")
+            addresses = tuple(await self.resolver.addresses(host)) or (host,)
+            return [Host(host, addresses, int(port))]
+        try:
+            mx = await self.resolver.mx(domain)
+        except NullMX:
+            raise PermanentFailure("5.1.10", f"{domain} accepts no mail (null MX)") from None
+        names = [name for _, name in mx] or [domain]  # RFC 5321 §5.1: implicit MX
+        hosts: list[Host] = []
+        for name in names[:MAX_HOSTS]:
+            try:
+                addresses = await self.resolver.addresses(name)
+            except TemporaryDNSError:
+                if mx:
+                    continue  # the next MX may do
+                raise
+            if addresses:
+                hosts.append(Host(name, tuple(addresses), out.mx_port))
+        if not hosts:
+            if not mx:
+                raise PermanentFailure("5.1.2", f"{domain} has no mail server (no MX, A or AAAA)")
+            raise TemporaryDNSError(f"no address for any MX host of {domain}")
+        return hosts
+
+    async def _sign(self, raw: bytes, domain: str) -> bytes:
+        try:
+            keys = (await self.store.get_domain(domain)).signing_keys
+        except NotFound:
+            keys = ()
+        if not keys:
+            log.warning("outbound: %s has no DKIM keys; sending unsigned", domain)
+            return raw
+        signing = [dkim.DKIMKey(k.selector, k.algorithm, k.private_key, k.public_key) for k in keys]
+        # Hashing and RSA signing a message of up to 10 MB is CPU work: off the event loop.
+        header = await self.offload.run_or_thread(len(raw), dkim.sign, raw, domain, signing)
+        return header + raw
+
+    async def _send(
+        self,
+        host: Host,
+        address: str,
+        items: list[QueuedRecipient],
+        outcome: Outcome,
+    ) -> None:
+        out = self.settings.outbound
+        smarthost = bool(out.smarthost)
+        client = aiosmtplib.SMTP(
+            hostname=address,
+            port=host.port,
+            local_hostname=self.settings.server.hostname,
+            timeout=COMMAND_TIMEOUT,
+            **self._tls(smarthost),
+        )
+        await client.connect()
+        try:
+            if smarthost and out.smarthost_username:
+                await client.login(out.smarthost_username, out.smarthost_password)
+            by_message: dict[int, list[QueuedRecipient]] = defaultdict(list)
+            for item in items:
+                by_message[item.message_id].append(item)
+            for message_id, recipients in by_message.items():
+                # One message in memory at a time, signed for this transaction.
+                raw = fold_long_lines(await self.store.message_bytes(message_id))
+                message = await self._sign(raw, domain_of(recipients[0].mail_from))
+                await self._transaction(client, host, recipients, message, outcome)
+        finally:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+
+    def _tls(self, smarthost: bool) -> dict[str, object]:
+        out = self.settings.outbound
+        if not smarthost:
+            # Opportunistic TLS (RFC 3207 as MTAs use it): STARTTLS whenever offered, without
+            # certificate checks, since MX certificates are commonly not verifiable.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return {"start_tls": None, "tls_context": context}
+        context = ssl.create_default_context(cafile=out.smarthost_ca_file or None)
+        context.check_hostname = False  # we connect by address; the CA check still applies
+        if out.smarthost_tls == "implicit":
+            return {"use_tls": True, "tls_context": context}
+        if out.smarthost_tls == "starttls":
+            return {"start_tls": True, "tls_context": context}
+        return {"start_tls": False}
+
+    async def _transaction(
+        self,
+        client: aiosmtplib.SMTP,
+        host: Host,
+        recipients: list[QueuedRecipient],
+        message: bytes,
+        outcome: Outcome,
+    ) -> None:
+        sender = recipients[0].mail_from
+        try:
+            await client.mail(sender)
+        except aiosmtplib.SMTPResponseException as exc:
+            _judge(recipients, exc.code, exc.message, host, outcome)
+            await _reset(client)
+            return
+        accepted: list[QueuedRecipient] = []
+        for item in recipients:
+            try:
+                await client.rcpt(item.recipient)
+                accepted.append(item)
+            except aiosmtplib.SMTPResponseException as exc:
+                _judge([item], exc.code, exc.message, host, outcome)
+        if not accepted:
+            await _reset(client)
+            return
+        try:
+            response = await client.data(message)
+        except aiosmtplib.SMTPResponseException as exc:
+            _judge(accepted, exc.code, exc.message, host, outcome)
+            return
+        for item in accepted:
+            outcome.delivered.append(item.id)
+            log.info(
+                "outbound: %s -> %s via %s: %d %s",
+                item.mail_from,
+                item.recipient,
+                host.name,
+                response.code,
+                response.message,
+            )
+
+    # ------------------------------------------------------------------ recording
+
+    async def _record(self, items: list[QueuedRecipient], outcome: Outcome) -> None:
+        now = int(time.time())
+        out = self.settings.outbound
+        failed = dict(outcome.failed)
+        deferred: list[tuple[int, int, str]] = []
+        for item in items:
+            reply = outcome.deferred.get(item.id)
+            if reply is None:
+                continue
+            if now - item.created_at >= out.max_queue_age:
+                tries = item.attempts + 1
+                failed[item.id] = ("4.4.7", f"gave up after {tries} attempts: {reply}", None)
+                continue
+            interval = out.retry_intervals[min(item.attempts, len(out.retry_intervals) - 1)]
+            deferred.append((item.id, now + interval, reply))
+        hostname = self.settings.server.hostname
+        reports = await bounces(self.store, hostname, [i for i in items if i.id in failed], failed)
+        for attempt in range(60):
+            try:
+                await self.store.finish_outbound(
+                    delivered=outcome.delivered,
+                    deferred=deferred,
+                    failed=list(failed),
+                    bounces=reports,
+                )
+                return
+            except StoreError as exc:
+                # Keep trying: a recipient that got 250 but is not recorded would be sent
+                # again once the lease ends.
+                log.warning("outbound: cannot record the outcome (%s); retrying", exc)
+                await asyncio.sleep(min(2**attempt * 0.1, 10))
+        log.error("outbound: gave up recording outcomes for %s", [i.id for i in items])
+
+
+async def bounces(
+    store: Store,
+    hostname: str,
+    items: Sequence[QueuedRecipient],
+    failed: dict[int, tuple[str, str, str | None]],
+) -> list[Parcel]:
+    """One DSN per failed message and sender inbox, for its INBOX (never for a bounce: bounces
+    are only ever filed here, never queued). `failed`: id -> (status, diagnostic, host)."""
+    groups: dict[tuple[int, int], list[QueuedRecipient]] = defaultdict(list)
+    for item in items:
+        if item.inbox_id is not None:
+            groups[(item.message_id, item.inbox_id)].append(item)
+    parcels = []
+    now = datetime.datetime.now(datetime.UTC)
+    for (message_id, inbox_id), group in groups.items():
+        try:
+            inbox_mailbox = await store.get_mailbox(inbox_id, INBOX)
+            original = await store.message_bytes(message_id)
+        except NotFound:
+            continue  # the sender's inbox is gone: nobody to tell
+        failures = [
+            dsn.Failure(
+                recipient=i.recipient,
+                status=failed[i.id][0],
+                diagnostic=failed[i.id][1],
+                remote_mta=failed[i.id][2],
+            )
+            for i in group
+        ]
+        report = dsn.bounce(
+            hostname=hostname,
+            sender=group[0].mail_from,
+            original=original,
+            failures=failures,
+            arrival=datetime.datetime.fromtimestamp(group[0].created_at, datetime.UTC),
+            last_attempt=now,
+        )
+        parcels.append(Parcel(report, (Target(inbox_mailbox.id),)))
+    return parcels
+
+
+async def cancel(store: Store, hostname: str, queue_id: int) -> QueuedRecipient:
+    """Take a recipient off the queue for good, bouncing it to its sender."""
+    item = await store.get_outbound(queue_id)
+    failed = {item.id: ("5.0.0", "deleted from the queue by the administrator", None)}
+    reports = await bounces(store, hostname, [item], failed)
+    await store.finish_outbound(failed=[item.id], bounces=reports)
+    return item
+
+
+def fold_long_lines(raw: bytes, limit: int = 998) -> bytes:
+    """Break lines longer than RFC 5322's 998 octets by inserting CRLF SP, as Postfix does
+    (smtp_line_length_limit): submission accepts longer lines from scripts, but strict
+    receivers refuse them. Done before signing, so the signature covers what is sent."""
+    if len(raw) <= limit or not any(len(line) > limit for line in raw.split(b"\r\n")):
+        return raw
+    out = []
+    for line in raw.split(b"\r\n"):
+        while len(line) > limit:
+            out.append(line[:limit])
+            line = b" " + line[limit:]
+        out.append(line)
+    return b"\r\n".join(out)
+
+
+def _judge(
+    items: Sequence[QueuedRecipient], code: int, message: str, host: Host, outcome: Outcome
+) -> None:
+    reply = f"{code} {message}".strip()
+    for item in items:
+        if 500 <= code < 600:
+            outcome.failed[item.id] = (_status(code, message), reply, host.name)
+        else:
+            outcome.deferred[item.id] = f"{host.name}: {reply}"
+
+
+def _status(code: int, message: str) -> str:
+    """The enhanced status code from a reply (RFC 3463), or one derived from its class."""
+    first = message.split(" ", 1)[0]
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] == str(code)[0]:
+        return first
+    return f"{str(code)[0]}.0.0"
+
+
+def _settled(item: QueuedRecipient, outcome: Outcome) -> bool:
+    return item.id in outcome.delivered or item.id in outcome.failed
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+        await client.rset()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {exc.message}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
