@@ -26,7 +26,21 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RCODE, RR, TXT, A, DNSHeader, DNSRecord
+from dnslib import (
+    AAAA,
+    CNAME,
+    MX,
+    NS,
+    PTR,
+    QTYPE,
+    RCODE,
+    RR,
+    SOA,
+    TXT,
+    A,
+    DNSHeader,
+    DNSRecord,
+)
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 __all__ = ["ZoneServer"]
@@ -73,6 +87,18 @@ class _Resolver:
             reply.add_answer(rr)
         if not exists:
             reply.header.rcode = RCODE.NXDOMAIN
+        if not answers:
+            # RFC 2308 §3: a negative answer carries the zone's SOA, whose minimum bounds how
+            # long it may be cached. Without one, resolvers cache it for their own default
+            # (dnspython: 300 s), and a record the test publishes later would stay unseen.
+            reply.add_auth(
+                RR(
+                    qname + ".",
+                    QTYPE.SOA,
+                    rdata=SOA("ns.zone.test.", "hostmaster.zone.test.", (1, 0, 0, 0, 0)),
+                    ttl=0,
+                )
+            )
         return reply
 
 

@@ -16,11 +16,12 @@ Mail between two inboxes hosted here never comes this way: submission delivers i
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import InvalidAddress, domain_of, normalize_address
+from mailgate.addresses import normalize_address
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
@@ -125,9 +126,11 @@ class Inbound:
             else:
                 inbox_targets.append(inbox)
         if rejecting and not inbox_targets and not spam:
-            if verdict.temporary:
+            if verdict.dmarc.result == verdicts.TEMPERROR:
                 # Had the lookup that timed out answered, the policy might not reject: let
-                # the sender try again later rather than bounce good mail.
+                # the sender try again later rather than bounce good mail. A timeout that
+                # could not change the result (a signature of an unaligned domain) does not
+                # turn a certain fail into a retry.
                 raise Refused("DMARC policy could not be checked", permanent=False)
             raise Refused(f"rejected by the DMARC policy of {verdict.dmarc.domain}", permanent=True)
         # The others accept the message, so it cannot be refused: under the sender domain's
@@ -168,17 +171,40 @@ def _sender(mail_from: str) -> str:
 
 
 def _matches(entry: str, address: str) -> bool:
-    """An entry is an address (exact) or a domain (the domain and its subdomains)."""
-    if not address:
+    """An entry is an address (exact, or with the sender's +tag dropped) or a domain (the
+    domain and its subdomains).
+
+    The address is taken as the sender wrote it: a quoted or otherwise unusual local part
+    (valid in RFC 5321, never an inbox here) must not slip a sender past a domain block.
+    """
+    local, at, domain = address.strip().removeprefix("<").removesuffix(">").rpartition("@")
+    if not at or not domain:
         return False
+    domain = _a_label(domain.rstrip(".").lower())
+    entry = entry.strip().rstrip(".").lower()
+    if "@" not in entry:
+        return domain == entry or domain.endswith("." + entry)
+    local = _unquoted(local).lower()
+    # Like Postfix's access maps with a recipient_delimiter: name+tag@ is also name@.
+    return entry in (f"{local}@{domain}", f"{local.split('+', 1)[0]}@{domain}")
+
+
+def _a_label(domain: str) -> str:
+    """Entries are ASCII (IDNs as A-labels): a UTF-8 domain in an 8-bit From header is
+    compared in that form too, or it would pass a block of its own domain."""
+    if domain.isascii():
+        return domain
     try:
-        address = normalize_address(address)
-    except InvalidAddress:
-        return False
-    if "@" in entry:
-        return address == entry
-    domain = domain_of(address)
-    return domain == entry or domain.endswith("." + entry)
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def _unquoted(local: str) -> str:
+    """RFC 5321 §4.1.2: "name" and name are the same local part."""
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", local[1:-1])
+    return local
 
 
 def _verdict_of_rules(rules: list[tuple[str, str]], senders: list[str]) -> str | None:
@@ -190,9 +216,14 @@ def _verdict_of_rules(rules: list[tuple[str, str]], senders: list[str]) -> str |
 
 
 def _dmarc_rejects(verdict: verdicts.Verdict) -> bool:
-    """Fails p=reject, or might have: a "temperror" that keeps the policy means an identifier
-    that could have aligned could not be checked (then the answer is 451, not 550)."""
-    return verdict.dmarc.result in ("fail", "temperror") and verdict.dmarc.policy == "reject"
+    """Fails p=reject, or might have (then the answer is 451, not 550): a "temperror" that
+    keeps the policy means an identifier that could have aligned could not be checked; one
+    without a policy means the record could not be read, and unless an identifier aligned
+    under any record passed, that record may say p=reject (a DNS timeout is never a pass)."""
+    dmarc = verdict.dmarc
+    if dmarc.result == verdicts.TEMPERROR and dmarc.policy is None:
+        return not (dmarc.dkim_aligned or dmarc.spf_aligned)
+    return dmarc.result in ("fail", verdicts.TEMPERROR) and dmarc.policy == "reject"
 
 
 def _suspicious(verdict: verdicts.Verdict) -> bool:

@@ -32,6 +32,7 @@ from mailgate.delivery.offload import Offload
 from mailgate.message import address_list, normalize_crlf
 
 __all__ = [
+    "TEMPERROR",
     "DMARCVerdict",
     "SPFVerdict",
     "Verdict",
@@ -162,7 +163,10 @@ class DMARCVerdict:
     record, or no single From domain). `policy` is what the domain asks for this message: p=,
     or sp= for a subdomain whose record was found at the organizational domain; for a fail
     sampled out by pct= it is one step milder (RFC 7489 §6.6.4). None when no record applies.
-    A temperror with policy "reject" means: it would have been rejected, so ask to retry."""
+    A temperror with policy "reject" means: it would have been rejected, so ask to retry. A
+    temperror with no policy means the record itself could not be read: the policy may be
+    anything, and only the aligned flags (a pass for the From domain itself) vouch for it.
+    With no record, or a broken one, the flags say what aligns in the default relaxed mode."""
 
     result: str
     domain: str  # the From header's domain
@@ -275,15 +279,28 @@ def _judge(
     psl: _OrganizationalDomains,
     rng: random.Random,
 ) -> DMARCVerdict:
-    if found.problem or found.record is None:
-        return DMARCVerdict(found.problem or "none", domain, None, False, False)
     checker = _DMARC(psl)
+    if found.problem == TEMPERROR:
+        # §6.6.3 leaves a DNS error on the record itself to the receiver: the policy is
+        # unknown, and so is the alignment mode. Only a pass for the From domain itself aligns
+        # under any record (adkim=s or r), so only that still counts as aligned.
+        same = _passes_for(domain, spf_verdict, dkim_verdicts)
+        return DMARCVerdict(TEMPERROR, domain, None, *same)
+    if found.problem or found.record is None:
+        return DMARCVerdict(
+            found.problem or "none",
+            domain,
+            None,
+            *_relaxed(checker, domain, spf_verdict, dkim_verdicts),
+        )
     try:
         # Not strict: a bad optional tag (pct=abc) falls back to its default; no valid p= is
         # still a RecordSyntaxError (§6.6.3: without a policy there is no DMARC processing).
         policy = checker.parse_record(found.record, domain, found.org_domain, strict=False)
     except dmarc.RecordSyntaxError:
-        return DMARCVerdict("permerror", domain, None, False, False)
+        return DMARCVerdict(
+            "permerror", domain, None, *_relaxed(checker, domain, spf_verdict, dkim_verdicts)
+        )
     evaluated = checker.get_result(policy, auth_results=_auth_results(spf_verdict, dkim_verdicts))
     dkim_aligned = evaluated.dkim is dmarc.DMARCResult.PASS
     spf_aligned = evaluated.spf is dmarc.DMARCResult.PASS
@@ -294,6 +311,32 @@ def _judge(
     # definite answer; the receiver should defer rather than act on "fail".
     result = TEMPERROR if _undecided(checker, policy, spf_verdict, dkim_verdicts) else "fail"
     return DMARCVerdict(result, domain, requested, False, False)
+
+
+def _passes_for(
+    domain: str, spf_verdict: SPFVerdict, dkim_verdicts: Sequence[DKIMVerdict]
+) -> tuple[bool, bool]:
+    """(a DKIM pass, an SPF pass) for exactly `domain`."""
+    dkim_pass = any(v.result == "pass" and _normal(v.domain) == domain for v in dkim_verdicts)
+    return dkim_pass, spf_verdict.result == "pass" and _normal(spf_verdict.domain) == domain
+
+
+def _relaxed(
+    checker: _DMARC,
+    domain: str,
+    spf_verdict: SPFVerdict,
+    dkim_verdicts: Sequence[DKIMVerdict],
+) -> tuple[bool, bool]:
+    """Aligned passes in the default relaxed mode (§3.1), for mail with no policy to apply:
+    the receiver's own rules still tell an author-signed message whose SPF fails (a
+    forwarder) from a forgery."""
+    relaxed = dmarc.DMARCAlignment.RELAXED
+
+    def aligned(other: str) -> bool:
+        return checker.check_alignment(domain, other, relaxed, checker.publicsuffix)
+
+    dkim_pass = any(v.result == "pass" and aligned(v.domain) for v in dkim_verdicts)
+    return dkim_pass, spf_verdict.result == "pass" and aligned(spf_verdict.domain)
 
 
 def _auth_results(spf_verdict: SPFVerdict, dkim_verdicts: Sequence[DKIMVerdict]) -> Any:
