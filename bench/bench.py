@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
-    .venv/bin/python bench/bench.py [--quick] [--only throughput,idle,crossnode,fetch,memory]
+    .venv/bin/python bench/bench.py [--quick]
+                                    [--only throughput,idle,crossnode,fetch,outbound,inbound,memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N]
 
@@ -15,6 +16,10 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - crossnode (--nodes 2 or more, PostgreSQL): the same, submitting through the first node and
   idling on the last, so the change travels by LISTEN/NOTIFY.
 - fetch: the header-sync FETCHes a mail client runs on opening a folder of 1,000 messages.
+- outbound: mail submitted for another domain, DKIM-signed by the server's delivery worker and
+  delivered to a local SMTP sink found through MX records on a loopback DNS server.
+- inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
+  SPF/DKIM/DMARC evaluated by the server against the same loopback DNS server.
 - memory: server RSS/PSS per idle IMAP connection (TLS, logged in, INBOX selected, IDLE).
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
@@ -71,7 +76,8 @@ HOST = "127.0.0.1"
 # The `mailgate` command of this interpreter's installation (the project venv's).
 MAILGATE = (sys.executable, "-m", "mailgate.cli")
 DOMAIN = "bench.test"
-PHASES = ("throughput", "idle", "crossnode", "fetch", "memory")
+PHASES = ("throughput", "idle", "crossnode", "fetch", "outbound", "inbound", "memory")
+WORLD_PHASES = ("outbound", "inbound")  # need the loopback DNS server (and the SMTP sink)
 MULTI_NODE_PHASES = ("crossnode",)  # need --nodes 2 or more
 SOCKET_TIMEOUT = 60.0
 READY_TIMEOUT = 60.0
@@ -83,6 +89,16 @@ FETCH_BUDGET_MS = 24.0  # 2 x Dovecot's 12 ms for the ENVELOPE header sync of 1,
 CROSSNODE_AIM_MS = 100.0  # issue 3: a change reaches other nodes' IDLE within 1 s, aim 100 ms
 CROSSNODE_LIMIT_MS = 1000.0
 IDLE_SESSION_BUDGET_KIB = 32.0
+
+# The outbound and inbound phases: the world as the loopback DNS server describes it.
+SERVER_HOSTNAME = "localhost"  # [server] hostname: the authserv-id of Authentication-Results
+SINK_DOMAIN = "sink.test"  # outbound recipients' domain; its MX is the benchmark's SMTP sink
+SINK_HOST = "mx.sink.test"
+WORLD_DOMAIN = "world.test"  # inbound senders' domain, with SPF, two DKIM keys and DMARC
+WORLD_HELO = "mail.world.test"
+ZONE_TTL = 300  # seconds: cached by the server's resolver, as real records are
+OUTBOUND_TIMEOUT = 300.0  # for the last message to reach the sink after the last submission
+DKIM_SAMPLE = 50  # outbound messages whose two signatures the sink side verifies with dkimpy
 
 ENVELOPE_SYNC = b"UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
 THUNDERBIRD_SYNC = (
@@ -106,6 +122,8 @@ class Counts:
     fetch_messages: int
     fetch_runs: int
     connections: int
+    outbound_messages: int
+    inbound_messages: int
 
 
 FULL = Counts(
@@ -116,6 +134,8 @@ FULL = Counts(
     fetch_messages=1000,
     fetch_runs=20,
     connections=2000,
+    outbound_messages=500,
+    inbound_messages=500,
 )
 QUICK = Counts(
     messages=80,
@@ -125,6 +145,8 @@ QUICK = Counts(
     fetch_messages=200,
     fetch_runs=5,
     connections=200,
+    outbound_messages=80,
+    inbound_messages=80,
 )
 
 
@@ -429,7 +451,7 @@ class Postgres:
 
 def write_config(path: Path, data_dir: Path, database_url: str, extra: dict[str, Any]) -> None:
     settings: dict[str, dict[str, Any]] = {
-        "server": {"hostname": "localhost", "bind": HOST, "data_dir": str(data_dir)},
+        "server": {"hostname": SERVER_HOSTNAME, "bind": HOST, "data_dir": str(data_dir)},
         "database": {"url": database_url},
         "imap": {"port": 0, "tls_port": 0},
         "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},
@@ -479,6 +501,7 @@ def db_upgrade(config: Path, env: dict[str, str]) -> None:
     done = subprocess.run(
         [*MAILGATE, "db", "upgrade", "--config", str(config)],
         capture_output=True,
+        cwd=config.parent,  # `-m` puts the cwd first on sys.path: no checkout there
         env=env,
         timeout=120,
         check=False,
@@ -491,6 +514,7 @@ def create_inbox(config: Path, env: dict[str, str], address: str) -> Account:
     done = subprocess.run(
         [*MAILGATE, "inbox", "create", address, "--json", "--config", str(config)],
         capture_output=True,
+        cwd=config.parent,  # `-m` puts the cwd first on sys.path: no checkout there
         env=env,
         timeout=120,
         check=False,
@@ -537,10 +561,12 @@ def _text(rng: random.Random, size: int) -> str:
     return "\r\n".join(lines)
 
 
-def submission_message(sender: str, recipient: str, n: int, size: int = 2048) -> bytes:
+def submission_message(
+    sender: str, recipient: str, n: int, size: int = 2048, subject: str = "bench message"
+) -> bytes:
     rng = random.Random(n)
     head = (
-        f"From: {sender}\r\nTo: {recipient}\r\nSubject: bench message {n}\r\n"
+        f"From: {sender}\r\nTo: {recipient}\r\nSubject: {subject} {n}\r\n"
         f"Date: {format_datetime(datetime.datetime.now(datetime.UTC))}\r\n"
         f"Message-ID: <{uuid.uuid4().hex}@{DOMAIN}>\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
@@ -1435,6 +1461,914 @@ def bench_memory(
     return section
 
 
+# ------------------------------------------------------------------------------- DNS and sink
+
+
+class Zone:
+    """An authoritative DNS server on loopback for the outbound and inbound phases, built on
+    dnslib like tests/dnsserver.py: UDP and TCP on one free port, answers over 512 bytes
+    truncated on UDP (so the resolver retries over TCP, as the RSA DKIM key needs), NXDOMAIN for
+    names it has nothing at or below. Records carry a TTL of ZONE_TTL seconds, as real ones do:
+    the server's resolver caches them, so a busy MX or delivery worker asks once per name.
+    `queries` counts the queries answered."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.queries = 0
+        self._records: dict[tuple[str, str], list[Any]] = {}
+        self._lock = threading.Lock()
+        self._servers: list[Any] = []
+
+    @property
+    def address(self) -> str:
+        """ "host:port", the form `[dns] nameservers` takes."""
+        return f"{HOST}:{self.port}"
+
+    def set(self, name: str, rtype: str, values: list[Any]) -> None:
+        """Replace `name`'s records of `rtype`. Values: A an address, MX "PREFERENCE HOST",
+        TXT a str (cut into 255-byte strings) or a list of str (exactly those strings)."""
+        from dnslib import MX, QTYPE, RR, TXT, A
+
+        rtype = rtype.upper()
+        owner = name.lower().rstrip(".")
+        rdata: list[Any] = []
+        for value in values:
+            if rtype == "A":
+                rdata.append(A(value))
+            elif rtype == "MX":
+                preference, _, host = str(value).partition(" ")
+                rdata.append(MX(host.strip(), int(preference)))
+            elif rtype == "TXT":
+                if isinstance(value, str):
+                    data = value.encode()
+                    strings = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
+                else:
+                    strings = [s.encode() for s in value]
+                rdata.append(TXT(strings))
+            else:
+                raise ValueError(f"the benchmark's zone does not serve {rtype} records")
+        records = [RR(owner + ".", getattr(QTYPE, rtype), rdata=r, ttl=ZONE_TTL) for r in rdata]
+        with self._lock:
+            self._records[(owner, rtype)] = records
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        """dnslib's resolver interface: the reply to one query."""
+        from dnslib import QTYPE, RCODE
+
+        reply = request.reply()
+        name = str(request.q.qname).lower().rstrip(".")
+        rtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
+        suffix = "." + name
+        with self._lock:
+            self.queries += 1
+            answers = list(self._records.get((name, rtype), []))
+            exists = any(
+                (owner == name or owner.endswith(suffix)) and records
+                for (owner, _), records in self._records.items()
+            )
+        for rr in answers:
+            reply.add_answer(rr)
+        if not exists:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+    def start(self) -> None:
+        try:
+            from dnslib import DNSHeader, DNSRecord
+            from dnslib.server import DNSHandler, DNSLogger, DNSServer
+        except ImportError:
+            raise BenchError(
+                "the outbound and inbound phases need dnslib: pip install -e '.[test]'"
+            ) from None
+
+        class Handler(DNSHandler):
+            def get_reply(self, data: bytes) -> bytes:
+                request = DNSRecord.parse(data)
+                reply = self.server.resolver.resolve(request, self)
+                packed: bytes = reply.pack()
+                if self.protocol == "udp" and len(packed) > 512:
+                    # RFC 1035 §4.2.1, no EDNS here: set TC and keep the question (dnslib's
+                    # truncate() drops it, and dnspython rightly refuses such an answer).
+                    header = DNSHeader(id=reply.header.id, bitmap=reply.header.bitmap, tc=1)
+                    packed = DNSRecord(header, q=reply.q).pack()
+                return packed
+
+        logger = DNSLogger(logf=lambda _: None)
+        for _ in range(20):  # a free TCP port whose UDP twin is free too
+            tcp = DNSServer(self, HOST, 0, tcp=True, logger=logger, handler=Handler)
+            port = tcp.server.server_address[1]
+            try:
+                udp = DNSServer(self, HOST, port, logger=logger, handler=Handler)
+            except OSError:
+                tcp.server.server_close()
+                continue
+            break
+        else:
+            raise BenchError("no free port with both UDP and TCP for the DNS server")
+        self.port = port
+        self._servers = [udp, tcp]
+        for server in self._servers:
+            threading.Thread(
+                target=server.server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="bench-dns",
+                daemon=True,
+            ).start()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                server.server.shutdown()
+                server.server.server_close()
+        self._servers = []
+
+    def txt(self, name: str) -> bytes | None:
+        """A TXT record of `name` asked over the network, as a remote verifier would (the first
+        record's strings joined), or None: what dkimpy's `dnsfunc` returns."""
+        import dns.resolver
+
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [HOST]
+        resolver.port = self.port
+        resolver.timeout = resolver.lifetime = 5.0
+        try:
+            answer = resolver.resolve(name, "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(next(iter(answer)).strings)
+
+
+def publish_domain(zone: Zone, config: Path, env: dict[str, str], domain: str) -> int:
+    """Put what `mailgate domain dns DOMAIN --json` says to publish into the zone; how many
+    records that was."""
+    done = subprocess.run(
+        [*MAILGATE, "domain", "dns", domain, "--json", "--config", str(config)],
+        capture_output=True,
+        cwd=config.parent,  # `-m` puts the cwd first on sys.path: no checkout there
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"domain dns {domain} failed: {done.stderr.decode(errors='replace')}")
+    records = json.loads(done.stdout)
+    for record in records:
+        if record["type"] == "TXT":
+            zone.set(record["name"], "TXT", [record["strings"]])
+        elif record["type"] == "MX":
+            zone.set(record["name"], "MX", [record["value"].rstrip(".")])
+    return len(records)
+
+
+def queued_recipients(config: Path, env: dict[str, str]) -> int:
+    """How many recipients `mailgate queue list` still shows."""
+    done = subprocess.run(
+        [*MAILGATE, "queue", "list", "--json", "--config", str(config)],
+        capture_output=True,
+        cwd=config.parent,  # `-m` puts the cwd first on sys.path: no checkout there
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"queue list failed: {done.stderr.decode(errors='replace')}")
+    return len(json.loads(done.stdout))
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A DKIM key of the inbound senders' domain, made by the benchmark."""
+
+    selector: str
+    algorithm: str  # "rsa-sha256" or "ed25519-sha256"
+    private: bytes  # what dkimpy's sign() takes: PEM for RSA, base64 of the seed for Ed25519
+    record: str  # the TXT record at <selector>._domainkey.<domain>
+
+
+def world_keys() -> list[SigningKey]:
+    """An RSA-2048 and an Ed25519 key (RFC 8463) for WORLD_DOMAIN."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    raw = serialization.Encoding.Raw
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_private = rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    rsa_public = rsa_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    seed = ed_key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    ed_public = ed_key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    return [
+        SigningKey(
+            "bench-rsa",
+            "rsa-sha256",
+            rsa_private,
+            f"v=DKIM1; k=rsa; p={base64.b64encode(rsa_public).decode()}",
+        ),
+        SigningKey(
+            "bench-ed",
+            "ed25519-sha256",
+            base64.b64encode(seed),
+            f"v=DKIM1; k=ed25519; p={base64.b64encode(ed_public).decode()}",
+        ),
+    ]
+
+
+def publish_world(zone: Zone, keys: list[SigningKey]) -> None:
+    """The inbound senders' domain: SPF for this machine's address, both DKIM keys, and a DMARC
+    policy of reject, so that a failed evaluation shows as a refused message."""
+    zone.set(WORLD_DOMAIN, "TXT", [f"v=spf1 ip4:{HOST} -all"])
+    zone.set(WORLD_DOMAIN, "MX", [f"10 {WORLD_HELO}"])
+    zone.set(WORLD_HELO, "A", [HOST])
+    zone.set(WORLD_HELO, "TXT", [f"v=spf1 ip4:{HOST} -all"])
+    for key in keys:
+        zone.set(f"{key.selector}._domainkey.{WORLD_DOMAIN}", "TXT", [key.record])
+    zone.set(f"_dmarc.{WORLD_DOMAIN}", "TXT", ["v=DMARC1; p=reject; adkim=r; aspf=r"])
+
+
+def publish_sink(zone: Zone) -> None:
+    zone.set(SINK_DOMAIN, "MX", [f"10 {SINK_HOST}"])
+    zone.set(SINK_HOST, "A", [HOST])
+
+
+def world_message(sender: str, recipient: str, n: int, keys: list[SigningKey]) -> bytes:
+    """A ~2 KiB message from another domain, signed with both of its keys (relaxed/relaxed,
+    From over-signed, as mailgate itself signs)."""
+    import dkim
+
+    data = submission_message(sender, recipient, n, subject="bench inbound")
+    include = [
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"mime-version",
+        b"content-type",
+        b"from",
+    ]
+    signatures = [
+        dkim.sign(
+            data,
+            key.selector.encode(),
+            WORLD_DOMAIN.encode(),
+            key.private,
+            canonicalize=(b"relaxed", b"relaxed"),
+            signature_algorithm=key.algorithm.encode(),
+            include_headers=include,
+            linesep=b"\r\n",
+        )
+        for key in keys
+    ]
+    return b"".join(signatures) + data
+
+
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throw-away ECDSA certificate for the sink's STARTTLS."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "sink.crt", directory / "sink.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# One message as the sink got it: (time.monotonic() of its 250, MAIL FROM, RCPT TOs, STARTTLS
+# used, the number of the connection it came by, the message bytes). time.monotonic() is
+# CLOCK_MONOTONIC, the same clock in every process of this machine.
+Arrival = tuple[float, str, list[str], bool, int, bytes]
+
+
+async def _run_sink(directory: Path, control: Any) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    cert, key = _self_signed(directory, SINK_HOST)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    arrivals: list[Arrival] = []
+    changed = threading.Condition()
+    connections = itertools.count(1)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            now = time.monotonic()
+            if not hasattr(session, "bench_connection"):  # one Session per connection
+                session.bench_connection = next(connections)
+            with changed:
+                arrivals.append(
+                    (
+                        now,
+                        envelope.mail_from,
+                        list(envelope.rcpt_tos),
+                        session.ssl is not None,
+                        session.bench_connection,
+                        bytes(envelope.original_content),
+                    )
+                )
+                changed.notify_all()
+            return "250 2.0.0 Ok: queued"
+
+    handler = Handler()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(
+            handler,
+            hostname=SINK_HOST,
+            ident="mailgate bench sink",
+            tls_context=tls,
+            require_starttls=False,
+        ),
+        HOST,
+        0,
+    )
+    control.send(("port", server.sockets[0].getsockname()[1]))
+    stopping = asyncio.Event()
+
+    def serve_control() -> None:
+        """Answers the benchmark: ("wait", n, timeout) -> ("count", arrivals so far, once
+        there are n or the time is up); ("arrivals", first) -> ("arrivals", list); ("stop",)."""
+        try:
+            while True:
+                command = control.recv()
+                if command[0] == "wait":
+                    _, want, timeout = command
+                    with changed:
+                        changed.wait_for(lambda want=want: len(arrivals) >= want, timeout)
+                        count = len(arrivals)
+                    control.send(("count", count))
+                elif command[0] == "arrivals":
+                    with changed:
+                        snapshot = arrivals[command[1] :]
+                    control.send(("arrivals", snapshot))
+                else:
+                    break
+        except (EOFError, OSError):
+            pass  # the benchmark is gone
+        loop.call_soon_threadsafe(stopping.set)
+
+    threading.Thread(target=serve_control, name="sink-control", daemon=True).start()
+    await stopping.wait()
+    server.close()
+
+
+def sink_worker(directory: str, control: Any) -> None:
+    """Entry point of the SMTP sink process: accept every message, record when it came."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    asyncio.run(_run_sink(Path(directory), control))
+
+
+class Sink:
+    """The outbound phase's remote MX: aiosmtpd in a process of its own (so that neither the
+    GIL nor the load generator delays it), on loopback, offering STARTTLS, accepting everything.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=sink_worker, args=(str(directory), child), name="bench-sink", daemon=True
+        )
+        self.proc.start()
+        child.close()
+        if not self.pipe.poll(READY_TIMEOUT):
+            self.close()
+            raise BenchError("the SMTP sink did not start")
+        try:
+            _, self.port = self.pipe.recv()
+        except EOFError:
+            self.close()
+            raise BenchError("the SMTP sink died while starting") from None
+
+    def _ask(self, command: tuple[Any, ...], timeout: float) -> Any:
+        try:
+            self.pipe.send(command)
+            if not self.pipe.poll(timeout):
+                raise BenchError("the SMTP sink does not answer")
+            return self.pipe.recv()[1]
+        except (EOFError, OSError):
+            raise BenchError("the SMTP sink died") from None
+
+    def wait(self, count: int, timeout: float) -> int:
+        """Messages received so far, once there are `count` or after `timeout` seconds."""
+        return int(self._ask(("wait", count, timeout), timeout + 30))
+
+    def arrivals(self, first: int = 0) -> list[Arrival]:
+        return list(self._ask(("arrivals", first), 120))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.pipe.send(("stop",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(10)
+        self.pipe.close()
+
+
+def dkim_tags(header: bytes) -> list[dict[str, str]]:
+    """The tags of every DKIM-Signature field in a header section (whitespace removed)."""
+    fields = re.findall(rb"^DKIM-Signature:(.*(?:\r?\n[ \t].*)*)", header, re.M | re.I)
+    out = []
+    for value in fields:
+        text = re.sub(r"\s+", "", value.decode(errors="replace"))
+        tags = dict(part.partition("=")[::2] for part in text.split(";") if "=" in part)
+        out.append(tags)
+    return out
+
+
+def dkimpy_verifies(data: bytes, zone: Zone, signatures: int) -> bool:
+    """Every one of the message's `signatures` DKIM signatures verifies with dkimpy, its keys
+    fetched from the zone over the network (outside mailgate)."""
+    import dkim
+
+    def txt(name: bytes, timeout: float = 5) -> bytes | None:
+        return zone.txt(name.decode() if isinstance(name, bytes) else name)
+
+    try:
+        return all(dkim.DKIM(data).verify(idx=i, dnsfunc=txt) for i in range(signatures))
+    except dkim.DKIMException:
+        return False
+
+
+def shares(total: int, clients: int) -> list[list[int]]:
+    """Message numbers for each client: `total` in all, spread as evenly as they go."""
+    return [
+        [i * 10**6 + j for j in range(total // clients + (1 if i < total % clients else 0))]
+        for i in range(clients)
+    ]
+
+
+def pg_row(section: Section, pg0: float | None, pg1: float | None, count: int, wall: float) -> None:
+    if pg0 is not None and pg1 is not None:
+        pg_cpu = pg1 - pg0
+        section.add(
+            "PostgreSQL CPU",
+            f"{pg_cpu / count * 1000:.2f}",
+            f"ms/message; {cpu_note(pg_cpu, wall)}  (every local postgres process)",
+        )
+
+
+# ------------------------------------------------------------------------------- outbound
+
+
+def outbound_labels(clients: int, nodes: int) -> list[str]:
+    where = f" over {nodes} nodes" if nodes > 1 else ""
+    return [
+        f"Outbound via MX to a sink, {clients} clients{where}",
+        "  submit 250 -> sink 250 p50 / p95 / p99",
+        "  at the sink once, RSA + Ed25519 DKIM",
+    ]
+
+
+def bench_outbound(
+    servers: list[Server],
+    senders: list[Account],
+    sink: Sink,
+    zone: Zone,
+    total: int,
+    summary: Summary,
+    config: Path,
+    env: dict[str, str],
+    postgres: bool = False,
+) -> Section:
+    clients = len(senders)
+    nodes = len(servers)
+    numbers = shares(total, clients)
+    recipients = [f"rcpt{i}@{SINK_DOMAIN}" for i in range(clients)]
+    messages = [
+        [
+            submission_message(senders[i].address, recipients[i], n, subject="bench outbound")
+            for n in numbers[i]
+        ]
+        for i in range(clients)
+    ]
+    # Per client: (number, MAIL FROM sent, 250 read), on time.monotonic() like the sink's.
+    sent: list[list[tuple[int, float, float]]] = [[] for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1, timeout=120)
+    ends = [0.0] * clients
+    errors: list[str] = []
+
+    def client(i: int) -> None:
+        smtp = None
+        try:
+            smtp = smtp_client(servers[i % nodes].ports["submissions"], senders[i])
+            barrier.wait()
+            mine = sent[i]
+            for n, data in zip(numbers[i], messages[i], strict=True):
+                t0 = time.monotonic()
+                smtp.sendmail(senders[i].address, [recipients[i]], data)
+                mine.append((n, t0, time.monotonic()))
+            ends[i] = time.monotonic()
+        except Exception as exc:
+            errors.append(f"client {i}: {exc!r}")
+            barrier.abort()
+        finally:
+            if smtp is not None:
+                with contextlib.suppress(Exception):
+                    smtp.quit()
+
+    where = f", round-robin over {nodes} nodes" if nodes > 1 else ""
+    progress(
+        f"outbound: {total} messages from {clients} SMTP clients to {SINK_DOMAIN}{where}, "
+        "delivered to the sink"
+    )
+    base = sink.wait(0, 0)  # what the sink got before this phase
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    gc.collect()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    dns0 = zone.queries
+    cpu0 = [s.cpu_seconds() for s in servers]
+    pg0 = postgres_cpu_seconds() if postgres else None
+    start = time.monotonic()
+    for t in threads:
+        t.join(600)
+    if errors or any(t.is_alive() for t in threads):
+        raise BenchError("; ".join(errors[:3]) or "SMTP clients did not finish in 600 s")
+    submitted_at = max(ends)
+    deadline = submitted_at + OUTBOUND_TIMEOUT
+    got = base
+    while True:
+        got = sink.wait(base + total, max(0.0, min(10.0, deadline - time.monotonic())))
+        if got >= base + total or time.monotonic() >= deadline:
+            break
+        progress(f"outbound: {got - base} of {total} at the sink")
+    node_cpu = [s.cpu_seconds() - c0 for s, c0 in zip(servers, cpu0, strict=True)]
+    pg1 = postgres_cpu_seconds() if pg0 is not None else None
+    dns_queries = zone.queries - dns0
+    cpu = sum(node_cpu)
+    arrivals = sink.arrivals(base)
+
+    # Every submitted message at the sink exactly once, with the envelope it was sent with and
+    # one rsa-sha256 and one ed25519-sha256 signature by the sender's domain.
+    wanted = {
+        n: (senders[i].address, recipients[i], t0, t250)
+        for i in range(clients)
+        for n, t0, t250 in sent[i]
+    }
+    seen: collections.Counter[int] = collections.Counter()
+    stray = envelope_wrong = signed = tls = 0
+    connections: set[int] = set()
+    after_250: list[float] = []  # client's 250 -> sink's 250
+    after_mail: list[float] = []  # client's MAIL FROM -> sink's 250
+    last = start
+    received: list[bytes] = []
+    for when, mail_from, rcpts, used_tls, connection, data in arrivals:
+        header = data.split(b"\r\n\r\n", 1)[0]
+        m = re.search(rb"^Subject: bench outbound (\d+)\r?$", header, re.M)
+        n = int(m.group(1)) if m else -1
+        if n not in wanted:
+            stray += 1
+            continue
+        seen[n] += 1
+        if seen[n] > 1:
+            continue
+        sender, recipient, t0, t250 = wanted[n]
+        if mail_from != sender or rcpts != [recipient]:
+            envelope_wrong += 1
+        algorithms = sorted((t.get("a", ""), t.get("d", "")) for t in dkim_tags(header))
+        if algorithms == [("ed25519-sha256", DOMAIN), ("rsa-sha256", DOMAIN)]:
+            signed += 1
+        tls += used_tls
+        connections.add(connection)
+        after_250.append(when - t250)
+        after_mail.append(when - t0)
+        last = max(last, when)
+        received.append(data)
+    once = sum(1 for n in wanted if seen[n] == 1)
+    missing = sum(1 for n in wanted if seen[n] == 0)
+    doubled = sum(c - 1 for c in seen.values() if c > 1)
+
+    progress(f"outbound: verifying {min(DKIM_SAMPLE, len(received))} messages with dkimpy")
+    step = max(1, len(received) // DKIM_SAMPLE)
+    sample = received[::step][:DKIM_SAMPLE]
+    verified = sum(1 for data in sample if dkimpy_verifies(data, zone, 2))
+    progress("outbound: checking the queue is empty")
+    left = queued_recipients(config, env)
+    for _ in range(20 if got >= base + total else 0):  # the last outcomes may still be written
+        if left == 0:
+            break
+        time.sleep(0.5)
+        left = queued_recipients(config, env)
+
+    wall = max(last - start, 1e-6)
+    submit_wall = submitted_at - start
+    submits = [t250 - t0 for per in sent for _, t0, t250 in per]
+    size = sum(len(m) for per in messages for m in per) / total
+    ok = once == total and not stray and not envelope_wrong and signed == total
+    section = Section(
+        f"Outbound delivery: {total} messages of {size / 1024:.1f} KiB submitted by {clients} "
+        f"clients (port 465, AUTH) to {SINK_DOMAIN}, whose MX (loopback DNS) is an aiosmtpd "
+        f"sink offering STARTTLS; the server DKIM-signs (RSA + Ed25519) and delivers{where}"
+    )
+    section.add("messages accepted (250)", str(len(submits)))
+    section.add(
+        "messages at the sink exactly once",
+        str(once),
+        f"({missing} missing, {doubled} duplicates, {stray} stray, "
+        f"{envelope_wrong} with a wrong envelope; {'OK' if ok else 'NO'})",
+    )
+    section.add(
+        "  with DKIM rsa-sha256 + ed25519-sha256",
+        str(signed),
+        f"(d={DOMAIN}; {'OK' if signed == total else 'NO'})",
+    )
+    section.add(
+        "  verified by dkimpy at the sink",
+        f"{verified} / {len(sample)}",
+        "(both signatures, keys from the zone as `mailgate domain dns --json` gave them; "
+        f"{'OK' if verified == len(sample) else 'NO'})",
+    )
+    section.add(
+        "  over STARTTLS",
+        str(tls),
+        f"(in {len(connections)} SMTP connection(s) from the server)",
+    )
+    section.add("recipients left in the queue", str(left), "(mailgate queue list)")
+    section.add(
+        "submission wall time", f"{submit_wall:.2f}", f"s  ({total / submit_wall:.1f} msg/s)"
+    )
+    section.add(
+        "wall time to the last sink 250",
+        f"{wall:.2f}",
+        f"s  (first submission -> last 250 at the sink; {max(0.0, last - submitted_at):.2f} s "
+        "after the last submission)",
+    )
+    section.add("throughput", f"{total / wall:.1f}", "messages/s  (submission to the sink's 250)")
+    for p in (50, 95, 99):
+        section.add(f"submit 250 -> sink 250 p{p}", ms(percentile(after_250, p)), "ms")
+    section.add("submit 250 -> sink 250 max", ms(max(after_250, default=math.nan)), "ms")
+    section.add("MAIL FROM -> sink 250 p50", ms(percentile(after_mail, 50)), "ms  (the whole way)")
+    section.add(
+        "submit latency p50 / p95",
+        f"{ms(percentile(submits, 50))} / {ms(percentile(submits, 95))}",
+        "ms  (MAIL FROM -> 250, queued)",
+    )
+    section.add("server CPU", f"{cpu / total * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
+    if nodes > 1:
+        for node, used in zip(servers, node_cpu, strict=True):
+            section.add(
+                f"  {node.name}", f"{used:.2f}", f"s  ({used / wall * 100:.0f}% of one core)"
+            )
+    pg_row(section, pg0, pg1, total, wall)
+    section.add("DNS queries answered", str(dns_queries), f"(TTL {ZONE_TTL} s, so mostly cached)")
+
+    labels = outbound_labels(clients, nodes)
+    summary.add(labels[0], f"{total / wall:.1f} msg/s", "")
+    summary.add(
+        labels[1],
+        " / ".join(f"{percentile(after_250, p) * 1000:.1f}" for p in (50, 95, 99)) + " ms",
+    )
+    summary.add(labels[2], f"{min(once, signed)} / {total}", "OK" if ok else "NO")
+    if not ok:
+        waited = f" within {OUTBOUND_TIMEOUT:.0f} s" if got < base + total else ""
+        raise BenchError(
+            f"{once} of {total} messages at the sink exactly once{waited} ({missing} missing, "
+            f"{doubled} duplicates, {stray} stray, {envelope_wrong} wrong envelope), "
+            f"{signed} with both DKIM signatures"
+        )
+    if verified != len(sample):
+        raise BenchError(f"dkimpy verified {verified} of {len(sample)} sampled messages")
+    if left:
+        raise BenchError(f"{left} recipients still queued after every message arrived")
+    return section
+
+
+# ------------------------------------------------------------------------------- inbound
+
+
+def inbound_labels(clients: int, nodes: int) -> list[str]:
+    where = f" over {nodes} nodes" if nodes > 1 else ""
+    return [
+        f"Inbound MX, SPF/DKIM/DMARC, {clients} clients{where}",
+        "  DATA -> 250 p50 / p95 / p99",
+        "  in INBOX with spf/dkim/dmarc=pass",
+    ]
+
+
+def inbox_headers(port: int, account: Account, fields: str) -> tuple[list[bytes], int]:
+    """The header fields `fields` of every INBOX message, and the number of messages in Spam."""
+    with imaplib.IMAP4_SSL(HOST, port, ssl_context=client_tls(), timeout=SOCKET_TIMEOUT) as imap:
+        imap.login(account.address, account.key)
+        typ, data = imap.status("Spam", "(MESSAGES)")
+        m = re.search(rb"MESSAGES (\d+)", data[0] or b"") if typ == "OK" else None
+        if m is None:
+            raise BenchError(f"STATUS Spam failed: {data!r}")
+        spam = int(m.group(1))
+        typ, data = imap.select("INBOX", readonly=True)
+        if typ != "OK":
+            raise BenchError(f"EXAMINE INBOX failed: {data!r}")
+        if int(data[0] or 0) == 0:
+            return [], spam
+        typ, data = imap.fetch("1:*", f"(BODY.PEEK[HEADER.FIELDS ({fields})])")
+        if typ != "OK":
+            raise BenchError(f"FETCH {fields} failed: {data!r}")
+        return [item[1] for item in data if isinstance(item, tuple)], spam
+
+
+def verdicts_pass(header: bytes, hostname: str) -> bool:
+    """This server's Authentication-Results says spf=pass, dkim=pass for both signatures
+    (rsa-sha256 and ed25519-sha256) and dmarc=pass."""
+    fields = re.findall(rb"^Authentication-Results:(.*(?:\r?\n[ \t].*)*)", header, re.M | re.I)
+    ours = [
+        " ".join(f.decode(errors="replace").split())
+        for f in fields
+        if f.decode(errors="replace").split(";", 1)[0].strip().lower() == hostname.lower()
+    ]
+    if len(ours) != 1:
+        return False
+    text = ours[0]
+    return (
+        re.findall(r"\bspf=(\w+)", text) == ["pass"]
+        and re.findall(r"\bdkim=(\w+)", text) == ["pass", "pass"]
+        and "header.a=rsa-sha256" in text
+        and "header.a=ed25519-sha256" in text
+        and re.findall(r"\bdmarc=(\w+)", text) == ["pass"]
+    )
+
+
+def bench_inbound(
+    servers: list[Server],
+    recipients: list[Account],
+    keys: list[SigningKey],
+    zone: Zone,
+    total: int,
+    summary: Summary,
+    hostname: str,
+    postgres: bool = False,
+) -> Section:
+    clients = len(recipients)
+    nodes = len(servers)
+    numbers = shares(total, clients)
+    senders = [f"news{i}@{WORLD_DOMAIN}" for i in range(clients)]
+    progress(f"inbound: signing {total} messages with dkimpy (RSA + Ed25519)")
+    messages = [
+        [world_message(senders[i], recipients[i].address, n, keys) for n in numbers[i]]
+        for i in range(clients)
+    ]
+    data_latencies: list[list[float]] = [[] for _ in range(clients)]
+    whole: list[list[float]] = [[] for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1, timeout=120)
+    ends = [0.0] * clients
+    errors: list[str] = []
+
+    def expect(code: int, reply: bytes, what: str, good: tuple[int, ...] = (250,)) -> None:
+        if code not in good:
+            raise BenchError(f"{what}: {code} {reply.decode(errors='replace')}")
+
+    def client(i: int) -> None:
+        smtp = None
+        try:
+            # As another MTA would: one connection, STARTTLS, then message after message.
+            port = servers[i % nodes].ports["mx"]
+            smtp = smtplib.SMTP(HOST, port, local_hostname=WORLD_HELO, timeout=SOCKET_TIMEOUT)
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            smtp.starttls(context=client_tls())
+            smtp.ehlo()
+            barrier.wait()
+            for n, data in zip(numbers[i], messages[i], strict=True):
+                t0 = time.perf_counter()
+                expect(*smtp.mail(senders[i]), f"MAIL FROM for message {n}")
+                expect(*smtp.rcpt(recipients[i].address), f"RCPT for message {n}", (250, 251))
+                t1 = time.perf_counter()
+                expect(*smtp.data(data), f"DATA for message {n}")
+                t2 = time.perf_counter()
+                data_latencies[i].append(t2 - t1)
+                whole[i].append(t2 - t0)
+            ends[i] = time.perf_counter()
+        except Exception as exc:
+            errors.append(f"client {i}: {exc}")
+            barrier.abort()
+        finally:
+            if smtp is not None:
+                with contextlib.suppress(Exception):
+                    smtp.quit()
+
+    where = f", round-robin over {nodes} nodes" if nodes > 1 else ""
+    progress(f"inbound: {total} messages from {clients} MX clients, from {WORLD_DOMAIN}{where}")
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    gc.collect()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    dns0 = zone.queries
+    cpu0 = [s.cpu_seconds() for s in servers]
+    pg0 = postgres_cpu_seconds() if postgres else None
+    start = time.perf_counter()
+    for t in threads:
+        t.join(600)
+    node_cpu = [s.cpu_seconds() - c0 for s, c0 in zip(servers, cpu0, strict=True)]
+    pg1 = postgres_cpu_seconds() if pg0 is not None else None
+    dns_queries = zone.queries - dns0
+    if errors or any(t.is_alive() for t in threads):
+        raise BenchError("; ".join(errors[:3]) or "MX clients did not finish in 600 s")
+    wall = max(ends) - start
+    cpu = sum(node_cpu)
+    flat = [x for per in data_latencies for x in per]
+    flat_whole = [x for per in whole for x in per]
+
+    # Read every recipient's INBOX back (through another node when there are several).
+    progress("inbound: checking every message is in INBOX with its verdicts")
+    passed = 0
+    problems: list[str] = []
+    spam_total = 0
+    for r, account in enumerate(recipients):
+        headers, spam = inbox_headers(
+            servers[(r + 1) % nodes].ports["imaps"], account, "SUBJECT AUTHENTICATION-RESULTS"
+        )
+        spam_total += spam
+        want = {f"bench inbound {n}" for n in numbers[r]}
+        got: collections.Counter[str] = collections.Counter()
+        good: set[str] = set()
+        for header in headers:
+            m = re.search(rb"^Subject: *(.*?)\r?$", header, re.M | re.I)
+            subject = m.group(1).decode(errors="replace") if m else ""
+            got[subject] += 1
+            if verdicts_pass(header, hostname):
+                good.add(subject)
+        passed += sum(1 for s in want if got.get(s) == 1 and s in good)
+        missing = len(want - set(got))
+        doubled = sum(c - 1 for s, c in got.items() if s in want and c > 1)
+        stray = sum(c for s, c in got.items() if s not in want)
+        failing = len((want & set(got)) - good)
+        if missing or doubled or stray or failing or spam:
+            problems.append(
+                f"{account.address}: {missing} missing, {doubled} duplicated, {stray} stray, "
+                f"{failing} without spf/dkim/dmarc=pass, {spam} in Spam"
+            )
+
+    size = sum(len(m) for per in messages for m in per) / total
+    section = Section(
+        f"Inbound MX: {total} messages of {size / 1024:.1f} KiB sent by {clients} clients over "
+        f"STARTTLS from {WORLD_DOMAIN} (SPF ip4, DKIM rsa-sha256 + ed25519-sha256, DMARC "
+        f"p=reject, on a loopback DNS server), one recipient each{where}"
+    )
+    section.add("messages accepted (250)", str(len(flat)))
+    verdict = "OK" if passed == total and not problems else "; ".join(problems[:2])
+    section.add(
+        "in INBOX once, spf/dkim x2/dmarc=pass",
+        str(passed),
+        f"(IMAP, Authentication-Results of {hostname}; {verdict})",
+    )
+    section.add("messages in Spam", str(spam_total))
+    section.add("wall time", f"{wall:.2f}", "s")
+    section.add("throughput", f"{total / wall:.1f}", "messages/s")
+    for p in (50, 95, 99):
+        section.add(f"DATA -> 250 p{p}", ms(percentile(flat, p)), "ms  (DATA sent -> 250 read)")
+    section.add("DATA -> 250 max", ms(max(flat)), "ms")
+    section.add("MAIL FROM -> 250 p50", ms(percentile(flat_whole, 50)), "ms  (whole transaction)")
+    section.add("server CPU", f"{cpu / total * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
+    if nodes > 1:
+        for node, used in zip(servers, node_cpu, strict=True):
+            section.add(
+                f"  {node.name}", f"{used:.2f}", f"s  ({used / wall * 100:.0f}% of one core)"
+            )
+    pg_row(section, pg0, pg1, total, wall)
+    section.add("DNS queries answered", str(dns_queries), f"(TTL {ZONE_TTL} s, so mostly cached)")
+
+    labels = inbound_labels(clients, nodes)
+    summary.add(labels[0], f"{total / wall:.1f} msg/s", "")
+    summary.add(
+        labels[1], " / ".join(f"{percentile(flat, p) * 1000:.1f}" for p in (50, 95, 99)) + " ms"
+    )
+    summary.add(labels[2], f"{passed} / {total}", "OK" if passed == total else "NO")
+    if problems or passed != total:
+        raise BenchError("inbound check failed: " + "; ".join(problems[:3]))
+    return section
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -1511,6 +2445,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fetch-messages", type=int, help="fetch: mailbox size (1000)")
     p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
+    p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
+    p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -1554,6 +2490,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         fetch_messages=args.fetch_messages or base.fetch_messages,
         fetch_runs=args.fetch_runs or base.fetch_runs,
         connections=args.connections or base.connections,
+        outbound_messages=args.outbound_messages or base.outbound_messages,
+        inbound_messages=args.inbound_messages or base.inbound_messages,
     )
     return args
 
@@ -1568,6 +2506,10 @@ def summary_labels(phase: str, counts: Counts, nodes: int) -> list[str]:
         return [CROSSNODE_LABEL]
     if phase == "fetch":
         return [fetch_label(label, counts.fetch_messages) for label, _, _ in FETCH_VARIANTS]
+    if phase == "outbound":
+        return outbound_labels(counts.clients, nodes)
+    if phase == "inbound":
+        return inbound_labels(counts.clients, nodes)
     return [MEMORY_LABEL]
 
 
@@ -1596,6 +2538,8 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[Server] = []
     summary = Summary()
     failed: list[str] = []
+    zone: Zone | None = None
+    sink: Sink | None = None
     try:
         print(f"mailgate benchmark  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
         for line in machine_info():
@@ -1615,6 +2559,24 @@ def main(argv: list[str] | None = None) -> int:
             database = f"SQLite {sqlite3.sqlite_version}"
         summary.setup = f"{database}, {nodes} node{'s' if nodes > 1 else ''}"
         env = server_env()
+        # The outbound and inbound phases need the world: a DNS server on loopback that the
+        # servers resolve through, and (outbound) an SMTP sink their [outbound] mx_port points
+        # at. Both start before the servers; --set still overrides these settings.
+        world: dict[str, Any] = {}
+        if any(phase in WORLD_PHASES for phase in args.phases):
+            zone = Zone()
+            zone.start()
+            world["dns.nameservers"] = [zone.address]
+            print(f"  dns       loopback DNS server (dnslib) on {zone.address}, TTL {ZONE_TTL} s")
+        if "outbound" in args.phases:
+            sink = Sink(workdir / "sink")
+            world["outbound.mx_port"] = sink.port
+            print(
+                f"  sink      aiosmtpd on {HOST}:{sink.port} (STARTTLS), MX of {SINK_DOMAIN}, "
+                f"in process {sink.proc.pid}"
+            )
+        settings = {**world, **dict(args.settings)}
+        hostname = str(settings.get("server.hostname", SERVER_HOSTNAME))
         # One server keeps the layout it always had; several get a directory each (their own
         # config, data directory, certificate and log), sharing only the database.
         dirs = [workdir] if nodes == 1 else [workdir / f"node{k + 1}" for k in range(nodes)]
@@ -1622,7 +2584,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in dirs:
             d.mkdir(exist_ok=True)
             config = d / "mailgate.toml"
-            write_config(config, d / "data", database_url, dict(args.settings))
+            write_config(config, d / "data", database_url, settings)
             configs.append(config)
         if nodes > 1:
             progress("migrating the database once (mailgate db upgrade)")
@@ -1634,6 +2596,24 @@ def main(argv: list[str] | None = None) -> int:
         watcher = create_inbox(config, env, f"watcher@{DOMAIN}")
         archive = create_inbox(config, env, f"archive@{DOMAIN}")
         agent = create_inbox(config, env, f"agent@{DOMAIN}")
+        mx_inboxes: list[Account] = []
+        keys: list[SigningKey] = []
+        if zone is not None:
+            published = publish_domain(zone, config, env, DOMAIN)
+            notes = [f"{published} records of {DOMAIN} (mailgate domain dns --json)"]
+            if "outbound" in args.phases:
+                publish_sink(zone)
+                notes.append(f"MX of {SINK_DOMAIN}")
+            if "inbound" in args.phases:
+                mx_inboxes = [
+                    create_inbox(config, env, f"mx{i}@{DOMAIN}") for i in range(counts.clients)
+                ]
+                keys = world_keys()
+                publish_world(zone, keys)
+                notes.append(
+                    f"SPF, DKIM ({', '.join(k.selector for k in keys)}), DMARC of {WORLD_DOMAIN}"
+                )
+            print(f"  zone      {'; '.join(notes)}")
 
         servers = [
             Server(d, c, env, node_name(k) if nodes > 1 else "")
@@ -1652,7 +2632,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  counts    throughput {counts.messages} msgs / {counts.clients} clients, "
             f"idle {counts.idle_messages} msgs{crossnode}, fetch {counts.fetch_messages} msgs x "
-            f"{counts.fetch_runs} runs, memory {counts.connections} connections; "
+            f"{counts.fetch_runs} runs, outbound {counts.outbound_messages} msgs, inbound "
+            f"{counts.inbound_messages} msgs, memory {counts.connections} connections; "
             f"open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
@@ -1662,6 +2643,9 @@ def main(argv: list[str] | None = None) -> int:
                 roles.append("throughput round-robin over all")
             if "crossnode" in args.phases:
                 roles.append(f"crossnode from {servers[0].name} to {servers[-1].name}")
+            for phase in WORLD_PHASES:
+                if phase in args.phases:
+                    roles.append(f"{phase} round-robin over all")
             alone = [x for x in ("idle", "fetch", "memory") if x in args.phases]
             if alone:
                 roles.append(f"{'/'.join(alone)} on {servers[0].name}")
@@ -1699,6 +2683,32 @@ def main(argv: list[str] | None = None) -> int:
                     section = bench_fetch(
                         first, archive, counts.fetch_messages, counts.fetch_runs, summary
                     )
+                elif phase == "outbound":
+                    assert sink is not None
+                    assert zone is not None
+                    section = bench_outbound(
+                        servers,
+                        senders,
+                        sink,
+                        zone,
+                        counts.outbound_messages,
+                        summary,
+                        config,
+                        env,
+                        postgres=pg is not None,
+                    )
+                elif phase == "inbound":
+                    assert zone is not None
+                    section = bench_inbound(
+                        servers,
+                        mx_inboxes,
+                        keys,
+                        zone,
+                        counts.inbound_messages,
+                        summary,
+                        hostname,
+                        postgres=pg is not None,
+                    )
                 else:
                     if used:
                         # A fresh process, so memory freed by earlier phases cannot be reused
@@ -1726,6 +2736,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
+        if sink is not None:
+            sink.close()
+        if zone is not None:
+            zone.stop()
         problems = [
             f"{log.parent.name}: {line}" if nodes > 1 else line
             for log in sorted(workdir.rglob("server-*.log"))
