@@ -147,6 +147,8 @@ class OutboundSettings:
     )
     max_queue_age: int = field(default=432000, metadata=_check(_positive))
     concurrency: int = field(default=20, metadata=_check(_positive))
+    timeout: float = field(default=60.0, metadata=_check(_positive))
+    lease: int = field(default=600, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,18 @@ class Server:
         """Run a store coroutine on the server's loop."""
         return self.loop.run(coro, timeout)
 
+    def wake_outbound(self) -> None:
+        """Have the delivery worker look at its queue now, not at its next poll."""
+        worker = self.app.outbound
+        assert worker is not None
+        self.loop.loop.call_soon_threadsafe(worker.wake)
+
+    def retry_outbound(self) -> int:
+        """Every queued recipient due now (`mailgate queue retry --all`), and the worker told."""
+        count = self.call(self.store.retry_outbound())
+        self.wake_outbound()
+        return count
+
     def account(self, address: str | None = None, pod: str = "default") -> Account:
         """A new inbox with an inbox-scoped key."""
         address = address or unique_address()

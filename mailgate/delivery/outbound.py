@@ -4,10 +4,12 @@
     ->  sign each message with its sender domain's keys (RSA + Ed25519)  ->  MX lookup (or the
     smarthost)  ->  one connection per host, STARTTLS when offered  ->  per recipient:
     250 delivered | 4xx or no host reachable: retried later | 5xx or too old: bounced (a DSN
-    to the sender's INBOX)  ->  one commit records it all
+    to the sender's INBOX, one per message for all the destinations claimed together)
 
-A recipient that got 250 is recorded at once; if that commit fails it is retried until it
-holds, because the lease running out would have the recipient sent again.
+Recipients that got 250 are recorded at once, before the next message on the connection: a
+crash after that never sends them again. If that commit fails it is retried until it holds.
+While a delivery runs its claims are renewed, so a slow one never loses them to another node;
+a node that dies stops renewing, and another takes them over once the lease has run out.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
+import random
 import socket
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import aiosmtplib
 
 from mailgate.addresses import domain_of
-from mailgate.config import Settings
+from mailgate.config import ConfigError, OutboundSettings, Settings
 from mailgate.delivery import dkim, dsn
 from mailgate.delivery.dns import NullMX, Resolver, TemporaryDNSError
 from mailgate.delivery.offload import Offload
@@ -37,12 +42,11 @@ from mailgate.store.records import INBOX, Parcel, QueuedRecipient, Target
 
 log = logging.getLogger(__name__)
 
-# Long enough for a whole attempt (several hosts, each bounded by COMMAND_TIMEOUT), short
-# enough that a dead node's claims are soon taken over by another.
-LEASE = 600
 CLAIM_BATCH = 200
 POLL_INTERVAL = 5.0
-COMMAND_TIMEOUT = 60.0
+COALESCE = 0.05  # seconds to gather more new mail after a wake-up before claiming
+# How long a stopping worker lets deliveries in flight finish before it interrupts them.
+STOP_GRACE = 5.0
 MAX_HOSTS = 5  # MX hosts tried per attempt, in preference order
 
 
@@ -58,6 +62,7 @@ class Outcome:
     """What one attempt decided for each recipient (queue ids)."""
 
     delivered: list[int] = field(default_factory=list)
+    recorded: set[int] = field(default_factory=set)  # delivered ones already committed
     deferred: dict[int, str] = field(default_factory=dict)  # id -> reply
     failed: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)
     # id -> (status, diagnostic, remote host)
@@ -69,6 +74,19 @@ class Outcome:
     def fail_all(self, items: Sequence[QueuedRecipient], status: str, reply: str) -> None:
         for item in items:
             self.failed[item.id] = (status, reply, None)
+
+
+@dataclass
+class _Batch:
+    """Recipients claimed together. Their failures are bounced together once the last of
+    their destinations is done, so that a message whose recipients failed at several
+    destinations brings its sender one bounce listing them all (as Postfix does per pass);
+    until then their claims are kept."""
+
+    items: list[QueuedRecipient]
+    open: int  # destinations still being delivered to
+    keeper: asyncio.Task[None]  # renews the claims
+    failed: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)
 
 
 class PermanentFailure(Exception):
@@ -86,13 +104,16 @@ class OutboundWorker:
         self.resolver = resolver
         self.settings = settings
         self.offload = offload
-        # Stable across restarts of this node, distinct between nodes: a node starting
-        # again takes back its own claims at once instead of waiting for their lease to end.
-        self.node = f"{socket.gethostname()}:{Path(settings.server.data_dir).resolve()}"[-64:]
+        self.lease = settings.outbound.lease
+        self.timeout = settings.outbound.timeout
+        self.node = node_id(settings)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.outbound.concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        # Built once: a context per connection cost ~23 ms of CPU each (the CA store loaded
+        # every time), half of what a delivery took.
+        self._tls_options = _tls_options(settings.outbound)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mailgate-outbound")
@@ -107,10 +128,14 @@ class OutboundWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        # Deliveries in flight finish (each is bounded by its timeouts) and record their
-        # outcome; what they had not started is given back for the next start.
+        # Deliveries in flight get a moment to finish; then they are interrupted, record what
+        # they had decided, and the rest is given back for the next start (or another node).
         if self._running:
-            await asyncio.wait(self._running, timeout=COMMAND_TIMEOUT)
+            _, pending = await asyncio.wait(self._running, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_GRACE)
         with contextlib.suppress(StoreError):
             await self.store.release_leases(self.node)
 
@@ -129,6 +154,9 @@ class OutboundWorker:
             if not claimed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                    # Woken by new mail: a burst submitted together is claimed together,
+                    # so that one connection per destination carries all of it.
+                    await asyncio.sleep(COALESCE)
 
     async def _claim(self) -> bool:
         """Claim what is due and start delivering it; True if there was anything."""
@@ -136,32 +164,55 @@ class OutboundWorker:
             # Every slot is busy: claiming more would only hold leases while waiting.
             await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
             return True
-        items = await self.store.claim_outbound(self.node, LEASE, CLAIM_BATCH)
+        items = await self.store.claim_outbound(self.node, self.lease, CLAIM_BATCH)
         if not items:
             return False
         smarthost = bool(self.settings.outbound.smarthost)
         groups: dict[str, list[QueuedRecipient]] = defaultdict(list)
         for item in items:
             groups["" if smarthost else item.domain].append(item)
+        # Renewed from the start: waiting for a free slot counts against the lease too.
+        keeper = asyncio.create_task(self._keep_claims([i.id for i in items]))
+        batch = _Batch(items, len(groups), keeper)
         for destination, group in groups.items():
-            task = asyncio.create_task(self._deliver(destination, group))
+            task = asyncio.create_task(self._deliver(destination, group, batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         return True
 
-    async def _deliver(self, destination: str, items: list[QueuedRecipient]) -> None:
-        async with self._slots:
-            outcome = Outcome()
+    async def _deliver(self, destination: str, items: list[QueuedRecipient], batch: _Batch) -> None:
+        outcome = Outcome()
+        interrupted = False
+        try:
+            async with self._slots:
+                try:
+                    await self._attempt(destination, items, outcome)
+                except Exception:
+                    where = destination or "the smarthost"
+                    log.exception("outbound: delivery to %s failed unexpectedly", where)
+                    outcome.defer_all(
+                        [i for i in items if not _settled(i, outcome)], "internal error"
+                    )
+        except asyncio.CancelledError:
+            # Stopping: what was decided is recorded below; stop() gives back the rest.
+            interrupted = True
+            raise
+        finally:
+            await self._record(items, outcome, batch)
+            batch.open -= 1
+            if interrupted or not batch.open:
+                await self._bounce(batch)
+            if not batch.open:
+                batch.keeper.cancel()
+        self.wake()
+
+    async def _keep_claims(self, ids: list[int]) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
             try:
-                await self._attempt(destination, items, outcome)
-            except Exception:
-                where = destination or "the smarthost"
-                log.exception("outbound: delivery to %s failed unexpectedly", where)
-                outcome.defer_all(
-                    [i for i in items if i.id not in outcome.delivered], "internal error"
-                )
-            await self._record(items, outcome)
-            self.wake()
+                await self.store.renew_outbound(self.node, ids, self.lease)
+            except StoreError as exc:
+                log.warning("outbound: cannot renew claims: %s", exc)
 
     # ------------------------------------------------------------------ one attempt
 
@@ -194,13 +245,19 @@ class OutboundWorker:
     async def _hosts(self, domain: str) -> list[Host]:
         out = self.settings.outbound
         if not domain:
+            # Connected to by name, so that its certificate is checked against that name: a
+            # CA check alone would take any certificate a public CA signed for anyone, and
+            # hand the smarthost password to whoever presents one.
             host, _, port = out.smarthost.rpartition(":")
-            addresses = tuple(await self.resolver.addresses(host)) or (host,)
-            return [Host(host, addresses, int(port))]
+            return [Host(host, (host.strip("[]"),), int(port))]
         try:
             mx = await self.resolver.mx(domain)
         except NullMX:
             raise PermanentFailure("5.1.10", f"{domain} accepts no mail (null MX)") from None
+        # RFC 5321 §5.1: hosts of equal preference are tried in random order (the sort is
+        # stable), which spreads the load over them.
+        random.shuffle(mx)
+        mx.sort(key=lambda record: record[0])
         names = [name for _, name in mx] or [domain]  # RFC 5321 §5.1: implicit MX
         hosts: list[Host] = []
         for name in names[:MAX_HOSTS]:
@@ -239,17 +296,16 @@ class OutboundWorker:
         outcome: Outcome,
     ) -> None:
         out = self.settings.outbound
-        smarthost = bool(out.smarthost)
         client = aiosmtplib.SMTP(
             hostname=address,
             port=host.port,
             local_hostname=self.settings.server.hostname,
-            timeout=COMMAND_TIMEOUT,
-            **self._tls(smarthost),
+            timeout=self.timeout,
+            **self._tls_options,
         )
         await client.connect()
         try:
-            if smarthost and out.smarthost_username:
+            if out.smarthost and out.smarthost_username:
                 await client.login(out.smarthost_username, out.smarthost_password)
             by_message: dict[int, list[QueuedRecipient]] = defaultdict(list)
             for item in items:
@@ -263,23 +319,6 @@ class OutboundWorker:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await client.quit()
 
-    def _tls(self, smarthost: bool) -> dict[str, object]:
-        out = self.settings.outbound
-        if not smarthost:
-            # Opportunistic TLS (RFC 3207 as MTAs use it): STARTTLS whenever offered, without
-            # certificate checks, since MX certificates are commonly not verifiable.
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return {"start_tls": None, "tls_context": context}
-        context = ssl.create_default_context(cafile=out.smarthost_ca_file or None)
-        context.check_hostname = False  # we connect by address; the CA check still applies
-        if out.smarthost_tls == "implicit":
-            return {"use_tls": True, "tls_context": context}
-        if out.smarthost_tls == "starttls":
-            return {"start_tls": True, "tls_context": context}
-        return {"start_tls": False}
-
     async def _transaction(
         self,
         client: aiosmtplib.SMTP,
@@ -289,8 +328,14 @@ class OutboundWorker:
         outcome: Outcome,
     ) -> None:
         sender = recipients[0].mail_from
+        options = []
+        if client.supports_extension("size"):
+            # RFC 1870: a remote that takes nothing this big says so now, not after the upload.
+            options.append(f"SIZE={len(message)}")
+        if client.supports_extension("8bitmime") and not message.isascii():
+            options.append("BODY=8BITMIME")  # RFC 6152: 8-bit data is declared
         try:
-            await client.mail(sender)
+            await client.mail(sender, options=options)
         except aiosmtplib.SMTPResponseException as exc:
             _judge(recipients, exc.code, exc.message, host, outcome)
             await _reset(client)
@@ -310,8 +355,12 @@ class OutboundWorker:
         except aiosmtplib.SMTPResponseException as exc:
             _judge(accepted, exc.code, exc.message, host, outcome)
             return
+        delivered = [item.id for item in accepted]
+        outcome.delivered += delivered
+        # Recorded before the next message: a crash from here on never sends these again.
+        await self._commit(delivered=delivered)
+        outcome.recorded.update(delivered)
         for item in accepted:
-            outcome.delivered.append(item.id)
             log.info(
                 "outbound: %s -> %s via %s: %d %s",
                 item.mail_from,
@@ -323,30 +372,64 @@ class OutboundWorker:
 
     # ------------------------------------------------------------------ recording
 
-    async def _record(self, items: list[QueuedRecipient], outcome: Outcome) -> None:
+    async def _record(self, items: list[QueuedRecipient], outcome: Outcome, batch: _Batch) -> None:
+        """Commit what an attempt delivered and deferred; hand its failures to the batch."""
         now = int(time.time())
         out = self.settings.outbound
         failed = dict(outcome.failed)
         deferred: list[tuple[int, int, str]] = []
         for item in items:
             reply = outcome.deferred.get(item.id)
-            if reply is None:
+            if reply is None or item.id in failed or item.id in outcome.delivered:
                 continue
-            if now - item.created_at >= out.max_queue_age:
+            expires = item.created_at + out.max_queue_age
+            if now >= expires:
                 tries = item.attempts + 1
                 failed[item.id] = ("4.4.7", f"gave up after {tries} attempts: {reply}", None)
                 continue
             interval = out.retry_intervals[min(item.attempts, len(out.retry_intervals) - 1)]
-            deferred.append((item.id, now + interval, reply))
-        hostname = self.settings.server.hostname
-        reports = await bounces(self.store, hostname, [i for i in items if i.id in failed], failed)
+            # The last try is made when the queue lifetime ends, not an interval after it.
+            deferred.append((item.id, min(now + interval, expires), reply))
+        await self._commit(
+            delivered=[i for i in outcome.delivered if i not in outcome.recorded],
+            deferred=deferred,
+        )
+        batch.failed.update(failed)
+        if deferred:
+            self._wake_at(min(when for _, when, _ in deferred))
+
+    async def _bounce(self, batch: _Batch) -> None:
+        """Take the batch's failed recipients off the queue, with their bounces."""
+        if not batch.failed:
+            return
+        failed, batch.failed = batch.failed, {}
+        items = [i for i in batch.items if i.id in failed]
+        try:
+            reports = await bounces(self.store, self.settings.server.hostname, items, failed)
+        except StoreError as exc:
+            # Left claimed: once the lease runs out they are tried, and fail, again.
+            log.warning("outbound: cannot write bounces now: %s", exc)
+            return
+        await self._commit(failed=list(failed), bounces=reports)
+
+    async def _commit(
+        self,
+        *,
+        delivered: Sequence[int] = (),
+        deferred: Sequence[tuple[int, int, str]] = (),
+        failed: Sequence[int] = (),
+        bounces: Sequence[Parcel] = (),
+    ) -> None:
+        if not (delivered or deferred or failed):
+            return
         for attempt in range(60):
             try:
                 await self.store.finish_outbound(
-                    delivered=outcome.delivered,
+                    delivered=delivered,
                     deferred=deferred,
-                    failed=list(failed),
-                    bounces=reports,
+                    failed=failed,
+                    bounces=bounces,
+                    owner=self.node,
                 )
                 return
             except StoreError as exc:
@@ -354,14 +437,21 @@ class OutboundWorker:
                 # again once the lease ends.
                 log.warning("outbound: cannot record the outcome (%s); retrying", exc)
                 await asyncio.sleep(min(2**attempt * 0.1, 10))
-        log.error("outbound: gave up recording outcomes for %s", [i.id for i in items])
+        log.error("outbound: gave up recording outcomes for %s", [*delivered, *failed])
+
+    def _wake_at(self, when: int) -> None:
+        """Retries due before the next poll are looked at when due (test-sized intervals)."""
+        delay = when - time.time()
+        if delay < POLL_INTERVAL:
+            # +50 ms: due means next_attempt_at <= the whole second the claim runs in.
+            asyncio.get_running_loop().call_later(max(delay, 0) + 0.05, self.wake)
 
 
 async def bounces(
     store: Store,
     hostname: str,
     items: Sequence[QueuedRecipient],
-    failed: dict[int, tuple[str, str, str | None]],
+    failed: Mapping[int, tuple[str, str, str | None]],
 ) -> list[Parcel]:
     """One DSN per failed message and sender inbox, for its INBOX (never for a bounce: bounces
     are only ever filed here, never queued). `failed`: id -> (status, diagnostic, host)."""
@@ -399,12 +489,50 @@ async def bounces(
 
 
 async def cancel(store: Store, hostname: str, queue_id: int) -> QueuedRecipient:
-    """Take a recipient off the queue for good, bouncing it to its sender."""
+    """Take a recipient off the queue for good, bouncing it to its sender; refused while a
+    node is delivering it (it may be getting its 250 right now)."""
     item = await store.get_outbound(queue_id)
     failed = {item.id: ("5.0.0", "deleted from the queue by the administrator", None)}
     reports = await bounces(store, hostname, [item], failed)
-    await store.finish_outbound(failed=[item.id], bounces=reports)
+    await store.remove_outbound(item.id, bounces=reports)
     return item
+
+
+class _TLSOptions(TypedDict, total=False):
+    use_tls: bool
+    start_tls: bool | None
+    tls_context: ssl.SSLContext
+
+
+def _tls_options(out: OutboundSettings) -> _TLSOptions:
+    """How connections use TLS: to MX hosts, opportunistic STARTTLS whenever offered (RFC 3207
+    as MTAs use it), without certificate checks, since MX certificates are commonly not
+    verifiable; to a smarthost, as configured, with its certificate checked."""
+    if not out.smarthost:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return {"start_tls": None, "tls_context": context}
+    if out.smarthost_tls == "none":
+        return {"start_tls": False}
+    try:
+        context = ssl.create_default_context(cafile=out.smarthost_ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"[outbound] smarthost_ca_file: cannot load {out.smarthost_ca_file}: {exc}"
+        ) from None
+    if out.smarthost_tls == "implicit":
+        return {"use_tls": True, "tls_context": context}
+    return {"start_tls": True, "tls_context": context}
+
+
+def node_id(settings: Settings) -> str:
+    """Who claims queue rows: stable across restarts of a node, so that a node starting again
+    takes back its own claims at once instead of waiting for their lease; distinct between
+    nodes (host name and data directory; the path hashed, as a long one would not fit)."""
+    path = str(Path(settings.server.data_dir).resolve())
+    digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    return f"{socket.gethostname()[:50]}:{digest}"
 
 
 def fold_long_lines(raw: bytes, limit: int = 998) -> bytes:
@@ -454,7 +582,8 @@ async def _reset(client: aiosmtplib.SMTP) -> None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"{exc.code} {exc.message}"
-    if isinstance(exc, ConnectionRefusedError):
+    # aiosmtplib wraps the socket's error in its own, with a long message around it.
+    if isinstance(exc, ConnectionRefusedError) or isinstance(exc.__cause__, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
         return "timed out"

@@ -1041,11 +1041,15 @@ class Store:
         deferred: Sequence[tuple[int, int, str]] = (),
         failed: Sequence[int] = (),
         bounces: Sequence[Parcel] = (),
+        owner: str | None = None,
     ) -> None:
         """Record what a delivery attempt did, in one transaction: recipients `delivered`
         leave the queue; `deferred` ones (id, next attempt time, last reply) wait for their
         next attempt; `failed` ones leave it and their `bounces` are filed (in the senders'
-        INBOXes) in the same commit, so a failure is never lost and never reported twice."""
+        INBOXes) in the same commit, so a failure is never lost and never reported twice.
+
+        With `owner`, a deferral applies only to rows that node still holds: one whose lease
+        ran out and was taken by another node is that node's to decide now."""
         filing = await _Filing.of(bounces)
 
         async def work(conn: Conn) -> tuple[None, Changed]:
@@ -1060,10 +1064,11 @@ class Store:
                 await conn.execute(delete(outbound).where(outbound.c.id.in_(gone)))
                 await _collect_garbage(conn, message_ids)
             for queue_id, next_attempt, reply in deferred:
+                query = update(outbound).where(outbound.c.id == queue_id)
+                if owner is not None:
+                    query = query.where(outbound.c.lease_owner == owner)
                 await conn.execute(
-                    update(outbound)
-                    .where(outbound.c.id == queue_id)
-                    .values(
+                    query.values(
                         attempts=outbound.c.attempts + 1,
                         next_attempt_at=next_attempt,
                         last_reply=reply[:1000],
@@ -1071,6 +1076,55 @@ class Store:
                         lease_until=None,
                     )
                 )
+            return None, changed
+
+        await self._change(work)
+
+    async def renew_outbound(self, owner: str, queue_ids: Sequence[int], lease: int) -> int:
+        """Extend `owner`'s claims on `queue_ids` to `lease` seconds from now (a delivery that
+        is still running); rows it no longer holds are left alone."""
+        until = _now() + lease
+
+        async def work(conn: Conn) -> int:
+            count = 0
+            for chunk in _chunks(list(queue_ids), 500):
+                result = await conn.execute(
+                    update(outbound)
+                    .where(outbound.c.id.in_(list(chunk)), outbound.c.lease_owner == owner)
+                    .values(lease_until=until)
+                )
+                count += int(result.rowcount or 0)
+            return count
+
+        return await self.db.write(work)
+
+    async def remove_outbound(self, queue_id: int, *, bounces: Sequence[Parcel] = ()) -> None:
+        """Take one recipient off the queue for good (an administrator's delete), filing its
+        `bounces` in the same commit. Refused while a node holds it: that node may be getting
+        its 250 right now, and the sender would be told of a failure that did not happen."""
+        filing = await _Filing.of(bounces)
+        now = _now()
+
+        async def work(conn: Conn) -> tuple[None, Changed]:
+            row = (
+                await conn.execute(
+                    select(outbound.c.message_id, outbound.c.lease_owner, outbound.c.lease_until)
+                    .where(outbound.c.id == queue_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise errors.QueueItemNotFound(f"no queued recipient {queue_id}")
+            if row.lease_until is not None and row.lease_until > now:
+                raise errors.CannotModify(
+                    f"queued recipient {queue_id} is being delivered by {row.lease_owner} "
+                    "right now; try again once that attempt is over"
+                )
+            changed: Changed = {}
+            if bounces:
+                _, changed = await filing.file(conn, self.db)
+            await conn.execute(delete(outbound).where(outbound.c.id == queue_id))
+            await _collect_garbage(conn, {row.message_id})
             return None, changed
 
         await self._change(work)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -96,7 +97,7 @@ def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         coroutine.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     coroutine.close()
     raise RuntimeError("a write transaction awaited something other than the database")
 
@@ -119,6 +120,9 @@ class Database:
             if database and database != ":memory:":
                 try:
                     Path(database).parent.mkdir(parents=True, exist_ok=True)
+                    # Created readable by this user only (it holds DKIM private keys and
+                    # mail); SQLite gives its journal files the database file's mode.
+                    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
                 except OSError as exc:
                     where = Path(database).parent
                     raise Unavailable(f"cannot create {where}: {exc.strerror}") from None

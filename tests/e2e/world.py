@@ -5,20 +5,30 @@ MX listeners use one port number, which is also each server's [outbound] mx_port
 delivery worker reaches B by looking up b.test's MX in the zone, and B's reaches A. The zone
 holds what `mailgate domain dns` tells each domain's owner to publish, plus the A records of
 the MX hosts. Both servers send from 127.0.0.1, which each domain's SPF record authorizes.
+
+The second half serves tests of one server sending to the world: its recipients' domains are
+in a ZoneServer, their MX hosts are SMTP peers (tests/smtppeer.py) on loopback, and helpers
+wait, bounded, for what the delivery worker does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from dns import resolver as dns_resolver
 
 from mailgate.delivery.domains import dns_records
+from mailgate.store.records import QueuedRecipient
 from tests.dnsserver import ZoneServer
 from tests.harness import Account, Server, running_server
+
+T = TypeVar("T")
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 SENDING_IP = "127.0.0.1"
@@ -104,3 +114,137 @@ def world(tmp: Path, backend: str, **outbound: Any) -> Iterator[World]:
             result.publish(a, "a.test")
             result.publish(b, "b.test")
             yield result
+
+
+# -------------------------------------------------------------------- one server, the world's peers
+
+REMOTE = "remote.test"  # a recipient domain on the internet, served by SMTP peers
+REMOTE_MX = "mx.remote.test"
+
+
+def outbound_settings(dns: ZoneServer, mx_port: int, **outbound: Any) -> dict[str, Any]:
+    """make_server / running_server overrides for a server whose delivery worker finds the
+    world in `dns` and reaches every MX host on `mx_port`; test-sized retries by default."""
+    return {
+        "dns": {"nameservers": (dns.address,), "timeout": 1.0},
+        "outbound": {
+            "mx_port": mx_port,
+            "retry_intervals": (1,),
+            "max_queue_age": 300,
+            "timeout": 10.0,
+            **outbound,
+        },
+    }
+
+
+def point_mx(dns: ZoneServer, domain: str = REMOTE, *hosts: tuple[int, str, str]) -> None:
+    """`domain`'s MX records: (preference, host name, IPv4 address) each."""
+    hosts = hosts or ((10, REMOTE_MX, "127.0.0.1"),)
+    dns.set(domain, "MX", [f"{preference} {name}" for preference, name, _ in hosts])
+    for _, name, address in hosts:
+        dns.set(name, "A", [address])
+
+
+def publish_domain(dns: ZoneServer, server: Server, domain: str) -> None:
+    """A hosted domain's records as `mailgate domain dns` prints them, into the zone."""
+    record = server.call(server.store.get_domain(domain))
+    for r in dns_records(record, server.settings.server.hostname):
+        dns.set(r.name, r.type, [r.strings] if r.type == "TXT" else [r.value.rstrip(".")])
+
+
+def zone_txt(dns: ZoneServer) -> Callable[..., bytes | None]:
+    """A dkimpy `dnsfunc` that asks the zone server over the network, as a receiver would."""
+    resolver = dns_resolver.Resolver(configure=False)
+    resolver.nameservers = [dns.host]
+    resolver.port = dns.port
+    resolver.lifetime = 5.0
+
+    def txt(name: bytes, timeout: float = 5) -> bytes | None:
+        try:
+            answer = resolver.resolve(name.decode(), "TXT")
+        except (dns_resolver.NXDOMAIN, dns_resolver.NoAnswer):
+            return None
+        return b"".join(next(iter(answer)).strings)
+
+    return txt
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20, what: str = "") -> T:
+    """`check()`'s first true result, polled within `timeout` seconds (a bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what or check}")
+        time.sleep(0.05)  # between polls of a bounded wait
+
+
+def queue_of(server: Server) -> list[QueuedRecipient]:
+    return server.call(server.store.list_outbound())
+
+
+def drained(server: Server, timeout: float = 20) -> None:
+    """Wait until the server's outbound queue is empty."""
+    eventually(lambda: not queue_of(server) or None, timeout, "the outbound queue to empty")
+
+
+def attempted(server: Server, times: int = 1, timeout: float = 20) -> list[QueuedRecipient]:
+    """The queue once every row has been tried (and deferred) at least `times` times."""
+
+    def check() -> list[QueuedRecipient] | None:
+        rows = queue_of(server)
+        return rows if rows and all(r.attempts >= times for r in rows) else None
+
+    return eventually(check, timeout, f"every queued recipient tried {times} time(s)")
+
+
+def cli_config(server: Server, directory: Path) -> Path:
+    """A config file with which `mailgate` commands work on `server`'s database."""
+    settings = server.settings
+    path = directory / "cli.toml"
+    path.write_text(
+        "[server]\n"
+        f'hostname = "{settings.server.hostname}"\n'
+        f'data_dir = "{settings.server.data_dir}"\n'
+        "[database]\n"
+        f'url = "{settings.database.url}"\n'
+    )
+    return path
+
+
+# -------------------------------------------------------------------- `mailgate serve` processes
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_config(directory: Path, *, database_url: str = "", **sections: dict[str, Any]) -> Path:
+    """A mailgate.toml for a `mailgate serve` process of its own in `directory`: loopback, free
+    ports, its data there, and `sections` (e.g. outbound_settings(...)) on top."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, dict[str, Any]] = {
+        "server": {"hostname": "mail.example.test", "data_dir": str(directory / "data")},
+        "database": {"url": database_url},
+        "imap": {"port": 0, "tls_port": 0},
+        "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},
+        "auth": {"max_failures": 100000, "failure_delay": 0.0},
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    path = directory / "mailgate.toml"
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
+            for name, values in tables.items()
+        )
+    )
+    return path
