@@ -21,6 +21,7 @@ from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.outbound import OutboundWorker
 from mailgate.delivery.pipeline import Submission
+from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.imap.server import IMAPFactory, ServerContext, load_commands
 from mailgate.smtp.mx import MXHandler
 from mailgate.smtp.server import MailgateSMTP
@@ -47,7 +48,7 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
     asyncioreactor.install(loop)
     from twisted.internet import reactor
 
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+    reactor.startRunning(installSignalHandlers=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class App:
             self.outbound = OutboundWorker(self.store, resolver, settings, self._offload)
             submission = Submission(self.store, settings.server.hostname, self.outbound.wake)
             self._handler = SubmissionHandler(submission, authenticator, settings.smtp)
+            load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
             await self._listen_imap(tls_factory)
@@ -119,9 +121,9 @@ class App:
             requested = getattr(self.settings.imap, key)
             try:
                 if implicit:
-                    port = reactor.listenSSL(requested, factory, tls_factory, interface=bind)  # type: ignore[attr-defined]
+                    port = reactor.listenSSL(requested, factory, tls_factory, interface=bind)
                 else:
-                    port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[attr-defined]
+                    port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[arg-type]
             except CannotListenError as exc:
                 raise ConfigError(
                     f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"

@@ -299,7 +299,8 @@ def _configure_logging() -> None:
     logging.getLogger("twisted").setLevel(logging.WARNING)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    observer: Any = STDLibLogObserver()  # provides ILogObserver (zope), which mypy cannot see
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -447,9 +448,16 @@ def _domain_dns(args: argparse.Namespace, settings: Settings) -> int:
     from mailgate.delivery.domains import dns_records
 
     domain = _with_store(settings, lambda store: store.get_domain(args.domain))
-    records = dns_records(domain, settings.server.hostname)
+    hostname = settings.server.hostname
+    records = dns_records(domain, hostname)
     lines = [f"; DNS records for {domain.name} (mailgate)", *(r.zone_line() for r in records)]
     _emit(args, _domain_dict(domain, settings)["dns"], "\n".join(lines))
+    if "." not in hostname.strip(".") or hostname.lower().endswith("localhost"):
+        print(
+            f"warning: [server] hostname is {hostname!r}: the MX record must name this "
+            "server's public DNS name; set [server] hostname to it",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -79,6 +79,8 @@ class Resolver:
             return [str(ipaddress.ip_address(host))]
         except ValueError:
             pass
+        v4: list[Any] | BaseException
+        v6: list[Any] | BaseException
         v4, v6 = await asyncio.gather(
             self._answer(host, "A"), self._answer(host, "AAAA"), return_exceptions=True
         )

@@ -21,7 +21,9 @@ DEFAULT_DMARC_POLICY = "quarantine"
 
 
 def default_dmarc(domain: str, policy: str = DEFAULT_DMARC_POLICY) -> str:
-    return f"v=DMARC1; p={policy}; adkim=r; aspf=r; rua=mailto:postmaster@{domain}"
+    # No rua=: aggregate reports would go to an address no inbox may exist for, and mailgate
+    # does not read them. An owner who wants them adds rua= to their published record.
+    return f"v=DMARC1; p={policy}; adkim=r; aspf=r"
 
 
 async def new_keys() -> tuple[DomainKey, ...]:

@@ -10,7 +10,7 @@ async resolver; synchronous library code runs in worker threads and asks the eve
 from __future__ import annotations
 
 import asyncio
-import functools
+import concurrent.futures
 import random
 import re
 import threading
@@ -128,7 +128,7 @@ def _dns_lookup(
 ) -> list[tuple[tuple[str, str], Any]]:
     bound: tuple[Resolver, asyncio.AbstractEventLoop] | None = getattr(_bound, "lookup", None)
     if bound is None:  # someone else's pyspf use in this process: leave it as it was
-        return _pyspf_lookup(name, qtype, strict, timeout)  # type: ignore[no-any-return]
+        return _pyspf_lookup(name, qtype, strict, timeout)
     resolver, loop = bound
     try:
         records = resolver.run_from_thread(loop, resolver.query(name, qtype))
@@ -194,16 +194,35 @@ class _OrganizationalDomains:
         return self._list.privatesuffix(domain) or domain
 
 
-@functools.cache
-def _organizational_domains() -> _OrganizationalDomains:
-    return _OrganizationalDomains()
+_psl_lock = threading.Lock()
+_psl_loaded: concurrent.futures.Future[_OrganizationalDomains] | None = None
+
+
+def load_public_suffixes() -> concurrent.futures.Future[_OrganizationalDomains]:
+    """Start parsing the bundled Public Suffix List (~80 ms, more on a cold start) in a thread
+    of its own, once per process; the server calls this at start so that the first messages
+    do not wait for it."""
+    global _psl_loaded
+    with _psl_lock:
+        if _psl_loaded is None:
+            loaded: concurrent.futures.Future[_OrganizationalDomains] = concurrent.futures.Future()
+
+            def parse() -> None:
+                try:
+                    loaded.set_result(_OrganizationalDomains())
+                except BaseException as exc:  # handed to whoever awaits the list
+                    loaded.set_exception(exc)
+
+            threading.Thread(target=parse, name="mailgate-psl", daemon=True).start()
+            _psl_loaded = loaded
+        return _psl_loaded
 
 
 async def _psl() -> _OrganizationalDomains:
-    if _organizational_domains.cache_info().currsize == 0:
-        # The first use parses the bundled list (~80 ms): not on the event loop.
-        return await asyncio.to_thread(_organizational_domains)
-    return _organizational_domains()
+    loaded = load_public_suffixes()
+    if loaded.done():
+        return loaded.result()
+    return await asyncio.wrap_future(loaded)
 
 
 class _DMARC(dmarc.DMARC):

@@ -123,7 +123,10 @@ class IMAPServer(IMAP4Server):
     MAX_LENGTH = 64 * 1024  # longest command line, as Dovecot allows
     # Twisted's per-session timer stays off: one sweeper for all sessions (ServerContext)
     # runs autologout and IDLE keepalives, which saves a timer per idle connection.
-    timeOut = None
+    timeOut = None  # type: ignore[assignment]
+    # A connected TCP or TLS transport while the session lives (Twisted types it as the
+    # zope interface ITransport | None, which has no TLS or TCP methods for mypy).
+    transport: Any
 
     # Defaults live on the class: an idle session's instance dict holds only what differs,
     # which keeps it small (DESIGN: 10,000 IDLE sessions at no more than 32 KiB each).
