@@ -285,6 +285,8 @@ def test_queue_delete_is_refused_while_a_node_is_delivering(
     queued: tuple[Server, Account, CLI],
 ) -> None:
     server, alice, cli = queued
+    assert server.app.outbound is not None
+    server.call(server.app.outbound.stop())  # this node's worker stays out of the race
     server.call(server.store.retry_outbound())
     # Another node claims both (as its worker would, just before connecting).
     claimed = server.call(server.store.claim_outbound("node-b", 600, 10))

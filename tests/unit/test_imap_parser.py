@@ -1079,11 +1079,11 @@ def test_search_nesting_limit() -> None:
     assert error(b"a SEARCH " + nested).message == "Search program nested too deeply"
 
 
+# Linear parsing takes milliseconds; a quadratic one would run into this bound by far.
+@pytest.mark.timeout(30)
 def test_long_or_chains_are_flat_and_fast() -> None:
-    started = time.perf_counter()
     left = key_of(b"OR " * 20000 + b"SEEN" + b" UID 1" * 20000)
     right = key_of(b"OR SEEN " * 20000 + b"DRAFT")
-    assert time.perf_counter() - started < 2
     assert isinstance(left, Or)
     assert len(left.keys) == 20001
     assert isinstance(right, Or)
@@ -1323,10 +1323,9 @@ def test_fuzz_only_parse_error_escapes() -> None:
         [b"a LIST " + b"(" * 10000],
     ],
 )
+@pytest.mark.timeout(30)  # a hang guard, not a speed check: quadratic work would take hours
 def test_hostile_inputs(chunks: list[bytes]) -> None:
-    started = time.perf_counter()
     _check(chunks)
-    assert time.perf_counter() - started < 1
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import smtplib
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,12 +107,11 @@ def test_wait_for_blocks_until_a_message_arrives(peer: SMTPPeer) -> None:
         sender.join()
 
 
+@pytest.mark.timeout(30)
 def test_wait_for_is_bounded(peer: SMTPPeer) -> None:
     send(peer)
-    started = time.monotonic()
     with pytest.raises(TimeoutError, match="1 of 2 messages accepted"):
         peer.wait_for(2, timeout=0.2)
-    assert time.monotonic() - started < 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,14 +289,13 @@ def test_auth_is_required_and_checked() -> None:
 # Start and stop
 
 
+@pytest.mark.timeout(30)  # stop() waiting for its clients to leave would hang here
 def test_stop_closes_open_connections_and_is_idempotent() -> None:
     peer = SMTPPeer(tls="starttls").start()
     plain = connect(peer)
     secure = connect(peer)
     secure.starttls(context=client_tls())
-    started = time.monotonic()
     peer.stop()
-    assert time.monotonic() - started < 5
     for client in (plain, secure):
         with pytest.raises((smtplib.SMTPServerDisconnected, OSError)):
             client.noop()
