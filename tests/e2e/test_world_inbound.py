@@ -25,7 +25,8 @@ from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
 from tests.e2e.world import SENDING_IP, World, world
 from tests.harness import Account, Server
-from tests.smtp.helpers import SMTPSession, Stored, parse_fetch
+from tests.smtp.helpers import SMTPSession, Stored
+from tests.smtp.helpers import read_mailbox as mailbox
 
 FORGER_IP = "127.0.0.9"
 B_HOST = "mx.b.test"
@@ -52,19 +53,6 @@ def account(w: World, server: Server, name: str, pod: str = "default") -> Accoun
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def mailbox(server: Server, who: Account, name: str = "INBOX") -> list[Stored]:
-    """Every message of a mailbox over IMAP, whole."""
-    client = server.imap_client(who)
-    try:
-        status, _ = client.select(name, readonly=True)
-        assert status == "OK", name
-        status, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-        assert status == "OK", data
-        return parse_fetch(data)
-    finally:
-        client.logout()
 
 
 def wait_for(

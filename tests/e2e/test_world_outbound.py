@@ -36,7 +36,7 @@ from tests.e2e.world import (
     zone_txt,
 )
 from tests.harness import DOMAIN, Account, Server
-from tests.smtp.helpers import Stored, parse_fetch
+from tests.smtp.helpers import read_mailbox
 from tests.smtppeer import SMTPPeer, Transaction, refusing_port, silent_port
 
 BOB = f"bob@{REMOTE}"
@@ -97,19 +97,6 @@ def subject_of(t: Transaction) -> str:
 
 
 # -------------------------------------------------------------------- what a bounce looks like
-
-
-def read_mailbox(server: Server, account: Account, mailbox: str = "INBOX") -> list[Stored]:
-    """Every message in a mailbox, over IMAP on the server's own address."""
-    client = server.imap_client(account)
-    try:
-        status, _ = client.select(mailbox, readonly=True)
-        assert status == "OK", mailbox
-        status, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-        assert status == "OK", data
-        return parse_fetch(data)
-    finally:
-        client.logout()
 
 
 def bounces(server: Server, account: Account, count: int = 1) -> list[email.message.Message]:

@@ -253,9 +253,7 @@ def smtp_login(server: Server, account: Account | None = None) -> smtplib.SMTP_S
 
 
 def imap_login(server: Server, account: Account) -> imaplib.IMAP4_SSL:
-    client = imaplib.IMAP4_SSL("127.0.0.1", server.imaps, ssl_context=tls(), timeout=30)
-    client.login(account.address, account.key)
-    return client
+    return server.imap_client(account)
 
 
 def read_mailbox(
