@@ -238,6 +238,25 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, section: str, key: s
     assert "ready" not in done.stdout
 
 
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_unloadable_smarthost_ca_file_is_one_line_and_exit_2(
+    tmp_path: Path, content: str | None
+) -> None:
+    ca_file = tmp_path / "relay-ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    with config_file(tmp_path, "sqlite") as config:
+        env = clean_env(
+            MAILGATE_OUTBOUND_SMARTHOST="relay.example.net:587",
+            MAILGATE_OUTBOUND_SMARTHOST_CA_FILE=str(ca_file),
+        )
+        done = run("serve", "--config", str(config), cwd=tmp_path, env=env)
+    assert done.returncode == EXIT_CONFIG
+    line = one_line(done.stderr)
+    assert f"[outbound] smarthost_ca_file: cannot load {ca_file}" in line
+    assert "ready" not in done.stdout
+
+
 def test_no_command_prints_help_and_exits_2(tmp_path: Path) -> None:
     done = run(cwd=tmp_path)
     assert done.returncode == EXIT_CONFIG
