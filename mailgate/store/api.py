@@ -1209,11 +1209,7 @@ class Store:
         name = _domain_name(name)
 
         async def work(conn: Conn) -> None:
-            row_id = await conn.scalar(
-                select(domains.c.id).where(domains.c.name == name).with_for_update()
-            )
-            if row_id is None:
-                raise errors.DomainNotFound(f"no domain {name}")
+            row_id = await _locked_domain_id(conn, name)
             count = await conn.scalar(
                 select(func.count())
                 .select_from(inboxes)
@@ -1231,11 +1227,7 @@ class Store:
         name = _domain_name(name)
 
         async def work(conn: Conn) -> Domain:
-            domain_id = await conn.scalar(
-                select(domains.c.id).where(domains.c.name == name).with_for_update()
-            )
-            if domain_id is None:
-                raise errors.DomainNotFound(f"no domain {name}")
+            domain_id = await _locked_domain_id(conn, name)
             await conn.execute(
                 update(dkim_keys).where(dkim_keys.c.domain_id == domain_id).values(active=False)
             )
@@ -1664,6 +1656,14 @@ async def _insert_keys(conn: Conn, domain_id: int, keys: Sequence[DomainKey]) ->
                 for k in keys
             ],
         )
+
+
+async def _locked_domain_id(conn: Conn, name: str) -> int:
+    """The domain's row id, locked for the rest of the transaction; DomainNotFound if none."""
+    row_id = await conn.scalar(select(domains.c.id).where(domains.c.name == name).with_for_update())
+    if row_id is None:
+        raise errors.DomainNotFound(f"no domain {name}")
+    return int(row_id)
 
 
 async def _domain(conn: Conn, name: str) -> Domain:
