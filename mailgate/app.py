@@ -22,7 +22,10 @@ from mailgate.delivery.offload import Offload
 from mailgate.delivery.outbound import OutboundWorker
 from mailgate.delivery.pipeline import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
-from mailgate.imap.server import IMAPFactory, ServerContext, load_commands
+from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
+from mailgate.proxy import Address, ProxyListener
+from mailgate.proxy import listen as proxy_listen
+from mailgate.proxy import networks as proxy_networks
 from mailgate.smtp.mx import MXHandler
 from mailgate.smtp.server import MailgateSMTP
 from mailgate.smtp.submission import SubmissionHandler
@@ -69,6 +72,7 @@ class App:
     listeners: list[Listener] = field(default_factory=list)
     _imap_ports: list[Any] = field(default_factory=list)
     _smtp_servers: list[asyncio.Server] = field(default_factory=list)
+    _proxy_listeners: list[ProxyListener] = field(default_factory=list)
     _imap: ServerContext | None = None
     _smtp_sessions: set[MailgateSMTP] = field(default_factory=set)
     _handler: SubmissionHandler | None = None
@@ -119,6 +123,17 @@ class App:
         for name, key, implicit in (("imap", "port", False), ("imaps", "tls_port", True)):
             factory = IMAPFactory(self._imap, implicit_tls=implicit)
             requested = getattr(self.settings.imap, key)
+            security = "TLS" if implicit else "STARTTLS"
+            if self.settings.server.proxy_networks:
+
+                async def handoff(
+                    sock: Any, client: Address, factory: IMAPFactory = factory, tls: bool = implicit
+                ) -> None:
+                    adopt(sock, client, factory, tls_factory if tls else None)
+
+                port_number = self._listen_proxied(f"[imap] {key}", requested, handoff)
+                self.listeners.append(Listener(name, bind, port_number, security))
+                continue
             try:
                 if implicit:
                     port = reactor.listenSSL(requested, factory, tls_factory, interface=bind)
@@ -129,7 +144,6 @@ class App:
                     f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"
                 ) from None
             self._imap_ports.append(port)
-            security = "TLS" if implicit else "STARTTLS"
             self.listeners.append(Listener(name, bind, port.getHost().port, security))
 
     async def _listen_smtp(self, ssl_context: Any) -> None:
@@ -141,6 +155,24 @@ class App:
             ("mx", "mx_port", False),
         ):
             requested = getattr(self.settings.smtp, key)
+
+            security = "TLS" if implicit else "STARTTLS"
+            if self.settings.server.proxy_networks:
+
+                async def handoff(
+                    sock: Any, client: Address, implicit: bool = implicit, mx: bool = name == "mx"
+                ) -> None:
+                    await loop.connect_accepted_socket(
+                        lambda: self._smtp_session(
+                            ssl_context, implicit=implicit, mx=mx, client=client
+                        ),
+                        sock,
+                        ssl=ssl_context if implicit else None,
+                    )
+
+                port = self._listen_proxied(f"[smtp] {key}", requested, handoff)
+                self.listeners.append(Listener(name, bind, port, security))
+                continue
 
             def protocol(implicit: bool = implicit, mx: bool = name == "mx") -> MailgateSMTP:
                 return self._smtp_session(ssl_context, implicit=implicit, mx=mx)
@@ -155,9 +187,24 @@ class App:
                 ) from None
             self._smtp_servers.append(server)
             port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(name, bind, port, "TLS" if implicit else "STARTTLS"))
+            self.listeners.append(Listener(name, bind, port, security))
 
-    def _smtp_session(self, ssl_context: Any, *, implicit: bool, mx: bool) -> MailgateSMTP:
+    def _listen_proxied(self, setting: str, requested: int, handoff: Any) -> int:
+        """A listener for connections that a PROXY-protocol balancer forwards; its port."""
+        bind = self.settings.server.bind
+        nets = proxy_networks(self.settings.server.proxy_networks)
+        try:
+            listener = proxy_listen(bind, requested, nets, handoff)
+        except OSError as exc:
+            raise ConfigError(
+                f"{setting}: cannot listen on {bind}:{requested}: {_why(exc)}"
+            ) from None
+        self._proxy_listeners.append(listener)
+        return listener.port
+
+    def _smtp_session(
+        self, ssl_context: Any, *, implicit: bool, mx: bool, client: Address | None = None
+    ) -> MailgateSMTP:
         handler = self._mx if mx else self._handler
         assert handler is not None
         return MailgateSMTP(
@@ -169,6 +216,7 @@ class App:
             loop=asyncio.get_running_loop(),
             sessions=self._smtp_sessions,
             mx=mx,
+            client=client,
         )
 
     def _storing(self) -> list[asyncio.Future[Any]]:
@@ -188,6 +236,9 @@ class App:
         for server in self._smtp_servers:
             server.close()
         self._smtp_servers.clear()
+        for listener in self._proxy_listeners:
+            listener.close()
+        self._proxy_listeners.clear()
         # Commands that are writing finish (and are answered); one that starts meanwhile is
         # waited for too. Between the last check and the goodbyes below nothing awaits, so no
         # new write can begin.

@@ -52,11 +52,22 @@ def _check(fn: Any, *, secret: bool = False) -> dict[str, Any]:
     return {"check": fn, "secret": secret}
 
 
+def _networks(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f'must be IP addresses or networks ("10.0.0.0/8"), not {value!r}'
+    return None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     hostname: str = "localhost"
     bind: str = "127.0.0.1"
     data_dir: str = "data"
+    # Load balancers that send the PROXY protocol header; empty: no PROXY protocol.
+    proxy_networks: tuple[str, ...] = field(default=(), metadata=_check(_networks))
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory
 from twisted.mail.imap4 import IMAP4Server
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
@@ -561,6 +565,41 @@ class IMAPFactory(Factory):
         protocol = IMAPServer(self.ctx, implicit_tls=self.implicit_tls)
         protocol.factory = self
         return protocol
+
+
+class _ClientAddress(ProtocolWrapper):
+    """Passes everything through, but names the client the PROXY header named as the peer."""
+
+    def getPeer(self) -> Any:
+        return self.factory.client
+
+
+class _ProxiedFactory(WrappingFactory):
+    protocol = _ClientAddress
+    noisy = False
+
+    def __init__(self, wrapped: Any, client: IPv4Address | IPv6Address) -> None:
+        super().__init__(wrapped)
+        self.client = client
+
+
+def adopt(
+    sock: socket.socket, client: tuple[str, int], factory: IMAPFactory, tls: Any | None
+) -> None:
+    """Serve an accepted socket that came through a PROXY-protocol balancer (see proxy.py);
+    `tls` is the context factory on the implicit-TLS port, which starts TLS here."""
+    from twisted.internet import reactor
+
+    kind = IPv6Address if ":" in client[0] else IPv4Address
+    inner: Any = factory
+    if tls is not None:
+        inner = TLSMemoryBIOFactory(tls, False, factory)  # type: ignore[arg-type]
+    wrapped = _ProxiedFactory(inner, kind("TCP", client[0], client[1]))
+    # Twisted takes a duplicate of the descriptor; ours is closed either way.
+    try:
+        reactor.adoptStreamConnection(sock.fileno(), sock.family, wrapped)
+    finally:
+        sock.close()
 
 
 def load_commands() -> None:

@@ -55,6 +55,7 @@ class MailgateSMTP(SMTP):
         loop: asyncio.AbstractEventLoop,
         sessions: set[MailgateSMTP],
         mx: bool = False,
+        client: tuple[str, int] | None = None,
     ) -> None:
         with warnings.catch_warnings():
             # On the implicit-TLS port aiosmtpd cannot see that TLS is in place and warns
@@ -77,6 +78,8 @@ class MailgateSMTP(SMTP):
                 loop=loop,
             )
         self._implicit_tls = implicit_tls
+        # The client's address from a PROXY header; the socket's peer is the balancer.
+        self._client = client
         self._session_limit = settings.session_timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._sessions = sessions
@@ -136,6 +139,9 @@ class MailgateSMTP(SMTP):
         # Called again after STARTTLS; the session limit counts from the first call.
         first = self._deadline is None
         super().connection_made(transport)
+        if self._client is not None and self.session is not None:
+            # aiosmtpd types peer as str, but sets it to the socket's (host, port) too.
+            self.session.peer = self._client  # type: ignore[assignment]
         if first:
             self._sessions.add(self)
             self._deadline = self.loop.call_later(self._session_limit, self._expire)

@@ -167,6 +167,8 @@ def assert_error(text: str, *fragments: str) -> None:
         ("[imap]\nport = 1143.0\n", ["[imap] port", "integer"]),
         ("[imap]\nport = true\n", ["[imap] port", "integer"]),
         ("[server]\nhostname = 5\n", ["[server] hostname", "string"]),
+        ('[server]\nproxy_networks = ["10.0.0.0/33"]\n', ["[server] proxy_networks", "networks"]),
+        ('[server]\nproxy_networks = "10.0.0.0/8"\n', ["[server] proxy_networks"]),
         ('[database]\npool_timeout = "x"\n', ["[database] pool_timeout", "number"]),
         ("[database]\npool_timeout = true\n", ["[database] pool_timeout", "number"]),
         ("[imap]\nport = 65536\n", ["[imap] port", "port number"]),
