@@ -7,9 +7,11 @@ the loop. `install_reactor` must run before anything imports `twisted.internet.r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +32,17 @@ from mailgate.smtp.mx import MXHandler
 from mailgate.smtp.server import MailgateSMTP
 from mailgate.smtp.submission import SubmissionHandler
 from mailgate.store.api import Store
+from mailgate.store.errors import StoreError
 from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
 
 log = logging.getLogger(__name__)
 
 # How long a shutdown waits for commands that are writing to the store.
 DRAIN_SECONDS = 10.0
+# Expunge records are kept a day, far longer than a session goes without catching up (it does
+# at every command, and is logged out after [imap] autologout); one that did is still told.
+EXPUNGE_HISTORY = 86400
+PRUNE_INTERVAL = 3600.0
 
 
 def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
@@ -79,6 +86,7 @@ class App:
     _mx: MXHandler | None = None
     outbound: OutboundWorker | None = None
     _offload: Offload = field(default_factory=Offload)
+    _pruning: asyncio.Task[None] | None = None
 
     def port(self, name: str) -> int:
         return next(listener.port for listener in self.listeners if listener.name == name)
@@ -110,6 +118,7 @@ class App:
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             self.outbound.start()
+            self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
         except BaseException:
             await self.stop()
             raise
@@ -226,8 +235,25 @@ class App:
         busy += [s.running for s in self._smtp_sessions if s.running is not None]
         return busy
 
+    async def _prune(self) -> None:
+        while True:
+            assert self.store is not None
+            try:
+                forgotten = await self.store.prune_expunged(int(time.time()) - EXPUNGE_HISTORY)
+            except StoreError as exc:  # the database is down: next time
+                log.warning("forgetting old expunge records failed: %s", exc)
+            else:
+                if forgotten:
+                    log.info("forgot %d expunge records older than a day", forgotten)
+            await asyncio.sleep(PRUNE_INTERVAL)
+
     async def stop(self) -> None:
         """Stop listening, let commands that are storing finish, say goodbye, close the store."""
+        if self._pruning is not None:
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruning
+            self._pruning = None
         if self.outbound is not None:
             await self.outbound.stop()
         for port in self._imap_ports:

@@ -131,6 +131,8 @@ class SelectedMailbox:
             )
         self._reported = None
         gone = set(changes.expunged) & set(self.uids) if changes.expunged else set()
+        if changes.present is not None:
+            gone.update(uid for uid in self.uids if uid not in changes.present)
         if expunges_ok:
             for seq in self.forget(sorted(gone | pending)):
                 lines.append(b"%d EXPUNGE" % seq)

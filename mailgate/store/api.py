@@ -997,7 +997,38 @@ class Store:
                     .order_by(expunged.c.uid)
                 )
             )
-        return Changes(row.highestmodseq, row.uidnext, _keywords(row.keywords), changed, gone)
+            present = None
+            if modseq < row.pruned_modseq:
+                present = frozenset(
+                    await conn.scalars(
+                        select(entries.c.uid).where(entries.c.mailbox_id == mailbox_id)
+                    )
+                )
+        return Changes(
+            row.highestmodseq, row.uidnext, _keywords(row.keywords), changed, gone, present=present
+        )
+
+    async def prune_expunged(self, before: int) -> int:
+        """Forget the expunges recorded before `before` (Unix time); returns how many. Each
+        mailbox remembers the last MODSEQ forgotten, so a session that looked before it is
+        given the whole UID list instead (changes_since) and still learns what went."""
+
+        async def work(conn: Conn) -> int:
+            old = await conn.execute(
+                select(expunged.c.mailbox_id, func.max(expunged.c.modseq))
+                .where(expunged.c.expunged_at < before)
+                .group_by(expunged.c.mailbox_id)
+            )
+            for mailbox_id, modseq in old.all():
+                await conn.execute(
+                    update(mailboxes)
+                    .where(mailboxes.c.id == mailbox_id, mailboxes.c.pruned_modseq < modseq)
+                    .values(pruned_modseq=modseq)
+                )
+            result = await conn.execute(delete(expunged).where(expunged.c.expunged_at < before))
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
 
     # ---------------------------------------------------------------- the outbound queue
 
@@ -1590,8 +1621,10 @@ async def _remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: 
         await conn.execute(
             delete(entries).where(entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(chunk))
         )
+    now = _now()
     await conn.execute(
-        insert(expunged), [{"mailbox_id": mailbox_id, "uid": u, "modseq": modseq} for u in uids]
+        insert(expunged),
+        [{"mailbox_id": mailbox_id, "uid": u, "modseq": modseq, "expunged_at": now} for u in uids],
     )
 
 

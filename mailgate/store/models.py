@@ -98,6 +98,8 @@ mailboxes = Table(
     # Every keyword ever set here, space-separated: the FLAGS a SELECT announces.
     Column("keywords", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
+    # Expunge records up to this MODSEQ have been forgotten (Store.prune_expunged).
+    Column("pruned_modseq", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
     sqlite_autoincrement=True,
 )
@@ -143,14 +145,16 @@ entries = Table(
 )
 
 # Tombstones: which UIDs left a mailbox at which MODSEQ, so sessions (and later QRESYNC)
-# can learn about expunges they did not see happen.
+# can learn about expunges they did not see happen. Kept for a day (Store.prune_expunged).
 expunged = Table(
     "expunged",
     metadata,
     Column("mailbox_id", Id, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
     Column("uid", BigInteger, primary_key=True, autoincrement=False),
     Column("modseq", BigInteger, nullable=False),
+    Column("expunged_at", BigInteger, nullable=False, server_default="0"),
     Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
+    Index("ix_expunged_expunged_at", "expunged_at"),
 )
 
 # ------------------------------------------------------------------ mail to and from the world

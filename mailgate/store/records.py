@@ -138,6 +138,9 @@ class Changes:
     changed: list[EntryState]  # new messages and flag changes, in UID order
     expunged: list[int]  # UIDs, ascending
     exists: bool = True  # False once the mailbox was deleted
+    # Every UID still present, given instead when expunges after the asked MODSEQ have been
+    # forgotten: what a session knows and this lacks is gone.
+    present: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.harness import Account, Server
@@ -137,6 +139,25 @@ def test_no_expunge_responses_during_fetch_store_search(
         assert search_all(other) == [1, 3]
         r = other.ok("NOOP")
         assert apply_expunges([1, 2, 3, 4, 5], r.untagged) == [1, 3]
+
+
+def test_a_session_is_told_of_expunges_whose_records_were_forgotten(
+    server: Server, account: Account, box: Transcript
+) -> None:
+    # The server forgets expunge records after a day; a session that has not caught up since
+    # is then told from the mailbox's whole UID list instead.
+    with Transcript.login(server, account) as other:
+        other.ok("SELECT INBOX")
+        box.ok("EXPUNGE")
+        assert server.call(server.store.prune_expunged(int(time.time()) - 86400)) == 0
+        assert server.call(server.store.prune_expunged(int(time.time()) + 1)) >= 3
+        r = other.ok("NOOP")
+        assert apply_expunges([1, 2, 3, 4, 5], r.untagged) == [1, 3]
+        assert uids(other) == [1, 3]
+        # Later expunges are recorded and reported as before.
+        box.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        box.ok("EXPUNGE")
+        assert apply_expunges([1, 3], other.ok("NOOP").untagged) == [1]
 
 
 def search_all(s: Transcript) -> list[int]:
