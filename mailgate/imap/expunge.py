@@ -27,6 +27,6 @@ async def expunge(s: IMAPServer, request: Request) -> str:
         ranges = [(1, selected.last_uid)]
     if ranges:
         gone = await s.store.expunge(selected.mailbox_id, ranges)
-        for seq in selected.forget(gone):
-            s.untagged(b"%d EXPUNGE" % seq)
+        for line in selected.forget(gone, vanished=s.qresync):
+            s.untagged(line)
     return "EXPUNGE completed"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import Fetch, FetchItem, Request
+from mailgate.imap.parser import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.selected import SelectedMailbox
 from mailgate.imap.server import WRITE_CHUNK
 from mailgate.imap.wire import flag_list, internaldate
@@ -171,6 +171,8 @@ async def fetch(s: IMAPServer, request: Request) -> str:
         s.condstore = True  # RFC 7162 §3.1: using CONDSTORE syntax enables it
     if args.changedsince is not None and "MODSEQ" not in names:
         items.append(_item("MODSEQ"))
+    if args.vanished and not s.qresync:
+        raise bad("VANISHED needs QRESYNC enabled first (ENABLE QRESYNC)", "CLIENTBUG")
     if request.uid and "UID" not in names:
         items.insert(0, _item("UID"))
     marks_seen = not selected.readonly and any(i.sets_seen for i in items)
@@ -181,6 +183,9 @@ async def fetch(s: IMAPServer, request: Request) -> str:
     for item in items:
         columns |= _columns(item)
 
+    if args.vanished:
+        assert args.changedsince is not None  # the parser insists
+        await _vanished(s, selected, args.sequence, args.changedsince)
     ranges = selected.uid_ranges(args.sequence, request.uid)
     if not ranges:
         return "FETCH completed"
@@ -208,6 +213,18 @@ async def fetch(s: IMAPServer, request: Request) -> str:
                 await s.drain(at_least=WRITE_CHUNK)
         await s.drain(at_least=WRITE_CHUNK)
     return "FETCH completed"
+
+
+async def _vanished(
+    s: IMAPServer, selected: SelectedMailbox, uids: SequenceSet, modseq: int
+) -> None:
+    """RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED) first names the UIDs of the
+    set that were expunged after n."""
+    changes = await s.store.changes_since(selected.mailbox_id, modseq)
+    if changes.exists:
+        gone = selected.vanished_earlier(changes, uids.resolve(changes.uidnext - 1))
+        if gone:
+            s.untagged(b"VANISHED (EARLIER) " + gone)
 
 
 def _item(name: str) -> FetchItem:

@@ -259,13 +259,22 @@ class MailboxArg:
 
 
 @dataclass(frozen=True, slots=True)
+class Qresync:
+    """SELECT's QRESYNC parameter (RFC 7162 §3.2.5): what the client last knew of the mailbox.
+    Its seq-match-data is checked for syntax only: the server answers from its own records."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select:
-    """SELECT and EXAMINE; ``(CONDSTORE)`` per RFC 7162 §3.1.8. QRESYNC is rejected for now,
-    so ``qresync`` is always None."""
+    """SELECT and EXAMINE; ``(CONDSTORE)`` per RFC 7162 §3.1.8, ``(QRESYNC (...))`` §3.2.5."""
 
     mailbox: str
     condstore: bool = False
-    qresync: tuple[int, ...] | None = None
+    qresync: Qresync | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +343,7 @@ class Fetch:
     sequence: SequenceSet
     items: tuple[FetchItem, ...]
     changedsince: int | None = None
+    vanished: bool = False  # RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -864,16 +874,18 @@ def _select(r: _Reader, uid: bool) -> Select:
     r.sp()
     mailbox = r.mailbox()
     condstore = False
+    qresync: Qresync | None = None
     if r.more():
-        # RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 defines CONDSTORE.
+        # RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 defines CONDSTORE, §3.2.5 QRESYNC.
         # Each name is judged as soon as it is read: QRESYNC's value has a grammar of its own.
         r.expect(_LPAREN, "(")
         while True:
             param = r.word()
             if param == "CONDSTORE":
                 condstore = True
-            elif param == "QRESYNC":
-                raise ParseError("QRESYNC not supported")
+            elif param == "QRESYNC" and qresync is None:
+                r.sp()
+                qresync = _qresync(r)
             else:
                 raise ParseError("Unknown SELECT parameter")
             if r.peek() != _SP:
@@ -881,7 +893,43 @@ def _select(r: _Reader, uid: bool) -> Select:
             r.pos += 1
         r.expect(_RPAREN, ")")
     r.finish()
-    return Select(mailbox, condstore, None)
+    return Select(mailbox, condstore, qresync)
+
+
+def _qresync(r: _Reader) -> Qresync:
+    """ "(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"."""
+    r.expect(_LPAREN, "(")
+    uidvalidity = r.number(nonzero=True)
+    r.sp()
+    modseq = r.number(nonzero=True, maximum=MAX_MODSEQ)
+    known: SequenceSet | None = None
+    if r.peek() == _SP:
+        r.pos += 1
+        if r.peek() != _LPAREN:
+            known = _uids_without_star(r)
+            if r.peek() == _SP:
+                r.pos += 1
+                _seq_match_data(r)
+        else:
+            _seq_match_data(r)
+    r.expect(_RPAREN, ")")
+    return Qresync(uidvalidity, modseq, known)
+
+
+def _uids_without_star(r: _Reader) -> SequenceSet:
+    uids = r.sequence_set()
+    if any(part.start is None or part.end is None for part in uids.ranges):
+        raise ParseError("Known UIDs cannot contain *")
+    return uids
+
+
+def _seq_match_data(r: _Reader) -> None:
+    """ "(" known-sequence-set SP known-uid-set ")", both without "*"."""
+    r.expect(_LPAREN, "(")
+    _uids_without_star(r)
+    r.sp()
+    _uids_without_star(r)
+    r.expect(_RPAREN, ")")
 
 
 def _mailbox_command(r: _Reader, uid: bool) -> MailboxArg:
@@ -1140,16 +1188,17 @@ def _fetch(r: _Reader, uid: bool) -> Fetch:
     else:
         items = [_fetch_att(r)]
     changedsince: int | None = None
+    vanished = False
     if r.more():
-        # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4.1 CHANGEDSINCE.
+        # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED.
         r.expect(_LPAREN, "(")
         while True:
             modifier = r.word()
             if modifier == "CHANGEDSINCE" and changedsince is None:
                 r.sp()
                 changedsince = r.number(maximum=MAX_MODSEQ)
-            elif modifier == "VANISHED":
-                raise ParseError("QRESYNC not supported")
+            elif modifier == "VANISHED" and not vanished:
+                vanished = True
             else:
                 raise ParseError("Unknown FETCH modifier")
             if r.peek() != _SP:
@@ -1157,13 +1206,15 @@ def _fetch(r: _Reader, uid: bool) -> Fetch:
             r.pos += 1
         r.expect(_RPAREN, ")")
     r.finish()
+    if vanished and not (uid and changedsince is not None):
+        raise ParseError("VANISHED needs UID FETCH with CHANGEDSINCE")
     implicit: list[FetchItem] = []
     names = {i.name for i in items}
     if uid and "UID" not in names:  # RFC 3501 §6.4.8: UID FETCH always returns UID
         implicit.append(FetchItem("UID"))
     if changedsince is not None and "MODSEQ" not in names:  # RFC 7162 §3.1.4.1
         implicit.append(FetchItem("MODSEQ"))
-    return Fetch(sequence, _dedupe(implicit + items), changedsince)
+    return Fetch(sequence, _dedupe(implicit + items), changedsince, vanished)
 
 
 _STORE_ATT = re.compile(rb"[+-]?[A-Za-z.]+")

@@ -1,12 +1,15 @@
-"""SELECT, EXAMINE, CLOSE and CHECK: entering and leaving a mailbox."""
+"""SELECT, EXAMINE, CLOSE and CHECK: entering and leaving a mailbox, and resynchronizing on
+the way in (QRESYNC, RFC 7162 §3.2.5)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, State, command
-from mailgate.imap.parser import Request, Select
+from mailgate.imap.errors import bad
+from mailgate.imap.parser import Qresync, Request, Select
 from mailgate.imap.selected import SelectedMailbox
+from mailgate.imap.wire import flag_list
 from mailgate.store.events import MailboxChanged
 
 if TYPE_CHECKING:
@@ -17,7 +20,11 @@ async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
     args = request.args
     assert isinstance(args, Select)
     assert s.principal is not None
+    if args.qresync is not None and not s.qresync:
+        raise bad("QRESYNC must be enabled first (ENABLE QRESYNC)", "CLIENTBUG")
     # RFC 3501 §6.3.1: a SELECT first leaves the selected mailbox, even if it then fails.
+    if s.selected is not None and s.qresync:
+        s.untagged(b"OK [CLOSED] Previous mailbox closed")  # RFC 7162 §3.2.11
     s.unselect()
     if args.condstore:
         s.condstore = True
@@ -42,8 +49,33 @@ async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
     s.untagged(b"OK [UIDNEXT %d] Predicted next UID" % snapshot.mailbox.uidnext)
     if s.condstore:
         s.untagged(b"OK [HIGHESTMODSEQ %d] Highest" % snapshot.mailbox.highestmodseq)
+    resync = args.qresync
+    if resync is not None and resync.uidvalidity == selected.uidvalidity:
+        await _resync(s, selected, resync, snapshot.mailbox.uidnext)
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return f"[{mode}] {request.name} completed"
+
+
+async def _resync(s: IMAPServer, selected: SelectedMailbox, resync: Qresync, uidnext: int) -> None:
+    """RFC 7162 §3.2.5.2: what the client missed since its MODSEQ, before the tagged OK: the
+    UIDs gone (VANISHED (EARLIER)), then each message changed, with its flags and MODSEQ."""
+    changes = await s.store.changes_since(selected.mailbox_id, resync.modseq)
+    if not changes.exists:
+        return  # deleted meanwhile; the next command says so
+    if resync.known_uids is None:
+        known: tuple[tuple[int, int], ...] = ((1, uidnext - 1),)
+    else:
+        known = resync.known_uids.resolve(uidnext - 1)
+    gone = selected.vanished_earlier(changes, known)
+    if gone:
+        s.untagged(b"VANISHED (EARLIER) " + gone)
+    for entry in changes.changed:
+        seq = selected.seq_of(entry.uid)
+        if seq is not None:
+            s.untagged(
+                b"%d FETCH (UID %d FLAGS %s MODSEQ (%d))"
+                % (seq, entry.uid, flag_list(entry.flags), entry.modseq)
+            )
 
 
 @command("SELECT", LOGGED_IN)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 from mailgate.imap.errors import bad
 from mailgate.imap.parser import SequenceSet
-from mailgate.imap.wire import flag_list
+from mailgate.imap.wire import flag_list, uid_set
 from mailgate.store.api import Store
 from mailgate.store.events import Subscription
-from mailgate.store.records import SYSTEM_FLAGS, Snapshot
+from mailgate.store.records import SYSTEM_FLAGS, Changes, Snapshot
 
 
 class MailboxGone(Exception):
@@ -92,20 +92,50 @@ class SelectedMailbox:
             self._reported = {}
         self._reported[uid] = modseq
 
-    def forget(self, uids: Sequence[int]) -> list[int]:
-        """Drop expunged UIDs; returns their sequence numbers, highest first, as EXPUNGE
-        responses must be sent so that each number is right at the moment it is read."""
+    def forget(self, uids: Sequence[int], *, vanished: bool = False) -> list[bytes]:
+        """Drop expunged UIDs; returns the untagged responses that say so: an EXPUNGE per
+        message, highest number first so that each is right at the moment it is read, or
+        with QRESYNC enabled one VANISHED naming the UIDs (RFC 7162 §3.2.10)."""
         gone = set(uids)
-        seqs = [i + 1 for i, uid in enumerate(self.uids) if uid in gone]
-        if seqs:
+        removed = [(i + 1, uid) for i, uid in enumerate(self.uids) if uid in gone]
+        if removed:
             self.uids = array("I", (u for u in self.uids if u not in gone))
         if self._pending_expunges:
             self._pending_expunges -= gone
-        return seqs[::-1]
+        if vanished:
+            return [b"VANISHED " + uid_set(uid for _, uid in removed)] if removed else []
+        return [b"%d EXPUNGE" % seq for seq, _ in reversed(removed)]
+
+    def vanished_earlier(self, changes: Changes, known: Sequence[tuple[int, int]]) -> bytes:
+        """The UIDs within `known` that left the mailbox after the MODSEQ `changes` answers
+        for and that this session no longer counts, as a set for VANISHED (EARLIER) (RFC 7162
+        §3.2.5.2, §3.2.6). Where the records of that time are forgotten, every UID below
+        UIDNEXT that is not present is named, as the RFC allows."""
+        if changes.present is None:
+            return uid_set(
+                uid
+                for uid in changes.expunged
+                if any(lo <= uid <= hi for lo, hi in known) and self.seq_of(uid) is None
+            )
+        keep = sorted(changes.present.union(self.uids))
+        top = changes.uidnext - 1
+        gaps: list[bytes] = []
+        for lo, hi in known:
+            hi = min(hi, top)
+            i = bisect.bisect_left(keep, lo)
+            while lo <= hi:
+                end = keep[i] - 1 if i < len(keep) and keep[i] <= hi else hi
+                if end >= lo:
+                    gaps.append(b"%d" % lo if end == lo else b"%d:%d" % (lo, end))
+                lo = end + 2
+                i += 1
+        return b",".join(gaps)
 
     # ---------------------------------------------------------------- catching up
 
-    async def catch_up(self, store: Store, *, expunges_ok: bool, condstore: bool) -> list[bytes]:
+    async def catch_up(
+        self, store: Store, *, expunges_ok: bool, condstore: bool, vanished: bool
+    ) -> list[bytes]:
         """Untagged responses (without "* ") telling the client what changed since last time."""
         lines: list[bytes] = []
         self.dirty = False
@@ -134,8 +164,7 @@ class SelectedMailbox:
         if changes.present is not None:
             gone.update(uid for uid in self.uids if uid not in changes.present)
         if expunges_ok:
-            for seq in self.forget(sorted(gone | pending)):
-                lines.append(b"%d EXPUNGE" % seq)
+            lines.extend(self.forget(sorted(gone | pending), vanished=vanished))
             self._pending_expunges = None
         elif gone:
             self._pending_expunges = pending | gone

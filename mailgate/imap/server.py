@@ -138,6 +138,7 @@ class IMAPServer(IMAP4Server):
     principal: Principal | None = None
     selected: SelectedMailbox | None = None
     condstore = False
+    qresync = False  # RFC 7162 §3.2.3: enabled with ENABLE QRESYNC
     running: asyncio.Task[None] | None = None
     # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
     after_reply: Callable[[], None] | None = None
@@ -273,6 +274,7 @@ class IMAPServer(IMAP4Server):
             b"ESEARCH",
             b"MULTIAPPEND",
             b"CONDSTORE",
+            b"QRESYNC",
             b"STATUS=SIZE",
             b"APPENDLIMIT=%d" % limit,
         ]
@@ -439,7 +441,7 @@ class IMAPServer(IMAP4Server):
         if selected is None or not selected.needs_catch_up:
             return
         for line in await selected.catch_up(
-            self.store, expunges_ok=expunges_ok, condstore=self.condstore
+            self.store, expunges_ok=expunges_ok, condstore=self.condstore, vanished=self.qresync
         ):
             self.untagged(line)
 

@@ -22,6 +22,7 @@ AFTER_LOGIN = {
     "MULTIAPPEND",
     "ENABLE",
     "CONDSTORE",
+    "QRESYNC",
     "CHILDREN",
 }
 

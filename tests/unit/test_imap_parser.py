@@ -25,6 +25,7 @@ from mailgate.imap.parser import (
     Lsub,
     MailboxArg,
     ParseError,
+    Qresync,
     Rename,
     Request,
     Search,
@@ -314,6 +315,16 @@ def test_single_mailbox_commands(name: str) -> None:
         (b"a SELECT INBOX", Select("INBOX", False, None)),
         (b"a SELECT inbox (condstore)", Select("INBOX", True, None)),
         (b'a SELECT "Sent" (CONDSTORE) ', Select("Sent", True, None)),
+        (b"a SELECT INBOX (QRESYNC (7 42))", Select("INBOX", False, Qresync(7, 42))),
+        (
+            b"a SELECT INBOX (CONDSTORE QRESYNC (7 42 1:5,9))",
+            Select("INBOX", True, Qresync(7, 42, SequenceSet((SeqRange(1, 5), SeqRange(9, 9))))),
+        ),
+        (
+            b"a SELECT INBOX (QRESYNC (7 42 1:9 (1,3 2,6)))",
+            Select("INBOX", False, Qresync(7, 42, SequenceSet((SeqRange(1, 9),)))),
+        ),
+        (b"a SELECT INBOX (QRESYNC (7 42 (1 2)))", Select("INBOX", False, Qresync(7, 42))),
     ],
 )
 def test_select(line: bytes, expected: Select) -> None:
@@ -325,7 +336,11 @@ def test_select(line: bytes, expected: Select) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        (b"a SELECT INBOX (QRESYNC (1 2))", "QRESYNC not supported"),
+        (b"a SELECT INBOX (QRESYNC (1 2 1:*))", "Known UIDs cannot contain *"),
+        (b"a SELECT INBOX (QRESYNC (1 2 1:5 (1:2 *)))", "Known UIDs cannot contain *"),
+        (b"a SELECT INBOX (QRESYNC (0 2))", "Expected a non-zero number"),
+        (b"a SELECT INBOX (QRESYNC (1))", "Expected a space"),
+        (b"a SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))", "Unknown SELECT parameter"),
         (b"a SELECT INBOX (FOO)", "Unknown SELECT parameter"),
         (b"a SELECT INBOX ()", "Expected an atom"),
         (b"a SELECT INBOX (CONDSTORE", "Missing argument"),
@@ -805,6 +820,10 @@ def test_fetch_uid_and_changedsince_imply_items() -> None:
     both = args(b"a UID FETCH 1 (FLAGS UID MODSEQ) (changedsince 0)")
     assert isinstance(both, Fetch)
     assert both.items == (FetchItem("FLAGS"), FetchItem("UID"), FetchItem("MODSEQ"))
+    assert not both.vanished
+    vanished = args(b"a UID FETCH 1:* FLAGS (VANISHED CHANGEDSINCE 9)")
+    assert isinstance(vanished, Fetch)
+    assert (vanished.changedsince, vanished.vanished) == (9, True)
 
 
 @pytest.mark.parametrize(
@@ -876,7 +895,13 @@ def test_response_name(item: bytes, label: bytes, sets_seen: bool) -> None:
         (b"a FETCH 1 FLAGS (CHANGEDSINCE)", "Expected a space"),
         (b"a FETCH 1 FLAGS (CHANGEDSINCE x)", "Expected a number"),
         (b"a FETCH 1 FLAGS (CHANGEDSINCE 1 CHANGEDSINCE 2)", "Unknown FETCH modifier"),
-        (b"a FETCH 1 FLAGS (VANISHED)", "QRESYNC not supported"),
+        (b"a FETCH 1 FLAGS (VANISHED)", "VANISHED needs UID FETCH with CHANGEDSINCE"),
+        (b"a UID FETCH 1 FLAGS (VANISHED)", "VANISHED needs UID FETCH with CHANGEDSINCE"),
+        (
+            b"a FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)",
+            "VANISHED needs UID FETCH with CHANGEDSINCE",
+        ),
+        (b"a UID FETCH 1 FLAGS (VANISHED VANISHED)", "Unknown FETCH modifier"),
         (b"a FETCH 1 FLAGS (FOO)", "Unknown FETCH modifier"),
         (b"a FETCH 1 (FLAGS", "Missing argument"),
         (b"a FETCH 1", "Missing argument"),

@@ -1,4 +1,5 @@
-"""ENABLE (RFC 5161): CONDSTORE is the one extension that needs turning on."""
+"""ENABLE (RFC 5161): CONDSTORE and QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3) are
+the extensions that need turning on."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ if TYPE_CHECKING:
 async def enable(s: IMAPServer, request: Request) -> str:
     args = request.args
     assert isinstance(args, Enable)
-    enabled = [c for c in args.capabilities if c.upper() == "CONDSTORE"]
+    enabled = [c.upper() for c in args.capabilities if c.upper() in ("CONDSTORE", "QRESYNC")]
     if enabled:
         s.condstore = True
-    s.untagged(b"ENABLED" + b"".join(b" " + c.upper().encode() for c in enabled))
+    if "QRESYNC" in enabled:
+        s.qresync = True
+    s.untagged(b"ENABLED" + b"".join(b" " + c.encode() for c in enabled))
     return "ENABLE completed"

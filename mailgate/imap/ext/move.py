@@ -1,4 +1,5 @@
-"""MOVE (RFC 6851): copy and expunge in one step, with COPYUID before the EXPUNGEs."""
+"""MOVE (RFC 6851): copy and expunge in one step, with COPYUID before the EXPUNGEs (or
+VANISHED, with QRESYNC)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,6 @@ async def move(s: IMAPServer, request: Request) -> str:
     if result.source_uids:
         # RFC 6851 §4.3: COPYUID goes in an untagged OK, sent before the EXPUNGEs.
         s.untagged(f"OK {copyuid(result)} Moved".encode())
-        for seq in selected.forget(result.source_uids):
-            s.untagged(b"%d EXPUNGE" % seq)
+        for line in selected.forget(result.source_uids, vanished=s.qresync):
+            s.untagged(line)
     return "MOVE completed"
