@@ -164,7 +164,6 @@ class App:
             ("mx", "mx_port", False),
         ):
             requested = getattr(self.settings.smtp, key)
-
             security = "TLS" if implicit else "STARTTLS"
             if self.settings.server.proxy_networks:
 

@@ -1018,6 +1018,7 @@ class Store:
                 select(expunged.c.mailbox_id, func.max(expunged.c.modseq))
                 .where(expunged.c.expunged_at < before)
                 .group_by(expunged.c.mailbox_id)
+                .order_by(expunged.c.mailbox_id)  # nodes pruning at once lock in one order
             )
             for mailbox_id, modseq in old.all():
                 await conn.execute(
