@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import normalize_address
+from mailgate.addresses import domain_of, normalize_address
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
@@ -75,15 +75,9 @@ class Inbound:
     async def route(self, recipient: str, mail_from: str) -> tuple[Decision, Inbox | None]:
         """Who `recipient` is here; InvalidAddress if it is malformed."""
         address = normalize_address(recipient)
-        local, _, domain = address.rpartition("@")
-        candidates = [address]
-        if "+" in local:
-            # Plus-addressing: name+tag@domain reaches name@domain (unless name+tag exists).
-            candidates.append(f"{local.split('+', 1)[0]}@{domain}")
-        found = await self.store.find_inboxes(candidates)
-        inbox = next((found[c] for c in candidates if c in found), None)
+        inbox = await self.store.inbox_reached_by(address)
         if inbox is None:
-            if await self.store.is_local_domain(domain):
+            if await self.store.is_local_domain(domain_of(address)):
                 return Decision.UNKNOWN, None
             return Decision.RELAY_DENIED, None
         rules = (await self.store.sender_rules_for([inbox.id]))[inbox.id]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.auth import Principal
 from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
@@ -59,17 +59,10 @@ class Submission:
         """The normalised recipient (for a hosted one, its inbox's address) and what would
         happen to it; InvalidAddress if malformed."""
         address = normalize_address(recipient)
-        local, _, domain = address.rpartition("@")
-        candidates = [address]
-        if "+" in local:
-            # Plus-addressing, as on the MX: name+tag@domain reaches name@domain (unless
-            # name+tag is an inbox of its own).
-            candidates.append(f"{local.split('+', 1)[0]}@{domain}")
-        found = await self.store.find_inboxes(candidates)
-        inbox = next((c for c in candidates if c in found), None)
+        inbox = await self.store.inbox_reached_by(address)  # plus-addressing too, as on the MX
         if inbox is not None:
-            return inbox, Route.LOCAL
-        if await self.store.is_local_domain(domain):
+            return inbox.address, Route.LOCAL
+        if await self.store.is_local_domain(domain_of(address)):
             return address, Route.UNKNOWN
         return address, Route.REMOTE
 

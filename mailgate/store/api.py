@@ -388,6 +388,16 @@ class Store:
             rows = await conn.execute(_inbox_select().where(inboxes.c.address.in_(wanted)))
             return {r.address: _inbox(r) for r in rows}
 
+    async def inbox_reached_by(self, address: str) -> Inbox | None:
+        """The inbox that mail to `address` (normalised) reaches: its own, or by
+        plus-addressing name+tag@domain reaches name@domain (unless name+tag is an inbox)."""
+        local, _, domain = address.rpartition("@")
+        candidates = [address]
+        if "+" in local:
+            candidates.append(f"{local.split('+', 1)[0]}@{domain}")
+        found = await self.find_inboxes(candidates)
+        return next((found[c] for c in candidates if c in found), None)
+
     async def delivery_mailboxes(
         self, sender_inbox_id: int, recipients: Iterable[str]
     ) -> tuple[int | None, dict[str, int]]:
@@ -1314,13 +1324,10 @@ class Store:
 
         async def work(conn: Conn) -> SenderRule:
             owner = await _rule_owner(conn, inbox, pod)
-            existing = (
-                await conn.execute(
-                    _rules_select(owner).where(
-                        sender_rules.c.action == action, sender_rules.c.entry == entry
-                    )
-                )
-            ).first()
+            this_rule = _rules_select(owner).where(
+                sender_rules.c.action == action, sender_rules.c.entry == entry
+            )
+            existing = (await conn.execute(this_rule)).first()
             if existing is not None:
                 return _sender_rule(existing)
             await conn.execute(
@@ -1332,14 +1339,7 @@ class Store:
                     created_at=_now(),
                 )
             )
-            row = (
-                await conn.execute(
-                    _rules_select(owner).where(
-                        sender_rules.c.action == action, sender_rules.c.entry == entry
-                    )
-                )
-            ).one()
-            return _sender_rule(row)
+            return _sender_rule((await conn.execute(this_rule)).one())
 
         return await self.db.write(work)
 
