@@ -7,7 +7,6 @@ the loop. `install_reactor` must run before anything imports `twisted.internet.r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailgate.auth import Authenticator
+from mailgate.background import stop_task
 from mailgate.config import ConfigError, Settings
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.domains import backfill as backfill_domains
@@ -248,11 +248,8 @@ class App:
 
     async def stop(self) -> None:
         """Stop listening, let commands that are storing finish, say goodbye, close the store."""
-        if self._pruning is not None:
-            self._pruning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruning
-            self._pruning = None
+        await stop_task(self._pruning)
+        self._pruning = None
         if self.outbound is not None:
             await self.outbound.stop()
         for port in self._imap_ports:

@@ -32,6 +32,7 @@ from typing import TypedDict
 import aiosmtplib
 
 from mailgate.addresses import domain_of
+from mailgate.background import stop_task
 from mailgate.config import ConfigError, OutboundSettings, Settings
 from mailgate.delivery import dkim, dsn
 from mailgate.delivery.dns import NullMX, Resolver, TemporaryDNSError
@@ -123,11 +124,8 @@ class OutboundWorker:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         # Deliveries in flight get a moment to finish; then they are interrupted, record what
         # they had decided, and the rest is given back for the next start (or another node).
         if self._running:

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from mailgate.background import stop_task
 from mailgate.store.events import EventBus, MailboxChanged
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,8 @@ class ChangeListener:
         self._task = asyncio.create_task(self._run(), name="mailgate-change-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         for event in decode(payload):
