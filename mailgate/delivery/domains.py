@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from mailgate.addresses import domain_of
 from mailgate.delivery import dkim
-from mailgate.store.api import DEFAULT_POD, Store
+from mailgate.store.api import Store
 from mailgate.store.errors import DomainExists, DomainNotFound
 from mailgate.store.records import Domain, DomainKey, Inbox
+from mailgate.store.tenancy import DEFAULT_POD
 
 DEFAULT_SPF = "v=spf1 mx -all"
 DEFAULT_DMARC_POLICY = "quarantine"

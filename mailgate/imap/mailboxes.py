@@ -10,8 +10,8 @@ from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.errors import Reply
 from mailgate.imap.parser import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
-from mailgate.store.api import canonical_mailbox_name
 from mailgate.store.errors import StoreError
+from mailgate.store.names import canonical_mailbox_name
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
 if TYPE_CHECKING:

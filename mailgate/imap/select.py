@@ -10,7 +10,7 @@ from mailgate.imap.errors import bad
 from mailgate.imap.parser import Qresync, Request, Select
 from mailgate.imap.selected import SelectedMailbox
 from mailgate.imap.wire import flag_list
-from mailgate.store.events import MailboxChanged
+from mailgate.store.events import Change
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer
@@ -30,7 +30,7 @@ async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
         s.condstore = True
     box = await s.store.get_mailbox(s.principal.inbox.id, args.mailbox)
     # Listen before taking the snapshot, so a change committed meanwhile is not missed.
-    missed: list[MailboxChanged] = []
+    missed: list[Change] = []
     subscription = s.store.bus.subscribe(box.id, missed.append)
     try:
         snapshot = await s.store.snapshot(box.id)

@@ -39,7 +39,7 @@ from mailgate.imap.parser import ParseError, parse_request, parse_tag
 from mailgate.imap.selected import MailboxGone, SelectedMailbox
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
-from mailgate.store.events import MailboxChanged
+from mailgate.store.events import Change
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +465,7 @@ class IMAPServer(IMAP4Server):
         if self.session_state is State.SELECTED:
             self.session_state = State.AUTHENTICATED
 
-    def _on_change(self, event: MailboxChanged) -> None:
+    def _on_change(self, event: Change) -> None:
         selected = self.selected
         if selected is None or event.mailbox_id != selected.mailbox_id:
             return

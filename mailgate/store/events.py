@@ -1,8 +1,13 @@
-"""Change notification: "mailbox X changed" after each commit, fanned out in-process.
+"""Typed, inbox-scoped changes, published after each commit and fanned out in-process.
 
-An event carries only the mailbox and its new HIGHESTMODSEQ. A session that receives one asks
-the store for `changes_since` its own MODSEQ, so the same code catches up after a missed event,
-a reconnect, or a change made by another node.
+Every event names the inbox, the mailbox and the mailbox's HIGHESTMODSEQ after the change (0
+where there is none: a deleted mailbox, or a `Resync`). Events are hints, not the state: a
+subscriber that needs the details asks the store (`changes_since` its own MODSEQ), so the same
+code catches up after a missed event, a reconnect, or a change made by another node.
+
+Subscribers listen to one mailbox (an IMAP session's selected mailbox: the path every new
+message takes to IDLE, so it is one dict lookup) or to a whole inbox (every mailbox in it, the
+mailbox list included).
 """
 
 from __future__ import annotations
@@ -15,38 +20,97 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxChanged:
+class Change:
+    inbox_id: int
     mailbox_id: int
     modseq: int
 
 
-Listener = Callable[[MailboxChanged], None]
+@dataclass(frozen=True, slots=True)
+class MessagesAdded(Change):
+    """New entries: delivered, appended, copied or moved in."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged(Change):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged(Change):
+    """Entries removed: expunged, or moved out."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCreated(Change):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRenamed(Change):
+    name: str
+    old_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDeleted(Change):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync(Change):
+    """Events may have been missed (the link to other nodes was cut): check the store."""
+
+
+EVENT_TYPES: dict[str, type[Change]] = {
+    cls.__name__: cls
+    for cls in (
+        MessagesAdded,
+        FlagsChanged,
+        MessagesExpunged,
+        MailboxCreated,
+        MailboxRenamed,
+        MailboxDeleted,
+        Resync,
+    )
+}
+
+Listener = Callable[[Change], None]
 
 
 class Subscription:
-    __slots__ = ("_bus", "_listener", "mailbox_id")
+    __slots__ = ("_bus", "_key", "_listener")
 
-    def __init__(self, bus: EventBus, mailbox_id: int, listener: Listener) -> None:
+    def __init__(self, bus: EventBus, key: tuple[str, int], listener: Listener) -> None:
         self._bus = bus
-        self.mailbox_id = mailbox_id
+        self._key = key
         self._listener = listener
 
     def close(self) -> None:
-        self._bus._remove(self.mailbox_id, self._listener)
+        self._bus._remove(self._key, self._listener)
 
 
 class EventBus:
-    """Listeners per mailbox id. Listeners must not block: they schedule work and return."""
+    """Listeners per mailbox and per inbox. Listeners must not block: they schedule work and
+    return."""
 
     def __init__(self) -> None:
-        self._listeners: dict[int, list[Listener]] = {}
+        self._listeners: dict[tuple[str, int], list[Listener]] = {}
 
     def subscribe(self, mailbox_id: int, listener: Listener) -> Subscription:
-        self._listeners.setdefault(mailbox_id, []).append(listener)
-        return Subscription(self, mailbox_id, listener)
+        """Changes to one mailbox."""
+        return self._add(("mailbox", mailbox_id), listener)
 
-    def _remove(self, mailbox_id: int, listener: Listener) -> None:
-        listeners = self._listeners.get(mailbox_id)
+    def subscribe_inbox(self, inbox_id: int, listener: Listener) -> Subscription:
+        """Changes to every mailbox of one inbox, creations and deletions included."""
+        return self._add(("inbox", inbox_id), listener)
+
+    def _add(self, key: tuple[str, int], listener: Listener) -> Subscription:
+        self._listeners.setdefault(key, []).append(listener)
+        return Subscription(self, key, listener)
+
+    def _remove(self, key: tuple[str, int], listener: Listener) -> None:
+        listeners = self._listeners.get(key)
         if listeners is None:
             return
         try:
@@ -54,25 +118,27 @@ class EventBus:
         except ValueError:
             return
         if not listeners:
-            del self._listeners[mailbox_id]
+            del self._listeners[key]
 
-    def publish(self, event: MailboxChanged) -> None:
-        for listener in tuple(self._listeners.get(event.mailbox_id, ())):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed for %s", event)
+    def publish(self, event: Change) -> None:
+        for key in (("mailbox", event.mailbox_id), ("inbox", event.inbox_id)):
+            for listener in tuple(self._listeners.get(key, ())):
+                _call(listener, event)
 
     def resync(self) -> None:
         """Events may have been missed (the database listener was cut off): every listener is
-        told its mailbox changed (MODSEQ 0: "check"), and catches up from the store."""
-        for mailbox_id, listeners in tuple(self._listeners.items()):
-            event = MailboxChanged(mailbox_id, 0)
+        sent a `Resync`, and catches up from the store."""
+        for (scope, key_id), listeners in tuple(self._listeners.items()):
+            event = Resync(key_id, 0, 0) if scope == "inbox" else Resync(0, key_id, 0)
             for listener in tuple(listeners):
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("event listener failed during resync")
+                _call(listener, event)
 
     def listener_count(self) -> int:
         return sum(len(v) for v in self._listeners.values())
+
+
+def _call(listener: Listener, event: Change) -> None:
+    try:
+        listener(event)
+    except Exception:
+        log.exception("event listener failed for %s", event)

@@ -1,8 +1,8 @@
 """Changes made on other nodes: PostgreSQL LISTEN/NOTIFY relayed into the local event bus.
 
-Every write transaction on PostgreSQL sends `pg_notify(CHANNEL, "mailbox:modseq,...")` before
-it commits; PostgreSQL delivers it to every listening node at commit, this one included (its
-own sessions have caught up by then and ignore the echo).
+Every write transaction on PostgreSQL sends its events (`pg_notify(CHANNEL, <JSON>)`) before
+it commits; PostgreSQL delivers it to every listening node at commit. Each payload names the node
+that sent it, which skips its own: it has published those events itself after the commit.
 
 The listener holds one connection of its own, outside the pool. When that connection is lost,
 notifications sent meanwhile are lost with it, so after reconnecting the listener asks every
@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from mailgate.background import stop_task
-from mailgate.store.events import EventBus, MailboxChanged
+from mailgate.store.events import EVENT_TYPES, Change, EventBus
 
 log = logging.getLogger(__name__)
 
@@ -36,32 +39,43 @@ RECONNECT_MAX_DELAY = 5.0
 MAX_PAYLOAD = 7900
 
 
-def encode(changed: dict[int, int]) -> list[str]:
-    """Payloads "mailbox:modseq,..." for what changed, each under PostgreSQL's size limit."""
+def encode(node: str, events: Sequence[Change]) -> list[str]:
+    """JSON payloads under PostgreSQL's size limit, each a list: the sending node's id, then
+    events, each a list of its type's name and its fields in order."""
     payloads: list[str] = []
-    current: list[str] = []
-    size = 0
-    for mailbox_id, modseq in changed.items():
-        item = f"{mailbox_id}:{modseq}"
-        if current and size + len(item) + 1 > MAX_PAYLOAD:
-            payloads.append(",".join(current))
-            current, size = [], 0
+    head = json.dumps(node)
+    current: list[str] = [head]
+    size = len(head) + 2
+    for event in events:
+        item = json.dumps(
+            [type(event).__name__, *(getattr(event, f.name) for f in fields(event))],
+            separators=(",", ":"),
+        )
+        if len(current) > 1 and size + len(item) + 1 > MAX_PAYLOAD:
+            payloads.append("[" + ",".join(current) + "]")
+            current, size = [head], len(head) + 2
         current.append(item)
         size += len(item) + 1
-    if current:
-        payloads.append(",".join(current))
+    if len(current) > 1:
+        payloads.append("[" + ",".join(current) + "]")
     return payloads
 
 
-def decode(payload: str) -> list[MailboxChanged]:
-    events = []
-    for item in payload.split(","):
-        mailbox_id, _, modseq = item.partition(":")
+def decode(payload: str) -> tuple[str, list[Change]]:
+    """(the sending node's id, its events)."""
+    try:
+        items = json.loads(payload)
+        node = str(items[0])
+    except (ValueError, TypeError, KeyError, IndexError):
+        log.warning("ignoring malformed change notification %r", payload[:200])
+        return "", []
+    events: list[Change] = []
+    for item in items[1:]:
         try:
-            events.append(MailboxChanged(int(mailbox_id), int(modseq)))
-        except ValueError:
+            events.append(EVENT_TYPES[item[0]](*item[1:]))
+        except (KeyError, TypeError, IndexError):
             log.warning("ignoring malformed change notification %r", item)
-    return events
+    return node, events
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -71,9 +85,10 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 class ChangeListener:
     """Keeps a LISTEN connection open, reconnecting with backoff, until stopped."""
 
-    def __init__(self, sqlalchemy_url: str, bus: EventBus) -> None:
+    def __init__(self, sqlalchemy_url: str, bus: EventBus, node: str) -> None:
         self._dsn = asyncpg_dsn(sqlalchemy_url)
         self._bus = bus
+        self._node = node
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -85,7 +100,10 @@ class ChangeListener:
         self._task = None
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        for event in decode(payload):
+        node, events = decode(payload)
+        if node == self._node:
+            return
+        for event in events:
             self._bus.publish(event)
 
     async def _run(self) -> None:

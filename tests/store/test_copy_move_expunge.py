@@ -173,8 +173,8 @@ def test_copy_when_the_destination_runs_out_of_uids(
 ) -> None:
     from sqlalchemy import update
 
-    from mailgate.store.api import MAX_UID
     from mailgate.store.models import mailboxes
+    from mailgate.store.rows import MAX_UID
 
     run(store.append(mailbox.id, message(1)))
     run(store.append(mailbox.id, message(2)))

@@ -10,7 +10,7 @@ import pytest
 
 from mailgate.store import errors
 from mailgate.store.api import Store
-from mailgate.store.events import MailboxChanged
+from mailgate.store.events import Change, MessagesAdded
 from mailgate.store.records import Inbox, Mailbox, Parcel, Target
 from tests.store.conftest import address, count, message, run
 
@@ -202,21 +202,21 @@ def test_same_bytes_delivered_twice_share_one_blob(store: Store, mailbox: Mailbo
 
 
 def test_deliver_publishes_the_new_highestmodseq(store: Store, mailbox: Mailbox) -> None:
-    seen: list[MailboxChanged] = []
+    seen: list[Change] = []
     sub = store.bus.subscribe(mailbox.id, seen.append)
     try:
         run(store.append(mailbox.id, message(1)))
     finally:
         sub.close()
     box = run(store.get_mailbox(mailbox.inbox_id, "INBOX"))
-    assert seen == [MailboxChanged(mailbox.id, box.highestmodseq)]
+    assert seen == [MessagesAdded(mailbox.inbox_id, mailbox.id, box.highestmodseq)]
     assert store.bus.listener_count() == 0
 
 
 def test_a_listener_reads_the_committed_state(store: Store, mailbox: Mailbox) -> None:
     loop_results: list[int] = []
 
-    def listener(event: MailboxChanged) -> None:
+    def listener(event: Change) -> None:
         async def check() -> None:
             loop_results.append((await store.status(event.mailbox_id)).messages)
 
@@ -239,7 +239,7 @@ def test_a_listener_reads_the_committed_state(store: Store, mailbox: Mailbox) ->
 
 
 def test_a_failing_listener_does_not_break_delivery(store: Store, mailbox: Mailbox) -> None:
-    def broken(event: MailboxChanged) -> None:
+    def broken(event: Change) -> None:
         raise RuntimeError("listener bug")
 
     sub = store.bus.subscribe(mailbox.id, broken)
@@ -252,8 +252,8 @@ def test_a_failing_listener_does_not_break_delivery(store: Store, mailbox: Mailb
 def test_uid_space_exhausted_is_limit_exceeded(store: Store, mailbox: Mailbox) -> None:
     from sqlalchemy import update
 
-    from mailgate.store.api import MAX_UID
     from mailgate.store.models import mailboxes
+    from mailgate.store.rows import MAX_UID
 
     async def exhaust() -> None:
         async def work(conn):  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from mailgate.store.api import Store
-from mailgate.store.events import MailboxChanged
+from mailgate.store.events import Change
 from mailgate.store.records import Mailbox
 from tests.store.conftest import address, message, run
 
@@ -117,7 +117,7 @@ def test_cancelled_deliveries_leave_the_store_consistent(
     either fully stored (and announced to listeners) or not stored at all, and the store keeps
     working. (On SQLite, a write cut short used to leave the write lock held: every later write
     hung.)"""
-    events: list[MailboxChanged] = []
+    events: list[Change] = []
     sub = store.bus.subscribe(mailbox.id, events.append)
 
     async def go() -> None:

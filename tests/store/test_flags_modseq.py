@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mailgate.store import errors
-from mailgate.store.api import MAX_KEYWORDS, Store
+from mailgate.store.api import Store
 from mailgate.store.records import Mailbox
+from mailgate.store.rows import MAX_KEYWORDS
 from tests.store.conftest import message, run
 
 

@@ -7,8 +7,9 @@ import pytest
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, hash_secret, issue_key, split_token
 from mailgate.config import AuthSettings
 from mailgate.store import errors
-from mailgate.store.api import DEFAULT_POD, Store
+from mailgate.store.api import Store
 from mailgate.store.records import BUILTIN_MAILBOXES, Parcel, Target
+from mailgate.store.tenancy import DEFAULT_POD
 from tests.store.conftest import address, count, message, rows, run
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from mailgate.store import errors
-from mailgate.store.api import Store, canonical_mailbox_name
+from mailgate.store.api import Store
+from mailgate.store.names import canonical_mailbox_name
 from mailgate.store.records import Inbox, Mailbox
 from tests.store.conftest import address, count, message, run
 

@@ -1,0 +1,49 @@
+"""What every aggregate of the store shares: the database, the event bus, and commit-then-notify.
+
+A write that changes mailboxes returns its result and its events; the events are published once
+the transaction has committed: to this node's listeners after the commit, and on PostgreSQL to
+every other node's by a NOTIFY that the commit itself delivers (store/notify.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import text
+
+from mailgate.store import notify
+from mailgate.store.database import Conn, Database
+from mailgate.store.events import Change, EventBus
+
+T = TypeVar("T")
+
+
+class StoreBase:
+    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
+        self.db = db
+        self.bus = bus or EventBus()
+        # Names this node in its NOTIFY payloads, so that it skips its own.
+        self.node = secrets.token_hex(8)
+
+    async def _change(self, work: Callable[[Conn], Awaitable[tuple[T, Sequence[Change]]]]) -> T:
+        """Run a write transaction that changes mailboxes and announce its events once it has
+        committed."""
+
+        async def announced(conn: Conn) -> tuple[T, Sequence[Change]]:
+            result, events = await work(conn)
+            if events and not self.db.is_sqlite:
+                for payload in notify.encode(self.node, events):
+                    await conn.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": notify.CHANNEL, "payload": payload},
+                    )
+            return result, events
+
+        def publish(done: tuple[T, Sequence[Change]]) -> None:
+            for event in done[1]:
+                self.bus.publish(event)
+
+        result, _ = await self.db.write(announced, after=publish)
+        return result

@@ -1,0 +1,373 @@
+"""Message entries: a message in a mailbox, with its UID, flags and MODSEQ. Filing new ones,
+fetching them, changing their flags, copying, moving and expunging them, and telling a session
+what changed since the MODSEQ it knows."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from mailgate.store import errors
+from mailgate.store.base import StoreBase
+from mailgate.store.database import Conn
+from mailgate.store.events import Change, FlagsChanged, MessagesAdded, MessagesExpunged
+from mailgate.store.ingest import Filing
+from mailgate.store.models import blobs, entries, expunged, mailboxes, messages
+from mailgate.store.names import checked_flags
+from mailgate.store.records import (
+    DELETED,
+    FLAG_BITS,
+    Changes,
+    CopyResult,
+    EntryState,
+    FetchRow,
+    FlagUpdate,
+    Parcel,
+    Placed,
+    Target,
+    join_flags,
+    split_flags,
+)
+from mailgate.store.rows import (
+    MAX_UID,
+    UidRanges,
+    bump_mailbox,
+    collect_garbage,
+    keywords,
+    lock_mailbox,
+    remove_entries,
+    to_datetime,
+    uid_filter,
+)
+
+FETCH_COLUMNS = {
+    "envelope": messages.c.envelope,
+    "body": messages.c.body,
+    "bodystructure": messages.c.bodystructure,
+    "header": messages.c.header,
+    "parts": messages.c.parts,
+    "sent_date": messages.c.sent_date,
+    "sent_date_tz": messages.c.sent_date_tz,
+}
+
+
+class Entries(StoreBase):
+    # ---------------------------------------------------------------- messages in
+
+    async def append(
+        self,
+        mailbox_id: int,
+        raw: bytes,
+        *,
+        flags: Sequence[str] = (),
+        internaldate: datetime.datetime | None = None,
+    ) -> Placed:
+        """APPEND: one message into one mailbox; returns its UID once committed."""
+        placed = await self.deliver(
+            [Parcel(raw, (Target(mailbox_id, tuple(flags)),), internaldate)]
+        )
+        return placed[0][0]
+
+    async def deliver(self, parcels: Sequence[Parcel]) -> list[list[Placed]]:
+        """File messages in mailboxes and queue them for remote recipients, all in one
+        transaction: a submission's Sent copy, every local recipient's INBOX entry and its
+        outbound queue rows share one blob. Returns, per parcel, one Placed per target."""
+        filing = await Filing.of(parcels)
+
+        async def work(conn: Conn) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
+            return await filing.file(conn, self.db)
+
+        return filing.placed_lists(await self._change(work))
+
+    # ---------------------------------------------------------------- messages out
+
+    async def fetch(
+        self,
+        mailbox_id: int,
+        uids: UidRanges,
+        columns: Iterable[str] = (),
+    ) -> list[FetchRow]:
+        """Entries in `uids` (inclusive ranges) with the requested extra columns, by UID."""
+        wanted = frozenset(columns)
+        selected = [
+            entries.c.uid,
+            entries.c.flags,
+            entries.c.keywords,
+            entries.c.modseq,
+            entries.c.internaldate,
+            entries.c.internaldate_tz,
+            messages.c.size,
+        ]
+        if "sent_date" in wanted:
+            wanted |= {"sent_date_tz"}
+        extra = [name for name in FETCH_COLUMNS if name in wanted]
+        selected += [FETCH_COLUMNS[name] for name in extra]
+        source = entries.join(messages, messages.c.id == entries.c.message_id)
+        if "data" in wanted:
+            selected.append(blobs.c.data)
+            source = source.join(blobs, blobs.c.message_id == entries.c.message_id)
+            extra.append("data")
+        where, post_filter = uid_filter(uids)
+        query = (
+            select(*selected)
+            .select_from(source)
+            .where(entries.c.mailbox_id == mailbox_id, where)
+            .order_by(entries.c.uid)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        result = []
+        for row in rows:
+            if post_filter is not None and not post_filter(row[0]):
+                continue
+            values: dict[str, Any] = dict(zip(extra, row[7:], strict=True))
+            if "sent_date" in values:
+                sent, tz = values.pop("sent_date"), values.pop("sent_date_tz")
+                values["sent_date"] = None if sent is None else to_datetime(sent, tz)
+            result.append(
+                FetchRow(
+                    uid=row[0],
+                    flags=join_flags(row[1], row[2]),
+                    modseq=row[3],
+                    internaldate=to_datetime(row[4], row[5]),
+                    size=row[6],
+                    **values,
+                )
+            )
+        return result
+
+    # ---------------------------------------------------------------- changes
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: UidRanges,
+        mode: str,
+        flags: Sequence[str],
+        *,
+        unchangedsince: int | None = None,
+    ) -> FlagUpdate:
+        """STORE: mode "+" adds, "-" removes, "" replaces. One MODSEQ for the whole change."""
+        if mode not in ("+", "-", ""):
+            raise ValueError(f"bad STORE mode {mode!r}")
+        change_bits, change_kw = split_flags(checked_flags(flags))
+        change_keywords = set(change_kw.split())
+        where, post_filter = uid_filter(uids)
+
+        async def work(conn: Conn) -> tuple[FlagUpdate, list[Change]]:
+            box = await lock_mailbox(conn, mailbox_id)
+            rows = (
+                await conn.execute(
+                    select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+                    .where(entries.c.mailbox_id == mailbox_id, where)
+                    .order_by(entries.c.uid)
+                )
+            ).all()
+            modseq = box.highestmodseq + 1
+            states: list[EntryState] = []
+            modified: list[int] = []
+            updates: list[dict[str, Any]] = []
+            for uid, bits, keywords_text, old_modseq in rows:
+                if post_filter is not None and not post_filter(uid):
+                    continue
+                if unchangedsince is not None and old_modseq > unchangedsince:
+                    modified.append(uid)
+                    continue
+                kw = set(keywords_text.split())
+                if mode == "+":
+                    new_bits, new_kw = bits | change_bits, kw | change_keywords
+                elif mode == "-":
+                    new_bits, new_kw = bits & ~change_bits, kw - change_keywords
+                else:
+                    new_bits, new_kw = change_bits, set(change_keywords)
+                new_keywords = " ".join(sorted(new_kw))
+                if new_bits == bits and new_keywords == keywords_text:
+                    states.append(EntryState(uid, join_flags(bits, keywords_text), old_modseq))
+                    continue
+                updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
+                states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
+            if not updates:
+                return FlagUpdate(states, modified, box.highestmodseq), []
+            await conn.execute(
+                update(entries)
+                .where(
+                    entries.c.mailbox_id == mailbox_id,
+                    entries.c.uid == bindparam("b_uid"),
+                )
+                .values(
+                    flags=bindparam("b_flags"), keywords=bindparam("b_keywords"), modseq=modseq
+                ),
+                updates,
+            )
+            added = "" if mode == "-" else " ".join(sorted(change_keywords))
+            await bump_mailbox(conn, box, modseq=modseq, keywords=added)
+            return FlagUpdate(states, modified, modseq), [
+                FlagsChanged(box.inbox_id, mailbox_id, modseq)
+            ]
+
+        return await self._change(work)
+
+    async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> list[int]:
+        """Remove the \\Deleted messages (only those in `uids`, if given); returns their UIDs."""
+        deleted_bit = FLAG_BITS[DELETED]
+
+        async def work(conn: Conn) -> tuple[list[int], list[Change]]:
+            box = await lock_mailbox(conn, mailbox_id)
+            query = select(entries.c.uid, entries.c.message_id).where(
+                entries.c.mailbox_id == mailbox_id,
+                entries.c.flags.op("&")(deleted_bit) != 0,
+            )
+            post_filter = None
+            if uids is not None:
+                where, post_filter = uid_filter(uids)
+                query = query.where(where)
+            rows = [
+                r
+                for r in (await conn.execute(query.order_by(entries.c.uid))).all()
+                if post_filter is None or post_filter(r.uid)
+            ]
+            if not rows:
+                return [], []
+            modseq = box.highestmodseq + 1
+            gone = [r.uid for r in rows]
+            await remove_entries(conn, mailbox_id, gone, modseq)
+            await bump_mailbox(conn, box, modseq=modseq)
+            await collect_garbage(conn, {r.message_id for r in rows})
+            return gone, [MessagesExpunged(box.inbox_id, mailbox_id, modseq)]
+
+        return await self._change(work)
+
+    async def copy(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
+        return await self._copy(source_id, uids, dest_id, move=False)
+
+    async def move(self, source_id: int, uids: UidRanges, dest_id: int) -> CopyResult:
+        """RFC 6851 MOVE: copy and expunge from the source, atomically."""
+        return await self._copy(source_id, uids, dest_id, move=True)
+
+    async def _copy(
+        self, source_id: int, uids: UidRanges, dest_id: int, *, move: bool
+    ) -> CopyResult:
+        where, post_filter = uid_filter(uids)
+
+        async def work(conn: Conn) -> tuple[CopyResult, list[Change]]:
+            boxes = {}
+            for mailbox_id in sorted({source_id, dest_id}):
+                boxes[mailbox_id] = await lock_mailbox(conn, mailbox_id)
+            rows = [
+                r
+                for r in (
+                    await conn.execute(
+                        select(entries)
+                        .where(entries.c.mailbox_id == source_id, where)
+                        .order_by(entries.c.uid)
+                    )
+                ).all()
+                if post_filter is None or post_filter(r.uid)
+            ]
+            dest = boxes[dest_id]
+            if not rows:
+                return CopyResult(dest.uidvalidity, [], []), []
+            if dest.uidnext + len(rows) - 1 > MAX_UID:
+                raise errors.LimitExceeded("the destination mailbox has used up its UIDs")
+            events: list[Change] = []
+            dest_modseq = dest.highestmodseq + 1
+            dest_uids = list(range(dest.uidnext, dest.uidnext + len(rows)))
+            await conn.execute(
+                insert(entries),
+                [
+                    {
+                        "mailbox_id": dest_id,
+                        "uid": new_uid,
+                        "message_id": r.message_id,
+                        "flags": r.flags,
+                        "keywords": r.keywords,
+                        "modseq": dest_modseq,
+                        "internaldate": r.internaldate,
+                        "internaldate_tz": r.internaldate_tz,
+                    }
+                    for r, new_uid in zip(rows, dest_uids, strict=True)
+                ],
+            )
+            copied_keywords = " ".join(sorted({k for r in rows for k in r.keywords.split()}))
+            if move:
+                source = boxes[source_id]
+                # MOVE into the same mailbox: the old entries go, the new ones stay, at one MODSEQ.
+                source_modseq = dest_modseq if source_id == dest_id else source.highestmodseq + 1
+                await remove_entries(conn, source_id, [r.uid for r in rows], source_modseq)
+                if source_id != dest_id:
+                    await bump_mailbox(conn, source, modseq=source_modseq)
+                events.append(MessagesExpunged(source.inbox_id, source_id, source_modseq))
+            await bump_mailbox(
+                conn,
+                dest,
+                uidnext=dest_uids[-1] + 1,
+                modseq=dest_modseq,
+                keywords=copied_keywords,
+            )
+            events.append(MessagesAdded(dest.inbox_id, dest_id, dest_modseq))
+            return CopyResult(dest.uidvalidity, [r.uid for r in rows], dest_uids), events
+
+        return await self._change(work)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """Everything that changed in a mailbox after `modseq`: new and re-flagged entries,
+        and expunged UIDs. A deleted mailbox answers with exists=False."""
+        async with self.db.read(snapshot=True) as conn:
+            row = (
+                await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))
+            ).first()
+            if row is None:
+                return Changes(modseq, 0, (), [], [], exists=False)
+            if row.highestmodseq <= modseq:
+                return Changes(row.highestmodseq, row.uidnext, keywords(row.keywords), [], [])
+            changed = [
+                EntryState(uid, join_flags(bits, keywords_text), entry_modseq)
+                for uid, bits, keywords_text, entry_modseq in await conn.execute(
+                    select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+                    .where(entries.c.mailbox_id == mailbox_id, entries.c.modseq > modseq)
+                    .order_by(entries.c.uid)
+                )
+            ]
+            gone = list(
+                await conn.scalars(
+                    select(expunged.c.uid)
+                    .where(expunged.c.mailbox_id == mailbox_id, expunged.c.modseq > modseq)
+                    .order_by(expunged.c.uid)
+                )
+            )
+            present = None
+            if modseq < row.pruned_modseq:
+                present = frozenset(
+                    await conn.scalars(
+                        select(entries.c.uid).where(entries.c.mailbox_id == mailbox_id)
+                    )
+                )
+        return Changes(
+            row.highestmodseq, row.uidnext, keywords(row.keywords), changed, gone, present=present
+        )
+
+    async def prune_expunged(self, before: int) -> int:
+        """Forget the expunges recorded before `before` (Unix time); returns how many. Each
+        mailbox remembers the last MODSEQ forgotten, so a session that looked before it is
+        given the whole UID list instead (changes_since) and still learns what went."""
+
+        async def work(conn: Conn) -> int:
+            old = await conn.execute(
+                select(expunged.c.mailbox_id, func.max(expunged.c.modseq))
+                .where(expunged.c.expunged_at < before)
+                .group_by(expunged.c.mailbox_id)
+                .order_by(expunged.c.mailbox_id)  # nodes pruning at once lock in one order
+            )
+            for mailbox_id, modseq in old.all():
+                await conn.execute(
+                    update(mailboxes)
+                    .where(mailboxes.c.id == mailbox_id, mailboxes.c.pruned_modseq < modseq)
+                    .values(pruned_modseq=modseq)
+                )
+            result = await conn.execute(delete(expunged).where(expunged.c.expunged_at < before))
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)

@@ -1,0 +1,170 @@
+"""Messages coming in: indexed once outside the transaction (CPU work), then filed inside it as
+a blob, its index, an entry per target mailbox and a queue row per remote recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailgate.addresses import domain_of
+from mailgate.message import MessageIndex, index_message, normalize_crlf
+from mailgate.store import errors
+from mailgate.store.database import Conn, Database
+from mailgate.store.events import Change, MessagesAdded
+from mailgate.store.models import blobs, entries, messages, outbound
+from mailgate.store.names import checked_flags
+from mailgate.store.records import Parcel, Placed, split_flags
+from mailgate.store.rows import MAX_UID, bump_mailbox, lock_mailbox, now, tz_minutes
+
+# Messages bigger than this are hashed and indexed in a worker thread, off the event loop.
+_THREAD_THRESHOLD = 64 * 1024
+
+
+class Prepared:
+    """A message ready to store: CRLF-normalised bytes, their hash and their IMAP index."""
+
+    __slots__ = ("digest", "index", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = normalize_crlf(raw)
+        self.digest = hashlib.sha256(self.raw).hexdigest()
+        self.index: MessageIndex = index_message(self.raw)
+
+
+async def prepare(raw: bytes) -> Prepared:
+    """Index a message, in a worker thread when it is big enough to stall the event loop."""
+    if len(raw) > _THREAD_THRESHOLD:
+        return await asyncio.to_thread(Prepared, raw)
+    return Prepared(raw)
+
+
+class Filing:
+    """Parcels made ready outside the transaction, filed inside it."""
+
+    def __init__(self, parcels: Sequence[Parcel], prepared: dict[int, Prepared]) -> None:
+        self.parcels = parcels
+        self.prepared = prepared
+        # mailbox id -> {parcel index: flags}, merging a parcel's duplicate targets.
+        self.plan: dict[int, dict[int, set[str]]] = {}
+        for i, parcel in enumerate(parcels):
+            for target in parcel.targets:
+                flags = checked_flags(target.flags)
+                self.plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
+        arrival = datetime.datetime.now(datetime.UTC)
+        self.dates = [p.internaldate or arrival for p in parcels]
+
+    @classmethod
+    async def of(cls, parcels: Sequence[Parcel]) -> Filing:
+        # A parcel going nowhere would leave a message nothing refers to: it is not stored.
+        wanted = [i for i, p in enumerate(parcels) if p.targets or p.outbound]
+        return cls(parcels, {i: await prepare(parcels[i].raw) for i in wanted})
+
+    async def file(
+        self, conn: Conn, db: Database
+    ) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
+        # Mailboxes first, then messages: the lock order expunge and delete use too.
+        boxes = {m: await lock_mailbox(conn, m) for m in sorted(self.plan)}
+        message_ids = {
+            i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())
+        }
+        placed: dict[tuple[int, int], Placed] = {}
+        events: list[Change] = []
+        for mailbox_id, box in boxes.items():
+            modseq, uid = box.highestmodseq + 1, box.uidnext
+            all_keywords: set[str] = set()
+            for i, flags in sorted(self.plan[mailbox_id].items()):
+                if uid > MAX_UID:
+                    raise errors.LimitExceeded("this mailbox has used up its UIDs")
+                bits, keywords = split_flags(tuple(flags))
+                all_keywords.update(keywords.split())
+                await conn.execute(
+                    insert(entries).values(
+                        mailbox_id=mailbox_id,
+                        uid=uid,
+                        message_id=message_ids[i],
+                        flags=bits,
+                        keywords=keywords,
+                        modseq=modseq,
+                        internaldate=int(self.dates[i].timestamp()),
+                        internaldate_tz=tz_minutes(self.dates[i]),
+                    )
+                )
+                placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)
+                uid += 1
+            await bump_mailbox(
+                conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
+            )
+            events.append(MessagesAdded(box.inbox_id, mailbox_id, modseq))
+        queued_at = now()
+        rows = [
+            {
+                "message_id": message_ids[i],
+                "inbox_id": out.inbox_id,
+                "mail_from": out.mail_from,
+                "recipient": out.recipient,
+                "domain": domain_of(out.recipient),
+                "created_at": queued_at,
+                "next_attempt_at": queued_at,
+                "attempts": 0,
+                "last_reply": "",
+            }
+            for i, parcel in enumerate(self.parcels)
+            for out in parcel.outbound
+        ]
+        if rows:
+            await conn.execute(insert(outbound), rows)
+        return placed, events
+
+    def placed_lists(self, placed: dict[tuple[int, int], Placed]) -> list[list[Placed]]:
+        return [
+            [placed[(i, t.mailbox_id)] for t in parcel.targets]
+            for i, parcel in enumerate(self.parcels)
+        ]
+
+
+async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
+    """The message's id, storing its blob and index unless identical bytes are stored already."""
+    # FOR SHARE: a concurrent collect_garbage (FOR UPDATE) either finishes first, and we find
+    # nothing and store the bytes again, or waits until our entry referring to it is committed.
+    existing = await conn.scalar(
+        select(messages.c.id).where(messages.c.hash == prepared.digest).with_for_update(read=True)
+    )
+    if existing is not None:
+        return int(existing)
+    index = prepared.index
+    values = {
+        "hash": prepared.digest,
+        "size": index.size,
+        "header": index.header,
+        "envelope": index.envelope,
+        "body": index.body,
+        "bodystructure": index.bodystructure,
+        "parts": index.parts,
+        "sent_date": int(index.sent_date.timestamp()) if index.sent_date else None,
+        "sent_date_tz": tz_minutes(index.sent_date) if index.sent_date else 0,
+        "created_at": now(),
+    }
+    dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+    message_id = await conn.scalar(
+        dialect_insert(messages)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["hash"])
+        .returning(messages.c.id)
+    )
+    if message_id is None:
+        # A concurrent transaction stored the same bytes first (and has committed: ON CONFLICT
+        # waited for it).
+        return int(
+            await conn.scalar(
+                select(messages.c.id)
+                .where(messages.c.hash == prepared.digest)
+                .with_for_update(read=True)
+            )
+        )
+    await conn.execute(insert(blobs).values(message_id=message_id, data=prepared.raw))
+    return int(message_id)

@@ -1,0 +1,211 @@
+"""The outbound queue: one row per recipient on another server, claimed by delivery workers
+with a lease so that, on PostgreSQL, several nodes share it and each recipient is sent once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import Row
+
+from mailgate.store import errors
+from mailgate.store.base import StoreBase
+from mailgate.store.database import Conn
+from mailgate.store.events import Change
+from mailgate.store.ingest import Filing
+from mailgate.store.models import blobs, outbound
+from mailgate.store.records import Parcel, QueuedRecipient
+from mailgate.store.rows import chunks, collect_garbage, now
+
+
+class Queue(StoreBase):
+    async def claim_outbound(self, owner: str, lease: int, limit: int) -> list[QueuedRecipient]:
+        """Claim up to `limit` due recipients for `lease` seconds. On PostgreSQL rows another
+        node is claiming are skipped (FOR UPDATE SKIP LOCKED), so each goes to one node; a
+        node that dies leaves its claims to be taken again when the lease runs out."""
+        current = now()
+
+        async def work(conn: Conn) -> list[QueuedRecipient]:
+            ids = list(
+                await conn.scalars(
+                    select(outbound.c.id)
+                    .where(
+                        outbound.c.next_attempt_at <= current,
+                        or_(outbound.c.lease_until.is_(None), outbound.c.lease_until <= current),
+                    )
+                    .order_by(outbound.c.next_attempt_at, outbound.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            await conn.execute(
+                update(outbound)
+                .where(outbound.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=current + lease)
+            )
+            rows = await conn.execute(
+                select(outbound).where(outbound.c.id.in_(ids)).order_by(outbound.c.id)
+            )
+            return [_queued(r) for r in rows]
+
+        return await self.db.write(work)
+
+    async def finish_outbound(
+        self,
+        *,
+        delivered: Sequence[int] = (),
+        deferred: Sequence[tuple[int, int, str]] = (),
+        failed: Sequence[int] = (),
+        bounces: Sequence[Parcel] = (),
+        owner: str | None = None,
+    ) -> None:
+        """Record what a delivery attempt did, in one transaction: recipients `delivered`
+        leave the queue; `deferred` ones (id, next attempt time, last reply) wait for their
+        next attempt; `failed` ones leave it and their `bounces` are filed (in the senders'
+        INBOXes) in the same commit, so a failure is never lost and never reported twice.
+
+        With `owner`, a deferral applies only to rows that node still holds: one whose lease
+        ran out and was taken by another node is that node's to decide now."""
+        filing = await Filing.of(bounces)
+
+        async def work(conn: Conn) -> tuple[None, list[Change]]:
+            events: list[Change] = []
+            if bounces:
+                _, events = await filing.file(conn, self.db)
+            gone = [*delivered, *failed]
+            if gone:
+                message_ids = set(
+                    await conn.scalars(select(outbound.c.message_id).where(outbound.c.id.in_(gone)))
+                )
+                await conn.execute(delete(outbound).where(outbound.c.id.in_(gone)))
+                await collect_garbage(conn, message_ids)
+            for queue_id, next_attempt, reply in deferred:
+                query = update(outbound).where(outbound.c.id == queue_id)
+                if owner is not None:
+                    query = query.where(outbound.c.lease_owner == owner)
+                await conn.execute(
+                    query.values(
+                        attempts=outbound.c.attempts + 1,
+                        next_attempt_at=next_attempt,
+                        last_reply=reply[:1000],
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+            return None, events
+
+        await self._change(work)
+
+    async def renew_outbound(self, owner: str, queue_ids: Sequence[int], lease: int) -> int:
+        """Extend `owner`'s claims on `queue_ids` to `lease` seconds from now (a delivery that
+        is still running); rows it no longer holds are left alone."""
+        until = now() + lease
+
+        async def work(conn: Conn) -> int:
+            count = 0
+            for chunk in chunks(list(queue_ids), 500):
+                result = await conn.execute(
+                    update(outbound)
+                    .where(outbound.c.id.in_(list(chunk)), outbound.c.lease_owner == owner)
+                    .values(lease_until=until)
+                )
+                count += int(result.rowcount or 0)
+            return count
+
+        return await self.db.write(work)
+
+    async def remove_outbound(self, queue_id: int, *, bounces: Sequence[Parcel] = ()) -> None:
+        """Take one recipient off the queue for good (an administrator's delete), filing its
+        `bounces` in the same commit. Refused while a node holds it: that node may be getting
+        its 250 right now, and the sender would be told of a failure that did not happen."""
+        filing = await Filing.of(bounces)
+        current = now()
+
+        async def work(conn: Conn) -> tuple[None, list[Change]]:
+            row = (
+                await conn.execute(
+                    select(outbound.c.message_id, outbound.c.lease_owner, outbound.c.lease_until)
+                    .where(outbound.c.id == queue_id)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise errors.QueueItemNotFound(f"no queued recipient {queue_id}")
+            if row.lease_until is not None and row.lease_until > current:
+                raise errors.CannotModify(
+                    f"queued recipient {queue_id} is being delivered by {row.lease_owner} "
+                    "right now; try again once that attempt is over"
+                )
+            events: list[Change] = []
+            if bounces:
+                _, events = await filing.file(conn, self.db)
+            await conn.execute(delete(outbound).where(outbound.c.id == queue_id))
+            await collect_garbage(conn, {row.message_id})
+            return None, events
+
+        await self._change(work)
+
+    async def release_leases(self, owner: str) -> int:
+        """Give back what `owner` had claimed (a node starting again after a crash)."""
+
+        async def work(conn: Conn) -> int:
+            result = await conn.execute(
+                update(outbound)
+                .where(outbound.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
+
+    async def list_outbound(self) -> list[QueuedRecipient]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(outbound).order_by(outbound.c.id))
+            return [_queued(r) for r in rows]
+
+    async def get_outbound(self, queue_id: int) -> QueuedRecipient:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(outbound).where(outbound.c.id == queue_id))).first()
+        if row is None:
+            raise errors.QueueItemNotFound(f"no queued recipient {queue_id}")
+        return _queued(row)
+
+    async def retry_outbound(self, queue_ids: Sequence[int] | None = None) -> int:
+        """Make queued recipients due now (all of them when `queue_ids` is None)."""
+        current = now()
+
+        async def work(conn: Conn) -> int:
+            query = update(outbound).values(next_attempt_at=current)
+            if queue_ids is not None:
+                query = query.where(outbound.c.id.in_(list(queue_ids)))
+            result = await conn.execute(query)
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
+
+    async def message_bytes(self, message_id: int) -> bytes:
+        async with self.db.read() as conn:
+            data = await conn.scalar(select(blobs.c.data).where(blobs.c.message_id == message_id))
+        if data is None:
+            raise errors.NotFound(f"no message {message_id}")
+        return bytes(data)
+
+
+def _queued(row: Row[Any]) -> QueuedRecipient:
+    return QueuedRecipient(
+        id=row.id,
+        message_id=row.message_id,
+        inbox_id=row.inbox_id,
+        mail_from=row.mail_from,
+        recipient=row.recipient,
+        domain=row.domain,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=row.attempts,
+        last_reply=row.last_reply,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+    )

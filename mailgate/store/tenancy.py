@@ -1,0 +1,298 @@
+"""Tenancy: pods, the inboxes they hold (each created with its built-in mailboxes), and the API
+keys that open them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.store import errors
+from mailgate.store.base import StoreBase
+from mailgate.store.database import Conn
+from mailgate.store.events import Change, MailboxDeleted
+from mailgate.store.models import api_keys, entries, expunged, inboxes, mailboxes, pods
+from mailgate.store.names import address as valid_address
+from mailgate.store.names import key_label, pod_name, storable, valid_key_id
+from mailgate.store.records import BUILTIN_MAILBOXES, ApiKey, Inbox, Pod
+from mailgate.store.rows import (
+    collect_garbage,
+    inbox_record,
+    inbox_select,
+    insert_mailbox,
+    insert_pod,
+    now,
+    pod_row,
+)
+
+DEFAULT_POD = "default"
+
+
+class Tenancy(StoreBase):
+    # ---------------------------------------------------------------- pods
+
+    async def create_pod(self, name: str) -> Pod:
+        name = pod_name(name)
+
+        async def work(conn: Conn) -> Pod:
+            if await pod_row(conn, name) is not None:
+                raise errors.PodExists(f"pod {name} already exists")
+            return await insert_pod(conn, name)
+
+        return await self.db.write(work)
+
+    async def list_pods(self) -> list[Pod]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(pods).order_by(pods.c.name))
+            return [Pod(r.id, r.name, r.created_at) for r in rows]
+
+    async def get_pod(self, name: str) -> Pod:
+        async with self.db.read() as conn:
+            row = await pod_row(conn, pod_name(name))
+        if row is None:
+            raise errors.PodNotFound(f"no pod {name}")
+        return Pod(row.id, row.name, row.created_at)
+
+    async def delete_pod(self, name: str) -> None:
+        name = pod_name(name)
+
+        async def work(conn: Conn) -> None:
+            # Locked, so that an inbox created meanwhile on another node waits and then fails
+            # (and retries into a new pod) instead of being cascade-deleted with this one.
+            row = await pod_row(conn, name, lock=True)
+            if row is None:
+                raise errors.PodNotFound(f"no pod {name}")
+            if name == DEFAULT_POD:
+                raise errors.CannotModify(f"the {DEFAULT_POD} pod cannot be deleted")
+            count = await conn.scalar(
+                select(func.count()).select_from(inboxes).where(inboxes.c.pod_id == row.id)
+            )
+            if count:
+                raise errors.CannotModify(f"pod {name} still has {count} inbox(es)")
+            await conn.execute(delete(pods).where(pods.c.id == row.id))
+
+        await self.db.write(work)
+
+    # ---------------------------------------------------------------- inboxes
+
+    async def create_inbox(self, address: str, pod: str = DEFAULT_POD) -> Inbox:
+        address = valid_address(address)
+        pod = pod_name(pod)
+
+        async def work(conn: Conn) -> Inbox:
+            existing = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+            if existing is not None:
+                raise errors.InboxExists(f"inbox {address} already exists")
+            row = await pod_row(conn, pod)
+            owner = (
+                await insert_pod(conn, pod)
+                if row is None
+                else Pod(row.id, row.name, row.created_at)
+            )
+            created = now()
+            inbox_id = (
+                await conn.execute(
+                    insert(inboxes)
+                    .values(pod_id=owner.id, address=address, created_at=created)
+                    .returning(inboxes.c.id)
+                )
+            ).scalar_one()
+            for name, special_use in BUILTIN_MAILBOXES.items():
+                await insert_mailbox(conn, inbox_id, name, special_use)
+            return Inbox(inbox_id, owner.id, owner.name, address, created)
+
+        return await self.db.write(work)
+
+    async def get_inbox(self, address: str) -> Inbox:
+        try:
+            address = normalize_address(address)
+        except InvalidAddress:
+            raise errors.InboxNotFound(f"no inbox {address}") from None
+        found = await self.find_inboxes([address])
+        if address not in found:
+            raise errors.InboxNotFound(f"no inbox {address}")
+        return found[address]
+
+    async def find_inboxes(self, addresses: Iterable[str]) -> dict[str, Inbox]:
+        """The hosted inboxes among `addresses` (already normalised), keyed by address."""
+        wanted = sorted(a for a in set(addresses) if storable(a))
+        if not wanted:
+            return {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(inbox_select().where(inboxes.c.address.in_(wanted)))
+            return {r.address: inbox_record(r) for r in rows}
+
+    async def inbox_reached_by(self, address: str) -> Inbox | None:
+        """The inbox that mail to `address` (normalised) reaches: its own, or by
+        plus-addressing name+tag@domain reaches name@domain (unless name+tag is an inbox)."""
+        local, _, domain = address.rpartition("@")
+        candidates = [address]
+        if "+" in local:
+            candidates.append(f"{local.split('+', 1)[0]}@{domain}")
+        found = await self.find_inboxes(candidates)
+        return next((found[c] for c in candidates if c in found), None)
+
+    async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
+        query = inbox_select().order_by(inboxes.c.address)
+        if pod is not None:
+            if not storable(pod):
+                return []
+            query = query.where(pods.c.name == pod)
+        async with self.db.read() as conn:
+            return [inbox_record(r) for r in await conn.execute(query)]
+
+    async def delete_inbox(self, address: str) -> None:
+        address = valid_address(address)
+
+        async def work(conn: Conn) -> tuple[None, list[Change]]:
+            # Locked first: no mailbox can be created in it, nor message added, while it goes.
+            inbox_id = await conn.scalar(
+                select(inboxes.c.id).where(inboxes.c.address == address).with_for_update()
+            )
+            if inbox_id is None:
+                raise errors.InboxNotFound(f"no inbox {address}")
+            boxes = (
+                await conn.execute(
+                    select(mailboxes.c.id, mailboxes.c.name)
+                    .where(mailboxes.c.inbox_id == inbox_id)
+                    .order_by(mailboxes.c.id)
+                    .with_for_update()
+                )
+            ).all()
+            box_ids = [box.id for box in boxes]
+            message_ids = set(
+                await conn.scalars(
+                    select(entries.c.message_id).where(entries.c.mailbox_id.in_(box_ids))
+                )
+            )
+            await conn.execute(delete(entries).where(entries.c.mailbox_id.in_(box_ids)))
+            await conn.execute(delete(expunged).where(expunged.c.mailbox_id.in_(box_ids)))
+            await conn.execute(delete(api_keys).where(api_keys.c.inbox_id == inbox_id))
+            await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
+            await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
+            await collect_garbage(conn, message_ids)
+            return None, [MailboxDeleted(inbox_id, box.id, 0, box.name) for box in boxes]
+
+        await self._change(work)
+
+    # ---------------------------------------------------------------- API keys
+
+    async def add_key(
+        self,
+        key_id: str,
+        secret_hash: str,
+        *,
+        pod: str | None = None,
+        inbox: str | None = None,
+        label: str = "",
+    ) -> ApiKey:
+        """Record a key (auth.py makes the secret); scoped to one inbox, or to a whole pod."""
+        if (pod is None) == (inbox is None):
+            raise ValueError("a key is scoped to exactly one of pod or inbox")
+        if not valid_key_id(key_id):
+            raise errors.InvalidName(f"{key_id!r} is not a valid key id")
+        label = key_label(label)
+
+        async def work(conn: Conn) -> ApiKey:
+            if await conn.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id)):
+                raise errors.AlreadyExists(f"key {key_id} already exists")
+            inbox_id: int | None = None
+            if inbox is not None:
+                row = (
+                    await conn.execute(
+                        select(inboxes.c.id, inboxes.c.pod_id).where(
+                            inboxes.c.address == valid_address(inbox)
+                        )
+                    )
+                ).first()
+                if row is None:
+                    raise errors.InboxNotFound(f"no inbox {inbox}")
+                inbox_id, pod_id = row.id, row.pod_id
+            else:
+                assert pod is not None
+                owner = await pod_row(conn, pod_name(pod))
+                if owner is None:
+                    raise errors.PodNotFound(f"no pod {pod}")
+                pod_id = owner.id
+            await conn.execute(
+                insert(api_keys).values(
+                    id=key_id,
+                    pod_id=pod_id,
+                    inbox_id=inbox_id,
+                    secret_hash=secret_hash,
+                    label=label,
+                    created_at=now(),
+                )
+            )
+            return await _key(conn, key_id)
+
+        return await self.db.write(work)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        if not valid_key_id(key_id):
+            return None
+        async with self.db.read() as conn:
+            row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
+        return None if row is None else _key_record(row)
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(_key_select().order_by(api_keys.c.created_at, api_keys.c.id))
+            return [_key_record(r) for r in rows]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        if not valid_key_id(key_id):
+            raise errors.KeyNotFound(f"no key {key_id!r}")
+
+        async def work(conn: Conn) -> ApiKey:
+            key = await _key(conn, key_id)
+            if key.revoked_at is not None:
+                return key
+            await conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now())
+            )
+            return await _key(conn, key_id)
+
+        return await self.db.write(work)
+
+
+def _key_select() -> Any:
+    return select(
+        api_keys.c.id,
+        api_keys.c.pod_id,
+        pods.c.name.label("pod"),
+        api_keys.c.inbox_id,
+        inboxes.c.address.label("inbox"),
+        api_keys.c.label,
+        api_keys.c.created_at,
+        api_keys.c.revoked_at,
+        api_keys.c.secret_hash,
+    ).select_from(
+        api_keys.join(pods, pods.c.id == api_keys.c.pod_id).outerjoin(
+            inboxes, inboxes.c.id == api_keys.c.inbox_id
+        )
+    )
+
+
+async def _key(conn: Conn, key_id: str) -> ApiKey:
+    row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
+    if row is None:
+        raise errors.KeyNotFound(f"no key {key_id}")
+    return _key_record(row)
+
+
+def _key_record(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        pod_id=row.pod_id,
+        pod=row.pod,
+        inbox_id=row.inbox_id,
+        inbox=row.inbox,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        secret_hash=row.secret_hash,
+    )
