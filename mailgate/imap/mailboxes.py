@@ -172,9 +172,9 @@ async def delete(s: IMAPServer, request: Request) -> str:
 async def rename(s: IMAPServer, request: Request) -> str:
     args = request.args
     assert isinstance(args, Rename)
+    # The selected mailbox (or a child of the renamed one) learns its new name from the
+    # store's MailboxRenamed event, as in every other session.
     await s.store.rename_mailbox(_inbox_id(s), args.old, args.new)
-    if s.selected is not None and s.selected.name == canonical_mailbox_name(args.old):
-        s.selected.name = canonical_mailbox_name(args.new)
     return "RENAME completed"
 
 

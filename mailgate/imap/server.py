@@ -39,7 +39,7 @@ from mailgate.imap.parser import ParseError, parse_request, parse_tag
 from mailgate.imap.selected import MailboxGone, SelectedMailbox
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
-from mailgate.store.events import Change
+from mailgate.store.events import Change, MailboxRenamed
 
 log = logging.getLogger(__name__)
 
@@ -469,6 +469,9 @@ class IMAPServer(IMAP4Server):
         selected = self.selected
         if selected is None or event.mailbox_id != selected.mailbox_id:
             return
+        if isinstance(event, MailboxRenamed):
+            # Renamed by another session: DELETE and LIST of the new name mean this mailbox.
+            selected.name = event.name
         if event.modseq and event.modseq <= selected.modseq:
             return
         selected.dirty = True

@@ -225,6 +225,35 @@ def test_rename_selected_mailbox_keeps_the_session_working(imap: Transcript) -> 
     assert b"still here" in r.untagged[0]
 
 
+def test_a_session_learns_the_new_name_of_its_selected_mailbox(
+    server: Server, account: Account, imap: Transcript
+) -> None:
+    """Another session renames the parent of the mailbox this one has selected; the store's
+    rename event tells this session, so deleting its mailbox by the new name deselects it
+    (as for its own mailbox) instead of leaving it selected on a mailbox that is gone."""
+    imap.ok("CREATE Parent/Child")
+    with Transcript.login(server, account) as other:
+        other.ok("SELECT Parent/Child")
+        imap.ok("RENAME Parent Moved")
+        other.ok("NOOP")
+        other.ok("DELETE Moved/Child")
+        other.ok("NOOP")  # still connected, nothing selected
+        other.bad("FETCH 1 FLAGS")
+
+
+def test_another_session_lists_a_mailbox_created_or_renamed_meanwhile(
+    server: Server, account: Account, imap: Transcript
+) -> None:
+    with Transcript.login(server, account) as other:
+        assert "Fresh" not in list_names(other.ok('LIST "" "*"'))
+        imap.ok("CREATE Fresh")
+        assert "Fresh" in list_names(other.ok('LIST "" "*"'))
+        imap.ok("RENAME Fresh Renamed")
+        names = list_names(other.ok('LIST "" "*"'))
+        assert "Renamed" in names
+        assert "Fresh" not in names
+
+
 def test_syntax_errors_are_bad(imap: Transcript) -> None:
     imap.bad("CREATE")
     imap.bad("DELETE")
