@@ -307,10 +307,10 @@ class OutboundWorker:
                 await client.login(out.smarthost_username, out.smarthost_password)
             by_message: dict[int, list[QueuedRecipient]] = defaultdict(list)
             for item in items:
-                by_message[item.message_id].append(item)
-            for message_id, recipients in by_message.items():
+                by_message[item.blob_id].append(item)
+            for blob_id, recipients in by_message.items():
                 # One message in memory at a time, signed for this transaction.
-                raw = fold_long_lines(await self.store.message_bytes(message_id))
+                raw = fold_long_lines(await self.store.blob(blob_id))
                 message = await self._sign(raw, domain_of(recipients[0].mail_from))
                 await self._transaction(client, host, recipients, message, outcome)
         finally:
@@ -456,13 +456,13 @@ async def bounces(
     groups: dict[tuple[int, int], list[QueuedRecipient]] = defaultdict(list)
     for item in items:
         if item.inbox_id is not None:
-            groups[(item.message_id, item.inbox_id)].append(item)
+            groups[(item.blob_id, item.inbox_id)].append(item)
     parcels = []
     now = datetime.datetime.now(datetime.UTC)
-    for (message_id, inbox_id), group in groups.items():
+    for (blob_id, inbox_id), group in groups.items():
         try:
             inbox_mailbox = await store.get_mailbox(inbox_id, INBOX)
-            original = await store.message_bytes(message_id)
+            original = await store.blob(blob_id)
         except NotFound:
             continue  # the sender's inbox is gone: nobody to tell
         failures = [

@@ -69,9 +69,7 @@ class Filing:
     ) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
         # Mailboxes first, then messages: the lock order expunge and delete use too.
         boxes = {m: await lock_mailbox(conn, m) for m in sorted(self.plan)}
-        message_ids = {
-            i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())
-        }
+        blob_ids = {i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())}
         placed: dict[tuple[int, int], Placed] = {}
         events: list[Change] = []
         for mailbox_id, box in boxes.items():
@@ -86,7 +84,7 @@ class Filing:
                     insert(entries).values(
                         mailbox_id=mailbox_id,
                         uid=uid,
-                        message_id=message_ids[i],
+                        message_id=blob_ids[i],
                         flags=bits,
                         keywords=keywords,
                         modseq=modseq,
@@ -103,7 +101,7 @@ class Filing:
         queued_at = now()
         rows = [
             {
-                "message_id": message_ids[i],
+                "message_id": blob_ids[i],
                 "inbox_id": out.inbox_id,
                 "mail_from": out.mail_from,
                 "recipient": out.recipient,
@@ -150,13 +148,13 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         "created_at": now(),
     }
     dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
-    message_id = await conn.scalar(
+    blob_id = await conn.scalar(
         dialect_insert(messages)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["hash"])
         .returning(messages.c.id)
     )
-    if message_id is None:
+    if blob_id is None:
         # A concurrent transaction stored the same bytes first (and has committed: ON CONFLICT
         # waited for it).
         return int(
@@ -166,5 +164,5 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
                 .with_for_update(read=True)
             )
         )
-    await conn.execute(insert(blobs).values(message_id=message_id, data=prepared.raw))
-    return int(message_id)
+    await conn.execute(insert(blobs).values(message_id=blob_id, data=prepared.raw))
+    return int(blob_id)

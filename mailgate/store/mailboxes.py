@@ -121,7 +121,7 @@ class Mailboxes(StoreBase):
             )
             if child is not None:
                 raise errors.CannotModify(f"{name} has child mailboxes; delete them first")
-            message_ids = set(
+            blob_ids = set(
                 await conn.scalars(
                     select(entries.c.message_id).where(entries.c.mailbox_id == row.id)
                 )
@@ -129,7 +129,7 @@ class Mailboxes(StoreBase):
             await conn.execute(delete(entries).where(entries.c.mailbox_id == row.id))
             await conn.execute(delete(expunged).where(expunged.c.mailbox_id == row.id))
             await conn.execute(delete(mailboxes).where(mailboxes.c.id == row.id))
-            await collect_garbage(conn, message_ids)
+            await collect_garbage(conn, blob_ids)
             return None, [MailboxDeleted(inbox_id, int(row.id), 0, name)]
 
         await self._change(work)

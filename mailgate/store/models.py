@@ -4,6 +4,9 @@ Times are integer Unix seconds (the same on SQLite and PostgreSQL). A message's 
 in `blobs`, its IMAP metadata (computed at ingest) once in `messages`, and each mailbox that
 holds it has an `entries` row with its own UID, flags and MODSEQ.
 
+In code, a `messages` row and its blob are one *stored message*, named by its *blob id*; the
+`message_id` columns of `entries`, `blobs` and `outbound` hold that id (never a Message-ID).
+
 Ids are never reused (SQLite AUTOINCREMENT; PostgreSQL sequences never go back): sessions and
 event subscriptions hold inbox and mailbox ids, and a deleted mailbox's id coming back as
 another's would show one mailbox's messages in another.

@@ -77,11 +77,11 @@ class Queue(StoreBase):
                 _, events = await filing.file(conn, self.db)
             gone = [*delivered, *failed]
             if gone:
-                message_ids = set(
+                blob_ids = set(
                     await conn.scalars(select(outbound.c.message_id).where(outbound.c.id.in_(gone)))
                 )
                 await conn.execute(delete(outbound).where(outbound.c.id.in_(gone)))
-                await collect_garbage(conn, message_ids)
+                await collect_garbage(conn, blob_ids)
             for queue_id, next_attempt, reply in deferred:
                 query = update(outbound).where(outbound.c.id == queue_id)
                 if owner is not None:
@@ -186,18 +186,18 @@ class Queue(StoreBase):
 
         return await self.db.write(work)
 
-    async def message_bytes(self, message_id: int) -> bytes:
+    async def blob(self, blob_id: int) -> bytes:
         async with self.db.read() as conn:
-            data = await conn.scalar(select(blobs.c.data).where(blobs.c.message_id == message_id))
+            data = await conn.scalar(select(blobs.c.data).where(blobs.c.message_id == blob_id))
         if data is None:
-            raise errors.NotFound(f"no message {message_id}")
+            raise errors.NotFound(f"no stored message {blob_id}")
         return bytes(data)
 
 
 def _queued(row: Row[Any]) -> QueuedRecipient:
     return QueuedRecipient(
         id=row.id,
-        message_id=row.message_id,
+        blob_id=row.message_id,
         inbox_id=row.inbox_id,
         mail_from=row.mail_from,
         recipient=row.recipient,

@@ -200,7 +200,7 @@ class Parcel:
 @dataclass(frozen=True, slots=True)
 class QueuedRecipient:
     id: int
-    message_id: int
+    blob_id: int  # the stored message to send (Store.blob)
     inbox_id: int | None
     mail_from: str
     recipient: str

@@ -242,9 +242,9 @@ async def remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: i
     )
 
 
-async def collect_garbage(conn: Conn, message_ids: set[int]) -> None:
+async def collect_garbage(conn: Conn, blob_ids: set[int]) -> None:
     """Delete messages (and their blobs) that no entry or queued recipient refers to any more."""
-    for chunk in chunks(sorted(message_ids), 500):
+    for chunk in chunks(sorted(blob_ids), 500):
         # Wait for transactions reusing these messages (see ingest.insert_message); READ
         # COMMITTED then lets the next statement see the entries they committed. Decide once,
         # delete by id: deciding per statement could drop a blob and keep its message.

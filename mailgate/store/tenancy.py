@@ -163,7 +163,7 @@ class Tenancy(StoreBase):
                 )
             ).all()
             box_ids = [box.id for box in boxes]
-            message_ids = set(
+            blob_ids = set(
                 await conn.scalars(
                     select(entries.c.message_id).where(entries.c.mailbox_id.in_(box_ids))
                 )
@@ -173,7 +173,7 @@ class Tenancy(StoreBase):
             await conn.execute(delete(api_keys).where(api_keys.c.inbox_id == inbox_id))
             await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
             await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
-            await collect_garbage(conn, message_ids)
+            await collect_garbage(conn, blob_ids)
             return None, [MailboxDeleted(inbox_id, box.id, 0, box.name) for box in boxes]
 
         await self._change(work)
