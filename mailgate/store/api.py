@@ -42,8 +42,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
-from mailgate.addresses import InvalidAddress, domain_of, normalize_address
-from mailgate.message import MessageIndex, index_message, normalize_crlf
+from mailgate.mime.addresses import InvalidAddress, domain_of, normalize_address
+from mailgate.mime.headers import normalize_crlf
+from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.store import errors, notify
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import EventBus, MailboxChanged
