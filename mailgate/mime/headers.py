@@ -1,5 +1,5 @@
 """RFC 5322 header sections: line ends, where the header ends, finding and unfolding fields, and
-the lexical pieces of structured field values (comments, quoted strings).
+the lexical pieces of structured field values (comments, quoted strings, msg-ids).
 
 Input is untrusted: nothing here raises on malformed bytes.
 """
@@ -18,6 +18,7 @@ __all__ = [
     "first_fields",
     "header_fields",
     "header_values",
+    "msg_ids",
     "normalize_crlf",
     "split_header",
     "strip_comments",
@@ -175,3 +176,25 @@ def unquote(value: bytes) -> bytes:
         return value
     value = value[1:-1] if len(value) > 1 and value.endswith(b'"') else value[1:]
     return _ESCAPED.sub(rb"\1", value) if b"\\" in value else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Identification fields: Message-ID, In-Reply-To, References (RFC 5322 §3.6.4)
+
+_MSG_ID = re.compile(rb"<([^<>]*)>")
+_BARE_MSG_ID = re.compile(rb'[^\s<>()",;:@]+@[^\s<>()",;:@]+')
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def msg_ids(value: bytes) -> list[str]:
+    """The msg-ids of a field value, in order, each as ``<id-left@id-right>``.
+
+    Comments and anything between the msg-ids are ignored, and whitespace inside one is dropped
+    (obs-id-left allows CFWS around its dots). A value that is one bare ``id@host`` without
+    angle brackets, as some senders write, is taken as one msg-id.
+    """
+    value = strip_comments(value)
+    ids = [i for i in (_WHITESPACE.sub(b"", m) for m in _MSG_ID.findall(value)) if i]
+    if not ids and (bare := _BARE_MSG_ID.fullmatch(value.strip())):
+        ids = [bare.group(0)]
+    return ["<" + i.decode("utf-8", "replace") + ">" for i in ids]

@@ -25,11 +25,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from mailgate.mime.addresses import Address, parse_addresses
-from mailgate.mime.decoding import encode_utf8
-from mailgate.mime.headers import MAX_STRUCTURED, header_fields, strip_comments
+from mailgate.mime.decoding import decode_words, encode_utf8
+from mailgate.mime.headers import MAX_STRUCTURED, header_fields, msg_ids, strip_comments
 from mailgate.mime.parts import TOKEN, Entity, Params, mime_value, parse, transfer_encoding
 
 __all__ = [
+    "MAX_REFERENCES",
     "NIL",
     "MessageIndex",
     "extract_section",
@@ -194,9 +195,14 @@ def _part_map(entity: Entity) -> list[Any]:
 # The index
 
 
+# References kept per message: the last ones, as they are the nearest ancestors. Threading needs
+# no more (RFC 5256 §2.2 links a message to its parent, and each ancestor to the one before).
+MAX_REFERENCES = 100
+
+
 @dataclass(frozen=True, slots=True)
 class MessageIndex:
-    """What the store keeps per message so that FETCH never parses it again."""
+    """What the store keeps per message so that FETCH (and threading) never parses it again."""
 
     size: int
     header: bytes
@@ -205,7 +211,10 @@ class MessageIndex:
     bodystructure: bytes
     parts: bytes
     sent_date: datetime.datetime | None
-    message_id: str | None
+    message_id: str | None  # the Message-ID field as found, unfolded
+    in_reply_to: str | None  # the first msg-id of In-Reply-To, "<id@host>"
+    references: tuple[str, ...]  # the msg-ids of References, oldest first, "<id@host>" each
+    subject: str | None  # unfolded and RFC 2047-decoded
 
 
 def _sent_date(value: bytes | None) -> datetime.datetime | None:
@@ -224,6 +233,10 @@ def index_message(raw: bytes) -> MessageIndex:
     top = parse(raw)
     body, bodystructure = _structures(top, raw)
     message_id = top.fields.get(b"message-id")
+    in_reply_to = msg_ids(top.fields.get(b"in-reply-to", b"")[:MAX_STRUCTURED])
+    # The tail of a long References field holds the nearest ancestors: bound it from the end.
+    references = msg_ids(top.fields.get(b"references", b"")[-MAX_STRUCTURED:])
+    subject = top.fields.get(b"subject")
     return MessageIndex(
         size=len(raw),
         header=raw[: top.body],
@@ -233,7 +246,15 @@ def index_message(raw: bytes) -> MessageIndex:
         parts=json.dumps(_part_map(top), separators=(",", ":")).encode("ascii"),
         sent_date=_sent_date(top.fields.get(b"date")),
         message_id=message_id.decode("utf-8", "replace") if message_id else None,
+        in_reply_to=in_reply_to[0] if in_reply_to else None,
+        references=tuple(references[-MAX_REFERENCES:]),
+        subject=None if subject is None else _no_nul(decode_words(subject)),
     )
+
+
+def _no_nul(text: str) -> str:
+    # An encoded-word may decode to NUL, which no text column (nor IMAP string) may hold.
+    return text.replace("\x00", "\ufffd")
 
 
 # ---------------------------------------------------------------------------------------------

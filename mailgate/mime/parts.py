@@ -42,7 +42,7 @@ MAX_FALSE_DELIMITERS = 100_000
 
 # Header fields the index needs; only these are unfolded.
 _WANTED = frozenset(
-    b"date subject from sender reply-to to cc bcc in-reply-to message-id content-type"
+    b"date subject from sender reply-to to cc bcc in-reply-to message-id references content-type"
     b" content-transfer-encoding content-id content-description content-md5"
     b" content-disposition content-language content-location".split()
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.mime.headers import header_fields, header_values, normalize_crlf
+from mailgate.mime.headers import header_fields, header_values, msg_ids, normalize_crlf
 from tests.mime.helpers import crlf
 
 # ---------------------------------------------------------------------------------------------
@@ -101,3 +101,39 @@ def test_header_values() -> None:
 )
 def test_rfc2047_decoding(value: bytes, decoded: str) -> None:
     assert header_values(b"Subject: " + value + b"\r\n\r\n", "Subject") == [decoded]
+
+
+# ---------------------------------------------------------------------------------------------
+# msg-ids (RFC 5322 §3.6.4)
+
+
+@pytest.mark.parametrize(
+    ("value", "ids"),
+    [
+        (b"<a@b.example>", ["<a@b.example>"]),
+        (b"<a@b> <c@d>\t<e@f>", ["<a@b>", "<c@d>", "<e@f>"]),
+        (b"<a@b><c@d>", ["<a@b>", "<c@d>"]),  # no space between them
+        (b"<a@b> (a comment <x@y>) <c@d>", ["<a@b>", "<c@d>"]),
+        (b"(lead) <a@b> (nested (comment)) ", ["<a@b>"]),
+        (b"<a@b>\r\n <c@d>", ["<a@b>", "<c@d>"]),  # still folded
+        (b"<a . b@c>", ["<a.b@c>"]),  # obs-id-left: CFWS around the dots
+        (b'Your message of "Mon, 1 Jan" <a@b>', ["<a@b>"]),  # RFC 822 phrases are skipped
+        (b"a@b.example", ["<a@b.example>"]),  # one bare token: brackets added
+        (b"  a@b.example  ", ["<a@b.example>"]),
+        (b"a@b c@d", []),  # two bare tokens: not a msg-id list
+        (b"none", []),
+        (b"<>", []),
+        (b"<> a@b", []),
+        (b"<a@b", []),  # unterminated
+        (b"a@b>", []),
+        (b"", []),
+        (b"<\xff@x>", ["<\ufffd@x>"]),
+    ],
+)
+def test_msg_ids(value: bytes, ids: list[str]) -> None:
+    assert msg_ids(value) == ids
+
+
+def test_msg_ids_of_a_huge_value_never_raise() -> None:
+    assert msg_ids(b"<" * 100_000 + b"(" * 100_000) == []
+    assert len(msg_ids(b"<a@b>" * 20_000)) == 20_000

@@ -14,8 +14,15 @@ from typing import Any
 import pytest
 
 from mailgate.mime.addresses import address_list
-from mailgate.mime.headers import header_fields, header_values, normalize_crlf
-from mailgate.mime.imapview import extract_section, index_message, nstring, quoted, string
+from mailgate.mime.headers import MAX_STRUCTURED, header_fields, header_values, normalize_crlf
+from mailgate.mime.imapview import (
+    MAX_REFERENCES,
+    extract_section,
+    index_message,
+    nstring,
+    quoted,
+    string,
+)
 from mailgate.mime.parts import body_text
 from tests.mime.helpers import crlf, leaf_sizes, parse_wire, section
 
@@ -514,6 +521,72 @@ def test_sent_date() -> None:
 
 def test_message_id_missing() -> None:
     assert index_message(crlf(b"Subject: x\n\n")).message_id is None
+
+
+# ---------------------------------------------------------------------------------------------
+# What threading needs: Message-ID, In-Reply-To, References, Subject
+
+
+def test_threading_fields() -> None:
+    ix = index_message(
+        crlf(
+            b"Message-ID: <reply@example.net>\n"
+            b"In-Reply-To: <parent@example.net> (Carol's message)\n"
+            b"References: <root@example.net>\n"
+            b"  <middle@example.net> (folded)\n"
+            b"\t<parent@example.net>\n"
+            b"Subject: Re: =?utf-8?q?Caf=C3=A9?=\n"
+            b"  =?utf-8?b?IG5vdw==?=\n"
+            b"\nbody\n"
+        )
+    )
+    assert ix.message_id == "<reply@example.net>"
+    assert ix.in_reply_to == "<parent@example.net>"
+    assert ix.references == ("<root@example.net>", "<middle@example.net>", "<parent@example.net>")
+    assert ix.subject == "Re: Caf\u00e9 now"
+
+
+def test_threading_fields_missing() -> None:
+    ix = index_message(crlf(b"From: a@b\n\nbody\n"))
+    assert (ix.in_reply_to, ix.references, ix.subject) == (None, (), None)
+    assert index_message(b"").references == ()
+
+
+def test_in_reply_to_is_the_first_msg_id() -> None:
+    def in_reply_to(value: bytes) -> str | None:
+        return index_message(crlf(b"In-Reply-To: " + value + b"\n\n")).in_reply_to
+
+    assert in_reply_to(b"<a@x> <b@x>") == "<a@x>"
+    assert in_reply_to(b"a@x") == "<a@x>"  # a bare token
+    assert in_reply_to(b"Your message of Monday") is None
+    assert in_reply_to(b"") is None
+
+
+def test_references_tolerate_junk_and_keep_the_last_ones() -> None:
+    def references(value: bytes) -> tuple[str, ...]:
+        return index_message(crlf(b"References: " + value + b"\n\n")).references
+
+    assert references(b"junk <a@x> more junk <> <b@x") == ("<a@x>",)
+    assert references(b"a@x") == ("<a@x>",)
+    many = b" ".join(b"<%d@x>" % i for i in range(MAX_REFERENCES + 50))
+    kept = references(many)
+    assert len(kept) == MAX_REFERENCES
+    assert kept[0] == "<50@x>"
+    assert kept[-1] == f"<{MAX_REFERENCES + 49}@x>"
+    # A field longer than MAX_STRUCTURED is read from its end, where the parent is.
+    huge = b"<old@x> " + b"x" * (2 * MAX_STRUCTURED) + b" <parent@x>"
+    assert references(huge) == ("<parent@x>",)
+
+
+def test_subject_is_decoded_and_never_carries_nul() -> None:
+    def subject(value: bytes) -> str | None:
+        return index_message(crlf(b"Subject: " + value + b"\n\n")).subject
+
+    assert subject(b"") == ""
+    assert subject(b"caf\xe9") == "caf\ufffd"
+    assert subject(b"=?utf-8?q?a=00b?=") == "a\ufffdb"
+    assert subject(b"a\x00b") == "a\ufffdb"
+    assert index_message(crlf(b"Subject: first\nSubject: second\n\n")).subject == "first"
 
 
 # ---------------------------------------------------------------------------------------------
