@@ -16,8 +16,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.config import AuthSettings
+from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.store import errors
 from mailgate.store.api import Store
 from mailgate.store.records import ApiKey, Inbox

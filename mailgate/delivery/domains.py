@@ -10,8 +10,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from mailgate.addresses import domain_of
 from mailgate.delivery import dkim
+from mailgate.mime.addresses import domain_of
 from mailgate.store.api import Store
 from mailgate.store.errors import DomainExists, DomainNotFound
 from mailgate.store.records import Domain, DomainKey, Inbox

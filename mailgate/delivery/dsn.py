@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailgate.delivery.trace import new_message_id
-from mailgate.message import header_values, normalize_crlf, split_header
+from mailgate.mime.headers import header_values, normalize_crlf, split_header
 
 __all__ = ["SUBJECT", "Failure", "bounce"]
 

@@ -21,12 +21,12 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import domain_of, normalize_address
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.trace import Client, received_header
-from mailgate.message import address_list, header_values, normalize_crlf, split_header
+from mailgate.mime.addresses import address_list, domain_of, normalize_address
+from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
 from mailgate.store.records import INBOX, Inbox, Parcel, Target
 

@@ -31,12 +31,12 @@ from typing import TypedDict
 
 import aiosmtplib
 
-from mailgate.addresses import domain_of
 from mailgate.background import stop_task
 from mailgate.config import ConfigError, OutboundSettings, Settings
 from mailgate.delivery import dkim, dsn
 from mailgate.delivery.dns import NullMX, Resolver, TemporaryDNSError
 from mailgate.delivery.offload import Offload
+from mailgate.mime.addresses import domain_of
 from mailgate.store.api import Store
 from mailgate.store.errors import NotFound, StoreError
 from mailgate.store.records import INBOX, Parcel, QueuedRecipient, Target

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.auth import Principal
 from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
-from mailgate.message import address_list, header_values, normalize_crlf, split_header
+from mailgate.mime.addresses import InvalidAddress, address_list, domain_of, normalize_address
+from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
 from mailgate.store.records import SEEN, Outgoing, Parcel, Target
 

@@ -29,7 +29,8 @@ from mailgate.delivery.dkim import DKIMVerdict
 from mailgate.delivery.dkim import verify as verify_dkim
 from mailgate.delivery.dns import Resolver, TemporaryDNSError
 from mailgate.delivery.offload import Offload
-from mailgate.message import address_list, normalize_crlf
+from mailgate.mime.addresses import address_list
+from mailgate.mime.headers import normalize_crlf
 
 __all__ = [
     "TEMPERROR",

@@ -17,7 +17,8 @@ from mailgate.imap.parser import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.selected import SelectedMailbox
 from mailgate.imap.server import WRITE_CHUNK
 from mailgate.imap.wire import flag_list, internaldate
-from mailgate.message import extract_section, header_fields
+from mailgate.mime.headers import header_fields
+from mailgate.mime.imapview import extract_section
 from mailgate.store.records import SEEN, FetchRow
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.parser import Request, Search
 from mailgate.imap.search import And, DateKey, ModSeqKey, Not, Or, SearchKey, matches, needs
 from mailgate.imap.wire import uid_set
-from mailgate.message import body_text, header_values
+from mailgate.mime.headers import header_values
+from mailgate.mime.parts import body_text
 from mailgate.store.records import FetchRow
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from mailgate.imap.parser import encode_mailbox
-from mailgate.message import string
+from mailgate.mime.imapview import string
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

@@ -10,9 +10,9 @@ import logging
 
 from aiosmtpd.smtp import Envelope, Session
 
-from mailgate.addresses import InvalidAddress
 from mailgate.config import SMTPSettings
 from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
+from mailgate.mime.addresses import InvalidAddress
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, RoutedEnvelope, advertise
 from mailgate.store.errors import LimitExceeded, StoreError, Unavailable

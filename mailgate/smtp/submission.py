@@ -9,10 +9,10 @@ import logging
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
 from mailgate.config import SMTPSettings
 from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
+from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, advertise
 from mailgate.store.errors import LimitExceeded, Unavailable

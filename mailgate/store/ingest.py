@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailgate.addresses import domain_of
-from mailgate.message import MessageIndex, index_message, normalize_crlf
+from mailgate.mime.addresses import domain_of
+from mailgate.mime.headers import normalize_crlf
+from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.store import errors
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, MessagesAdded

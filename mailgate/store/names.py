@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.store import errors
 from mailgate.store.records import FLAG_BITS, HIERARCHY_DELIMITER, INBOX
 

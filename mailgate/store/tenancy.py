@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
-from mailgate.addresses import InvalidAddress, normalize_address
+from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn

@@ -17,7 +17,7 @@ import re
 import pytest
 
 from mailgate.delivery.dsn import MAX_ORIGINAL_HEADER, SUBJECT, Failure, bounce
-from mailgate.message import index_message
+from mailgate.mime.imapview import index_message
 
 HOST = "mail.example.test"
 SENDER = "alice@example.test"

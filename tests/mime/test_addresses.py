@@ -1,10 +1,38 @@
-"""mailgate.addresses: inbox addresses are validated and compared lower-cased."""
+"""mailgate.mime.addresses: address lists from headers; inbox addresses are validated and
+compared lower-cased."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailgate.addresses import InvalidAddress, domain_of, normalize_address
+from mailgate.mime.addresses import InvalidAddress, address_list, domain_of, normalize_address
+from tests.mime.helpers import crlf
+
+# ---------------------------------------------------------------------------------------------
+# Address lists (RFC 5322 §3.4)
+
+
+def test_address_list() -> None:
+    header = crlf(
+        b'From: =?utf-8?q?J=C3=B6rg?= <joerg@example.com>, "Doe, John" <john@example.com>\n'
+        b"To: list: x@example.com;\n"
+        b"From: second@example.com\n"
+        b"Cc: nobody\n"
+        b"\n"
+    )
+    assert address_list(header, "from") == [
+        ("J\u00f6rg", "joerg@example.com"),
+        ("Doe, John", "john@example.com"),
+        ("", "second@example.com"),
+    ]
+    assert address_list(header, "To") == [("", "x@example.com")]
+    assert address_list(header, "Cc") == [("", "nobody")]
+    assert address_list(header, "Bcc") == []
+    assert address_list(b"From: \xff\xfe<\xff@x>\r\n\r\n", "From") == [("\ufffd\ufffd", "\ufffd@x")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbox addresses
 
 
 @pytest.mark.parametrize(
