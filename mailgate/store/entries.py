@@ -51,6 +51,9 @@ FETCH_COLUMNS = {
     "parts": messages.c.parts,
     "sent_date": messages.c.sent_date,
     "sent_date_tz": messages.c.sent_date_tz,
+    "msgid": messages.c.msgid,
+    "in_reply_to": messages.c.in_reply_to,
+    "references": messages.c.refs,
 }
 
 
@@ -127,6 +130,8 @@ class Entries(StoreBase):
             if "sent_date" in values:
                 sent, tz = values.pop("sent_date"), values.pop("sent_date_tz")
                 values["sent_date"] = None if sent is None else to_datetime(sent, tz)
+            if "references" in values:
+                values["references"] = tuple(values["references"].split())
             result.append(
                 FetchRow(
                     uid=row[0],

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailgate.mime.addresses import domain_of
-from mailgate.mime.headers import normalize_crlf
+from mailgate.mime.headers import msg_ids, normalize_crlf
 from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.store import errors
 from mailgate.store.database import Conn, Database
@@ -24,6 +24,9 @@ from mailgate.store.rows import MAX_UID, bump_mailbox, lock_mailbox, now, tz_min
 
 # Messages bigger than this are hashed and indexed in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 64 * 1024
+# RFC 5322 §2.1.1: no line, so no msg-id, is longer. Longer ones are junk, and would not fit
+# PostgreSQL's index on Message-IDs.
+MAX_MSG_ID = 998
 
 
 class Prepared:
@@ -146,6 +149,7 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         "parts": index.parts,
         "sent_date": int(index.sent_date.timestamp()) if index.sent_date else None,
         "sent_date_tz": tz_minutes(index.sent_date) if index.sent_date else 0,
+        **dict(zip(("msgid", "in_reply_to", "refs"), thread_ids(index), strict=True)),
         "created_at": now(),
     }
     dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
@@ -167,3 +171,15 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         )
     await conn.execute(insert(blobs).values(message_id=blob_id, data=prepared.raw))
     return int(blob_id)
+
+
+def thread_ids(index: MessageIndex) -> tuple[str | None, str | None, str]:
+    """What threads are built from: the Message-ID, In-Reply-To and References (space-separated)
+    of a message, each msg-id as `<id@host>`; junk is left out."""
+    found = msg_ids(index.message_id.encode()) if index.message_id else []
+    msgid = found[0] if found and len(found[0]) <= MAX_MSG_ID else None
+    in_reply_to = index.in_reply_to
+    if in_reply_to is not None and len(in_reply_to) > MAX_MSG_ID:
+        in_reply_to = None
+    refs = " ".join(r for r in index.references if len(r) <= MAX_MSG_ID)
+    return msgid, in_reply_to, refs

@@ -120,7 +120,13 @@ messages = Table(
     Column("parts", LargeBinary, nullable=False),
     Column("sent_date", BigInteger, nullable=True),
     Column("sent_date_tz", SmallInteger, nullable=False, server_default="0"),
+    # What threads are built from (ingest.thread_ids): msg-ids as "<id@host>", References
+    # space-separated; NULL where the message has none (or only junk).
+    Column("msgid", Text, nullable=True),
+    Column("in_reply_to", Text, nullable=True),
+    Column("refs", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
+    Index("ix_messages_msgid", "msgid"),
     sqlite_autoincrement=True,
 )
 

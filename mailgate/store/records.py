@@ -159,6 +159,9 @@ class FetchRow:
     parts: bytes | None = None
     data: bytes | None = None
     sent_date: datetime.datetime | None = None
+    msgid: str | None = None  # the Message-ID, "<id@host>"
+    in_reply_to: str | None = None
+    references: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,3 +268,30 @@ def test_uid_space_exhausted_is_limit_exceeded(store: Store, mailbox: Mailbox) -
     with pytest.raises(errors.LimitExceeded):
         run(store.append(mailbox.id, message(2)))
     assert run(store.status(mailbox.id)).messages == 1
+
+
+def test_message_id_in_reply_to_and_references_are_kept(store: Store, mailbox: Mailbox) -> None:
+    raw = (
+        b"From: a@example.test\r\nSubject: Re: plans\r\n"
+        b"Message-ID:  <reply.1@example.test> (a comment)\r\n"
+        b"In-Reply-To: <root@example.test>\r\n"
+        b"References: <root@example.test>\r\n <mid@example.test>\r\n\r\nBody\r\n"
+    )
+    run(store.append(mailbox.id, raw))
+    run(store.append(mailbox.id, b"Subject: no ids at all\r\n\r\nBody\r\n"))
+    first, second = run(store.fetch(mailbox.id, [(1, 2)], ["msgid", "in_reply_to", "references"]))
+    assert first.msgid == "<reply.1@example.test>"
+    assert first.in_reply_to == "<root@example.test>"
+    assert first.references == ("<root@example.test>", "<mid@example.test>")
+    assert (second.msgid, second.in_reply_to, second.references) == (None, None, ())
+
+
+def test_overlong_message_ids_are_left_out(store: Store, mailbox: Mailbox) -> None:
+    huge = "<" + "x" * 5000 + "@example.test>"
+    raw = (
+        f"Message-ID: {huge}\r\nIn-Reply-To: {huge}\r\n"
+        f"References: <ok@example.test> {huge}\r\n\r\nBody\r\n"
+    ).encode()
+    assert run(store.append(mailbox.id, raw)).uid == 1
+    row = run(store.fetch(mailbox.id, [(1, 1)], ["msgid", "in_reply_to", "references"]))[0]
+    assert (row.msgid, row.in_reply_to, row.references) == (None, None, ("<ok@example.test>",))

@@ -165,3 +165,41 @@ def test_an_upgrade_that_rebuilds_tables_keeps_every_row(
     assert run(upgraded.status(box.id)).messages == 1
     assert run(upgraded.fetch(box.id, [(1, 1)], ["data"]))[0].data
     assert run(upgraded.get_key("kept")) is not None
+
+
+def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Mail stored before revision 0004 gets its Message-ID, In-Reply-To and References from its
+    stored header when the database is upgraded."""
+    from alembic import command
+
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    raw = (
+        b"From: a@example.test\r\nMessage-ID: <child@example.test>\r\n"
+        b"In-Reply-To: <parent@example.test>\r\n"
+        b"References: <root@example.test> <parent@example.test>\r\n\r\nBody\r\n"
+    )
+    run(store.append(box.id, raw))
+
+    def downgrade(sync_conn: Any) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = sync_conn
+        command.downgrade(cfg, "0003")
+
+    async def to_0003() -> None:
+        async with store.db.reader.begin() as conn:
+            await conn.run_sync(downgrade)
+
+    run(to_0003())
+    assert rows(store, "SELECT version_num FROM alembic_version") == [("0003",)]
+    run(store.close())
+
+    upgraded = open_store()
+    row = run(upgraded.fetch(box.id, [(1, 1)], ["msgid", "in_reply_to", "references", "data"]))[0]
+    assert row.msgid == "<child@example.test>"
+    assert row.in_reply_to == "<parent@example.test>"
+    assert row.references == ("<root@example.test>", "<parent@example.test>")
+    assert row.data == raw
