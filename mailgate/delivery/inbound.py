@@ -28,9 +28,8 @@ from mailgate.delivery.offload import Offload
 from mailgate.delivery.trace import Client, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import INBOX, Inbox, Parcel, Target
+from mailgate.store.records import INBOX, SPAM, Inbox, Parcel, Target
 
-SPAM = "Spam"
 MAX_RECEIVED = 50  # RFC 5321 §6.3: a loop once a message has passed this many hops
 
 
