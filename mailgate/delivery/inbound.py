@@ -25,7 +25,7 @@ from mailgate.addresses import domain_of, normalize_address
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
-from mailgate.delivery.trace import Client, received_header
+from mailgate.delivery.trace import Origin, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
 from mailgate.store.records import INBOX, SPAM, Inbox, Parcel, Target
@@ -85,7 +85,7 @@ class Inbound:
         return Decision.ACCEPT, inbox
 
     async def accept(
-        self, *, client: Client, mail_from: str, recipients: list[Inbox], data: bytes
+        self, *, origin: Origin, mail_from: str, recipients: list[Inbox], data: bytes
     ) -> Delivered:
         raw = normalize_crlf(data)
         header, _ = split_header(raw)
@@ -94,8 +94,8 @@ class Inbound:
         sender = _sender(mail_from)
         verdict = await verdicts.evaluate(
             self.resolver,
-            ip=client.ip,
-            helo=client.helo,
+            ip=origin.ip,
+            helo=origin.helo or "",
             mail_from=sender,
             message=raw,
             offload=self.offload,
@@ -136,7 +136,7 @@ class Inbound:
         trace_id = secrets.token_hex(8)
         stamped = (
             received_header(
-                client, self.hostname, trace_id, [i.address for i in inbox_targets + spam]
+                origin, self.hostname, trace_id, [i.address for i in inbox_targets + spam]
             )
             + verdicts.authentication_results(self.hostname, verdict)
             + verdicts.remove_own_authentication_results(header, self.hostname)

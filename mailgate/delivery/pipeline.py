@@ -17,7 +17,7 @@ from enum import Enum
 
 from mailgate.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.auth import Principal
-from mailgate.delivery.trace import Client, date_header, new_message_id, received_header
+from mailgate.delivery.trace import Origin, date_header, new_message_id, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
 from mailgate.store.records import SEEN, Outgoing, Parcel, Target
@@ -67,7 +67,7 @@ class Submission:
         return address, Route.REMOTE
 
     async def submit(
-        self, principal: Principal, recipients: list[str], data: bytes, client: Client
+        self, principal: Principal, recipients: list[str], data: bytes, origin: Origin
     ) -> Accepted:
         """Check the From header, stamp the message, and commit every copy at once."""
         raw = normalize_crlf(data)
@@ -77,7 +77,7 @@ class Submission:
             raise SenderNotAuthorized("the From header must be the logged-in inbox")
 
         trace_id = secrets.token_hex(8)
-        added = received_header(client, self.hostname, trace_id, recipients)
+        added = received_header(origin, self.hostname, trace_id, recipients)
         message_ids = header_values(header, "Message-ID")
         message_id = message_ids[0].strip() if message_ids else new_message_id(self.hostname)
         if not message_ids:

@@ -149,7 +149,7 @@ class SubmissionHandler:
                     _principal(session),
                     list(envelope.rcpt_tos),
                     content,
-                    server.client(authenticated=True),
+                    server.origin(authenticated=True),
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
