@@ -1,6 +1,6 @@
 """What happens to mail arriving from other servers (the MX), top to bottom.
 
-    RCPT: a hosted inbox? (plus-addressing: name+tag@ reaches name@)  ->  550 5.1.1 for an
+    RCPT: a hosted inbox? (routing.py: name+tag@ reaches name@)  ->  550 5.1.1 for an
           unknown address at one of our domains, 550 5.7.1 for any other domain  ->  the
           inbox's block list against the envelope sender  ->  550 5.7.1 if blocked
     DATA: more than 50 Received fields  ->  554 5.4.6 (a loop)
@@ -21,10 +21,10 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from mailgate.addresses import domain_of, normalize_address
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
+from mailgate.delivery.routing import Route, Router
 from mailgate.delivery.trace import Origin, received_header
 from mailgate.message import address_list, header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
@@ -64,21 +64,27 @@ class Delivered:
 
 class Inbound:
     def __init__(
-        self, store: Store, resolver: Resolver, hostname: str, offload: Offload | None = None
+        self,
+        store: Store,
+        router: Router,
+        resolver: Resolver,
+        hostname: str,
+        offload: Offload | None = None,
     ) -> None:
         self.store = store
+        self.router = router
         self.resolver = resolver
         self.hostname = hostname
         self.offload = offload
 
     async def route(self, recipient: str, mail_from: str) -> tuple[Decision, Inbox | None]:
         """Who `recipient` is here; InvalidAddress if it is malformed."""
-        address = normalize_address(recipient)
-        inbox = await self.store.inbox_reached_by(address)
-        if inbox is None:
-            if await self.store.is_local_domain(domain_of(address)):
-                return Decision.UNKNOWN, None
+        route, inbox = await self.router.route(recipient)
+        if route is Route.UNKNOWN:
+            return Decision.UNKNOWN, None
+        if route is Route.REMOTE:
             return Decision.RELAY_DENIED, None
+        assert inbox is not None
         rules = (await self.store.sender_rules_for([inbox.id]))[inbox.id]
         if _verdict_of_rules(rules, [_sender(mail_from)]) == "block":
             return Decision.BLOCKED, inbox

@@ -1,5 +1,6 @@
-"""The submission handler: AUTH with inbox + API key, then MAIL, RCPT and DATA through the
-delivery pipeline. It returns reply texts; it holds no SQL and no socket code."""
+"""The submission handler: AUTH with inbox + API key, then MAIL, RCPT and DATA through
+delivery's one door for sending (delivery/submission.py). It returns reply texts; it holds no
+SQL and no socket code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetup
 from mailgate.addresses import InvalidAddress, normalize_address
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
 from mailgate.config import SMTPSettings
-from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
+from mailgate.delivery.routing import Route, Router
+from mailgate.delivery.submission import (
+    SenderNotAuthorized,
+    Submission,
+    UnknownRecipients,
+    check_sender,
+)
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, advertise
 from mailgate.store.errors import LimitExceeded, Unavailable
@@ -22,9 +29,14 @@ log = logging.getLogger(__name__)
 
 class SubmissionHandler:
     def __init__(
-        self, submission: Submission, authenticator: Authenticator, settings: SMTPSettings
+        self,
+        submission: Submission,
+        router: Router,
+        authenticator: Authenticator,
+        settings: SMTPSettings,
     ) -> None:
         self.submission = submission
+        self.router = router
         self.authenticator = authenticator
         self.settings = settings
 
@@ -105,7 +117,7 @@ class SubmissionHandler:
     ) -> str:
         principal = _principal(session)
         try:
-            self.submission.check_sender(principal, address)
+            check_sender(principal, address)
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
         envelope.mail_from = address
@@ -129,8 +141,9 @@ class SubmissionHandler:
         # Checked before the lookup, so a client repeating RCPT costs no database work.
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
+        # Routed here only to refuse an unknown recipient at once; DATA routes them all again.
         try:
-            recipient, route = await self.submission.route(recipient)
+            route, _ = await self.router.route(recipient)
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", recipient, exc)
             return replies.TEMPORARY_FAILURE
@@ -147,12 +160,16 @@ class SubmissionHandler:
             with server.storing():
                 accepted = await self.submission.submit(
                     _principal(session),
-                    list(envelope.rcpt_tos),
                     content,
+                    envelope.rcpt_tos,
                     server.origin(authenticated=True),
+                    mail_from=envelope.mail_from or "",
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
+        except UnknownRecipients:
+            # An inbox deleted between RCPT and DATA.
+            return replies.UNKNOWN_RECIPIENT
         except (Unavailable, LimitExceeded) as exc:
             log.warning("submission from %s not stored: %s", _principal(session).address, exc)
             return replies.TEMPORARY_FAILURE
