@@ -4,14 +4,23 @@ SQL and no socket code."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
 from mailgate.addresses import InvalidAddress, normalize_address
-from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
+from mailgate.auth import (
+    Authenticator,
+    AuthFailed,
+    AuthorizationRefused,
+    BadBase64,
+    LockedOut,
+    MalformedResponse,
+    Principal,
+    SASLError,
+    decode_base64,
+    plain_credentials,
+)
 from mailgate.config import SMTPSettings
 from mailgate.delivery.routing import Route, Router
 from mailgate.delivery.submission import (
@@ -55,23 +64,18 @@ class SubmissionHandler:
     # ---------------------------------------------------------------- AUTH
 
     async def auth_PLAIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return _refused(replies.AUTH_BAD_BASE64)
-        assert isinstance(blob, bytes)
-        fields = blob.split(b"\x00")
-        if len(fields) != 3:
-            return _refused(replies.AUTH_MALFORMED)
-        authzid, user, password = fields
-        if authzid and authzid != user:
-            # RFC 4616: we do not let one identity act as another.
-            return _refused(replies.AUTH_FAILED)
+        try:
+            if len(args) == 1:
+                # aiosmtpd decodes the base64 of a challenge's answer itself.
+                blob = await server.challenge_auth("")
+                if blob is MISSING:
+                    return AuthResult(success=False, handled=True)
+            else:
+                blob = decode_base64(args[1])
+            assert isinstance(blob, bytes)
+            user, password = plain_credentials(blob)
+        except SASLError as exc:
+            return _refused(_SASL_REPLIES[type(exc)])
         return await self._login(server, user, password)
 
     async def auth_LOGIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
@@ -81,9 +85,9 @@ class SubmissionHandler:
                 return AuthResult(success=False, handled=True)
         else:
             try:
-                user = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return _refused(replies.AUTH_BAD_BASE64)
+                user = decode_base64(args[1])
+            except SASLError as exc:
+                return _refused(_SASL_REPLIES[type(exc)])
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False, handled=True)
@@ -188,6 +192,14 @@ class SubmissionHandler:
         else:
             log.error("SMTP session error", exc_info=error)
         return replies.TEMPORARY_FAILURE
+
+
+# Each kind of SASL error as SMTP answers it.
+_SASL_REPLIES: dict[type[SASLError], str] = {
+    BadBase64: replies.AUTH_BAD_BASE64,
+    MalformedResponse: replies.AUTH_MALFORMED,
+    AuthorizationRefused: replies.AUTH_FAILED,
+}
 
 
 def _refused(reply: str) -> AuthResult:
