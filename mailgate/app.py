@@ -18,7 +18,6 @@ from mailgate.auth import Authenticator
 from mailgate.background import stop_task
 from mailgate.config import ConfigError, Settings
 from mailgate.delivery.dns import Resolver
-from mailgate.delivery.domains import backfill as backfill_domains
 from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.outbound import OutboundWorker
@@ -26,6 +25,7 @@ from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
+from mailgate.provision import backfill_domains
 from mailgate.proxy import Address, ProxyListener
 from mailgate.proxy import listen as proxy_listen
 from mailgate.proxy import networks as proxy_networks

@@ -121,15 +121,6 @@ def new_token() -> tuple[str, str, str]:
     return key_id, secret, f"{TOKEN_PREFIX}{key_id}_{secret}"
 
 
-async def issue_key(
-    store: Store, *, inbox: str | None = None, pod: str | None = None, label: str = ""
-) -> tuple[ApiKey, str]:
-    """Create a key scoped to `inbox` or `pod`; returns it with the token, shown only now."""
-    key_id, secret, token = new_token()
-    key = await store.add_key(key_id, hash_secret(secret), inbox=inbox, pod=pod, label=label)
-    return key, token
-
-
 class Throttle:
     """Failed logins per client address: each one answers more slowly, too many lock it out.
 
