@@ -18,13 +18,14 @@ from mailgate.auth import Authenticator
 from mailgate.background import stop_task
 from mailgate.config import ConfigError, Settings
 from mailgate.delivery.dns import Resolver
-from mailgate.delivery.domains import backfill as backfill_domains
 from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.outbound import OutboundWorker
-from mailgate.delivery.pipeline import Submission
+from mailgate.delivery.routing import Router
+from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
+from mailgate.provision import backfill_domains
 from mailgate.proxy import Address, ProxyListener
 from mailgate.proxy import listen as proxy_listen
 from mailgate.proxy import networks as proxy_networks
@@ -110,10 +111,13 @@ class App:
             self._imap.start()
             resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
             self.outbound = OutboundWorker(self.store, resolver, settings, self._offload)
-            submission = Submission(self.store, settings.server.hostname, self.outbound.wake)
-            self._handler = SubmissionHandler(submission, authenticator, settings.smtp)
+            router = Router(self.store)
+            submission = Submission(
+                self.store, router, settings.server.hostname, self.outbound.wake
+            )
+            self._handler = SubmissionHandler(submission, router, authenticator, settings.smtp)
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
-            inbound = Inbound(self.store, resolver, settings.server.hostname, self._offload)
+            inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)

@@ -313,12 +313,13 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _inbox_create(args: argparse.Namespace, settings: Settings) -> int:
-    from mailgate.auth import issue_key
-    from mailgate.delivery.domains import create_inbox
+    from mailgate import provision
 
     async def work(store: Any) -> tuple[Any, Any, str]:
-        inbox = await create_inbox(store, args.address, args.pod)
-        key, token = await issue_key(store, inbox=inbox.address, label="created with the inbox")
+        inbox = await provision.create_inbox(store, args.address, args.pod)
+        key, token = await provision.issue_key(
+            store, inbox=inbox.address, label="created with the inbox"
+        )
         return inbox, key, token
 
     inbox, key, token = _with_store(settings, work)
@@ -342,16 +343,18 @@ def _inbox_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _inbox_delete(args: argparse.Namespace, settings: Settings) -> int:
-    _with_store(settings, lambda store: store.delete_inbox(args.address))
+    from mailgate import provision
+
+    _with_store(settings, lambda store: provision.delete_inbox(store, args.address))
     _emit(args, {"deleted": args.address}, f"deleted inbox {args.address} and all its mail")
     return 0
 
 
 def _key_create(args: argparse.Namespace, settings: Settings) -> int:
-    from mailgate.auth import issue_key
+    from mailgate import provision
 
     async def work(store: Any) -> tuple[Any, str]:
-        return await issue_key(store, inbox=args.inbox, pod=args.pod, label=args.label)
+        return await provision.issue_key(store, inbox=args.inbox, pod=args.pod, label=args.label)
 
     key, token = _with_store(settings, work)
     scope = f"inbox {key.inbox}" if key.inbox else f"every inbox of pod {key.pod}"
@@ -375,7 +378,9 @@ def _key_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    key = _with_store(settings, lambda store: store.revoke_key(args.key_id))
+    from mailgate import provision
+
+    key = _with_store(settings, lambda store: provision.revoke_key(store, args.key_id))
     _emit(args, _key_dict(key), f"revoked key {key.id}")
     return 0
 
@@ -408,11 +413,13 @@ def _domain_text(domain: Any) -> str:
 
 
 def _domain_add(args: argparse.Namespace, settings: Settings) -> int:
-    from mailgate.delivery.domains import add_domain
+    from mailgate import provision
 
     domain = _with_store(
         settings,
-        lambda store: add_domain(store, args.domain, spf=args.spf, dmarc_policy=args.dmarc_policy),
+        lambda store: provision.add_domain(
+            store, args.domain, spf=args.spf, dmarc_policy=args.dmarc_policy
+        ),
     )
     _emit(
         args,
@@ -439,7 +446,9 @@ def _domain_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _domain_delete(args: argparse.Namespace, settings: Settings) -> int:
-    _with_store(settings, lambda store: store.delete_domain(args.domain))
+    from mailgate import provision
+
+    _with_store(settings, lambda store: provision.delete_domain(store, args.domain))
     _emit(args, {"deleted": args.domain}, f"deleted domain {args.domain}")
     return 0
 
@@ -462,9 +471,9 @@ def _domain_dns(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _domain_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    from mailgate.delivery.domains import rotate_keys
+    from mailgate import provision
 
-    domain = _with_store(settings, lambda store: rotate_keys(store, args.domain))
+    domain = _with_store(settings, lambda store: provision.rotate_dkim(store, args.domain))
     _emit(
         args,
         _domain_dict(domain, settings),
@@ -476,7 +485,11 @@ def _domain_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _domain_remove_key(args: argparse.Namespace, settings: Settings) -> int:
-    domain = _with_store(settings, lambda store: store.remove_dkim_key(args.domain, args.selector))
+    from mailgate import provision
+
+    domain = _with_store(
+        settings, lambda store: provision.remove_dkim(store, args.domain, args.selector)
+    )
     _emit(args, _domain_dict(domain, settings), _domain_text(domain))
     return 0
 
@@ -517,13 +530,19 @@ def _queue_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rules(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate import provision
+
     owner = {"inbox": args.inbox} if args.inbox else {"pod": args.pod}
     action = "allow" if args.allow else "block"
     entry = args.allow or args.block
     if args.rules_action == "add":
-        _with_store(settings, lambda store: store.add_sender_rule(action, entry, **owner))
+        _with_store(
+            settings, lambda store: provision.add_sender_rule(store, action, entry, **owner)
+        )
     elif args.rules_action == "remove":
-        _with_store(settings, lambda store: store.remove_sender_rule(action, entry, **owner))
+        _with_store(
+            settings, lambda store: provision.remove_sender_rule(store, action, entry, **owner)
+        )
     rules = _with_store(settings, lambda store: store.list_sender_rules(**owner))
     if args.rules_action == "show" and entry:
         rules = [r for r in rules if r.action == action and r.entry == entry.lower()]

@@ -22,9 +22,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from mailgate.app import App, install_reactor
-from mailgate.auth import issue_key
 from mailgate.config import Settings, with_overrides
-from mailgate.delivery.domains import create_inbox
+from mailgate.provision import create_inbox, issue_key
 from mailgate.store.api import Store
 
 T = TypeVar("T")

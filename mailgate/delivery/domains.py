@@ -1,8 +1,6 @@
-"""Domains: created with their DKIM keys, and the DNS records their owner must publish.
-
-Creating the first inbox of a domain adds the domain (with an RSA-2048 and an Ed25519 key,
-RFC 8463), so that mail from a new inbox can be signed at once.
-"""
+"""What a domain needs to send and receive mail: fresh DKIM keys (RSA + Ed25519, RFC 8463),
+its default SPF and DMARC records, and the DNS records its owner must publish. Adding and
+changing domains is provisioning (mailgate/provision.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +9,7 @@ import time
 from dataclasses import dataclass
 
 from mailgate.delivery import dkim
-from mailgate.mime.addresses import domain_of
-from mailgate.store.api import Store
-from mailgate.store.errors import DomainExists, DomainNotFound
-from mailgate.store.records import Domain, DomainKey, Inbox
-from mailgate.store.tenancy import DEFAULT_POD
+from mailgate.store.records import Domain, DomainKey
 
 DEFAULT_SPF = "v=spf1 mx -all"
 DEFAULT_DMARC_POLICY = "quarantine"
@@ -42,46 +36,6 @@ async def new_keys() -> tuple[DomainKey, ...]:
         )
         for k in generated
     )
-
-
-async def add_domain(
-    store: Store, name: str, *, spf: str = DEFAULT_SPF, dmarc_policy: str = DEFAULT_DMARC_POLICY
-) -> Domain:
-    return await store.add_domain(
-        name, spf=spf, dmarc=default_dmarc(name.lower(), dmarc_policy), keys=await new_keys()
-    )
-
-
-async def ensure_domain(store: Store, name: str) -> Domain:
-    try:
-        return await store.get_domain(name)
-    except DomainNotFound:
-        pass
-    try:
-        return await add_domain(store, name)
-    except DomainExists:
-        # Another node (or command) created it meanwhile.
-        return await store.get_domain(name)
-
-
-async def create_inbox(store: Store, address: str, pod: str = DEFAULT_POD) -> Inbox:
-    """An inbox, and its domain with DKIM keys if this is the domain's first inbox."""
-    inbox = await store.create_inbox(address, pod)
-    await ensure_domain(store, domain_of(inbox.address))
-    return inbox
-
-
-async def backfill(store: Store) -> None:
-    """Give a domain (and keys) to every inbox domain that has none: inboxes created before
-    mailgate managed domains, by an older version."""
-    known = {d.name for d in await store.list_domains()}
-    for name in sorted({domain_of(i.address) for i in await store.list_inboxes()} - known):
-        await ensure_domain(store, name)
-
-
-async def rotate_keys(store: Store, name: str) -> Domain:
-    """New selectors sign from now on; the old public keys stay published until removed."""
-    return await store.add_dkim_keys(name, await new_keys())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What happens to mail arriving from other servers (the MX), top to bottom.
 
-    RCPT: a hosted inbox? (plus-addressing: name+tag@ reaches name@)  ->  550 5.1.1 for an
+    RCPT: a hosted inbox? (routing.py: name+tag@ reaches name@)  ->  550 5.1.1 for an
           unknown address at one of our domains, 550 5.7.1 for any other domain  ->  the
           inbox's block list against the envelope sender  ->  550 5.7.1 if blocked
     DATA: more than 50 Received fields  ->  554 5.4.6 (a loop)
@@ -24,13 +24,13 @@ from enum import Enum
 from mailgate.delivery import verdicts
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
-from mailgate.delivery.trace import Client, received_header
-from mailgate.mime.addresses import address_list, domain_of, normalize_address
+from mailgate.delivery.routing import Route, Router
+from mailgate.delivery.trace import Origin, received_header
+from mailgate.mime.addresses import address_list
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import INBOX, Inbox, Parcel, Target
+from mailgate.store.records import INBOX, SPAM, Inbox, Parcel, Target
 
-SPAM = "Spam"
 MAX_RECEIVED = 50  # RFC 5321 §6.3: a loop once a message has passed this many hops
 
 
@@ -65,28 +65,34 @@ class Delivered:
 
 class Inbound:
     def __init__(
-        self, store: Store, resolver: Resolver, hostname: str, offload: Offload | None = None
+        self,
+        store: Store,
+        router: Router,
+        resolver: Resolver,
+        hostname: str,
+        offload: Offload | None = None,
     ) -> None:
         self.store = store
+        self.router = router
         self.resolver = resolver
         self.hostname = hostname
         self.offload = offload
 
     async def route(self, recipient: str, mail_from: str) -> tuple[Decision, Inbox | None]:
         """Who `recipient` is here; InvalidAddress if it is malformed."""
-        address = normalize_address(recipient)
-        inbox = await self.store.inbox_reached_by(address)
-        if inbox is None:
-            if await self.store.is_local_domain(domain_of(address)):
-                return Decision.UNKNOWN, None
+        route, inbox = await self.router.route(recipient)
+        if route is Route.UNKNOWN:
+            return Decision.UNKNOWN, None
+        if route is Route.REMOTE:
             return Decision.RELAY_DENIED, None
+        assert inbox is not None
         rules = (await self.store.sender_rules_for([inbox.id]))[inbox.id]
         if _verdict_of_rules(rules, [_sender(mail_from)]) == "block":
             return Decision.BLOCKED, inbox
         return Decision.ACCEPT, inbox
 
     async def accept(
-        self, *, client: Client, mail_from: str, recipients: list[Inbox], data: bytes
+        self, *, origin: Origin, mail_from: str, recipients: list[Inbox], data: bytes
     ) -> Delivered:
         raw = normalize_crlf(data)
         header, _ = split_header(raw)
@@ -95,8 +101,8 @@ class Inbound:
         sender = _sender(mail_from)
         verdict = await verdicts.evaluate(
             self.resolver,
-            ip=client.ip,
-            helo=client.helo,
+            ip=origin.ip,
+            helo=origin.helo or "",
             mail_from=sender,
             message=raw,
             offload=self.offload,
@@ -137,7 +143,7 @@ class Inbound:
         trace_id = secrets.token_hex(8)
         stamped = (
             received_header(
-                client, self.hostname, trace_id, [i.address for i in inbox_targets + spam]
+                origin, self.hostname, trace_id, [i.address for i in inbox_targets + spam]
             )
             + verdicts.authentication_results(self.hostname, verdict)
             + verdicts.remove_own_authentication_results(header, self.hostname)

@@ -1,4 +1,5 @@
-"""Trace and identity headers added to submitted mail (RFC 5321 §4.4, RFC 5322 §3.6)."""
+"""Trace and identity headers added to mail we accept (RFC 5321 §4.4, RFC 5322 §3.6), and the
+origin they describe: whichever door a message came in by, SMTP or the HTTP API."""
 
 from __future__ import annotations
 
@@ -6,16 +7,37 @@ import datetime
 import email.utils
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Protocol(StrEnum):
+    """The `with` clause of a Received header: IANA's "Mail Transmission Types"."""
+
+    ESMTP = "ESMTP"
+    ESMTPS = "ESMTPS"  # RFC 3848: with TLS
+    ESMTPA = "ESMTPA"  # RFC 3848: the client authenticated
+    ESMTPSA = "ESMTPSA"  # RFC 3848: both
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
 
 
 @dataclass(frozen=True, slots=True)
-class Client:
-    """What we know of the SMTP client, for the Received header."""
+class Origin:
+    """Where a message came from, as its Received header tells it."""
 
-    helo: str
+    protocol: Protocol
     ip: str
-    tls: str | None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
-    authenticated: bool
+    helo: str | None = None  # the EHLO/HELO name; None where the protocol has none (HTTP)
+    tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
+
+    @classmethod
+    def smtp(cls, *, ip: str, helo: str, tls: str | None, authenticated: bool) -> Origin:
+        protocol = Protocol("ESMTP" + ("S" if tls else "") + ("A" if authenticated else ""))
+        return cls(protocol, ip, helo, tls)
+
+    @classmethod
+    def http(cls, *, ip: str, tls: str | None) -> Origin:
+        return cls(Protocol.HTTPS if tls else Protocol.HTTP, ip, None, tls)
 
 
 def new_message_id(hostname: str) -> str:
@@ -23,21 +45,23 @@ def new_message_id(hostname: str) -> str:
 
 
 def received_header(
-    client: Client,
+    origin: Origin,
     hostname: str,
     trace_id: str,
     recipients: list[str],
     now: datetime.datetime | None = None,
 ) -> bytes:
-    """A folded Received: line naming the client, us, the protocol (RFC 3848) and the time."""
+    """A folded Received: line naming the client, us, the protocol and the time."""
     now = now or datetime.datetime.now(datetime.UTC)
-    # RFC 3848: ESMTP, +S with TLS, +A when the client authenticated.
-    protocol = "ESMTP" + ("S" if client.tls else "") + ("A" if client.authenticated else "")
-    helo = _clean(client.helo) or "unknown"
-    lines = [f"Received: from {helo} ([{client.ip}])", f"by {hostname} (mailgate)"]
-    lines.append(f"with {protocol} id {trace_id}")
-    if client.tls:
-        lines.append(f"(using {_clean(client.tls)})")
+    if origin.helo is None:
+        # No HELO name to report (HTTP): the client is named by its address alone.
+        source = f"[{origin.ip}]"
+    else:
+        source = f"{_clean(origin.helo) or 'unknown'} ([{origin.ip}])"
+    lines = [f"Received: from {source}", f"by {hostname} (mailgate)"]
+    lines.append(f"with {origin.protocol} id {trace_id}")
+    if origin.tls:
+        lines.append(f"(using {_clean(origin.tls)})")
     stamp = email.utils.format_datetime(now)
     if len(recipients) == 1:
         lines.append(f"for <{_clean(recipients[0])}>; {stamp}")

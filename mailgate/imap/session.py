@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
-from mailgate.auth import AuthFailed, LockedOut
+from mailgate.auth import (
+    AuthFailed,
+    AuthorizationRefused,
+    BadBase64,
+    LockedOut,
+    MalformedResponse,
+    decode_base64,
+    plain_credentials,
+)
 from mailgate.imap.commands import ANY, State, command
 from mailgate.imap.errors import bad, no
 from mailgate.imap.parser import Authenticate, Login, Request
@@ -73,15 +79,13 @@ async def authenticate(s: IMAPServer, request: Request) -> str:
     if response == b"=":
         response = b""
     try:
-        decoded = base64.b64decode(response, validate=True)
-    except (binascii.Error, ValueError):
+        user, password = plain_credentials(decode_base64(response))
+    except BadBase64:
         raise bad("Invalid base64 in authentication data") from None
-    fields = decoded.split(b"\x00")
-    if len(fields) != 3:
-        raise bad("Malformed PLAIN authentication data")
-    authzid, user, password = fields
-    if authzid and authzid != user:
-        raise no("Acting as another identity is not allowed", "AUTHORIZATIONFAILED")
+    except MalformedResponse:
+        raise bad("Malformed PLAIN authentication data") from None
+    except AuthorizationRefused:
+        raise no("Acting as another identity is not allowed", "AUTHORIZATIONFAILED") from None
     return await _log_in(s, user, password)
 
 

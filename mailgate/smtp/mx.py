@@ -83,7 +83,7 @@ class MXHandler:
         try:
             with server.storing():
                 delivered = await self.inbound.accept(
-                    client=server.client(authenticated=False),
+                    origin=server.origin(authenticated=False),
                     mail_from=envelope.mail_from or "",
                     recipients=_routed(envelope).inboxes,
                     data=content,

@@ -16,7 +16,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, syntax
 
 from mailgate.config import SMTPSettings
-from mailgate.delivery.trace import Client
+from mailgate.delivery.trace import Origin
 from mailgate.smtp.replies import (
     GREETING_IDENT,
     IDLE_TIMEOUT,
@@ -94,15 +94,15 @@ class MailgateSMTP(SMTP):
         peer: Any = self.session.peer if self.session else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
-    def client(self, *, authenticated: bool) -> Client:
-        """What the Received header says about this client."""
+    def origin(self, *, authenticated: bool) -> Origin:
+        """Where a message from this client comes from, for its Received header."""
         tls = None
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         if ssl_object is not None:
             cipher = ssl_object.cipher()
             tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
         helo = (self.session.host_name if self.session else None) or ""
-        return Client(helo=helo, ip=self.peer_ip, tls=tls, authenticated=authenticated)
+        return Origin.smtp(ip=self.peer_ip, helo=helo, tls=tls, authenticated=authenticated)
 
     @contextlib.contextmanager
     def storing(self) -> Iterator[None]:

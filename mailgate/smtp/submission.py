@@ -1,17 +1,33 @@
-"""The submission handler: AUTH with inbox + API key, then MAIL, RCPT and DATA through the
-delivery pipeline. It returns reply texts; it holds no SQL and no socket code."""
+"""The submission handler: AUTH with inbox + API key, then MAIL, RCPT and DATA through
+delivery's one door for sending (delivery/submission.py). It returns reply texts; it holds no
+SQL and no socket code."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from mailgate.auth import Authenticator, AuthFailed, LockedOut, Principal
+from mailgate.auth import (
+    Authenticator,
+    AuthFailed,
+    AuthorizationRefused,
+    BadBase64,
+    LockedOut,
+    MalformedResponse,
+    Principal,
+    SASLError,
+    decode_base64,
+    plain_credentials,
+)
 from mailgate.config import SMTPSettings
-from mailgate.delivery.pipeline import Route, SenderNotAuthorized, Submission
+from mailgate.delivery.routing import Route, Router
+from mailgate.delivery.submission import (
+    SenderNotAuthorized,
+    Submission,
+    UnknownRecipients,
+    check_sender,
+)
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, advertise
@@ -22,9 +38,14 @@ log = logging.getLogger(__name__)
 
 class SubmissionHandler:
     def __init__(
-        self, submission: Submission, authenticator: Authenticator, settings: SMTPSettings
+        self,
+        submission: Submission,
+        router: Router,
+        authenticator: Authenticator,
+        settings: SMTPSettings,
     ) -> None:
         self.submission = submission
+        self.router = router
         self.authenticator = authenticator
         self.settings = settings
 
@@ -43,23 +64,18 @@ class SubmissionHandler:
     # ---------------------------------------------------------------- AUTH
 
     async def auth_PLAIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return _refused(replies.AUTH_BAD_BASE64)
-        assert isinstance(blob, bytes)
-        fields = blob.split(b"\x00")
-        if len(fields) != 3:
-            return _refused(replies.AUTH_MALFORMED)
-        authzid, user, password = fields
-        if authzid and authzid != user:
-            # RFC 4616: we do not let one identity act as another.
-            return _refused(replies.AUTH_FAILED)
+        try:
+            if len(args) == 1:
+                # aiosmtpd decodes the base64 of a challenge's answer itself.
+                blob = await server.challenge_auth("")
+                if blob is MISSING:
+                    return AuthResult(success=False, handled=True)
+            else:
+                blob = decode_base64(args[1])
+            assert isinstance(blob, bytes)
+            user, password = plain_credentials(blob)
+        except SASLError as exc:
+            return _refused(_SASL_REPLIES[type(exc)])
         return await self._login(server, user, password)
 
     async def auth_LOGIN(self, server: MailgateSMTP, args: list[str]) -> AuthResult:
@@ -69,9 +85,9 @@ class SubmissionHandler:
                 return AuthResult(success=False, handled=True)
         else:
             try:
-                user = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return _refused(replies.AUTH_BAD_BASE64)
+                user = decode_base64(args[1])
+            except SASLError as exc:
+                return _refused(_SASL_REPLIES[type(exc)])
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False, handled=True)
@@ -105,7 +121,7 @@ class SubmissionHandler:
     ) -> str:
         principal = _principal(session)
         try:
-            self.submission.check_sender(principal, address)
+            check_sender(principal, address)
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
         envelope.mail_from = address
@@ -129,8 +145,9 @@ class SubmissionHandler:
         # Checked before the lookup, so a client repeating RCPT costs no database work.
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
+        # Routed here only to refuse an unknown recipient at once; DATA routes them all again.
         try:
-            recipient, route = await self.submission.route(recipient)
+            route, _ = await self.router.route(recipient)
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", recipient, exc)
             return replies.TEMPORARY_FAILURE
@@ -147,12 +164,16 @@ class SubmissionHandler:
             with server.storing():
                 accepted = await self.submission.submit(
                     _principal(session),
-                    list(envelope.rcpt_tos),
                     content,
-                    server.client(authenticated=True),
+                    envelope.rcpt_tos,
+                    server.origin(authenticated=True),
+                    mail_from=envelope.mail_from or "",
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
+        except UnknownRecipients:
+            # An inbox deleted between RCPT and DATA.
+            return replies.UNKNOWN_RECIPIENT
         except (Unavailable, LimitExceeded) as exc:
             log.warning("submission from %s not stored: %s", _principal(session).address, exc)
             return replies.TEMPORARY_FAILURE
@@ -171,6 +192,14 @@ class SubmissionHandler:
         else:
             log.error("SMTP session error", exc_info=error)
         return replies.TEMPORARY_FAILURE
+
+
+# Each kind of SASL error as SMTP answers it.
+_SASL_REPLIES: dict[type[SASLError], str] = {
+    BadBase64: replies.AUTH_BAD_BASE64,
+    MalformedResponse: replies.AUTH_MALFORMED,
+    AuthorizationRefused: replies.AUTH_FAILED,
+}
 
 
 def _refused(reply: str) -> AuthResult:

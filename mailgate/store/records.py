@@ -19,12 +19,13 @@ SYSTEM_FLAGS: tuple[str, ...] = tuple(FLAG_BITS)
 
 INBOX = "INBOX"
 SENT = "Sent"
+SPAM = "Spam"
 # The mailboxes every inbox has, with their RFC 6154 special-use attribute.
 BUILTIN_MAILBOXES: dict[str, str | None] = {
     INBOX: None,
     SENT: "\\Sent",
     "Trash": "\\Trash",
-    "Spam": "\\Junk",
+    SPAM: "\\Junk",
     "Drafts": "\\Drafts",
 }
 HIERARCHY_DELIMITER = "/"

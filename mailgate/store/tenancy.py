@@ -125,16 +125,6 @@ class Tenancy(StoreBase):
             rows = await conn.execute(inbox_select().where(inboxes.c.address.in_(wanted)))
             return {r.address: inbox_record(r) for r in rows}
 
-    async def inbox_reached_by(self, address: str) -> Inbox | None:
-        """The inbox that mail to `address` (normalised) reaches: its own, or by
-        plus-addressing name+tag@domain reaches name@domain (unless name+tag is an inbox)."""
-        local, _, domain = address.rpartition("@")
-        candidates = [address]
-        if "+" in local:
-            candidates.append(f"{local.split('+', 1)[0]}@{domain}")
-        found = await self.find_inboxes(candidates)
-        return next((found[c] for c in candidates if c in found), None)
-
     async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
         query = inbox_select().order_by(inboxes.c.address)
         if pod is not None:

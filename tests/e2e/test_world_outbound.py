@@ -17,7 +17,7 @@ from typing import Any
 import dkim as dkimpy
 import pytest
 
-from mailgate.delivery.domains import rotate_keys
+from mailgate.provision import rotate_dkim
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
 from tests.e2e.process import run
@@ -609,7 +609,7 @@ def test_rotated_keys_sign_and_the_old_ones_stay_published(
 ) -> None:
     server, alice = sender_for(peer.port)
     before = server.call(server.store.get_domain(DOMAIN))
-    rotated = server.call(rotate_keys(server.store, DOMAIN))
+    rotated = server.call(rotate_dkim(server.store, DOMAIN))
     publish_domain(zone, server, DOMAIN)
     new = {k.selector for k in rotated.signing_keys}
     old = {k.selector for k in before.keys}

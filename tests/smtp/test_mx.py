@@ -184,6 +184,18 @@ def test_mail_over_starttls_is_delivered_and_traced_as_esmtps(mx: Server, bob: A
     assert "spf=pass smtp.mailfrom=sender.test" in our_results(stored)
 
 
+def test_mail_in_plain_text_is_traced_as_esmtp(mx: Server, bob: Account) -> None:
+    reply = deliver(mx, SENDER, [bob.address], mail_from_sender(bob.address))
+    assert reply.startswith("250 2.0.0"), reply
+    match = re.search(r"250 2\.0\.0 Message accepted (\S+)$", reply)
+    assert match is not None, reply
+    received = only(mx, bob, "INBOX").header("Received")[0]
+    assert received.startswith("from relay.sender.test ([127.0.0.1])"), received
+    # RFC 3848: no TLS and no AUTH is plain ESMTP.
+    assert f"with ESMTP id {match.group(1)}" in received, received
+    assert "(using" not in received, received
+
+
 # ------------------------------------------------------------------------------ RCPT
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.auth import Authenticator, AuthFailed, LockedOut, hash_secret, issue_key, split_token
+from mailgate.auth import Authenticator, AuthFailed, LockedOut, hash_secret, split_token
 from mailgate.config import AuthSettings
+from mailgate.provision import issue_key
 from mailgate.store import errors
 from mailgate.store.api import Store
 from mailgate.store.records import BUILTIN_MAILBOXES, Parcel, Target

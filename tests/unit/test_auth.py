@@ -1,11 +1,16 @@
-"""mailgate.auth, the pure parts: the token format, hashing, and the login throttle (on a fake
-clock). Logins against a real store are in tests/store/test_inboxes_keys.py."""
+"""mailgate.auth: the token format, hashing, the login throttle (on a fake clock), SASL
+decoding, key scopes, and bearer keys against a real SQLite store. Logins against a real store
+are in tests/store/test_inboxes_keys.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -13,13 +18,25 @@ import mailgate.auth
 from mailgate.auth import (
     MAX_FAILURE_DELAY,
     TOKEN_PREFIX,
+    Authenticator,
+    AuthFailed,
+    AuthorizationRefused,
+    BadBase64,
     LockedOut,
+    MalformedResponse,
     Throttle,
+    covers,
+    decode_base64,
     hash_secret,
     new_token,
+    plain_credentials,
     split_token,
 )
 from mailgate.config import AuthSettings
+from mailgate.store.api import Store
+from mailgate.store.records import ApiKey, Inbox
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------------ tokens
 
@@ -178,3 +195,143 @@ def test_memory_stays_bounded(clock: Clock) -> None:
         clock.now += 0.01
     # Entries older than the window are dropped once many addresses are tracked.
     assert len(t._failures) < 11_000
+
+
+# ------------------------------------------------------------------------ SASL
+
+
+def test_decode_base64() -> None:
+    assert decode_base64("aGVsbG8=") == b"hello"
+    assert decode_base64(b"aGVsbG8=") == b"hello"
+    assert decode_base64("") == b""
+
+
+@pytest.mark.parametrize("text", ["!!!notbase64", "aGVsbG8", "aGVs bG8=", "=bad=", "é", b"\xff"])
+def test_decode_base64_refuses_what_is_not_base64(text: str | bytes) -> None:
+    with pytest.raises(BadBase64):
+        decode_base64(text)
+
+
+def test_plain_credentials() -> None:
+    assert plain_credentials(b"\0alice@x.test\0mgk_a_b") == (b"alice@x.test", b"mgk_a_b")
+    # RFC 4616: an authorization identity equal to the user's own is the same as none.
+    assert plain_credentials(b"alice@x.test\0alice@x.test\0k") == (b"alice@x.test", b"k")
+    assert plain_credentials(b"\0\0") == (b"", b"")
+
+
+def test_plain_credentials_refuses_acting_as_another() -> None:
+    with pytest.raises(AuthorizationRefused):
+        plain_credentials(b"bob@x.test\0alice@x.test\0k")
+
+
+@pytest.mark.parametrize("response", [b"", b"just-one-field", b"a\0b", b"a\0b\0c\0d"])
+def test_plain_credentials_needs_three_fields(response: bytes) -> None:
+    with pytest.raises(MalformedResponse):
+        plain_credentials(response)
+
+
+# ------------------------------------------------------------------------ scopes
+
+
+def _inbox(inbox_id: int, pod_id: int) -> Inbox:
+    return Inbox(inbox_id, pod_id, f"pod{pod_id}", f"i{inbox_id}@x.test", 0)
+
+
+def _key(*, pod_id: int, inbox_id: int | None = None) -> ApiKey:
+    inbox = None if inbox_id is None else f"i{inbox_id}@x.test"
+    return ApiKey("k", pod_id, f"pod{pod_id}", inbox_id, inbox, "", 0, None, "hash")
+
+
+def test_an_inbox_key_covers_its_inbox_only() -> None:
+    key = _key(pod_id=1, inbox_id=10)
+    assert covers(key, _inbox(10, 1))
+    assert not covers(key, _inbox(11, 1))  # same pod, another inbox
+
+
+def test_a_pod_key_covers_every_inbox_of_its_pod_only() -> None:
+    key = _key(pod_id=1)
+    assert covers(key, _inbox(10, 1))
+    assert covers(key, _inbox(11, 1))
+    assert not covers(key, _inbox(12, 2))
+
+
+# ------------------------------------------------------------------------ bearer keys
+
+
+def with_store(tmp_path: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+    """`work` on a real store over a fresh SQLite file."""
+
+    async def main() -> T:
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def add_key(store: Store, **scope: str) -> tuple[ApiKey, str]:
+    key_id, secret, token = new_token()
+    return await store.add_key(key_id, hash_secret(secret), **scope), token
+
+
+def test_a_bearer_key_comes_with_its_scope(tmp_path: Path) -> None:
+    async def work(store: Store) -> None:
+        auth = Authenticator(store, AuthSettings(failure_delay=0.0))
+        inbox = await store.create_inbox("alice@team.test", "team")
+        pod_key, pod_token = await add_key(store, pod="team")
+        inbox_key, inbox_token = await add_key(store, inbox=inbox.address)
+
+        found = await auth.verify_key(f" {pod_token} ", "192.0.2.1")
+        assert (found.id, found.pod, found.inbox_id) == (pod_key.id, "team", None)
+        found = await auth.verify_key(inbox_token, "192.0.2.1")
+        assert (found.id, found.inbox_id, found.inbox) == (inbox_key.id, inbox.id, inbox.address)
+        assert covers(found, inbox)
+
+    with_store(tmp_path, work)
+
+
+def test_bearer_refusals(tmp_path: Path) -> None:
+    async def work(store: Store) -> None:
+        auth = Authenticator(store, AuthSettings(max_failures=1000, failure_delay=0.0))
+        inbox = await store.create_inbox("alice@x.test")
+        _, token = await add_key(store, inbox=inbox.address)
+        key_id, secret = split_token(token)  # type: ignore[misc]
+        gone, gone_token = await add_key(store, pod="default")
+        await store.revoke_key(gone.id)
+        for wrong in (
+            f"mgk_{key_id}_{secret[:-1]}x",  # wrong secret
+            f"mgk_unknown_{secret}",  # unknown key id
+            secret,  # not a token
+            "",
+            gone_token,  # revoked
+        ):
+            with pytest.raises(AuthFailed):
+                await auth.verify_key(wrong, "192.0.2.1")
+        await store.delete_inbox(inbox.address)  # its keys go with it
+        with pytest.raises(AuthFailed):
+            await auth.verify_key(token, "192.0.2.1")
+
+    with_store(tmp_path, work)
+
+
+def test_bearer_failures_are_throttled_with_logins(tmp_path: Path) -> None:
+    async def work(store: Store) -> None:
+        settings = AuthSettings(max_failures=3, lockout=60, failure_delay=0.0)
+        auth = Authenticator(store, settings)
+        inbox = await store.create_inbox("alice@x.test")
+        _, token = await add_key(store, inbox=inbox.address)
+        with pytest.raises(AuthFailed):
+            await auth.login(inbox.address, "mgk_x_wrong", "198.51.100.7")
+        for _ in range(2):
+            with pytest.raises(AuthFailed):
+                await auth.verify_key("mgk_x_wrong", "198.51.100.7")
+        # Locked out now, even with the right key; another client is not.
+        with pytest.raises(LockedOut):
+            await auth.verify_key(token, "198.51.100.7")
+        with pytest.raises(LockedOut):
+            await auth.login(inbox.address, token, "198.51.100.7")
+        assert (await auth.verify_key(token, "198.51.100.8")).inbox == inbox.address
+
+    with_store(tmp_path, work)
