@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             Server(d, c, env, node_name(k) if nodes > 1 else "")
             for k, (d, c) in enumerate(zip(dirs, configs, strict=True))
         ]
-        bench.servers = servers
+        bench.servers = [*servers]
         for server in servers:  # all start together, as nodes behind a balancer would
             server.launch()
         for server in servers:

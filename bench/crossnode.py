@@ -3,11 +3,10 @@ the change travels by PostgreSQL LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
-from common import Account
+from common import Account, Target
 from idle import measure_idle
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, progress
-from server import Server
 
 CROSSNODE_AIM_MS = 100.0  # issue 3: a change reaches other nodes' IDLE within 1 s, aim 100 ms
 CROSSNODE_LIMIT_MS = 1000.0
@@ -15,8 +14,8 @@ CROSSNODE_LABEL = "Cross-node delivery -> IDLE EXISTS p50/p95/p99/max"
 
 
 def bench_crossnode(
-    node_a: Server,
-    node_b: Server,
+    node_a: Target,
+    node_b: Target,
     sender: Account,
     watcher: Account,
     count: int,

@@ -7,11 +7,11 @@ import random
 import time
 
 from clients import RawIMAP
-from common import Account, BenchError
+from common import Account, BenchError, Target
 from messages import archive_message
+from meters import cpu_meter
 from phase import Bench, Phase
 from report import Section, Summary, ms, percentile, progress
-from server import Server, cpu_meter
 
 # The DESIGN.md "Speed budget" figure the results are compared with.
 FETCH_BUDGET_MS = 24.0  # 2 x Dovecot's 12 ms for the ENVELOPE header sync of 1,000 messages
@@ -59,7 +59,7 @@ def fetch_label(variant: str, count: int) -> str:
     return f"FETCH {variant}, {count} msgs p50 (min)"
 
 
-def bench_fetch(server: Server, owner: Account, count: int, runs: int, summary: Summary) -> Section:
+def bench_fetch(server: Target, owner: Account, count: int, runs: int, summary: Summary) -> Section:
     progress(f"fetch: APPEND {count} messages")
     imap = RawIMAP(server.ports["imaps"])
     try:

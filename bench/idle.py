@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass
 
 from clients import RawIMAP, smtp_client
-from common import SOCKET_TIMEOUT, Account, BenchError
+from common import SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import submission_message
+from meters import cpu_meter, postgres_cpu_seconds
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, progress
-from server import Server, cpu_meter, postgres_cpu_seconds
 
 IDLE_EXISTS_TIMEOUT = 10.0
 
@@ -66,8 +66,8 @@ class IdleRun:
 
 
 def measure_idle(
-    submit_via: Server,
-    idle_on: Server,
+    submit_via: Target,
+    idle_on: Target,
     sender: Account,
     watcher: Account,
     count: int,
@@ -133,7 +133,7 @@ def measure_idle(
 
 
 def bench_idle(
-    server: Server, sender: Account, watcher: Account, count: int, summary: Summary
+    server: Target, sender: Account, watcher: Account, count: int, summary: Summary
 ) -> Section:
     progress(f"idle: {count} messages, one at a time, to an IDLE client")
     run = measure_idle(server, server, sender, watcher, count, 9 * 10**6)

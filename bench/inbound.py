@@ -14,11 +14,12 @@ import threading
 import time
 
 from clients import client_tls
-from common import DOMAIN, HOST, SOCKET_TIMEOUT, Account, BenchError
+from common import DOMAIN, HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import shares, submission_message
+from meters import postgres_cpu_seconds
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, pg_row, progress
-from server import Server, create_inbox, postgres_cpu_seconds
+from server import create_inbox
 from world import (
     WORLD_DOMAIN,
     WORLD_HELO,
@@ -113,7 +114,7 @@ def verdicts_pass(header: bytes, hostname: str) -> bool:
 
 
 def bench_inbound(
-    servers: list[Server],
+    servers: list[Target],
     recipients: list[Account],
     keys: list[SigningKey],
     zone: Zone,

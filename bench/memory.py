@@ -11,10 +11,9 @@ import time
 from typing import Any
 
 from clients import RawIMAP, client_tls
-from common import HOST, SOCKET_TIMEOUT, Account, BenchError
+from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, progress
-from server import Server
 
 MEMORY_TIMEOUT = 600.0
 
@@ -157,7 +156,7 @@ MEMORY_LABEL = "Memory per IDLE session (anon / PSS / RSS)"
 
 
 def bench_memory(
-    server: Server, account: Account, count: int, rounds: int, summary: Summary
+    server: Target, account: Account, count: int, rounds: int, summary: Summary
 ) -> Section:
     port = server.ports["imaps"]
     progress(f"memory: warm-up, then {rounds} x {count} IDLE connections")

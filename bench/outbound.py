@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 from clients import smtp_client
-from common import DOMAIN, Account, BenchError
+from common import DOMAIN, Account, BenchError, Target
 from messages import shares, submission_message
+from meters import postgres_cpu_seconds
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, pg_row, progress
-from server import Server, mailgate, postgres_cpu_seconds
+from server import mailgate
 from world import (
     SINK_DOMAIN,
     ZONE_TTL,
@@ -71,7 +72,7 @@ def outbound_labels(clients: int, nodes: int) -> list[str]:
 
 
 def bench_outbound(
-    servers: list[Server],
+    servers: list[Target],
     senders: list[Account],
     sink: Sink,
     zone: Zone,

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import Account
+from common import Account, Target
 from report import Section, Summary
-from server import Server
 from world import SigningKey, Sink, Zone
 
 
@@ -41,7 +40,7 @@ class Bench:
     watcher: Account
     archive: Account
     agent: Account
-    servers: list[Server] = field(default_factory=list)  # node A first
+    servers: list[Target] = field(default_factory=list)  # node A first
     zone: Zone | None = None  # with a phase that needs DNS
     sink: Sink | None = None  # with a phase that needs the sink
     mx_inboxes: list[Account] = field(default_factory=list)  # made by inbound's `prepare`

@@ -5,7 +5,6 @@ database of a run."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -14,12 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from common import HOST, READY_TIMEOUT, Account, BenchError
+from meters import die_with_parent, memory_kib, open_fds, process_cpu_clock, stat_cpu_seconds
 
 # The `mailgate` command of this interpreter's installation (the project venv's).
 MAILGATE = (sys.executable, "-m", "mailgate.cli")
@@ -28,6 +27,8 @@ SERVER_HOSTNAME = "localhost"  # [server] hostname: the authserv-id of Authentic
 
 class Server:
     """One `mailgate serve` subprocess, in its own session so that ^C reaches only us."""
+
+    queues = False  # its 250 after DATA means the message is in the recipient's mailbox
 
     def __init__(self, workdir: Path, config: Path, env: dict[str, str], name: str = "") -> None:
         self.name = name  # "node A", ... when there are several; empty for one server
@@ -62,9 +63,9 @@ class Server:
                 cwd=self.workdir,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
-        self._clock = _process_cpu_clock(self.proc.pid)
+        self._clock = process_cpu_clock(self.proc.pid)
 
     def wait_ready(self) -> None:
         assert self.proc is not None
@@ -110,76 +111,14 @@ class Server:
         """User + system CPU of the whole server process (all its threads, live or gone)."""
         if self._clock is not None:
             return time.clock_gettime(self._clock)
-        # /proc/<pid>/stat counts in clock ticks (10 ms), too coarse for one FETCH but fine
-        # over a phase.
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_seconds(self.pid)
 
     def memory_kib(self) -> dict[str, int]:
         """Rss, Pss and Anonymous (KiB) from smaps_rollup."""
-        out: dict[str, int] = {}
-        for line in Path(f"/proc/{self.pid}/smaps_rollup").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("Rss", "Pss", "Anonymous"):
-                out[name] = int(rest.split()[0])
-        return out
+        return memory_kib(self.pid)
 
     def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-
-def _die_with_parent() -> None:
-    """In the server child: get SIGTERM if the benchmark dies, even by SIGKILL."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _process_cpu_clock(pid: int) -> int | None:
-    """The CLOCK_PROCESS_CPUTIME_ID-like clock of another process (ns resolution), if any."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        clock = ctypes.c_int()
-        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
-            return None
-        time.clock_gettime(clock.value)  # readable by us?
-        return clock.value
-    except (OSError, AttributeError):
-        return None
-
-
-@contextlib.contextmanager
-def cpu_meter(*servers: Server) -> Iterator[Callable[[], tuple[float, float]]]:
-    """Yields a function returning (CPU seconds of all the servers, wall seconds) since entry."""
-    cpu0, wall0 = sum(s.cpu_seconds() for s in servers), time.perf_counter()
-    yield lambda: (sum(s.cpu_seconds() for s in servers) - cpu0, time.perf_counter() - wall0)
-
-
-def postgres_cpu_seconds() -> float | None:
-    """User + system CPU of every `postgres` process on this machine (the PostgreSQL server, when
-    it runs here: backends, WAL writer, ...), or None if there is none. A backend that exits
-    in between takes its CPU with it; the servers' pools keep theirs open."""
-    total = 0
-    found = False
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-        found = True
-    return total / os.sysconf("SC_CLK_TCK") if found else None
+        return open_fds(self.pid)
 
 
 class Postgres:

@@ -11,11 +11,11 @@ import threading
 import time
 
 from clients import RawIMAP, client_tls, smtp_client
-from common import HOST, SOCKET_TIMEOUT, Account, BenchError
+from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import submission_message
+from meters import cpu_meter, postgres_cpu_seconds
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, pg_row, progress
-from server import Server, cpu_meter, postgres_cpu_seconds
 
 
 def throughput_labels(clients: int, nodes: int) -> list[str]:
@@ -50,7 +50,7 @@ def inbox_subjects(port: int, account: Account) -> list[str]:
 
 
 def bench_throughput(
-    servers: list[Server],
+    servers: list[Target],
     senders: list[Account],
     total: int,
     summary: Summary,
