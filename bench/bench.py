@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.metadata
 import importlib.util
 import os
@@ -60,9 +61,11 @@ import idle
 import inbound
 import memory
 import outbound
+import reference
 import throughput
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
+from reference import Reference
 from report import Summary, progress
 from server import (
     SERVER_HOSTNAME,
@@ -222,7 +225,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECTION.KEY=VALUE",
         help="extra server setting, e.g. database.pool_size=20 (repeatable)",
     )
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help=f"also run {','.join(x.name for x in PHASES if x.reference)} on Dovecot + Postfix "
+        "started here (they must be installed; root)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = p.parse_args(argv)
     if args.database_url and not args.database_url.startswith("postgresql"):
         p.error("--database-url must be a postgresql URL (SQLite is the default)")
@@ -260,6 +269,29 @@ def node_name(k: int) -> str:
     return f"node {chr(ord('A') + k)}" if k < 26 else f"node {k + 1}"
 
 
+def on_reference(phase: Phase, bench: Bench, failed: list[str]) -> list[str]:
+    """Run `phase` on the reference servers too; their results for its rows of the summary."""
+    ref = bench.servers[0]
+    labels = phase.labels(bench.counts, 1)
+    if not ref.alive():
+        failed.append(f"{phase.name} on {ref.name}: skipped, not running")
+        return ["FAILED"] * len(labels)
+    progress(f"{phase.name}: now on {ref.name}")
+    bench.summary = Summary()
+    try:
+        section = phase.run(bench)
+    except Exception as exc:
+        failed.append(f"{phase.name} on {ref.name}: {exc}")
+        print(f"\n== {phase.name} on {ref.name}: FAILED: {exc}", flush=True)
+        if not ref.alive():
+            print(f"{ref.name} logs (last lines):\n{ref.log_tail()}", flush=True)
+        return ["FAILED"] * len(labels)
+    bench.used = True
+    section.title = f"{ref.name}: {section.title}"
+    section.print()
+    return [result for _, result, _ in bench.summary.rows]
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     print(f"\ninterrupted by {signal.Signals(signum).name}; cleaning up", file=sys.stderr)
     raise SystemExit(128 + signum)  # unwinds through the `finally` that cleans up
@@ -283,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     zone: Zone | None = None
     sink: Sink | None = None
+    ref: Reference | None = None
+    ref_bench: Bench | None = None
     try:
         print(f"mailgate benchmark  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
         for line in machine_info():
@@ -392,6 +426,32 @@ def main(argv: list[str] | None = None) -> int:
             if alone:
                 roles.append(f"{'/'.join(alone)} on {servers[0].name}")
             print(f"  nodes     {nodes} on one database; {', '.join(roles)}")
+        compared = [phase.name for phase in chosen if phase.reference]
+        if args.reference and compared:
+            reason = reference.missing()
+            if reason is not None:
+                print(f"  reference {reason}")
+                failed.append(f"reference: {reason}")
+            else:
+                # Dovecot spends two processes on each IDLE connection: a few hundred give
+                # the figure per connection as well as thousands would.
+                ref_counts = dataclasses.replace(
+                    counts, connections=min(counts.connections, reference.MAX_CONNECTIONS)
+                )
+                ref = Reference(
+                    [*bench.senders, bench.watcher, bench.archive, bench.agent],
+                    ref_counts.connections,
+                )
+                ref.start()
+                ref_bench = dataclasses.replace(
+                    bench, servers=[ref], counts=ref_counts, postgres=False, summary=Summary()
+                )
+                summary.reference = ref.name
+                print(
+                    f"  reference {ref.title} in {ref.dir}; imaps {HOST}:{ref.ports['imaps']}, "
+                    f"submissions {HOST}:{ref.ports['submissions']}; {', '.join(compared)} "
+                    f"measured on it too (memory with {ref_counts.connections} connections)"
+                )
         sys.stdout.flush()
 
         for phase in chosen:
@@ -415,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
                     if not server.alive():
                         which = f"{server.name} log" if server.name else "server log"
                         print(f"{which} (last lines):\n{server.log_tail()}", flush=True)
+            if ref_bench is not None and phase.reference:
+                summary.compare(mark, on_reference(phase, ref_bench, failed))
         if summary.rows:
             summary.print()
     except BenchError as exc:
@@ -426,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
             sink.close()
         if zone is not None:
             zone.stop()
+        if ref is not None:
+            ref.close(keep=args.keep)
+            if args.keep:
+                print(f"kept {ref.dir}")
         problems = [
             f"{log.parent.name}: {line}" if nodes > 1 else line
             for log in sorted(workdir.rglob("server-*.log"))

@@ -1,9 +1,11 @@
-"""The clients every phase uses: a TLS context that trusts the run's certificate, a raw IMAP
-client for exact timing, an authenticated SMTP submission client."""
+"""The clients every phase uses: a TLS context that trusts the run's certificates, a raw IMAP
+client for exact timing, an authenticated SMTP submission client; and the throw-away
+certificates of the servers the benchmark runs itself."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import re
 import smtplib
@@ -11,6 +13,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError
 
@@ -21,6 +24,41 @@ def client_tls() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throw-away ECDSA certificate for a server of the benchmark's own (the SMTP sink, the
+    reference servers): the paths of `<name>.crt` and `<name>.key` in `directory`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 @dataclass

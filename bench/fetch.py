@@ -133,4 +133,5 @@ PHASE = Phase(
     lambda counts, nodes: [
         fetch_label(label, counts.fetch_messages) for label, _, _ in FETCH_VARIANTS
     ],
+    reference=True,
 )

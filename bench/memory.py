@@ -249,4 +249,4 @@ def _run(bench: Bench) -> Section:
     )
 
 
-PHASE = Phase("memory", _run, lambda counts, nodes: [MEMORY_LABEL])
+PHASE = Phase("memory", _run, lambda counts, nodes: [MEMORY_LABEL], reference=True)

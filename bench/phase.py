@@ -59,3 +59,4 @@ class Phase:
     sink: bool = False  # needs the SMTP sink
     # Before the servers start, with the zone up: makes what the phase needs; a note on the zone.
     prepare: Callable[[Bench], str] | None = None
+    reference: bool = False  # with --reference, measured on Dovecot/Postfix too

@@ -45,9 +45,17 @@ class Section:
 class Summary:
     setup: str = ""  # what ran: database and nodes, shown in the heading
     rows: list[tuple[str, str, str]] = field(default_factory=list)
+    # With the reference servers: their column's heading, and their results by row.
+    reference: str = ""
+    compared: dict[int, str] = field(default_factory=dict)
 
     def add(self, what: str, result: str, budget: str = "") -> None:
         self.rows.append((what, result, budget))
+
+    def compare(self, start: int, results: list[str]) -> None:
+        """The reference servers' results for the rows a phase added from `start` on."""
+        for i, result in enumerate(results):
+            self.compared[start + i] = result
 
     def failed(self, start: int, labels: list[str], reason: str) -> None:
         """A phase failed: replace whatever rows it added from `start` on by its usual rows,
@@ -59,15 +67,24 @@ class Summary:
             self.rows.append((label, "FAILED", reason if i == 0 else ""))
 
     def print(self) -> None:
-        header = ("measurement", "result", "budget / reference")
-        rows = [header, *self.rows]
-        w0 = max(len(r[0]) for r in rows)
-        w1 = max(len(r[1]) for r in rows)
-        rule = "-" * (w0 + w1 + 4 + max(len(r[2]) for r in rows))
+        rows: list[tuple[str, ...]]
+        if self.reference:
+            rows = [("measurement", "mailgate", self.reference, "budget / reference")]
+            rows += [
+                (what, result, self.compared.get(i, ""), budget)
+                for i, (what, result, budget) in enumerate(self.rows)
+            ]
+        else:
+            rows = [("measurement", "result", "budget / reference"), *self.rows]
+        # The first column left-aligned, the results right-aligned, the last one as it comes.
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+        rule = "-" * (sum(widths) + 2 * len(widths) + max(len(r[-1]) for r in rows))
         print(f"\n== Summary ({self.setup})" if self.setup else "\n== Summary")
         print("  " + rule)
-        for i, (what, result, budget) in enumerate(rows):
-            print(f"  {what:<{w0}}  {result:>{w1}}  {budget}".rstrip())
+        for i, row in enumerate(rows):
+            cells = [f"{row[0]:<{widths[0]}}"]
+            cells += [f"{cell:>{width}}" for cell, width in zip(row[1:-1], widths[1:], strict=True)]
+            print("  " + "  ".join([*cells, row[-1]]).rstrip())
             if i == 0:
                 print("  " + rule)
         print("  " + rule)

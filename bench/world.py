@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import itertools
 import json
 import multiprocessing
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clients import self_signed
 from common import HOST, READY_TIMEOUT, BenchError
 from server import mailgate
 
@@ -236,40 +236,6 @@ def publish_sink(zone: Zone) -> None:
     zone.set(SINK_HOST, "A", [HOST])
 
 
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A throw-away ECDSA certificate for the sink's STARTTLS."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "sink.crt", directory / "sink.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 # One message as the sink got it: (time.monotonic() of its 250, MAIL FROM, RCPT TOs, STARTTLS
 # used, the number of the connection it came by, the message bytes). time.monotonic() is
 # CLOCK_MONOTONIC, the same clock in every process of this machine.
@@ -279,7 +245,7 @@ Arrival = tuple[float, str, list[str], bool, int, bytes]
 async def _run_sink(directory: Path, control: Any) -> None:
     from aiosmtpd.smtp import SMTP
 
-    cert, key = _self_signed(directory, SINK_HOST)
+    cert, key = self_signed(directory, SINK_HOST)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     arrivals: list[Arrival] = []
