@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,idle,crossnode,fetch,outbound,inbound,memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
-                                    [--nodes N]
+                                    [--nodes N] [--reference]
 
 The server runs as a subprocess (its CPU time and memory are read from /proc, apart from the
 load generator) with a temporary data directory, a generated config and ports picked by the
@@ -26,9 +26,13 @@ With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, eac
 data directory and ports; the throughput clients are spread over them round-robin, and the other
 single-server phases run on the first node.
 
+With --reference, throughput, idle, fetch and memory also run against Dovecot + Postfix started
+here for the run (reference.py), and the summary shows both side by side.
+
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
-pieces they share are in common.py, report.py, server.py, clients.py, messages.py and world.py.
+pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py and
+world.py.
 
 This is a script, not a test: it prints numbers and judges only correctness (every message
 arrived, every FETCH returned every message). It stops by itself and removes what it made.
