@@ -1,0 +1,182 @@
+"""The clients every phase uses: a TLS context that trusts the run's certificates, a raw IMAP
+client for exact timing, an authenticated SMTP submission client; and the throw-away
+certificates of the servers the benchmark runs itself."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import itertools
+import re
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import HOST, SOCKET_TIMEOUT, Account, BenchError
+
+
+def client_tls() -> ssl.SSLContext:
+    """The server's certificate is self-signed and generated for this run: do not verify it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throw-away ECDSA certificate for a server of the benchmark's own (the SMTP sink, the
+    reference servers): the paths of `<name>.crt` and `<name>.key` in `directory`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class Reply:
+    status: bytes  # the tagged line
+    lines: list[bytes]  # untagged lines (literal contents not included)
+    fetches: int  # "* n FETCH" responses
+    received: int  # bytes read while waiting for it
+
+
+class RawIMAP:
+    """A minimal blocking IMAP client over TLS: exact timing and no per-line overhead."""
+
+    def __init__(self, port: int, timeout: float = SOCKET_TIMEOUT) -> None:
+        raw = socket.create_connection((HOST, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = client_tls().wrap_socket(raw)
+        self.buf = bytearray()
+        self._tags = itertools.count(1)
+        self._received = 0
+        greeting = self.read_line()
+        if not greeting.startswith(b"* OK"):
+            raise BenchError(f"unexpected IMAP greeting {greeting!r}")
+
+    def tag(self) -> bytes:
+        return b"b%d" % next(self._tags)
+
+    def _fill(self) -> float:
+        data = self.sock.recv(1 << 18)
+        if not data:
+            raise BenchError("the IMAP server closed the connection")
+        now = time.perf_counter()
+        self._received += len(data)
+        self.buf += data
+        return now
+
+    def read_line(self) -> bytes:
+        while (nl := self.buf.find(b"\r\n")) < 0:
+            self._fill()
+        line = bytes(self.buf[:nl])
+        del self.buf[: nl + 2]
+        return line
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, text: bytes, *, keep: bool = True) -> Reply:
+        tag = self.tag()
+        self.send(tag + b" " + text + b"\r\n")
+        return self.read_reply(tag, keep=keep)
+
+    def read_reply(self, tag: bytes, *, keep: bool = True) -> Reply:
+        """Read up to the tagged reply, skipping literals ({n}) wherever they end a line."""
+        buf = self.buf
+        prefix = tag + b" "
+        lines: list[bytes] = []
+        fetches = 0
+        start = scan = 0  # start of the current logical line; where to look for CRLF
+        self._received = len(buf)
+        while True:
+            nl = buf.find(b"\r\n", scan)
+            if nl < 0:
+                if start > 1 << 16:
+                    del buf[:start]
+                    scan -= start
+                    start = 0
+                self._fill()
+                continue
+            if nl > start and buf[nl - 1] == 0x7D:  # "}": a literal follows this CRLF
+                brace = buf.rfind(b"{", start, nl)
+                digits = buf[brace + 1 : nl - 1].rstrip(b"+") if brace >= 0 else b""
+                if digits.isdigit():
+                    end = nl + 2 + int(digits)
+                    while len(buf) < end:
+                        self._fill()
+                    scan = end
+                    continue
+            if buf.startswith(prefix, start):
+                status = bytes(buf[start:nl])
+                del buf[: nl + 2]
+                if not status[len(prefix) :].startswith(b"OK"):
+                    raise BenchError(f"IMAP command failed: {status!r}")
+                return Reply(status, lines, fetches, self._received)
+            if buf.startswith(b"* ", start) and buf.find(b" FETCH (", start, start + 24) > 0:
+                fetches += 1
+            if keep:
+                lines.append(bytes(buf[start:nl]))
+            start = scan = nl + 2
+
+    def login(self, account: Account) -> None:
+        self.command(b'LOGIN "%s" "%s"' % (account.address.encode(), account.key.encode()))
+
+    def select(self, mailbox: bytes = b"INBOX") -> int:
+        reply = self.command(b"SELECT " + mailbox)
+        for line in reply.lines:
+            m = re.fullmatch(rb"\* (\d+) EXISTS", line)
+            if m:
+                return int(m.group(1))
+        raise BenchError(f"SELECT gave no EXISTS: {reply.lines!r}")
+
+    def status_messages(self, mailbox: bytes = b"INBOX") -> int:
+        reply = self.command(b"STATUS " + mailbox + b" (MESSAGES)")
+        for line in reply.lines:
+            m = re.search(rb"MESSAGES (\d+)", line)
+            if m:
+                return int(m.group(1))
+        raise BenchError(f"STATUS gave no MESSAGES: {reply.lines!r}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sock.settimeout(5)
+            self.command(b"LOGOUT", keep=False)
+        with contextlib.suppress(Exception):
+            self.sock.close()
+
+
+def smtp_client(port: int, account: Account) -> smtplib.SMTP_SSL:
+    client = smtplib.SMTP_SSL(HOST, port, context=client_tls(), timeout=SOCKET_TIMEOUT)
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login(account.address, account.key)
+    return client

@@ -1,0 +1,126 @@
+"""The messages the phases send: submissions of a given size, and realistic ones for a
+mailbox a client syncs."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import random
+import uuid
+from email.utils import format_datetime
+
+from common import DOMAIN
+
+_WORDS = (  # noqa: SIM905
+    "agent invoice meeting report quarterly update please review attached draft schedule "
+    "server deploy customer request ticket status follow up tomorrow thanks regards budget "
+    "contract release notes migration database backup weekly summary action items"
+).split()
+_NAMES = (  # noqa: SIM905
+    "Alice Martin|Bob Chen|Carol Diaz|Dan Okafor|Eve Novak|Frank Muller|Grace Kim|Heidi Larsen|"
+    "Ivan Petrov|Judy Rossi|Mallory Smith|Niaj Patel|Olivia Brown|Peggy Wong|Rupert Klein"
+).split("|")
+_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()  # noqa: SIM905
+
+
+def _text(rng: random.Random, size: int) -> str:
+    """Wrapped prose of about `size` bytes."""
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        line = " ".join(rng.choice(_WORDS) for _ in range(11)).capitalize() + "."
+        lines.append(line)
+        total += len(line) + 2
+    return "\r\n".join(lines)
+
+
+def submission_message(
+    sender: str, recipient: str, n: int, size: int = 2048, subject: str = "bench message"
+) -> bytes:
+    rng = random.Random(n)
+    head = (
+        f"From: {sender}\r\nTo: {recipient}\r\nSubject: {subject} {n}\r\n"
+        f"Date: {format_datetime(datetime.datetime.now(datetime.UTC))}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@{DOMAIN}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    return (head + _text(rng, size - len(head)) + "\r\n").encode()
+
+
+def _person(rng: random.Random) -> tuple[str, str]:
+    name = rng.choice(_NAMES)
+    local = name.lower().replace(" ", ".")
+    domain = rng.choice(("example.com", "example.org", "corp.example.net", DOMAIN))
+    return name, f"{local}@{domain}"
+
+
+def archive_message(rng: random.Random, n: int, owner: str) -> tuple[bytes, str, str]:
+    """A realistic ~3 KB message, its APPEND flags and its INTERNALDATE."""
+    when = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+        minutes=n * 37 + rng.randint(0, 30)
+    )
+    name, address = _person(rng)
+    subject = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 8))).capitalize()
+    headers = [
+        f"Return-Path: <{address}>",
+        f"Received: from mx.example.com (mx.example.com [192.0.2.{n % 250 + 1}]) by "
+        f"localhost with ESMTPS id {rng.getrandbits(48):012x}; {format_datetime(when)}",
+        f'From: "{name}" <{address}>',
+        f"To: {owner}",
+    ]
+    if rng.random() < 0.3:
+        cc_name, cc = _person(rng)
+        headers.append(f'Cc: "{cc_name}" <{cc}>, {_person(rng)[1]}')
+    headers += [
+        f"Subject: {'Re: ' if n % 4 == 1 else ''}{subject} #{n}",
+        f"Date: {format_datetime(when)}",
+        f"Message-ID: <{n}.{rng.getrandbits(64):016x}@example.com>",
+    ]
+    if n % 4 == 1:
+        parent = f"<{n - 1}.{rng.getrandbits(64):016x}@example.com>"
+        headers += [f"In-Reply-To: {parent}", f"References: {parent}"]
+    headers.append("MIME-Version: 1.0")
+    kind = n % 10
+    if kind in (3, 7):  # multipart/alternative: text and HTML
+        boundary = f"alt-{rng.getrandbits(64):016x}"
+        text = _text(rng, 900)
+        html = "<html><body><p>" + _text(rng, 1000).replace("\r\n", "</p>\r\n<p>") + "</p>"
+        body = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 7bit\r\n\r\n{text}\r\n"
+            f"--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 7bit\r\n\r\n{html}</body></html>\r\n--{boundary}--\r\n"
+        )
+        headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    elif kind == 5:  # multipart/mixed with a small attachment
+        boundary = f"mix-{rng.getrandbits(64):016x}"
+        blob = base64.encodebytes(rng.randbytes(900)).decode().replace("\n", "\r\n")
+        body = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"{_text(rng, 1200)}\r\n"
+            f'--{boundary}\r\nContent-Type: application/pdf; name="report-{n}.pdf"\r\n'
+            f'Content-Disposition: attachment; filename="report-{n}.pdf"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{blob}--{boundary}--\r\n"
+        )
+        headers.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
+    else:
+        headers += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 7bit"]
+        body = _text(rng, 2300) + "\r\n"
+    data = ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+    flags = []
+    if rng.random() < 0.8:
+        flags.append("\\Seen")
+    if rng.random() < 0.05:
+        flags.append("\\Flagged")
+    if rng.random() < 0.1:
+        flags.append("\\Answered")
+    date = f"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"
+    return data, " ".join(flags), date
+
+
+def shares(total: int, clients: int) -> list[list[int]]:
+    """Message numbers for each client: `total` in all, spread as evenly as they go."""
+    return [
+        [i * 10**6 + j for j in range(total // clients + (1 if i < total % clients else 0))]
+        for i in range(clients)
+    ]

@@ -1,0 +1,62 @@
+"""What a phase is to the runner: its name, the summary rows it adds, what it needs set up, and
+the set-up it is handed when it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import Account, Target
+from report import Section, Summary
+from world import SigningKey, Sink, Zone
+
+
+@dataclass(frozen=True)
+class Counts:
+    messages: int  # SMTP throughput: total messages over all clients
+    clients: int
+    idle_messages: int
+    crossnode_messages: int
+    fetch_messages: int
+    fetch_runs: int
+    connections: int
+    outbound_messages: int
+    inbound_messages: int
+
+
+@dataclass
+class Bench:
+    """What the runner set up, handed to every phase."""
+
+    counts: Counts
+    summary: Summary
+    config: Path  # node A's, for one-shot `mailgate` commands
+    env: dict[str, str]
+    hostname: str  # [server] hostname
+    postgres: bool  # the database is PostgreSQL: measure its CPU too
+    memory_rounds: int
+    senders: list[Account]  # sender<i>@, one per client
+    watcher: Account
+    archive: Account
+    agent: Account
+    servers: list[Target] = field(default_factory=list)  # node A first
+    zone: Zone | None = None  # with a phase that needs DNS
+    sink: Sink | None = None  # with a phase that needs the sink
+    mx_inboxes: list[Account] = field(default_factory=list)  # made by inbound's `prepare`
+    world_keys: list[SigningKey] = field(default_factory=list)  # made by inbound's `prepare`
+    used: bool = False  # a phase has run on these servers already
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # what --only names it
+    run: Callable[[Bench], Section]  # adds its rows to the summary, returns its section
+    labels: Callable[[Counts, int], list[str]]  # its summary rows (counts, nodes): FAILED ones
+    nodes: str = "first"  # with several: "first" (node A alone), "all" (round-robin), "across"
+    min_nodes: int = 1
+    dns: bool = False  # needs the loopback DNS server
+    sink: bool = False  # needs the SMTP sink
+    # Before the servers start, with the zone up: makes what the phase needs; a note on the zone.
+    prepare: Callable[[Bench], str] | None = None
+    reference: bool = False  # with --reference, measured on Dovecot/Postfix too
