@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal, TypeVar
 
-from mailgate.imap.search import (
+from mailgate.imap.matching import (
     All,
     And,
     BodyKey,

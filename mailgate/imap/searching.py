@@ -1,6 +1,6 @@
 """SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731).
 
-The key tree is evaluated per message by search.py; this module loads only what the keys
+The key tree is evaluated per message by matching.py; this module loads only what the keys
 need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT), and runs
 body matching in a worker thread so decoding big messages never stalls the event loop.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
+from mailgate.imap.matching import And, DateKey, ModSeqKey, Not, Or, SearchKey, matches, needs
 from mailgate.imap.parser import Request, Search
-from mailgate.imap.search import And, DateKey, ModSeqKey, Not, Or, SearchKey, matches, needs
 from mailgate.imap.wire import uid_set
 from mailgate.message import body_text, header_values
 from mailgate.store.records import FetchRow
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class _View:
-    """One message as search.py sees it, decoding headers and body only when asked."""
+    """One message as matching.py sees it, decoding headers and body only when asked."""
 
     __slots__ = ("_row", "seq")
 

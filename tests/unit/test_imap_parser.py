@@ -10,6 +10,23 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
+from mailgate.imap.matching import (
+    All,
+    And,
+    BodyKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    Not,
+    Or,
+    SeqKey,
+    SizeKey,
+    TextKey,
+    UidKey,
+    matches,
+    needs,
+)
 from mailgate.imap.parser import (
     MAX_SEARCH_DEPTH,
     Append,
@@ -40,23 +57,6 @@ from mailgate.imap.parser import (
     encode_mailbox,
     parse_request,
     parse_tag,
-)
-from mailgate.imap.search import (
-    All,
-    And,
-    BodyKey,
-    DateKey,
-    FlagKey,
-    HeaderKey,
-    ModSeqKey,
-    Not,
-    Or,
-    SeqKey,
-    SizeKey,
-    TextKey,
-    UidKey,
-    matches,
-    needs,
 )
 
 

@@ -8,8 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from mailgate.imap.parser import Search, SeqRange, SequenceSet, parse_request
-from mailgate.imap.search import (
+from mailgate.imap.matching import (
     All,
     And,
     BodyKey,
@@ -28,6 +27,7 @@ from mailgate.imap.search import (
     matches,
     needs,
 )
+from mailgate.imap.parser import Search, SeqRange, SequenceSet, parse_request
 
 _TOKYO = timezone(timedelta(hours=9))
 _NEW_YORK = timezone(timedelta(hours=-5))
