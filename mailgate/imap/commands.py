@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mailgate.imap.parser import Request
     from mailgate.imap.server import IMAPServer
+    from mailgate.imap.syntax.values import Request
 
 
 class State(enum.Flag):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import from_store
-from mailgate.imap.parser import CopyMove, Request
+from mailgate.imap.syntax.values import CopyMove, Request
 from mailgate.imap.wire import uid_set
 from mailgate.store.errors import MailboxNotFound
 from mailgate.store.records import CopyResult, Mailbox

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
-from mailgate.imap.parser import Request, UidExpunge
+from mailgate.imap.syntax.values import Request, UidExpunge
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer

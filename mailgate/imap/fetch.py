@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.selected import SelectedMailbox
 from mailgate.imap.server import WRITE_CHUNK
+from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.wire import flag_list, internaldate
 from mailgate.message import extract_section, header_fields
 from mailgate.store.records import SEEN, FetchRow

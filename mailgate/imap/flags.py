@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
-from mailgate.imap.parser import Request, Store
+from mailgate.imap.syntax.values import Request, Store
 from mailgate.imap.wire import flag_list, uid_set
 
 if TYPE_CHECKING:

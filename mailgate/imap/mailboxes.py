@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.errors import Reply
-from mailgate.imap.parser import List, Lsub, MailboxArg, Rename, Request, Status
+from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
 from mailgate.store.api import canonical_mailbox_name
 from mailgate.store.errors import StoreError

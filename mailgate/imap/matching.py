@@ -1,172 +1,32 @@
-"""SEARCH keys and their evaluation (RFC 3501 §6.4.4, RFC 7162 §3.1.5). Pure: no I/O.
+"""Whether a message matches a SEARCH key (RFC 3501 §6.4.4, RFC 7162 §3.1.5). Pure: no I/O.
 
-The parser (:mod:`mailgate.imap.parser`) turns the search program into a tree of the frozen
-dataclasses below; :func:`matches` evaluates that tree against one message at a time, and
-:func:`needs` tells the server which expensive parts of a message (headers, body) the tree
-reads, so it loads them only when they are needed.
-
-The tree:
-
-- ``All()`` — every message (ALL).
-- ``And(keys)`` — all of ``keys`` (a list of keys, a parenthesised list); at least two keys,
-  never directly nested in another ``And`` (the parser flattens).
-- ``Or(keys)`` — any of ``keys`` (OR); at least two keys. ``OR OR a b c`` is flattened into
-  one ``Or((a, b, c))`` so that long OR chains stay shallow.
-- ``Not(key)`` — NOT.
-- ``FlagKey(flag, present)`` — ANSWERED/DELETED/DRAFT/FLAGGED/SEEN and their UN- forms,
-  KEYWORD/UNKEYWORD, RECENT (``\\Recent`` present) and OLD (``\\Recent`` absent). NEW is
-  ``And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))``.
-- ``HeaderKey(field, value)`` — HEADER, and FROM/TO/CC/BCC/SUBJECT; ``field`` is lower-case.
-- ``BodyKey(value)``, ``TextKey(value)`` — BODY, TEXT.
-- ``DateKey(field, op, date)`` — BEFORE/ON/SINCE (``field="internal"``) and
-  SENTBEFORE/SENTON/SENTSINCE (``field="sent"``); ``op`` is "before", "on" or "since".
-- ``SizeKey(op, size)`` — LARGER (``op="larger"``) and SMALLER (``op="smaller"``).
-- ``SeqKey(sequence)``, ``UidKey(sequence)`` — a bare sequence set, and UID.
-- ``ModSeqKey(modseq)`` — MODSEQ (RFC 7162); the optional entry name and type are ignored.
-
-The tree depth is bounded by the parser (``parser.MAX_SEARCH_DEPTH``), so the recursive
-walks below cannot exhaust the stack.
+The grammar (:mod:`mailgate.imap.syntax.search`) turns the search program into a tree of keys
+(:mod:`mailgate.imap.syntax.values`); :func:`matches` evaluates that tree against one message at
+a time, and :func:`needs` tells the server which expensive parts of a message (headers, body)
+the tree reads, so it loads them only when they are needed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:  # parser.py imports this module at run time; only the type flows back
-    from mailgate.imap.parser import SequenceSet
-
-__all__ = [
-    "All",
-    "And",
-    "BodyKey",
-    "DateKey",
-    "FlagKey",
-    "HeaderKey",
-    "ModSeqKey",
-    "Needs",
-    "Not",
-    "Or",
-    "SearchKey",
-    "SearchMessage",
-    "SeqKey",
-    "SizeKey",
-    "TextKey",
-    "UidKey",
-    "matches",
-    "needs",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class All:
-    """ALL: matches every message."""
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    """Every key must match (a list of keys; a parenthesised list)."""
-
-    keys: tuple[SearchKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    """At least one key must match (OR, flattened to n-ary)."""
-
-    keys: tuple[SearchKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    """NOT key."""
-
-    key: SearchKey
-
-
-@dataclass(frozen=True, slots=True)
-class FlagKey:
-    """A system flag (normalised capitalisation, e.g. ``\\Seen``) or keyword is (not) set."""
-
-    flag: str
-    present: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderKey:
-    """A header field contains ``value`` (case-insensitive); ``value == ""`` means "has it"."""
-
-    field: str  # lower-case field name
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class BodyKey:
-    """The body text contains ``value`` (case-insensitive)."""
-
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class TextKey:
-    """The header section or the body text contains ``value`` (case-insensitive)."""
-
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class DateKey:
-    """Compare the internal date or the Date: header by calendar date only."""
-
-    field: Literal["internal", "sent"]
-    op: Literal["before", "on", "since"]
-    date: date
-
-
-@dataclass(frozen=True, slots=True)
-class SizeKey:
-    """RFC822.SIZE strictly larger / smaller than ``size``."""
-
-    op: Literal["larger", "smaller"]
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class SeqKey:
-    """The message sequence number is in the set (``*`` is the largest sequence number)."""
-
-    sequence: SequenceSet
-
-
-@dataclass(frozen=True, slots=True)
-class UidKey:
-    """The UID is in the set (``*`` is the largest UID in the mailbox)."""
-
-    sequence: SequenceSet
-
-
-@dataclass(frozen=True, slots=True)
-class ModSeqKey:
-    """RFC 7162 §3.1.5: the message's mod-sequence is equal to or greater than ``modseq``."""
-
-    modseq: int
-
-
-SearchKey = (
-    All
-    | And
-    | Or
-    | Not
-    | FlagKey
-    | HeaderKey
-    | BodyKey
-    | TextKey
-    | DateKey
-    | SizeKey
-    | SeqKey
-    | UidKey
-    | ModSeqKey
+from mailgate.imap.syntax.values import (
+    All,
+    And,
+    BodyKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    Not,
+    Or,
+    SearchKey,
+    SeqKey,
+    SizeKey,
+    TextKey,
+    UidKey,
 )
 
 

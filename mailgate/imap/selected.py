@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Sequence
 
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import SequenceSet
+from mailgate.imap.syntax.values import SequenceSet
 from mailgate.imap.wire import flag_list, uid_set
 from mailgate.store.api import Store
 from mailgate.store.events import Subscription

@@ -5,7 +5,7 @@ The rest is ours, because the library's version parses literals only at the end 
 cannot say LITERAL+, runs pipelined commands concurrently, and writes per message:
 
 - Framing: lines and literals ({n} and LITERAL+ {n+}) are collected into one command, with a
-  size limit per literal; then the pure parser (parser.py) turns it into a Request.
+  size limit per literal; then the pure parser (syntax/commands.py) turns it into a Request.
 - One command at a time: while a command runs, the protocol stops reading (the transport is
   paused), so pipelined commands wait their turn and a client cannot queue unbounded work.
 - Output is buffered per command and written in one go; big responses wait for the client to
@@ -35,8 +35,9 @@ from mailgate.config import Settings
 from mailgate.imap import commands
 from mailgate.imap.commands import LOGGED_IN, REGISTRY, State
 from mailgate.imap.errors import Reply, bad, from_store
-from mailgate.imap.parser import ParseError, parse_request, parse_tag
 from mailgate.imap.selected import MailboxGone, SelectedMailbox
+from mailgate.imap.syntax.commands import parse_request, parse_tag
+from mailgate.imap.syntax.values import ParseError
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
 from mailgate.store.events import MailboxChanged

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mailgate.auth import AuthFailed, LockedOut
 from mailgate.imap.commands import ANY, State, command
 from mailgate.imap.errors import bad, no
-from mailgate.imap.parser import Authenticate, Login, Request
+from mailgate.imap.syntax.values import Authenticate, Login, Request
 from mailgate.store.errors import Unavailable
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Iterable
 from functools import lru_cache
 
-from mailgate.imap.parser import encode_mailbox
+from mailgate.imap.syntax.utf7 import encode_mailbox
 from mailgate.message import string
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

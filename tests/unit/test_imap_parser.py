@@ -10,37 +10,32 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from mailgate.imap.matching import (
+from mailgate.imap.matching import matches, needs
+from mailgate.imap.syntax.commands import parse_request, parse_tag
+from mailgate.imap.syntax.search import MAX_SEARCH_DEPTH
+from mailgate.imap.syntax.utf7 import decode_mailbox, encode_mailbox
+from mailgate.imap.syntax.values import (
     All,
     And,
-    BodyKey,
-    DateKey,
-    FlagKey,
-    HeaderKey,
-    ModSeqKey,
-    Not,
-    Or,
-    SeqKey,
-    SizeKey,
-    TextKey,
-    UidKey,
-    matches,
-    needs,
-)
-from mailgate.imap.parser import (
-    MAX_SEARCH_DEPTH,
     Append,
     AppendMessage,
     Authenticate,
+    BodyKey,
     CopyMove,
+    DateKey,
     Enable,
     Fetch,
     FetchItem,
+    FlagKey,
+    HeaderKey,
     Id,
     List,
     Login,
     Lsub,
     MailboxArg,
+    ModSeqKey,
+    Not,
+    Or,
     ParseError,
     Qresync,
     Rename,
@@ -48,15 +43,15 @@ from mailgate.imap.parser import (
     Search,
     Section,
     Select,
+    SeqKey,
     SeqRange,
     SequenceSet,
+    SizeKey,
     Status,
     Store,
+    TextKey,
     UidExpunge,
-    decode_mailbox,
-    encode_mailbox,
-    parse_request,
-    parse_tag,
+    UidKey,
 )
 
 

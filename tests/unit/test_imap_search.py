@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from mailgate.imap.matching import (
+from mailgate.imap.matching import Needs, matches, needs
+from mailgate.imap.syntax.commands import parse_request
+from mailgate.imap.syntax.values import (
     All,
     And,
     BodyKey,
@@ -16,18 +18,17 @@ from mailgate.imap.matching import (
     FlagKey,
     HeaderKey,
     ModSeqKey,
-    Needs,
     Not,
     Or,
+    Search,
     SearchKey,
     SeqKey,
+    SeqRange,
+    SequenceSet,
     SizeKey,
     TextKey,
     UidKey,
-    matches,
-    needs,
 )
-from mailgate.imap.parser import Search, SeqRange, SequenceSet, parse_request
 
 _TOKYO = timezone(timedelta(hours=9))
 _NEW_YORK = timezone(timedelta(hours=-5))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mailgate import __version__
 from mailgate.imap.commands import ANY, command
-from mailgate.imap.parser import Id, Request
+from mailgate.imap.syntax.values import Id, Request
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer

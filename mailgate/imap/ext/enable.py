@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, command
-from mailgate.imap.parser import Enable, Request
+from mailgate.imap.syntax.values import Enable, Request
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, command
-from mailgate.imap.parser import Request
 from mailgate.imap.server import IDLING
+from mailgate.imap.syntax.values import Request
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from mailgate.imap.commands import State, command
 from mailgate.imap.copy import copyuid, destination
 from mailgate.imap.errors import no
-from mailgate.imap.parser import CopyMove, Request
+from mailgate.imap.syntax.values import CopyMove, Request
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
-from mailgate.imap.parser import Request
+from mailgate.imap.syntax.values import Request
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer
