@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
-from mailgate.imap.syntax.values import Request, Store
+from mailgate.imap.syntax.values import Request, StoreFlags
 from mailgate.imap.wire import flag_list, uid_set
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @command("STORE", State.SELECTED, expunges_ok=False)
 async def store(s: IMAPServer, request: Request) -> str:
     args = request.args
-    assert isinstance(args, Store)
+    assert isinstance(args, StoreFlags)
     selected = s.selected
     assert selected is not None
     if selected.readonly:

@@ -48,7 +48,7 @@ from mailgate.imap.syntax.values import (
     SequenceSet,
     SizeKey,
     Status,
-    Store,
+    StoreFlags,
     TextKey,
     UidExpunge,
     UidKey,
@@ -550,27 +550,27 @@ def test_append_errors(chunks: list[bytes], message: str) -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (b"a STORE 1 FLAGS ()", Store(seqset((1, 1)), "", False, ())),
-        (b"a STORE 1 +FLAGS \\Seen", Store(seqset((1, 1)), "+", False, ("\\Seen",))),
+        (b"a STORE 1 FLAGS ()", StoreFlags(seqset((1, 1)), "", False, ())),
+        (b"a STORE 1 +FLAGS \\Seen", StoreFlags(seqset((1, 1)), "+", False, ("\\Seen",))),
         (
             b"a STORE 1:* -FLAGS.SILENT (\\deleted \\DRAFT $Junk $Junk)",
-            Store(seqset((1, None)), "-", True, ("\\Deleted", "\\Draft", "$Junk")),
+            StoreFlags(seqset((1, None)), "-", True, ("\\Deleted", "\\Draft", "$Junk")),
         ),
         (
             b"a store 2,4 +flags.silent \\Answered \\Flagged foo",
-            Store(seqset((2, 2), (4, 4)), "+", True, ("\\Answered", "\\Flagged", "foo")),
+            StoreFlags(seqset((2, 2), (4, 4)), "+", True, ("\\Answered", "\\Flagged", "foo")),
         ),
         (
             b"a STORE 1 (UNCHANGEDSINCE 12345) FLAGS (\\Seen)",
-            Store(seqset((1, 1)), "", False, ("\\Seen",), 12345),
+            StoreFlags(seqset((1, 1)), "", False, ("\\Seen",), 12345),
         ),
         (
             b"a STORE 1 (unchangedsince 0) FLAGS \\Seen ",
-            Store(seqset((1, 1)), "", False, ("\\Seen",), 0),
+            StoreFlags(seqset((1, 1)), "", False, ("\\Seen",), 0),
         ),
     ],
 )
-def test_store(line: bytes, expected: Store) -> None:
+def test_store(line: bytes, expected: StoreFlags) -> None:
     assert args(line) == expected
     uid = parse(line.replace(b"a ", b"a UID ", 1))
     assert (uid.name, uid.uid, uid.args) == ("STORE", True, expected)
@@ -1303,7 +1303,7 @@ def _check(chunks: list[bytes]) -> None:
     elif isinstance(value, Search):
         needs(value.key)
         matches(value.key, _AnyMessage(), 5, 50)
-    elif isinstance(value, Store | CopyMove | UidExpunge):
+    elif isinstance(value, StoreFlags | CopyMove | UidExpunge):
         value.sequence.resolve(0)
         value.sequence.contains(3, 5)
 

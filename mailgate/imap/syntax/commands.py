@@ -58,7 +58,7 @@ from mailgate.imap.syntax.values import (
     Select,
     SequenceSet,
     Status,
-    Store,
+    StoreFlags,
     UidExpunge,
 )
 
@@ -416,7 +416,7 @@ def _fetch(r: Reader, uid: bool) -> Fetch:
 _STORE_ATT = re.compile(rb"[+-]?[A-Za-z.]+")
 
 
-def _store(r: Reader, uid: bool) -> Store:
+def _store(r: Reader, uid: bool) -> StoreFlags:
     r.sp()
     sequence = r.sequence_set()
     r.sp()
@@ -447,7 +447,7 @@ def _store(r: Reader, uid: bool) -> Store:
             bare.append(r.flag())
         flags = dedupe(bare)
     r.finish()
-    return Store(sequence, mode, att == "FLAGS.SILENT", flags, unchangedsince)
+    return StoreFlags(sequence, mode, att == "FLAGS.SILENT", flags, unchangedsince)
 
 
 def _copy_move(r: Reader, uid: bool) -> CopyMove:

@@ -408,8 +408,8 @@ class Fetch:
 
 
 @dataclass(frozen=True, slots=True)
-class Store:
-    """STORE; ``mode`` is "+", "-" or "" (replace)."""
+class StoreFlags:
+    """STORE: the flags to set, add or remove; ``mode`` is "+", "-" or "" (replace)."""
 
     sequence: SequenceSet
     mode: str
@@ -457,7 +457,7 @@ Arguments = (
     | Append
     | Search
     | Fetch
-    | Store
+    | StoreFlags
     | CopyMove
     | UidExpunge
     | Id
