@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.selected import SelectedMailbox
+from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.server import WRITE_CHUNK
 from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.wire import flag_list, internaldate

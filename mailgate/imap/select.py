@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.imap.commands import LOGGED_IN, State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.selected import SelectedMailbox
+from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.syntax.values import Qresync, Request, Select
 from mailgate.imap.wire import flag_list
 from mailgate.store.events import MailboxChanged

@@ -11,7 +11,7 @@ cannot say LITERAL+, runs pipelined commands concurrently, and writes per messag
 - Output is buffered per command and written in one go; big responses wait for the client to
   read (write backpressure) before producing more.
 - Changes to the selected mailbox arrive from the event bus: at once while IDLE, otherwise at
-  the end of the next command (selected.py).
+  the end of the next command (mailbox_view.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mailgate.config import Settings
 from mailgate.imap import commands
 from mailgate.imap.commands import LOGGED_IN, REGISTRY, State
 from mailgate.imap.errors import Reply, bad, from_store
-from mailgate.imap.selected import MailboxGone, SelectedMailbox
+from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
 from mailgate.imap.syntax.commands import parse_request, parse_tag
 from mailgate.imap.syntax.values import ParseError
 from mailgate.store.api import Store
@@ -614,7 +614,7 @@ def load_commands() -> None:
         fetch,
         flags,
         mailboxes,
-        searching,
+        search,
         select,
         session,
     )
