@@ -613,10 +613,10 @@ def load_commands() -> None:
         expunge,
         fetch,
         flags,
+        login,
         mailboxes,
         search,
         select,
-        session,
     )
     from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
 
