@@ -1,4 +1,4 @@
-"""Commands of any state: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE."""
+"""Logging in and out: STARTTLS, LOGIN, AUTHENTICATE (SASL PLAIN) and LOGOUT."""
 
 from __future__ import annotations
 
@@ -14,18 +14,6 @@ from mailgate.store.errors import Unavailable
 
 if TYPE_CHECKING:
     from mailgate.imap.server import IMAPServer
-
-
-@command("CAPABILITY", ANY)
-async def capability(s: IMAPServer, request: Request) -> str:
-    s.untagged(b"CAPABILITY " + b" ".join(s.capability_list()))
-    return "CAPABILITY completed"
-
-
-@command("NOOP", ANY)
-async def noop(s: IMAPServer, request: Request) -> str:
-    # The server's end-of-command catch-up is what makes NOOP useful: it reports changes.
-    return "NOOP completed"
 
 
 @command("LOGOUT", ANY)

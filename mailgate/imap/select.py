@@ -1,5 +1,5 @@
-"""SELECT, EXAMINE, CLOSE and CHECK: entering and leaving a mailbox, and resynchronizing on
-the way in (QRESYNC, RFC 7162 §3.2.5)."""
+"""SELECT, EXAMINE and CLOSE: entering and leaving a mailbox, and resynchronizing on the way
+in (QRESYNC, RFC 7162 §3.2.5)."""
 
 from __future__ import annotations
 
@@ -97,9 +97,3 @@ async def close(s: IMAPServer, request: Request) -> str:
         # RFC 3501 §6.4.2: expunge silently, but only what this session could see.
         await s.store.expunge(selected.mailbox_id, [(1, selected.last_uid)])
     return "CLOSE completed"
-
-
-@command("CHECK", State.SELECTED)
-async def check(s: IMAPServer, request: Request) -> str:
-    # Every change is committed when it is acknowledged; there is nothing to checkpoint.
-    return "CHECK completed"

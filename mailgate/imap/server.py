@@ -609,12 +609,14 @@ def load_commands() -> None:
     """Import every command module so that each registers its handlers."""
     from mailgate.imap import (  # noqa: F401
         append,
+        capability,
         copy,
         expunge,
         fetch,
         flags,
         login,
         mailboxes,
+        noop,
         search,
         select,
     )
