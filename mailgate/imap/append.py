@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.copy import destination
 from mailgate.imap.errors import no
+from mailgate.imap.registry import LOGGED_IN, command
 from mailgate.imap.syntax.values import Append, Request
 from mailgate.imap.wire import uid_set
 from mailgate.store.records import Parcel, Target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import ANY, command
+from mailgate.imap.registry import ANY, command
 from mailgate.imap.syntax.values import Request
 
 if TYPE_CHECKING:

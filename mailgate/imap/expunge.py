@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
+from mailgate.imap.registry import State, command
 from mailgate.imap.syntax.values import Request, UidExpunge
 
 if TYPE_CHECKING:

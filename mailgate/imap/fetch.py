@@ -11,9 +11,9 @@ import bisect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import bad
 from mailgate.imap.mailbox_view import SelectedMailbox
+from mailgate.imap.registry import State, command
 from mailgate.imap.server import WRITE_CHUNK
 from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
 from mailgate.imap.wire import flag_list, internaldate

@@ -7,8 +7,8 @@ import binascii
 from typing import TYPE_CHECKING
 
 from mailgate.auth import AuthFailed, LockedOut
-from mailgate.imap.commands import ANY, State, command
 from mailgate.imap.errors import bad, no
+from mailgate.imap.registry import ANY, State, command
 from mailgate.imap.syntax.values import Authenticate, Login, Request
 from mailgate.store.errors import Unavailable
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.errors import Reply
+from mailgate.imap.registry import LOGGED_IN, command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
 from mailgate.store.api import canonical_mailbox_name

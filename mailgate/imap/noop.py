@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import ANY, State, command
+from mailgate.imap.registry import ANY, State, command
 from mailgate.imap.syntax.values import Request
 
 if TYPE_CHECKING:

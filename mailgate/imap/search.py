@@ -12,9 +12,9 @@ import datetime
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import State, command
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.matching import matches, needs
+from mailgate.imap.registry import State, command
 from mailgate.imap.syntax.values import And, DateKey, ModSeqKey, Not, Or, Request, Search, SearchKey
 from mailgate.imap.wire import uid_set
 from mailgate.message import body_text, header_values

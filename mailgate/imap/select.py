@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import LOGGED_IN, State, command
 from mailgate.imap.errors import bad
 from mailgate.imap.mailbox_view import SelectedMailbox
+from mailgate.imap.registry import LOGGED_IN, State, command
 from mailgate.imap.syntax.values import Qresync, Request, Select
 from mailgate.imap.wire import flag_list
 from mailgate.store.events import MailboxChanged

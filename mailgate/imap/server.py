@@ -32,10 +32,10 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
-from mailgate.imap import commands
-from mailgate.imap.commands import LOGGED_IN, REGISTRY, State
+from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
+from mailgate.imap.registry import LOGGED_IN, REGISTRY, State
 from mailgate.imap.syntax.commands import parse_request, parse_tag
 from mailgate.imap.syntax.values import ParseError
 from mailgate.store.api import Store
@@ -622,4 +622,4 @@ def load_commands() -> None:
     )
     from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
 
-    assert commands.REGISTRY
+    assert registry.REGISTRY

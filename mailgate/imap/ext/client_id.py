@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mailgate import __version__
-from mailgate.imap.commands import ANY, command
+from mailgate.imap.registry import ANY, command
 from mailgate.imap.syntax.values import Id, Request
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import LOGGED_IN, command
+from mailgate.imap.registry import LOGGED_IN, command
 from mailgate.imap.server import IDLING
 from mailgate.imap.syntax.values import Request
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import State, command
 from mailgate.imap.copy import copyuid, destination
 from mailgate.imap.errors import no
+from mailgate.imap.registry import State, command
 from mailgate.imap.syntax.values import CopyMove, Request
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The command table: which handler runs each IMAP command, and in which session states.
+"""The command registry: which handler runs each IMAP command, and in which session states.
 
 Each command module registers its handlers with `@command`; the server looks commands up here
 and never grows a method per command.
