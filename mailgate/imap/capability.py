@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.registry import ANY, command
+from mailgate.imap.interfaces import ANY, Session
+from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Request
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 
 @command("CAPABILITY", ANY)
-async def capability(s: IMAPServer, request: Request) -> str:
+async def capability(s: Session, request: Request) -> str:
     s.untagged(b"CAPABILITY " + b" ".join(s.capability_list()))
     return "CAPABILITY completed"

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
 
 from mailgate.auth import AuthFailed, LockedOut
 from mailgate.imap.errors import bad, no
-from mailgate.imap.registry import ANY, State, command
+from mailgate.imap.interfaces import ANY, Session, State
+from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Authenticate, Login, Request
 from mailgate.store.errors import Unavailable
 
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
-
 
 @command("LOGOUT", ANY)
-async def logout(s: IMAPServer, request: Request) -> str:
+async def logout(s: Session, request: Request) -> str:
     s.untagged(b"BYE mailgate logging out")
     s.unselect()
     s.session_state = State.LOGOUT
@@ -25,7 +22,7 @@ async def logout(s: IMAPServer, request: Request) -> str:
 
 
 @command("STARTTLS", State.NOT_AUTHENTICATED)
-async def starttls(s: IMAPServer, request: Request) -> str:
+async def starttls(s: Session, request: Request) -> str:
     if s.tls_active:
         raise bad("TLS is already active", "CLIENTBUG")
     s.after_reply = s.start_tls
@@ -33,7 +30,7 @@ async def starttls(s: IMAPServer, request: Request) -> str:
 
 
 @command("LOGIN", State.NOT_AUTHENTICATED)
-async def login(s: IMAPServer, request: Request) -> str:
+async def login(s: Session, request: Request) -> str:
     if not s.tls_active:
         # RFC 3501 §6.2.3: LOGINDISABLED is advertised until STARTTLS.
         raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
@@ -43,7 +40,7 @@ async def login(s: IMAPServer, request: Request) -> str:
 
 
 @command("AUTHENTICATE", State.NOT_AUTHENTICATED)
-async def authenticate(s: IMAPServer, request: Request) -> str:
+async def authenticate(s: Session, request: Request) -> str:
     if not s.tls_active:
         raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
     args = request.args
@@ -73,9 +70,9 @@ async def authenticate(s: IMAPServer, request: Request) -> str:
     return await _log_in(s, user, password)
 
 
-async def _log_in(s: IMAPServer, user: bytes, password: bytes) -> str:
+async def _log_in(s: Session, user: bytes, password: bytes) -> str:
     try:
-        principal = await s.context.authenticator.login(
+        principal = await s.authenticator.login(
             user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), s.client_ip
         )
     except AuthFailed:

@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
+from mailgate.imap.interfaces import Session, State
 from mailgate.imap.matching import matches, needs
-from mailgate.imap.registry import State, command
+from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import And, DateKey, ModSeqKey, Not, Or, Request, Search, SearchKey
 from mailgate.imap.wire import uid_set
 from mailgate.message import body_text, header_values
 from mailgate.store.records import FetchRow
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 
 class _View:
@@ -85,7 +82,7 @@ def _is_sent_date(key: SearchKey) -> bool:
 
 
 @command("SEARCH", State.SELECTED, expunges_ok=False)
-async def search(s: IMAPServer, request: Request) -> str:
+async def search(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Search)
     selected = s.selected
