@@ -15,7 +15,7 @@ from mailgate.imap.interfaces import Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
-from mailgate.imap.wire import flag_list, internaldate
+from mailgate.imap.wire import flag_list, internaldate, literal
 from mailgate.message import extract_section, header_fields
 from mailgate.store.records import SEEN, FetchRow
 
@@ -28,12 +28,6 @@ DATA_BUDGET = 4 * 1024 * 1024
 META_BATCH = 5000
 # Responses go out once this much is buffered, waiting while the client is not reading.
 WRITE_CHUNK = 256 * 1024
-
-
-def _literal(data: bytes | None) -> bytes:
-    if data is None:
-        return b"NIL"
-    return b"{%d}\r\n%s" % (len(data), data)
 
 
 def _partial(data: bytes | None, partial: tuple[int, int] | None) -> bytes | None:
@@ -118,7 +112,7 @@ def _renderer(item: FetchItem) -> Renderer:
     label = item.response_name() + b" "
     get = _section_bytes(item)
     partial = item.partial
-    return lambda row: label + _literal(_partial(get(row), partial))
+    return lambda row: label + literal(_partial(get(row), partial))
 
 
 def batches(
