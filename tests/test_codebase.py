@@ -9,6 +9,8 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
+import grimp
+
 from mailgate.config import Settings, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,19 @@ def test_import_layers_hold() -> None:
     result = _run(str(BIN / "lint-imports"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+def test_no_import_circles() -> None:
+    """No modules of mailgate import each other in a circle, TYPE_CHECKING imports included:
+    dependencies point one way (DESIGN.md, Layout)."""
+    graph = grimp.build_graph("mailgate", cache_dir=None)
+    circles = [
+        (module, *(graph.find_shortest_chain(importer=imported, imported=module) or ()))
+        for module in sorted(graph.modules)
+        for imported in sorted(graph.find_modules_directly_imported_by(module))
+        if graph.chain_exists(importer=imported, imported=module)
+    ]
+    assert not circles, "\n".join(" -> ".join(circle) for circle in circles)
 
 
 def test_the_documented_config_is_the_default() -> None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.copy import destination
 from mailgate.imap.errors import no
-from mailgate.imap.parser import Append, Request
+from mailgate.imap.interfaces import LOGGED_IN, Session
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Append, Request
 from mailgate.imap.wire import uid_set
 from mailgate.store.records import Parcel, Target
 
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
-
 
 @command("APPEND", LOGGED_IN)
-async def append(s: IMAPServer, request: Request) -> str:
+async def append(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Append)
     limit = s.settings.imap.max_message_size

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import from_store
-from mailgate.imap.parser import CopyMove, Request
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import CopyMove, Request
 from mailgate.imap.wire import uid_set
 from mailgate.store.errors import MailboxNotFound
 from mailgate.store.records import CopyResult, Mailbox
 
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
-
-async def destination(s: IMAPServer, name: str) -> Mailbox:
+async def destination(s: Session, name: str) -> Mailbox:
     assert s.principal is not None
     try:
         return await s.store.get_mailbox(s.principal.inbox.id, name)
@@ -31,7 +27,7 @@ def copyuid(result: CopyResult) -> str:
 
 
 @command("COPY", State.SELECTED)
-async def copy(s: IMAPServer, request: Request) -> str:
+async def copy(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, CopyMove)
     selected = s.selected

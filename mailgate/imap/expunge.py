@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
-from mailgate.imap.parser import Request, UidExpunge
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Request, UidExpunge
 
 
 @command("EXPUNGE", State.SELECTED)
-async def expunge(s: IMAPServer, request: Request) -> str:
+async def expunge(s: Session, request: Request) -> str:
     selected = s.selected
     assert selected is not None
     if selected.readonly:

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import Fetch, FetchItem, Request, SequenceSet
-from mailgate.imap.selected import SelectedMailbox
-from mailgate.imap.server import WRITE_CHUNK
-from mailgate.imap.wire import flag_list, internaldate
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.mailbox_view import SelectedMailbox
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
+from mailgate.imap.wire import flag_list, internaldate, literal
 from mailgate.mime.headers import header_fields
 from mailgate.mime.imapview import extract_section
 from mailgate.store.records import SEEN, FetchRow
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 Renderer = Callable[[FetchRow], bytes]
 # Messages per store round trip when their bytes are needed (bounded memory per session)...
@@ -31,12 +27,8 @@ DATA_BATCH = 64
 # few MiB at a time rather than DATA_BATCH times the largest message.
 DATA_BUDGET = 4 * 1024 * 1024
 META_BATCH = 5000
-
-
-def _literal(data: bytes | None) -> bytes:
-    if data is None:
-        return b"NIL"
-    return b"{%d}\r\n%s" % (len(data), data)
+# Responses go out once this much is buffered, waiting while the client is not reading.
+WRITE_CHUNK = 256 * 1024
 
 
 def _partial(data: bytes | None, partial: tuple[int, int] | None) -> bytes | None:
@@ -121,7 +113,7 @@ def _renderer(item: FetchItem) -> Renderer:
     label = item.response_name() + b" "
     get = _section_bytes(item)
     partial = item.partial
-    return lambda row: label + _literal(_partial(get(row), partial))
+    return lambda row: label + literal(_partial(get(row), partial))
 
 
 def batches(
@@ -140,7 +132,7 @@ def batches(
 
 
 async def data_batches(
-    s: IMAPServer, selected: SelectedMailbox, ranges: list[tuple[int, int]]
+    s: Session, selected: SelectedMailbox, ranges: list[tuple[int, int]]
 ) -> list[list[tuple[int, int]]]:
     """Like batches(), for loading message bytes: runs of at most DATA_BATCH messages and
     DATA_BUDGET bytes (a larger message goes alone), planned from the stored sizes."""
@@ -161,7 +153,7 @@ async def data_batches(
 
 
 @command("FETCH", State.SELECTED, expunges_ok=False)
-async def fetch(s: IMAPServer, request: Request) -> str:
+async def fetch(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Fetch)
     selected = s.selected
@@ -216,9 +208,7 @@ async def fetch(s: IMAPServer, request: Request) -> str:
     return "FETCH completed"
 
 
-async def _vanished(
-    s: IMAPServer, selected: SelectedMailbox, uids: SequenceSet, modseq: int
-) -> None:
+async def _vanished(s: Session, selected: SelectedMailbox, uids: SequenceSet, modseq: int) -> None:
     """RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED) first names the UIDs of the
     set that were expunged after n."""
     changes = await s.store.changes_since(selected.mailbox_id, modseq)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import State, command
 from mailgate.imap.errors import no
-from mailgate.imap.parser import Request, Store
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Request, StoreFlags
 from mailgate.imap.wire import flag_list, uid_set
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 
 @command("STORE", State.SELECTED, expunges_ok=False)
-async def store(s: IMAPServer, request: Request) -> str:
+async def store(s: Session, request: Request) -> str:
     args = request.args
-    assert isinstance(args, Store)
+    assert isinstance(args, StoreFlags)
     selected = s.selected
     assert selected is not None
     if selected.readonly:

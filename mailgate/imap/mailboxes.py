@@ -4,23 +4,20 @@ CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-from mailgate.imap.commands import LOGGED_IN, command
 from mailgate.imap.errors import Reply
-from mailgate.imap.parser import List, Lsub, MailboxArg, Rename, Request, Status
+from mailgate.imap.interfaces import LOGGED_IN, Session
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
 from mailgate.store.errors import StoreError
 from mailgate.store.names import canonical_mailbox_name
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
-
 DELIMITER = HIERARCHY_DELIMITER.encode()
 
 
-def _inbox_id(s: IMAPServer) -> int:
+def _inbox_id(s: Session) -> int:
     assert s.principal is not None
     return s.principal.inbox.id
 
@@ -75,7 +72,7 @@ def _sorted(boxes: list[Mailbox]) -> list[Mailbox]:
 
 
 @command("LIST", LOGGED_IN)
-async def list_mailboxes(s: IMAPServer, request: Request) -> str:
+async def list_mailboxes(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, List)
     if args.patterns == ("",) and not args.selection:
@@ -105,7 +102,7 @@ async def list_mailboxes(s: IMAPServer, request: Request) -> str:
 
 
 @command("LSUB", LOGGED_IN)
-async def lsub(s: IMAPServer, request: Request) -> str:
+async def lsub(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Lsub)
     if args.pattern == "":
@@ -119,7 +116,7 @@ async def lsub(s: IMAPServer, request: Request) -> str:
     return "LSUB completed"
 
 
-async def _status_line(s: IMAPServer, box: Mailbox, items: tuple[str, ...]) -> bytes:
+async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
     status = await s.store.status(box.id)
     values = {
         "MESSAGES": status.messages,
@@ -136,7 +133,7 @@ async def _status_line(s: IMAPServer, box: Mailbox, items: tuple[str, ...]) -> b
 
 
 @command("STATUS", LOGGED_IN)
-async def status(s: IMAPServer, request: Request) -> str:
+async def status(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Status)
     box = await s.store.get_mailbox(_inbox_id(s), args.mailbox)
@@ -147,7 +144,7 @@ async def status(s: IMAPServer, request: Request) -> str:
 
 
 @command("CREATE", LOGGED_IN)
-async def create(s: IMAPServer, request: Request) -> str:
+async def create(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
     # RFC 3501 §6.3.3: a trailing delimiter only says that children will follow.
@@ -159,7 +156,7 @@ async def create(s: IMAPServer, request: Request) -> str:
 
 
 @command("DELETE", LOGGED_IN)
-async def delete(s: IMAPServer, request: Request) -> str:
+async def delete(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
     await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
@@ -169,7 +166,7 @@ async def delete(s: IMAPServer, request: Request) -> str:
 
 
 @command("RENAME", LOGGED_IN)
-async def rename(s: IMAPServer, request: Request) -> str:
+async def rename(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Rename)
     # The selected mailbox (or a child of the renamed one) learns its new name from the
@@ -179,7 +176,7 @@ async def rename(s: IMAPServer, request: Request) -> str:
 
 
 @command("SUBSCRIBE", LOGGED_IN)
-async def subscribe(s: IMAPServer, request: Request) -> str:
+async def subscribe(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
     await s.store.set_subscribed(_inbox_id(s), args.mailbox, True)
@@ -187,7 +184,7 @@ async def subscribe(s: IMAPServer, request: Request) -> str:
 
 
 @command("UNSUBSCRIBE", LOGGED_IN)
-async def unsubscribe(s: IMAPServer, request: Request) -> str:
+async def unsubscribe(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
     await s.store.set_subscribed(_inbox_id(s), args.mailbox, False)

@@ -1,340 +1,150 @@
-"""SEARCH keys and their evaluation (RFC 3501 §6.4.4, RFC 7162 §3.1.5). Pure: no I/O.
+"""SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731).
 
-The parser (:mod:`mailgate.imap.parser`) turns the search program into a tree of the frozen
-dataclasses below; :func:`matches` evaluates that tree against one message at a time, and
-:func:`needs` tells the server which expensive parts of a message (headers, body) the tree
-reads, so it loads them only when they are needed.
-
-The tree:
-
-- ``All()`` — every message (ALL).
-- ``And(keys)`` — all of ``keys`` (a list of keys, a parenthesised list); at least two keys,
-  never directly nested in another ``And`` (the parser flattens).
-- ``Or(keys)`` — any of ``keys`` (OR); at least two keys. ``OR OR a b c`` is flattened into
-  one ``Or((a, b, c))`` so that long OR chains stay shallow.
-- ``Not(key)`` — NOT.
-- ``FlagKey(flag, present)`` — ANSWERED/DELETED/DRAFT/FLAGGED/SEEN and their UN- forms,
-  KEYWORD/UNKEYWORD, RECENT (``\\Recent`` present) and OLD (``\\Recent`` absent). NEW is
-  ``And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))``.
-- ``HeaderKey(field, value)`` — HEADER, and FROM/TO/CC/BCC/SUBJECT; ``field`` is lower-case.
-- ``BodyKey(value)``, ``TextKey(value)`` — BODY, TEXT.
-- ``DateKey(field, op, date)`` — BEFORE/ON/SINCE (``field="internal"``) and
-  SENTBEFORE/SENTON/SENTSINCE (``field="sent"``); ``op`` is "before", "on" or "since".
-- ``SizeKey(op, size)`` — LARGER (``op="larger"``) and SMALLER (``op="smaller"``).
-- ``SeqKey(sequence)``, ``UidKey(sequence)`` — a bare sequence set, and UID.
-- ``ModSeqKey(modseq)`` — MODSEQ (RFC 7162); the optional entry name and type are ignored.
-
-The tree depth is bounded by the parser (``parser.MAX_SEARCH_DEPTH``), so the recursive
-walks below cannot exhaust the stack.
+The key tree is evaluated per message by matching.py; this module loads only what the keys
+need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT), and runs
+body matching in a worker thread so decoding big messages never stalls the event loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+import asyncio
+import datetime
+from collections.abc import Callable
 
-if TYPE_CHECKING:  # parser.py imports this module at run time; only the type flows back
-    from mailgate.imap.parser import SequenceSet
-
-__all__ = [
-    "All",
-    "And",
-    "BodyKey",
-    "DateKey",
-    "FlagKey",
-    "HeaderKey",
-    "ModSeqKey",
-    "Needs",
-    "Not",
-    "Or",
-    "SearchKey",
-    "SearchMessage",
-    "SeqKey",
-    "SizeKey",
-    "TextKey",
-    "UidKey",
-    "matches",
-    "needs",
-]
+from mailgate.imap.fetch import META_BATCH, batches, data_batches
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.matching import matches, needs
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import And, DateKey, ModSeqKey, Not, Or, Request, Search, SearchKey
+from mailgate.imap.wire import uid_set
+from mailgate.mime.headers import header_values
+from mailgate.mime.parts import body_text
+from mailgate.store.records import FetchRow
 
 
-@dataclass(frozen=True, slots=True)
-class All:
-    """ALL: matches every message."""
+class _View:
+    """One message as matching.py sees it, decoding headers and body only when asked."""
 
+    __slots__ = ("_row", "seq")
 
-@dataclass(frozen=True, slots=True)
-class And:
-    """Every key must match (a list of keys; a parenthesised list)."""
-
-    keys: tuple[SearchKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    """At least one key must match (OR, flattened to n-ary)."""
-
-    keys: tuple[SearchKey, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    """NOT key."""
-
-    key: SearchKey
-
-
-@dataclass(frozen=True, slots=True)
-class FlagKey:
-    """A system flag (normalised capitalisation, e.g. ``\\Seen``) or keyword is (not) set."""
-
-    flag: str
-    present: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderKey:
-    """A header field contains ``value`` (case-insensitive); ``value == ""`` means "has it"."""
-
-    field: str  # lower-case field name
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class BodyKey:
-    """The body text contains ``value`` (case-insensitive)."""
-
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class TextKey:
-    """The header section or the body text contains ``value`` (case-insensitive)."""
-
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class DateKey:
-    """Compare the internal date or the Date: header by calendar date only."""
-
-    field: Literal["internal", "sent"]
-    op: Literal["before", "on", "since"]
-    date: date
-
-
-@dataclass(frozen=True, slots=True)
-class SizeKey:
-    """RFC822.SIZE strictly larger / smaller than ``size``."""
-
-    op: Literal["larger", "smaller"]
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class SeqKey:
-    """The message sequence number is in the set (``*`` is the largest sequence number)."""
-
-    sequence: SequenceSet
-
-
-@dataclass(frozen=True, slots=True)
-class UidKey:
-    """The UID is in the set (``*`` is the largest UID in the mailbox)."""
-
-    sequence: SequenceSet
-
-
-@dataclass(frozen=True, slots=True)
-class ModSeqKey:
-    """RFC 7162 §3.1.5: the message's mod-sequence is equal to or greater than ``modseq``."""
-
-    modseq: int
-
-
-SearchKey = (
-    All
-    | And
-    | Or
-    | Not
-    | FlagKey
-    | HeaderKey
-    | BodyKey
-    | TextKey
-    | DateKey
-    | SizeKey
-    | SeqKey
-    | UidKey
-    | ModSeqKey
-)
-
-
-class SearchMessage(Protocol):
-    """What the server offers per message; the three methods may be expensive (see needs())."""
+    def __init__(self, row: FetchRow, seq: int) -> None:
+        self._row = row
+        self.seq = seq
 
     @property
-    def seq(self) -> int: ...
+    def uid(self) -> int:
+        return self._row.uid
+
     @property
-    def uid(self) -> int: ...
+    def flags(self) -> frozenset[str]:
+        return frozenset(self._row.flags)
+
     @property
-    def flags(self) -> frozenset[str]: ...
+    def internaldate(self) -> datetime.datetime:
+        return self._row.internaldate
+
     @property
-    def internaldate(self) -> datetime: ...
+    def size(self) -> int:
+        return self._row.size
+
     @property
-    def size(self) -> int: ...
+    def modseq(self) -> int:
+        return self._row.modseq
+
     @property
-    def modseq(self) -> int: ...
-    @property
-    def sent_date(self) -> datetime | None: ...
+    def sent_date(self) -> datetime.datetime | None:
+        return self._row.sent_date
 
     def header_values(self, name: str) -> list[str]:
-        """Decoded values of every ``name`` field (``name`` is lower-case), [] if absent."""
-        ...
+        return header_values(self._row.header or b"", name)
 
     def header_text(self) -> str:
-        """The whole decoded header section (for TEXT)."""
-        ...
+        return (self._row.header or b"").decode("utf-8", "replace")
 
     def body_text(self) -> str:
-        """The decoded body text (for BODY and TEXT)."""
-        ...
+        return body_text(self._row.data or b"")
 
 
-@dataclass(frozen=True, slots=True)
-class Needs:
-    """Which costly message parts a search reads. ``sent_date`` counts as cheap metadata."""
-
-    headers: bool
-    body: bool
-
-
-def needs(key: SearchKey) -> Needs:
-    """What data ``key`` reads, so the server can skip loading headers or bodies."""
-    headers, body = _needs(key)
-    return Needs(headers=headers, body=body)
-
-
-def _needs(key: SearchKey) -> tuple[bool, bool]:
-    if isinstance(key, HeaderKey):
-        return True, False
-    if isinstance(key, BodyKey):
-        return False, True
-    if isinstance(key, TextKey):
-        return True, True
-    if isinstance(key, Not):
-        return _needs(key.key)
+def _uses(key: SearchKey, leaf: Callable[[SearchKey], bool]) -> bool:
+    """Whether any key in the tree satisfies `leaf` (the parser bounds the depth)."""
     if isinstance(key, And | Or):
-        headers = body = False
-        for sub in key.keys:
-            h, b = _needs(sub)
-            headers, body = headers or h, body or b
-            if headers and body:
-                break
-        return headers, body
-    return False, False
+        return any(_uses(child, leaf) for child in key.keys)
+    if isinstance(key, Not):
+        return _uses(key.key, leaf)
+    return leaf(key)
 
 
-def matches(key: SearchKey, msg: SearchMessage, largest_seq: int, largest_uid: int) -> bool:
-    """Whether ``msg`` satisfies ``key``.
-
-    ``largest_seq``/``largest_uid`` are what ``*`` stands for (RFC 3501 §9, seq-number).
-    Header and body text are fetched from ``msg`` at most once per call.
-    """
-    return _Evaluation(msg, largest_seq, largest_uid).test(key)
+def _is_modseq(key: SearchKey) -> bool:
+    return isinstance(key, ModSeqKey)
 
 
-class _Evaluation:
-    """One message under test, with its casefolded texts cached for the whole key tree."""
-
-    __slots__ = ("_body", "_header_text", "_headers", "largest_seq", "largest_uid", "msg")
-
-    def __init__(self, msg: SearchMessage, largest_seq: int, largest_uid: int) -> None:
-        self.msg = msg
-        self.largest_seq = largest_seq
-        self.largest_uid = largest_uid
-        self._headers: dict[str, list[str]] = {}
-        self._header_text: str | None = None
-        self._body: str | None = None
-
-    def header_values(self, name: str) -> list[str]:
-        values = self._headers.get(name)
-        if values is None:
-            values = [v.casefold() for v in self.msg.header_values(name)]
-            self._headers[name] = values
-        return values
-
-    def header_text(self) -> str:
-        if self._header_text is None:
-            self._header_text = self.msg.header_text().casefold()
-        return self._header_text
-
-    def body_text(self) -> str:
-        if self._body is None:
-            self._body = self.msg.body_text().casefold()
-        return self._body
-
-    def test(self, key: SearchKey) -> bool:
-        msg = self.msg
-        match key:
-            case All():
-                return True
-            case And(keys=keys):
-                return all(self.test(k) for k in keys)
-            case Or(keys=keys):
-                return any(self.test(k) for k in keys)
-            case Not(key=sub):
-                return not self.test(sub)
-            case FlagKey(flag=flag, present=present):
-                return _has_flag(msg.flags, flag) == present
-            case HeaderKey(field=field, value=value):
-                values = self.header_values(field)
-                # RFC 3501 §6.4.4 HEADER: an empty string matches every message that has
-                # the field, whatever its content.
-                if not value:
-                    return bool(values)
-                needle = value.casefold()
-                return any(needle in v for v in values)
-            case BodyKey(value=value):
-                return value.casefold() in self.body_text()
-            case TextKey(value=value):
-                needle = value.casefold()
-                return needle in self.header_text() or needle in self.body_text()
-            case DateKey(field=field, op=op, date=when):
-                if field == "internal":
-                    day = msg.internaldate.date()
-                else:
-                    sent = msg.sent_date
-                    if sent is None:  # no (parsable) Date: header: no SENT* key matches
-                        return False
-                    # RFC 3501 §6.4.4: SENT* ignore time and timezone; the date as written
-                    # in the header, i.e. in the message's own timezone.
-                    day = sent.date()
-                return _compare_date(day, op, when)
-            case SizeKey(op=op, size=size):
-                return msg.size > size if op == "larger" else msg.size < size
-            case SeqKey(sequence=sequence):
-                return sequence.contains(msg.seq, self.largest_seq)
-            case UidKey(sequence=sequence):
-                return sequence.contains(msg.uid, self.largest_uid)
-            case ModSeqKey(modseq=modseq):
-                return msg.modseq >= modseq
-        raise TypeError(f"not a search key: {type(key).__name__}")
+def _is_sent_date(key: SearchKey) -> bool:
+    return isinstance(key, DateKey) and key.field == "sent"
 
 
-def _compare_date(day: date, op: str, when: date) -> bool:
-    # RFC 3501 §6.4.4: BEFORE is strictly earlier, SINCE is "on or after".
-    if op == "before":
-        return day < when
-    if op == "on":
-        return day == when
-    return day >= when
+@command("SEARCH", State.SELECTED, expunges_ok=False)
+async def search(s: Session, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Search)
+    selected = s.selected
+    assert selected is not None
+    need = needs(args.key)
+    with_modseq = _uses(args.key, _is_modseq)
+    if with_modseq:
+        s.condstore = True
+    columns: set[str] = set()
+    if need.headers:
+        columns.add("header")
+    # SENTBEFORE/SENTON/SENTSINCE read the Date: header, indexed at ingest as sent_date; the
+    # fetch leaves it out (None: "no Date header") unless asked for.
+    if _uses(args.key, _is_sent_date):
+        columns.add("sent_date")
+    if need.body:
+        columns |= {"header", "data"}
+    largest_seq, largest_uid = selected.exists, selected.last_uid
+    hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    ranges = [(1, largest_uid)] if largest_uid else []
+    if need.body:
+        plan = await data_batches(s, selected, ranges)
+    else:
+        plan = batches(selected, ranges, META_BATCH)
+    for batch in plan:
+        rows = await s.store.fetch(selected.mailbox_id, batch, columns)
+        views = [_View(row, seq) for row in rows if (seq := selected.seq_of(row.uid)) is not None]
+
+        def run(views: list[_View] = views) -> list[tuple[int, int, int]]:
+            return [
+                (v.seq, v.uid, v.modseq)
+                for v in views
+                if matches(args.key, v, largest_seq, largest_uid)
+            ]
+
+        hits += await asyncio.to_thread(run) if need.body else run()
+
+    numbers = [uid if request.uid else seq for seq, uid, _ in hits]
+    if args.returns is None:
+        line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if with_modseq and hits:
+            # RFC 7162 §3.1.5: the highest MODSEQ of the matching messages.
+            line += b" (MODSEQ %d)" % max(m for _, _, m in hits)
+        s.untagged(line)
+    else:
+        s.untagged(_esearch(request, numbers, args.returns))
+    return "SEARCH completed"
 
 
-def _has_flag(flags: frozenset[str], flag: str) -> bool:
-    if flag in flags:
-        return True
-    # Flag and keyword names match case-insensitively, as in Cyrus and Courier: a keyword
-    # stored as "$Junk" matches KEYWORD $junk.
-    folded = flag.casefold()
-    return any(f.casefold() == folded for f in flags)
+def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> bytes:
+    wanted = set(returns) or {"ALL"}
+    parts = [f'(TAG "{request.tag}")'.encode()]
+    if request.uid:
+        parts.append(b"UID")
+    if numbers:
+        if "MIN" in wanted:
+            parts.append(b"MIN %d" % min(numbers))
+        if "MAX" in wanted:
+            parts.append(b"MAX %d" % max(numbers))
+        if "ALL" in wanted:
+            parts.append(b"ALL " + uid_set(sorted(numbers)))
+    if "COUNT" in wanted:
+        parts.append(b"COUNT %d" % len(numbers))
+    return b"ESEARCH " + b" ".join(parts)

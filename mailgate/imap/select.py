@@ -1,22 +1,17 @@
-"""SELECT, EXAMINE, CLOSE and CHECK: entering and leaving a mailbox, and resynchronizing on
-the way in (QRESYNC, RFC 7162 §3.2.5)."""
+"""SELECT, EXAMINE and CLOSE: entering and leaving a mailbox, and resynchronizing on the way
+in (QRESYNC, RFC 7162 §3.2.5)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import LOGGED_IN, State, command
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import Qresync, Request, Select
-from mailgate.imap.selected import SelectedMailbox
+from mailgate.imap.interfaces import LOGGED_IN, Session, State
+from mailgate.imap.mailbox_view import SelectedMailbox, open_view
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Qresync, Request, Select
 from mailgate.imap.wire import flag_list
-from mailgate.store.events import Change
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 
-async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
+async def _open(s: Session, request: Request, readonly: bool) -> str:
     args = request.args
     assert isinstance(args, Select)
     assert s.principal is not None
@@ -29,15 +24,7 @@ async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
     if args.condstore:
         s.condstore = True
     box = await s.store.get_mailbox(s.principal.inbox.id, args.mailbox)
-    # Listen before taking the snapshot, so a change committed meanwhile is not missed.
-    missed: list[Change] = []
-    subscription = s.store.bus.subscribe(box.id, missed.append)
-    try:
-        snapshot = await s.store.snapshot(box.id)
-    finally:
-        subscription.close()
-    selected = SelectedMailbox(snapshot, box.name, readonly)
-    selected.dirty = any(not e.modseq or e.modseq > snapshot.mailbox.highestmodseq for e in missed)
+    selected, snapshot = await open_view(s.store, box, readonly)
     s.select(selected)
     for line in selected.flags_lines():
         s.untagged(line)
@@ -56,7 +43,7 @@ async def _open(s: IMAPServer, request: Request, readonly: bool) -> str:
     return f"[{mode}] {request.name} completed"
 
 
-async def _resync(s: IMAPServer, selected: SelectedMailbox, resync: Qresync, uidnext: int) -> None:
+async def _resync(s: Session, selected: SelectedMailbox, resync: Qresync, uidnext: int) -> None:
     """RFC 7162 §3.2.5.2: what the client missed since its MODSEQ, before the tagged OK: the
     UIDs gone (VANISHED (EARLIER)), then each message changed, with its flags and MODSEQ."""
     changes = await s.store.changes_since(selected.mailbox_id, resync.modseq)
@@ -79,17 +66,17 @@ async def _resync(s: IMAPServer, selected: SelectedMailbox, resync: Qresync, uid
 
 
 @command("SELECT", LOGGED_IN)
-async def select(s: IMAPServer, request: Request) -> str:
+async def select(s: Session, request: Request) -> str:
     return await _open(s, request, readonly=False)
 
 
 @command("EXAMINE", LOGGED_IN)
-async def examine(s: IMAPServer, request: Request) -> str:
+async def examine(s: Session, request: Request) -> str:
     return await _open(s, request, readonly=True)
 
 
 @command("CLOSE", State.SELECTED)
-async def close(s: IMAPServer, request: Request) -> str:
+async def close(s: Session, request: Request) -> str:
     selected = s.selected
     assert selected is not None
     s.unselect()
@@ -97,9 +84,3 @@ async def close(s: IMAPServer, request: Request) -> str:
         # RFC 3501 §6.4.2: expunge silently, but only what this session could see.
         await s.store.expunge(selected.mailbox_id, [(1, selected.last_uid)])
     return "CLOSE completed"
-
-
-@command("CHECK", State.SELECTED)
-async def check(s: IMAPServer, request: Request) -> str:
-    # Every change is committed when it is acknowledged; there is nothing to checkpoint.
-    return "CHECK completed"

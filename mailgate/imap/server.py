@@ -5,13 +5,14 @@ The rest is ours, because the library's version parses literals only at the end 
 cannot say LITERAL+, runs pipelined commands concurrently, and writes per message:
 
 - Framing: lines and literals ({n} and LITERAL+ {n+}) are collected into one command, with a
-  size limit per literal; then the pure parser (parser.py) turns it into a Request.
+  size limit per literal; then the pure parser (syntax/commands.py) turns it into a Request.
 - One command at a time: while a command runs, the protocol stops reading (the transport is
   paused), so pipelined commands wait their turn and a client cannot queue unbounded work.
 - Output is buffered per command and written in one go; big responses wait for the client to
   read (write backpressure) before producing more.
-- Changes to the selected mailbox arrive from the event bus: at once while IDLE, otherwise at
-  the end of the next command (selected.py).
+- Changes to the selected mailbox arrive from the event bus (mailbox_view.py) and are told at
+  the end of the next command, or at once to a command that holds the session (IDLE).
+- Command modules see the session through interfaces.Session, never this class.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -32,14 +33,15 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
-from mailgate.imap import commands
-from mailgate.imap.commands import LOGGED_IN, REGISTRY, State
+from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
-from mailgate.imap.parser import ParseError, parse_request, parse_tag
-from mailgate.imap.selected import MailboxGone, SelectedMailbox
+from mailgate.imap.interfaces import LOGGED_IN, Holder, State
+from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
+from mailgate.imap.registry import REGISTRY
+from mailgate.imap.syntax.commands import parse_request, parse_tag
+from mailgate.imap.syntax.values import ParseError
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
-from mailgate.store.events import Change, MailboxRenamed
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +49,15 @@ _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}$")
 # Literals outside APPEND are strings (a password, a search term): they have no business
 # being large.
 STRING_LITERAL_LIMIT = 1024 * 1024
-WRITE_CHUNK = 256 * 1024
 # After our TLS close alert, how long a client may take to answer with its own before the
 # connection is cut: a client that never answers must not keep the socket open.
 CLOSE_GRACE = 2.0
-
-
-# Returned by the IDLE handler: no tagged reply until the client says DONE.
-IDLING = "IDLING"
 SWEEP_INTERVAL = 1.0
 
 
 class ServerContext:
     """What every session shares: settings, store, logins, TLS, and the sweeper that times
-    sessions out and keeps IDLE connections alive. One per server."""
+    sessions out and ticks the commands that hold one (IDLE's keepalives). One per server."""
 
     def __init__(
         self,
@@ -142,14 +139,15 @@ class IMAPServer(IMAP4Server):
     running: asyncio.Task[None] | None = None
     # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
     after_reply: Callable[[], None] | None = None
+    # A command that keeps the session after its handler returned (IDLE): it gets the client's
+    # lines, the sweeper's ticks and news of the selected mailbox until it lets go.
+    holder: Holder | None = None
     _out_size = 0
     _command_bytes = 0
     _literal: bytearray | None = None
     _literal_left = 0
     _line_waiter: asyncio.Future[bytes] | None = None
-    _idle_tag: str | None = None  # while IDLE runs: the tag DONE will answer
-    _last_ping = 0.0
-    _pushing: asyncio.Task[None] | None = None
+    _background: asyncio.Task[None] | None = None
     _closed = False  # no more output: we said BYE, or the connection is gone
     _lost = False  # the connection is gone
 
@@ -169,6 +167,10 @@ class IMAPServer(IMAP4Server):
     @property
     def settings(self) -> Settings:
         return self.context.settings
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.context.authenticator
 
     # ---------------------------------------------------------------- connection
 
@@ -200,7 +202,7 @@ class IMAPServer(IMAP4Server):
         self._gate.stopProducing()
 
     def tick(self, now: float) -> None:
-        """Called about once a second by the sweeper: autologout, and IDLE keepalives."""
+        """Called about once a second by the sweeper: autologout, and the holder's tick."""
         if self._closed or self.running is not None:
             return
         settings = self.settings.imap
@@ -209,9 +211,8 @@ class IMAPServer(IMAP4Server):
         limit = settings.autologout if logged_in else settings.preauth_timeout
         if now - self.last_activity > limit:
             self.close(b"Autologout; idle for too long")
-        elif self._idle_tag is not None and now - self._last_ping >= settings.idle_keepalive:
-            self._last_ping = now
-            self.transport.write(b"* OK Still here\r\n")
+        elif self.holder is not None:
+            self.holder.tick(self, now)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.close(b"Command line too long")
@@ -243,9 +244,20 @@ class IMAPServer(IMAP4Server):
         if not self._lost:
             self.transport.abortConnection()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def tasks(self) -> list[asyncio.Future[Any]]:
         """What is still running for this session."""
-        return [t for t in (self.running, self._pushing) if t is not None and not t.done()]
+        return [t for t in (self.running, self._background) if t is not None and not t.done()]
+
+    def run_in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run work for this session outside any command (IDLE's pushes); stopping the server
+        waits for it (tasks())."""
+        task = asyncio.ensure_future(work)
+        self._background = task
+        return task
 
     @property
     def storing(self) -> asyncio.Task[None] | None:
@@ -305,8 +317,8 @@ class IMAPServer(IMAP4Server):
 
     def lineReceived(self, line: bytes) -> None:
         self.last_activity = time.monotonic()
-        if self._idle_tag is not None:
-            self._end_idle(line)
+        if self.holder is not None:
+            self.holder.line_received(self, line)
             return
         if self._line_waiter is not None:
             waiter, self._line_waiter = self._line_waiter, None
@@ -407,8 +419,8 @@ class IMAPServer(IMAP4Server):
             if not self.session_state & command.states:
                 raise bad(_wrong_state(self.session_state, command.states))
             text = await command.handler(self, request)
-            if text is IDLING:
-                # The tagged reply waits for the client's DONE (see _end_idle).
+            if text is None:
+                # The command holds the session (IDLE): its tagged reply comes later.
                 self.flush()
                 return
             await self.catch_up(expunges_ok=command.expunges_ok or request.uid)
@@ -453,48 +465,22 @@ class IMAPServer(IMAP4Server):
 
     def select(self, selected: SelectedMailbox) -> None:
         self.unselect()
-        selected.subscription = self.store.bus.subscribe(selected.mailbox_id, self._on_change)
+        selected.listen(self.store, self)
         self.selected = selected
         self.session_state = State.SELECTED
 
     def unselect(self) -> None:
         if self.selected is not None:
-            if self.selected.subscription is not None:
-                self.selected.subscription.close()
+            self.selected.stop_listening()
             self.selected = None
         if self.session_state is State.SELECTED:
             self.session_state = State.AUTHENTICATED
 
-    def _on_change(self, event: Change) -> None:
-        selected = self.selected
-        if selected is None or event.mailbox_id != selected.mailbox_id:
-            return
-        if isinstance(event, MailboxRenamed):
-            # Renamed by another session: DELETE and LIST of the new name mean this mailbox.
-            selected.name = event.name
-        if event.modseq and event.modseq <= selected.modseq:
-            return
-        selected.dirty = True
-        if self._idle_tag is not None:
-            self._push_soon()
-
-    def _push_soon(self) -> None:
-        if self._pushing is None or self._pushing.done():
-            self._pushing = asyncio.ensure_future(self._push_changes())
-
-    async def _push_changes(self) -> None:
-        """While IDLE: send what changed as soon as it is committed (RFC 2177)."""
-        try:
-            while self._idle_tag is not None and self.selected and self.selected.needs_catch_up:
-                await self.catch_up()
-                self.flush()
-        except MailboxGone:
-            self.close(b"The selected mailbox was deleted")
-        except StoreError as exc:
-            # The next event, or the end of IDLE, tries again.
-            log.warning("IDLE update failed: %s", exc)
-            if self.selected is not None:
-                self.selected.dirty = True
+    def mailbox_changed(self) -> None:
+        """The selected mailbox changed (its view is now dirty): the holder hears of it at once;
+        otherwise the end of the next command tells the client."""
+        if self.holder is not None:
+            self.holder.mailbox_changed(self)
 
     async def read_line(self) -> bytes:
         """The client's next line, read raw (an AUTHENTICATE response)."""
@@ -505,40 +491,6 @@ class IMAPServer(IMAP4Server):
             return await waiter
         finally:
             self._line_waiter = None
-
-    def start_idle(self, tag: str) -> None:
-        """Enter IDLE. No coroutine waits for DONE: the session is only marked idling, so an
-        idle connection costs no task, no frames and no timer (the sweeper sends keepalives)."""
-        self._idle_tag = tag
-        self._last_ping = time.monotonic()
-        self.send(b"+ idling\r\n")
-        if self.selected is not None and self.selected.needs_catch_up:
-            self._push_soon()
-
-    def _end_idle(self, line: bytes) -> None:
-        tag = self._idle_tag
-        self._idle_tag = None
-        if line.strip().upper() == b"DONE":
-            reply = f"{tag} OK IDLE terminated\r\n".encode()
-        else:
-            reply = Reply("BAD", "Expected DONE to end IDLE").line(tag or "*")
-        pushing = self._pushing
-        if pushing is None or pushing.done():
-            self.send(reply)
-            self.flush()
-            return
-        # A push is still writing: the tagged reply must come after its responses, and the
-        # next command must wait for it.
-        self.pauseProducing()
-
-        def answer(_: asyncio.Task[None]) -> None:
-            if self._closed:
-                return
-            self.send(reply)
-            self.flush()
-            self.resumeProducing()
-
-        pushing.add_done_callback(answer)
 
     def start_tls(self) -> None:
         """Switch to TLS after the tagged OK is written; drop anything the client pipelined
@@ -611,15 +563,17 @@ def load_commands() -> None:
     """Import every command module so that each registers its handlers."""
     from mailgate.imap import (  # noqa: F401
         append,
+        capability,
         copy,
         expunge,
         fetch,
         flags,
+        login,
         mailboxes,
-        searching,
+        noop,
+        search,
         select,
-        session,
     )
     from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
 
-    assert commands.REGISTRY
+    assert registry.REGISTRY

@@ -1,4 +1,6 @@
-"""Small pieces of IMAP response syntax (RFC 3501 §9), shared by the command modules."""
+"""IMAP response syntax (RFC 3501 §9), shared by the command modules: flag lists, dates,
+literals, mailbox names and UID sets. IMAP strings (quoted or literal) are encoded where
+ENVELOPE and BODYSTRUCTURE are built at ingest; mailbox() takes them from there."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import datetime
 from collections.abc import Iterable
 from functools import lru_cache
 
-from mailgate.imap.parser import encode_mailbox
+from mailgate.imap.syntax.utf7 import encode_mailbox
 from mailgate.mime.imapview import string
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -27,6 +29,13 @@ def internaldate(when: datetime.datetime) -> bytes:
         f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} '
         f'{when.hour:02d}:{when.minute:02d}:{when.second:02d} {sign}{hours:02d}{mins:02d}"'
     ).encode()
+
+
+def literal(data: bytes | None) -> bytes:
+    """Bytes as a literal, NIL for None (nstring, RFC 3501 §9): message data goes this way."""
+    if data is None:
+        return b"NIL"
+    return b"{%d}\r\n%s" % (len(data), data)
 
 
 def mailbox(name: str) -> bytes:

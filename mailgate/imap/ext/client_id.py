@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from mailgate import __version__
-from mailgate.imap.commands import ANY, command
-from mailgate.imap.parser import Id, Request
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
+from mailgate.imap.interfaces import ANY, Session
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Id, Request
 
 log = logging.getLogger(__name__)
 
 
 @command("ID", ANY)
-async def client_id(s: IMAPServer, request: Request) -> str:
+async def client_id(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Id)
     if args.params:

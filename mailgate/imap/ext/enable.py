@@ -3,17 +3,13 @@ the extensions that need turning on."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import LOGGED_IN, command
-from mailgate.imap.parser import Enable, Request
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
+from mailgate.imap.interfaces import LOGGED_IN, Session
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Enable, Request
 
 
 @command("ENABLE", LOGGED_IN)
-async def enable(s: IMAPServer, request: Request) -> str:
+async def enable(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Enable)
     enabled = [c.upper() for c in args.capabilities if c.upper() in ("CONDSTORE", "QRESYNC")]

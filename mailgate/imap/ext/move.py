@@ -3,19 +3,15 @@ VANISHED, with QRESYNC)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import State, command
 from mailgate.imap.copy import copyuid, destination
 from mailgate.imap.errors import no
-from mailgate.imap.parser import CopyMove, Request
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import CopyMove, Request
 
 
 @command("MOVE", State.SELECTED)
-async def move(s: IMAPServer, request: Request) -> str:
+async def move(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, CopyMove)
     selected = s.selected

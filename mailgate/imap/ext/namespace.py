@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import LOGGED_IN, command
-from mailgate.imap.parser import Request
+from mailgate.imap.interfaces import LOGGED_IN, Session
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Request
 from mailgate.store.records import HIERARCHY_DELIMITER
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
 
 
 @command("NAMESPACE", LOGGED_IN)
-async def namespace(s: IMAPServer, request: Request) -> str:
+async def namespace(s: Session, request: Request) -> str:
     s.untagged(b'NAMESPACE (("" "' + HIERARCHY_DELIMITER.encode() + b'")) NIL NIL')
     return "NAMESPACE completed"

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mailgate.imap.commands import State, command
-from mailgate.imap.parser import Request
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Request
 
 
 @command("UNSELECT", State.SELECTED)
-async def unselect(s: IMAPServer, request: Request) -> str:
+async def unselect(s: Session, request: Request) -> str:
     s.unselect()
     return "UNSELECT completed"

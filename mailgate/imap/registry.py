@@ -1,4 +1,4 @@
-"""The command table: which handler runs each IMAP command, and in which session states.
+"""The command registry: which handler runs each IMAP command, and in which session states.
 
 Each command module registers its handlers with `@command`; the server looks commands up here
 and never grows a method per command.
@@ -6,28 +6,16 @@ and never grows a method per command.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mailgate.imap.parser import Request
-    from mailgate.imap.server import IMAPServer
-
-
-class State(enum.Flag):
-    NOT_AUTHENTICATED = enum.auto()
-    AUTHENTICATED = enum.auto()
-    SELECTED = enum.auto()
-    LOGOUT = enum.auto()
-
-
-ANY = State.NOT_AUTHENTICATED | State.AUTHENTICATED | State.SELECTED
-LOGGED_IN = State.AUTHENTICATED | State.SELECTED
+from mailgate.imap.interfaces import Session, State
+from mailgate.imap.syntax.values import Request
 
 # A handler returns the text of the tagged OK (it may start with a "[CODE]"), or raises Reply.
-Handler = Callable[["IMAPServer", "Request"], Awaitable[str]]
+# None: the command holds the session (session.holder, IDLE) and answers later itself.
+Handler = Callable[[Session, Request], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)

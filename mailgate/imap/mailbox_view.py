@@ -4,7 +4,8 @@ The view holds only what a session needs between commands: the UID of each seque
 (4 bytes per message) and the MODSEQ it has caught up to. When the event bus says the mailbox
 changed, the view asks the store what changed since that MODSEQ and turns it into EXISTS,
 EXPUNGE and FETCH (FLAGS) responses, so a change made by this node, another node, or during a
-lost connection to the database all reach the client the same way.
+lost connection to the database all reach the client the same way. The store's change events
+are read here only: open_view(), SelectedMailbox.listen() and SelectedMailbox.hear().
 """
 
 from __future__ import annotations
@@ -12,30 +13,54 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Sequence
+from typing import Protocol
 
 from mailgate.imap.errors import bad
-from mailgate.imap.parser import SequenceSet
+from mailgate.imap.syntax.values import SequenceSet
 from mailgate.imap.wire import flag_list, uid_set
 from mailgate.store.api import Store
-from mailgate.store.events import Subscription
-from mailgate.store.records import SYSTEM_FLAGS, Changes, Snapshot
+from mailgate.store.events import Change, MailboxRenamed, Subscription
+from mailgate.store.records import SYSTEM_FLAGS, Changes, Mailbox, Snapshot
 
 
 class MailboxGone(Exception):
     """The selected mailbox was deleted by another session."""
 
 
+class Watcher(Protocol):
+    """Told when the mailbox a view listens to changes (the session, to push while IDLE)."""
+
+    def mailbox_changed(self) -> None: ...
+
+
+async def open_view(store: Store, box: Mailbox, readonly: bool) -> tuple[SelectedMailbox, Snapshot]:
+    """A view of `box` as it is now, and the snapshot it was made from. A change committed while
+    the snapshot was taken leaves the view dirty, so the first catch-up reports it."""
+    # Listen before taking the snapshot, so a change committed meanwhile is not missed.
+    missed: list[Change] = []
+    subscription = store.bus.subscribe(box.id, missed.append)
+    try:
+        snapshot = await store.snapshot(box.id)
+    finally:
+        subscription.close()
+    selected = SelectedMailbox(snapshot, box.name, readonly)
+    for event in missed:
+        selected.hear(event)
+    return selected, snapshot
+
+
 class SelectedMailbox:
     __slots__ = (
         "_pending_expunges",
         "_reported",
+        "_subscription",
+        "_watcher",
         "dirty",
         "keywords",
         "mailbox_id",
         "modseq",
         "name",
         "readonly",
-        "subscription",
         "uids",
         "uidvalidity",
     )
@@ -50,7 +75,8 @@ class SelectedMailbox:
         self.modseq = box.highestmodseq
         self.keywords = box.keywords
         self.dirty = False
-        self.subscription: Subscription | None = None
+        self._subscription: Subscription | None = None
+        self._watcher: Watcher | None = None
         # Expunged by others while we could not say so (RFC 3501 §7.4.1); still numbered.
         # Made when first needed: most sessions never need them, and an empty set is 216 bytes.
         self._pending_expunges: set[int] | None = None
@@ -130,6 +156,33 @@ class SelectedMailbox:
                 lo = end + 2
                 i += 1
         return b",".join(gaps)
+
+    # ---------------------------------------------------------------- listening
+
+    def listen(self, store: Store, watcher: Watcher) -> None:
+        """Hear of every commit to this mailbox until stop_listening(): each makes the view
+        dirty and tells the watcher."""
+        self._watcher = watcher
+        self._subscription = store.bus.subscribe(self.mailbox_id, self.hear)
+
+    def stop_listening(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+        self._watcher = None
+
+    def hear(self, event: Change) -> None:
+        """A change event from the store; news unless this view has caught up past it (an
+        event's MODSEQ 0 means "check": events may have been missed)."""
+        if event.mailbox_id != self.mailbox_id:
+            return
+        if isinstance(event, MailboxRenamed):
+            # Renamed by any session: DELETE of the new name means this mailbox.
+            self.name = event.name
+        if event.modseq and event.modseq <= self.modseq:
+            return
+        self.dirty = True
+        if self._watcher is not None:
+            self._watcher.mailbox_changed()
 
     # ---------------------------------------------------------------- catching up
 

@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from mailgate.imap.parser import Search, SeqRange, SequenceSet, parse_request
-from mailgate.imap.search import (
+from mailgate.imap.matching import Needs, matches, needs
+from mailgate.imap.syntax.commands import parse_request
+from mailgate.imap.syntax.values import (
     All,
     And,
     BodyKey,
@@ -17,16 +18,16 @@ from mailgate.imap.search import (
     FlagKey,
     HeaderKey,
     ModSeqKey,
-    Needs,
     Not,
     Or,
+    Search,
     SearchKey,
     SeqKey,
+    SeqRange,
+    SequenceSet,
     SizeKey,
     TextKey,
     UidKey,
-    matches,
-    needs,
 )
 
 _TOKYO = timezone(timedelta(hours=9))

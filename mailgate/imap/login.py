@@ -1,8 +1,6 @@
-"""Commands of any state: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE."""
+"""Logging in and out: STARTTLS, LOGIN, AUTHENTICATE (SASL PLAIN) and LOGOUT."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from mailgate.auth import (
     AuthFailed,
@@ -13,29 +11,15 @@ from mailgate.auth import (
     decode_base64,
     plain_credentials,
 )
-from mailgate.imap.commands import ANY, State, command
 from mailgate.imap.errors import bad, no
-from mailgate.imap.parser import Authenticate, Login, Request
+from mailgate.imap.interfaces import ANY, Session, State
+from mailgate.imap.registry import command
+from mailgate.imap.syntax.values import Authenticate, Login, Request
 from mailgate.store.errors import Unavailable
-
-if TYPE_CHECKING:
-    from mailgate.imap.server import IMAPServer
-
-
-@command("CAPABILITY", ANY)
-async def capability(s: IMAPServer, request: Request) -> str:
-    s.untagged(b"CAPABILITY " + b" ".join(s.capability_list()))
-    return "CAPABILITY completed"
-
-
-@command("NOOP", ANY)
-async def noop(s: IMAPServer, request: Request) -> str:
-    # The server's end-of-command catch-up is what makes NOOP useful: it reports changes.
-    return "NOOP completed"
 
 
 @command("LOGOUT", ANY)
-async def logout(s: IMAPServer, request: Request) -> str:
+async def logout(s: Session, request: Request) -> str:
     s.untagged(b"BYE mailgate logging out")
     s.unselect()
     s.session_state = State.LOGOUT
@@ -43,7 +27,7 @@ async def logout(s: IMAPServer, request: Request) -> str:
 
 
 @command("STARTTLS", State.NOT_AUTHENTICATED)
-async def starttls(s: IMAPServer, request: Request) -> str:
+async def starttls(s: Session, request: Request) -> str:
     if s.tls_active:
         raise bad("TLS is already active", "CLIENTBUG")
     s.after_reply = s.start_tls
@@ -51,7 +35,7 @@ async def starttls(s: IMAPServer, request: Request) -> str:
 
 
 @command("LOGIN", State.NOT_AUTHENTICATED)
-async def login(s: IMAPServer, request: Request) -> str:
+async def login(s: Session, request: Request) -> str:
     if not s.tls_active:
         # RFC 3501 §6.2.3: LOGINDISABLED is advertised until STARTTLS.
         raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
@@ -61,7 +45,7 @@ async def login(s: IMAPServer, request: Request) -> str:
 
 
 @command("AUTHENTICATE", State.NOT_AUTHENTICATED)
-async def authenticate(s: IMAPServer, request: Request) -> str:
+async def authenticate(s: Session, request: Request) -> str:
     if not s.tls_active:
         raise no("Run STARTTLS first: logins need TLS", "PRIVACYREQUIRED")
     args = request.args
@@ -89,9 +73,9 @@ async def authenticate(s: IMAPServer, request: Request) -> str:
     return await _log_in(s, user, password)
 
 
-async def _log_in(s: IMAPServer, user: bytes, password: bytes) -> str:
+async def _log_in(s: Session, user: bytes, password: bytes) -> str:
     try:
-        principal = await s.context.authenticator.login(
+        principal = await s.authenticator.login(
             user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), s.client_ip
         )
     except AuthFailed:

@@ -1,0 +1,305 @@
+"""The SEARCH grammar (RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 §3.1.5 MODSEQ): the
+command's RETURN options and CHARSET, and its search program as a tree of keys (values.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+from mailgate.imap.syntax.reader import (
+    ATOM,
+    DOLLAR,
+    DQUOTE,
+    LPAREN,
+    MAX_MODSEQ,
+    RPAREN,
+    STAR,
+    Reader,
+    dedupe,
+)
+from mailgate.imap.syntax.values import (
+    All,
+    And,
+    BodyKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    Not,
+    Or,
+    ParseError,
+    Search,
+    SearchKey,
+    SeqKey,
+    SizeKey,
+    TextKey,
+    UidKey,
+)
+
+MAX_SEARCH_DEPTH = 100  # nesting bound for SEARCH programs (parentheses and key tree)
+
+
+def _text(raw: bytes) -> str:
+    """Search strings: UTF-8 (US-ASCII is a subset)."""
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError("String is not valid UTF-8") from None
+
+
+_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+
+
+def _search_return(r: Reader) -> str:
+    option = r.word()
+    if option == "SAVE":
+        raise ParseError("SEARCHRES (SAVE) is not supported")
+    if option not in _SEARCH_RETURNS:
+        raise ParseError("Unknown RETURN option")
+    return option
+
+
+def parse_search(r: Reader, uid: bool) -> Search:
+    # RFC 4731 §3: search = "SEARCH" [search-return-opts] SP search-criteria;
+    # search-criteria = ["CHARSET" SP astring SP] search-key *(SP search-key)
+    r.sp()
+    returns: tuple[str, ...] | None = None
+    charset: str | None = None
+    mark = r.pos
+    word = r.match(ATOM)
+    if word is not None and word.upper() == b"RETURN":
+        r.sp()
+        # RFC 4731 §3.1: an empty RETURN list means ALL.
+        returns = dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
+        r.sp()
+        mark = r.pos
+        word = r.match(ATOM)
+    if word is not None and word.upper() == b"CHARSET":
+        r.sp()
+        name = bytes(r.astring()).decode("ascii", "replace").upper()
+        if name not in ("UTF-8", "US-ASCII"):
+            # RFC 3501 §6.4.4: an unsupported charset is NO [BADCHARSET], not BAD.
+            raise ParseError("Unsupported charset", code="BADCHARSET")
+        charset = name
+        r.sp()
+    else:
+        r.pos = mark
+    key = _search_program(r)
+    r.finish()
+    return Search(charset, key, returns)
+
+
+# The search program is parsed without recursion, on an explicit stack of frames, so no input
+# can exhaust the Python stack; OR chains are flattened as they are built ("OR OR OR a b c d"
+# -> Or((a, b, c, d))) and lists are flattened into their parent And, so the depth check below
+# only rejects genuinely deep trees. Every key travels with its tree depth (a leaf is 1).
+
+_ROOT, _PAREN, _NOT, _OR = range(4)
+
+
+class _Frame:
+    __slots__ = ("depth", "keys", "kind", "operands")
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+        self.keys: list[SearchKey] = []  # _ROOT and _PAREN: the (And-flattened) list
+        self.depth = 0  # deepest key in ``keys``
+        self.operands: list[tuple[SearchKey | _OrRun, int]] = []  # _OR
+
+    def add(self, key: SearchKey, depth: int) -> None:
+        if isinstance(key, And):
+            self.keys.extend(key.keys)
+            depth -= 1
+        else:
+            self.keys.append(key)
+        self.depth = max(self.depth, depth)
+
+    def close(self) -> tuple[SearchKey, int]:
+        if len(self.keys) == 1:
+            return self.keys[0], self.depth
+        return And(tuple(self.keys)), _checked_depth(self.depth + 1)
+
+
+class _OrRun:
+    """An OR chain being built; a deque so both left- and right-nested chains grow in O(1)."""
+
+    __slots__ = ("depth", "keys")
+
+    def __init__(self, keys: deque[SearchKey], depth: int) -> None:
+        self.keys = keys
+        self.depth = depth
+
+
+def _checked_depth(depth: int) -> int:
+    if depth > MAX_SEARCH_DEPTH:
+        raise ParseError("Search program nested too deeply")
+    return depth
+
+
+def _as_run(key: SearchKey | _OrRun, depth: int) -> _OrRun:
+    if isinstance(key, _OrRun):
+        return key
+    if isinstance(key, Or):
+        return _OrRun(deque(key.keys), depth)
+    return _OrRun(deque((key,)), _checked_depth(depth + 1))
+
+
+def _merge_or(a: SearchKey | _OrRun, da: int, b: SearchKey | _OrRun, db: int) -> _OrRun:
+    left, right = _as_run(a, da), _as_run(b, db)
+    depth = max(left.depth, right.depth)
+    if len(left.keys) >= len(right.keys):
+        left.keys.extend(right.keys)
+        left.depth = depth
+        return left
+    right.keys.extendleft(reversed(left.keys))
+    right.depth = depth
+    return right
+
+
+def _reduce(stack: list[_Frame], key: SearchKey | _OrRun, depth: int) -> None:
+    """Hand a finished key to the frame on top of the stack, completing NOT/OR frames."""
+    while True:
+        frame = stack[-1]
+        if frame.kind == _OR:
+            frame.operands.append((key, depth))
+            if len(frame.operands) < 2:
+                return
+            stack.pop()
+            (a, da), (b, db) = frame.operands
+            key = _merge_or(a, da, b, db)
+            depth = key.depth
+            continue
+        if isinstance(key, _OrRun):
+            key = Or(tuple(key.keys))
+        if frame.kind == _NOT:
+            stack.pop()
+            key, depth = Not(key), _checked_depth(depth + 1)
+            continue
+        frame.add(key, depth)
+        return
+
+
+def _search_program(r: Reader) -> SearchKey:
+    """search-key *(SP search-key), as one key (an And when there are several)."""
+    stack = [_Frame(_ROOT)]
+    parens = 0
+    while True:
+        frame = stack[-1]
+        if frame.kind == _ROOT and frame.keys:
+            if not r.more():
+                break
+        elif frame.kind == _PAREN and frame.keys:
+            if r.peek() == RPAREN:
+                r.pos += 1
+                parens -= 1
+                stack.pop()
+                key, depth = frame.close()
+                _reduce(stack, key, depth)
+                continue
+            if r.at_end():
+                raise ParseError("Missing )")
+            r.sp()
+        elif frame.kind in (_NOT, _OR):
+            r.sp()
+        c = r.peek()
+        if c == LPAREN:
+            if parens >= MAX_SEARCH_DEPTH:
+                raise ParseError("Search program nested too deeply")
+            r.pos += 1
+            parens += 1
+            stack.append(_Frame(_PAREN))
+            continue
+        if c in (STAR, DOLLAR) or 0x30 <= c <= 0x39:
+            _reduce(stack, SeqKey(r.sequence_set()), 1)
+            continue
+        word = r.word()
+        if word == "NOT":
+            stack.append(_Frame(_NOT))
+        elif word == "OR":
+            stack.append(_Frame(_OR))
+        else:
+            key, depth = _search_key(r, word)
+            _reduce(stack, key, depth)
+    key, depth = stack[0].close()
+    return key
+
+
+_SEARCH_FLAGS = {
+    "ANSWERED": ("\\Answered", True),
+    "UNANSWERED": ("\\Answered", False),
+    "DELETED": ("\\Deleted", True),
+    "UNDELETED": ("\\Deleted", False),
+    "DRAFT": ("\\Draft", True),
+    "UNDRAFT": ("\\Draft", False),
+    "FLAGGED": ("\\Flagged", True),
+    "UNFLAGGED": ("\\Flagged", False),
+    "SEEN": ("\\Seen", True),
+    "UNSEEN": ("\\Seen", False),
+    "RECENT": ("\\Recent", True),
+    "OLD": ("\\Recent", False),  # RFC 3501 §6.4.4: OLD is NOT RECENT
+}
+_SEARCH_HEADERS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_SEARCH_DATES: dict[str, tuple[Literal["internal", "sent"], Literal["before", "on", "since"]]] = {
+    "BEFORE": ("internal", "before"),
+    "ON": ("internal", "on"),
+    "SINCE": ("internal", "since"),
+    "SENTBEFORE": ("sent", "before"),
+    "SENTON": ("sent", "on"),
+    "SENTSINCE": ("sent", "since"),
+}
+# RFC 3501 §6.4.4: NEW is "RECENT UNSEEN".
+_NEW = And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))
+
+
+def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
+    """One search key other than NOT, OR, a list or a sequence set; ``word`` is consumed."""
+    if word == "ALL":
+        return All(), 1
+    if word == "NEW":
+        return _NEW, 2
+    flag = _SEARCH_FLAGS.get(word)
+    if flag is not None:
+        return FlagKey(*flag), 1
+    header = _SEARCH_HEADERS.get(word)
+    if header is not None:
+        r.sp()
+        return HeaderKey(header, _text(r.astring())), 1
+    when = _SEARCH_DATES.get(word)
+    if when is not None:
+        r.sp()
+        return DateKey(when[0], when[1], r.date()), 1
+    if word in ("BODY", "TEXT"):
+        r.sp()
+        value = _text(r.astring())
+        return (BodyKey(value) if word == "BODY" else TextKey(value)), 1
+    if word == "HEADER":
+        r.sp()
+        field = _text(r.astring()).lower()
+        if not field:
+            raise ParseError("Empty header field name")
+        r.sp()
+        return HeaderKey(field, _text(r.astring())), 1
+    if word in ("KEYWORD", "UNKEYWORD"):
+        r.sp()
+        return FlagKey(r.atom().decode("ascii"), word == "KEYWORD"), 1
+    if word in ("LARGER", "SMALLER"):
+        r.sp()
+        # RFC 9051 §9 widens these to number64; 32-bit clients are a subset.
+        op: Literal["larger", "smaller"] = "larger" if word == "LARGER" else "smaller"
+        return SizeKey(op, r.number(maximum=MAX_MODSEQ)), 1
+    if word == "UID":
+        r.sp()
+        return UidKey(r.sequence_set()), 1
+    if word == "MODSEQ":
+        r.sp()
+        # RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer;
+        # the per-flag entry is accepted and ignored (we keep one mod-sequence per message).
+        if r.peek() == DQUOTE:
+            r.quoted()
+            r.sp()
+            if r.word() not in ("PRIV", "SHARED", "ALL"):
+                raise ParseError("Invalid MODSEQ entry type")
+            r.sp()
+        return ModSeqKey(r.number(maximum=MAX_MODSEQ)), 1
+    raise ParseError("Unknown search key")
