@@ -6,7 +6,7 @@ from mailgate.imap.errors import no
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Request, StoreFlags
-from mailgate.imap.wire import flag_list, uid_set
+from mailgate.imap.wire import flags_fetch, uid_set
 
 
 @command("STORE", State.SELECTED, expunges_ok=False)
@@ -30,12 +30,14 @@ async def store(s: Session, request: Request) -> str:
         seq = selected.seq_of(state.uid)
         if args.silent or seq is None:
             continue
-        items = [b"FLAGS " + flag_list(state.flags)]
-        if request.uid:
-            items.insert(0, b"UID %d" % state.uid)
-        if s.condstore:
-            items.append(b"MODSEQ (%d)" % state.modseq)
-        s.untagged(b"%d FETCH (%s)" % (seq, b" ".join(items)))
+        s.untagged(
+            flags_fetch(
+                seq,
+                state.flags,
+                uid=state.uid if request.uid else None,
+                modseq=state.modseq if s.condstore else None,
+            )
+        )
     if result.modified:
         numbers = (
             result.modified if request.uid else [selected.seq_of(u) or 0 for u in result.modified]

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from mailgate.imap.errors import bad
 from mailgate.imap.syntax.values import SequenceSet
-from mailgate.imap.wire import flag_list, uid_set
+from mailgate.imap.wire import flag_list, flags_fetch, uid_set
 from mailgate.store.api import Store
 from mailgate.store.events import Change, MailboxRenamed, Subscription
 from mailgate.store.records import SYSTEM_FLAGS, Changes, Mailbox, Snapshot
@@ -208,9 +208,10 @@ class SelectedMailbox:
             seq = self.seq_of(entry.uid)
             if seq is None or entry.uid in pending:
                 continue
-            modseq = f" MODSEQ ({entry.modseq})".encode() if condstore else b""
             lines.append(
-                b"%d FETCH (UID %d FLAGS %s%s)" % (seq, entry.uid, flag_list(entry.flags), modseq)
+                flags_fetch(
+                    seq, entry.flags, uid=entry.uid, modseq=entry.modseq if condstore else None
+                )
             )
         self._reported = None
         gone = set(changes.expunged) & set(self.uids) if changes.expunged else set()

@@ -8,7 +8,7 @@ from mailgate.imap.interfaces import LOGGED_IN, Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox, open_view
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Qresync, Request, Select
-from mailgate.imap.wire import flag_list
+from mailgate.imap.wire import flags_fetch
 
 
 async def _open(s: Session, request: Request, readonly: bool) -> str:
@@ -59,10 +59,7 @@ async def _resync(s: Session, selected: SelectedMailbox, resync: Qresync, uidnex
     for entry in changes.changed:
         seq = selected.seq_of(entry.uid)
         if seq is not None:
-            s.untagged(
-                b"%d FETCH (UID %d FLAGS %s MODSEQ (%d))"
-                % (seq, entry.uid, flag_list(entry.flags), entry.modseq)
-            )
+            s.untagged(flags_fetch(seq, entry.flags, uid=entry.uid, modseq=entry.modseq))
 
 
 @command("SELECT", LOGGED_IN)

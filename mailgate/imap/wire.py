@@ -19,6 +19,19 @@ def flag_list(flags: tuple[str, ...]) -> bytes:
     return b"(" + " ".join(flags).encode() + b")"
 
 
+def flags_fetch(
+    seq: int, flags: tuple[str, ...], *, uid: int | None = None, modseq: int | None = None
+) -> bytes:
+    """An untagged FETCH (without "* ") telling a message's flags: after STORE, or a change
+    made elsewhere (RFC 3501 §7.4.2), with its UID and RFC 7162 MODSEQ where wanted."""
+    items = b"FLAGS " + flag_list(flags)
+    if uid is not None:
+        items = b"UID %d " % uid + items
+    if modseq is not None:
+        items += b" MODSEQ (%d)" % modseq
+    return b"%d FETCH (%s)" % (seq, items)
+
+
 def internaldate(when: datetime.datetime) -> bytes:
     """date-time: "17-Jul-1996 02:44:25 -0700" (RFC 3501 §9)."""
     offset = when.utcoffset() or datetime.timedelta(0)
