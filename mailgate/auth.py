@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections import deque
@@ -31,9 +32,9 @@ from mailgate.store.api import Store
 from mailgate.store.records import ApiKey, Inbox
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mgk_"
-MAX_FAILURE_DELAY = 8.0
 # A hash to compare against when the key id is unknown, so that case costs the same time.
 _DUMMY_HASH = hashlib.sha256(b"mailgate").hexdigest()
 
@@ -43,7 +44,7 @@ class AuthFailed(Exception):
 
 
 class LockedOut(Exception):
-    """Too many failed logins from this client address; try again after `retry_after` s."""
+    """The client address is banned (`[auth] ban_after`); try again after `retry_after` s."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many failed logins; try again in {int(retry_after) + 1} s")
@@ -122,53 +123,122 @@ def new_token() -> tuple[str, str, str]:
 
 
 class Throttle:
-    """Failed logins per client address: each one answers more slowly, too many lock it out.
+    """Failed logins, counted per (client address, login name) and per client address.
 
-    Kept in memory per node: a lockout only needs to slow a guesser down, and across nodes the
-    key space (256 bits) does the rest.
+    A failed answer waits, longer with each failure of that name from that address in a row
+    (doubling, capped), and once an address fails for many names (credential stuffing) every
+    failed answer from it waits a little too. A correct key is never refused for someone
+    else's mistakes: it is answered at once, unless its own name has failed from that address
+    `max_failures` times in a row, and then it is delayed, not refused. Refusing an address
+    outright is the operator's choice (`ban_after`). Kept in memory per node: with 256-bit
+    keys, guessing is hopeless; the delays only keep a guesser's cost to the server small.
     """
 
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
-        self._failures: dict[str, deque[float]] = {}
-        self._locked_until: dict[str, float] = {}
+        self._streaks: dict[tuple[str, str], _Streak] = {}
+        self._addresses: dict[str, _Address] = {}
+        self._banned_until: dict[str, float] = {}
 
-    def check(self, client: str) -> None:
-        until = self._locked_until.get(client)
-        if until is None:
-            return
-        remaining = until - time.monotonic()
-        if remaining > 0:
-            raise LockedOut(remaining)
-        del self._locked_until[client]
+    def check(self, client: str, name: str) -> float:
+        """Before verifying a login: LockedOut if the address is banned, else how long a
+        correct answer for `name` must wait (0 unless it failed many times in a row)."""
+        now = time.monotonic()
+        until = self._banned_until.get(client)
+        if until is not None:
+            if until > now:
+                raise LockedOut(until - now)
+            del self._banned_until[client]
+        streak = self._current(self._streaks.get((client, name)), now)
+        if streak is None or streak.count < self._settings.max_failures:
+            return 0.0
+        return self._pair_delay(streak.count)
 
-    def failed(self, client: str) -> float:
+    def failed(self, client: str, name: str) -> float:
         """Record a failure; returns how long to wait before answering it."""
         now = time.monotonic()
-        window = self._failures.setdefault(client, deque())
-        window.append(now)
-        while window and window[0] < now - self._settings.failure_window:
-            window.popleft()
-        # Computed before a lockout clears the window: the failure that locks out waits longest.
-        delay = min(self._settings.failure_delay * 2 ** (len(window) - 1), MAX_FAILURE_DELAY)
-        if len(window) >= self._settings.max_failures:
-            self._locked_until[client] = now + self._settings.lockout
-            window.clear()
+        streak = self._current(self._streaks.get((client, name)), now) or _Streak()
+        streak.count += 1
+        streak.last = now
+        self._streaks[(client, name)] = streak
+        address = self._addresses.get(client)
+        if address is None or now - address.last > self._settings.failure_window:
+            address = self._addresses[client] = _Address()
+        address.note(name, now, self._settings.failure_window)
+        ban_after = self._settings.ban_after
+        if ban_after and len(address.failures) >= ban_after:
+            self._banned_until[client] = now + self._settings.lockout
+            address.failures.clear()
         self._forget_stale(now)
-        return delay
+        return max(self._pair_delay(streak.count), self._address_delay(len(address.names)))
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+    def succeeded(self, client: str, name: str) -> None:
+        self._streaks.pop((client, name), None)
+        address = self._addresses.get(client)
+        if address is not None:
+            # A ban counts failures in a row from the address, as the streaks do per name.
+            address.failures.clear()
+
+    def _current(self, streak: _Streak | None, now: float) -> _Streak | None:
+        if streak is None or now - streak.last > self._settings.failure_window:
+            return None
+        return streak
+
+    def _pair_delay(self, count: int) -> float:
+        delay = self._settings.failure_delay * 2 ** min(count - 1, 30)
+        return min(delay, self._settings.max_failure_delay)
+
+    def _address_delay(self, names: int) -> float:
+        # Smaller than a name's own: many names failing is a sign, not proof, of stuffing.
+        if names < STUFFING_NAMES:
+            return 0.0
+        delay = self._settings.failure_delay * 2 ** min(names - STUFFING_NAMES, 30)
+        return min(delay, self._settings.max_failure_delay / 2)
 
     def _forget_stale(self, now: float) -> None:
-        # Bound memory when many addresses fail once and never come back.
-        if len(self._failures) < 10_000:
+        # Bound memory when many addresses or names fail once and never come back.
+        if len(self._streaks) + len(self._addresses) < 10_000:
             return
         horizon = now - self._settings.failure_window
-        for client in [c for c, w in self._failures.items() if not w or w[-1] < horizon]:
-            del self._failures[client]
-        for client in [c for c, t in self._locked_until.items() if t < now]:
-            del self._locked_until[client]
+        for pair in [p for p, s in self._streaks.items() if s.last < horizon]:
+            del self._streaks[pair]
+        for client in [c for c, a in self._addresses.items() if a.last < horizon]:
+            del self._addresses[client]
+        for client in [c for c, t in self._banned_until.items() if t < now]:
+            del self._banned_until[client]
+
+
+# Distinct login names failing from one address, within the window, that make it a suspect.
+STUFFING_NAMES = 10
+
+
+class _Streak:
+    """Failures of one name from one address in a row."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+
+
+class _Address:
+    """Failures from one address, whatever the name."""
+
+    __slots__ = ("failures", "last", "names")
+
+    def __init__(self) -> None:
+        self.failures: deque[float] = deque()
+        self.names: set[str] = set()  # bounded: only "many" matters
+        self.last = 0.0
+
+    def note(self, name: str, now: float, window: int) -> None:
+        self.last = now
+        self.failures.append(now)
+        while self.failures and self.failures[0] < now - window:
+            self.failures.popleft()
+        if len(self.names) < 4 * STUFFING_NAMES:
+            self.names.add(name)
 
 
 def covers(key: ApiKey, inbox: Inbox) -> bool:
@@ -183,28 +253,52 @@ class Authenticator:
         self.store = store
         self.throttle = Throttle(settings)
 
-    async def login(self, address: str, token: str, client: str) -> Principal:
+    async def login(self, address: str, token: str, client: str, *, protocol: str) -> Principal:
         """The principal for (address, token), or AuthFailed / LockedOut after the due delay."""
         return await self._throttled(
-            client, lambda: self._principal(address, token), "invalid address or API key"
+            client,
+            address,
+            protocol,
+            lambda: self._principal(address, token),
+            "invalid address or API key",
         )
 
-    async def verify_key(self, token: str, client: str) -> ApiKey:
+    async def verify_key(self, token: str, client: str, *, protocol: str) -> ApiKey:
         """The active key `token` names, with its scope (a bearer token, sent without an
-        address), or AuthFailed / LockedOut after the due delay, as for a login."""
-        return await self._throttled(client, lambda: self._key(token), "invalid API key")
+        address), or AuthFailed / LockedOut after the due delay, as for a login. The key's
+        public id is its login name for the throttle."""
+        parts = split_token(token.strip())
+        name = parts[0] if parts else "?"
+        return await self._throttled(
+            client, name, protocol, lambda: self._key(token), "invalid API key"
+        )
 
     async def _throttled(
-        self, client: str, verify: Callable[[], Awaitable[T | None]], failure: str
+        self,
+        client: str,
+        name: str,
+        protocol: str,
+        verify: Callable[[], Awaitable[T | None]],
+        failure: str,
     ) -> T:
-        self.throttle.check(client)
+        # Names are compared as logins are: an address in any case is one name.
+        name = name.strip().lower()[:320]
+        try:
+            wait = self.throttle.check(client, name)
+        except LockedOut:
+            log.warning("%s login refused for %r from %s: address banned", protocol, name, client)
+            raise
         verified = await verify()
         if verified is None:
-            delay = self.throttle.failed(client)
+            delay = self.throttle.failed(client, name)
+            # One line per failure, for an operator's fail2ban: "login failed ... from <ip>".
+            log.warning("%s login failed for %r from %s", protocol, name, client)
             if delay:
                 await asyncio.sleep(delay)
             raise AuthFailed(failure)
-        self.throttle.succeeded(client)
+        if wait:
+            await asyncio.sleep(wait)
+        self.throttle.succeeded(client, name)
         return verified
 
     async def _key(self, token: str) -> ApiKey | None:

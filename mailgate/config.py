@@ -166,8 +166,10 @@ class OutboundSettings:
 class AuthSettings:
     max_failures: int = field(default=10, metadata=_check(_positive))
     failure_window: int = field(default=600, metadata=_check(_positive))
-    lockout: int = field(default=300, metadata=_check(_non_negative))
     failure_delay: float = field(default=0.5, metadata=_check(_non_negative))
+    max_failure_delay: float = field(default=8.0, metadata=_check(_non_negative))
+    ban_after: int = field(default=0, metadata=_check(_non_negative))
+    lockout: int = field(default=300, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,10 @@ async def authenticate(s: Session, request: Request) -> str:
 async def _log_in(s: Session, user: bytes, password: bytes) -> str:
     try:
         principal = await s.authenticator.login(
-            user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), s.client_ip
+            user.decode("utf-8", "replace"),
+            password.decode("utf-8", "replace"),
+            s.client_ip,
+            protocol="imap",
         )
     except AuthFailed:
         raise no("Invalid address or API key", "AUTHENTICATIONFAILED") from None

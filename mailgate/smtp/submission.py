@@ -99,7 +99,10 @@ class SubmissionHandler:
         client = server.peer_ip
         try:
             principal = await self.authenticator.login(
-                user.decode("utf-8", "replace"), password.decode("utf-8", "replace"), client
+                user.decode("utf-8", "replace"),
+                password.decode("utf-8", "replace"),
+                client,
+                protocol="smtp",
             )
         except AuthFailed:
             return _refused(replies.AUTH_FAILED)

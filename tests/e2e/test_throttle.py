@@ -1,6 +1,8 @@
-"""Login throttling: repeated failed logins from one client address are refused for a while
-(`454 4.7.0` on SMTP, `NO [UNAVAILABLE]` on IMAP), across both protocols, without touching
-other addresses. Each test uses its own source address in 127.0.0.0/8 as its own bucket."""
+"""Login throttling. By default failures only slow down failed answers: many failures for one
+inbox from an address never refuse another inbox's correct key from that address, nor that
+inbox's own (delayed at most). An operator who sets `[auth] ban_after` gets an address refused
+for a while (`454 4.7.0` on SMTP, `NO [UNAVAILABLE]` on IMAP), across both protocols, without
+touching other addresses. Each test uses its own source address in 127.0.0.0/8."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ LOCKED = "454 4.7.0"
 
 def _throttled_server(make_server: Callable[..., Server], lockout: int = 60) -> Server:
     return make_server(
-        auth={"max_failures": 3, "failure_window": 600, "lockout": lockout, "failure_delay": 0.0}
+        auth={"ban_after": 3, "failure_window": 600, "lockout": lockout, "failure_delay": 0.0}
     )
 
 
@@ -94,3 +96,20 @@ def test_lockout_ends(make_server: Callable[..., Server]) -> None:
         assert line.startswith(LOCKED), line
         assert time.monotonic() < deadline, "the lockout did not end"
         time.sleep(0.1)
+
+
+def test_one_inbox_failing_never_locks_out_its_neighbours(
+    make_server: Callable[..., Server],
+) -> None:
+    """Agents behind one egress address: one with a revoked key fails 50 times; the others log
+    in at once, and the failing inbox's own correct key is answered OK (after a delay)."""
+    srv = make_server(auth={"max_failures": 10, "failure_delay": 0.001, "max_failure_delay": 0.01})
+    a, b = srv.account(), srv.account()
+    wrong = Account(a.address, "mgk_revoked_key")
+    for _ in range(25):
+        assert _imap_login(srv, "127.0.0.8", wrong) == ("NO", "AUTHENTICATIONFAILED")
+        assert _smtp_auth(srv, "127.0.0.8", a.address, "mgk_revoked_key").startswith("535 5.7.8")
+    assert _imap_login(srv, "127.0.0.8", b)[0] == "OK"
+    assert _smtp_auth(srv, "127.0.0.8", b.address, b.key).startswith("235 2.7.0")
+    assert _imap_login(srv, "127.0.0.8", a)[0] == "OK"
+    assert _smtp_auth(srv, "127.0.0.8", a.address, a.key).startswith("235 2.7.0")

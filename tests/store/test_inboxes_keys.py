@@ -275,7 +275,7 @@ def authenticator(store: Store) -> Authenticator:
 
 
 def login(auth: Authenticator, address: str, token: str) -> str:
-    return run(auth.login(address, token, "192.0.2.1")).address
+    return run(auth.login(address, token, "192.0.2.1", protocol="imap")).address
 
 
 def test_login_with_inbox_key(store: Store, authenticator: Authenticator) -> None:
@@ -284,7 +284,7 @@ def test_login_with_inbox_key(store: Store, authenticator: Authenticator) -> Non
     assert token not in repr(key)
     assert login(authenticator, "LOGIN@example.TEST", token) == inbox.address
     assert login(authenticator, f"  {inbox.address} ", f" {token} ") == inbox.address
-    principal = run(authenticator.login(inbox.address, token, "192.0.2.1"))
+    principal = run(authenticator.login(inbox.address, token, "192.0.2.1", protocol="imap"))
     assert principal.key_id == key.id
     assert principal.inbox == inbox
 
@@ -318,7 +318,7 @@ def test_login_refusals(store: Store, authenticator: Authenticator) -> None:
     ]
     for who, what in refused:
         with pytest.raises(AuthFailed):
-            run(authenticator.login(who, what, "192.0.2.1"))
+            run(authenticator.login(who, what, "192.0.2.1", protocol="imap"))
     assert login(authenticator, alice.address, token) == alice.address
 
 
@@ -328,7 +328,7 @@ def test_revoked_key_is_refused(store: Store, authenticator: Authenticator) -> N
     assert login(authenticator, inbox.address, token) == inbox.address
     run(store.revoke_key(key.id))
     with pytest.raises(AuthFailed):
-        run(authenticator.login(inbox.address, token, "192.0.2.1"))
+        run(authenticator.login(inbox.address, token, "192.0.2.1", protocol="imap"))
 
 
 def test_pod_key_opens_every_inbox_of_its_pod_and_no_other(
@@ -345,11 +345,11 @@ def test_pod_key_opens_every_inbox_of_its_pod_and_no_other(
     assert login(authenticator, later.address, red_token) == later.address
     for outsider in (blue, default):
         with pytest.raises(AuthFailed):
-            run(authenticator.login(outsider.address, red_token, "192.0.2.1"))
+            run(authenticator.login(outsider.address, red_token, "192.0.2.1", protocol="imap"))
     # An inbox key of the red pod opens that inbox only.
     _, red1_token = run(issue_key(store, inbox=red1.address))
     with pytest.raises(AuthFailed):
-        run(authenticator.login(red2.address, red1_token, "192.0.2.1"))
+        run(authenticator.login(red2.address, red1_token, "192.0.2.1", protocol="imap"))
 
 
 def test_key_of_a_deleted_and_recreated_inbox_is_refused(
@@ -360,19 +360,22 @@ def test_key_of_a_deleted_and_recreated_inbox_is_refused(
     run(store.delete_inbox(inbox.address))
     run(store.create_inbox("reborn@example.test"))
     with pytest.raises(AuthFailed):
-        run(authenticator.login("reborn@example.test", token, "192.0.2.1"))
+        run(authenticator.login("reborn@example.test", token, "192.0.2.1", protocol="imap"))
 
 
-def test_repeated_failures_lock_the_client_out(store: Store) -> None:
-    auth = Authenticator(store, AuthSettings(max_failures=3, lockout=60, failure_delay=0.0))
+def test_repeated_failures_ban_the_client_when_the_operator_asks(store: Store) -> None:
+    auth = Authenticator(store, AuthSettings(ban_after=3, lockout=60, failure_delay=0.0))
     inbox = run(store.create_inbox(address()))
     _, token = run(issue_key(store, inbox=inbox.address))
     for _ in range(3):
         with pytest.raises(AuthFailed):
-            run(auth.login(inbox.address, "mgk_x_wrong", "198.51.100.7"))
+            run(auth.login(inbox.address, "mgk_x_wrong", "198.51.100.7", protocol="imap"))
     with pytest.raises(LockedOut):
-        run(auth.login(inbox.address, token, "198.51.100.7"))
-    assert run(auth.login(inbox.address, token, "198.51.100.8")).address == inbox.address
+        run(auth.login(inbox.address, token, "198.51.100.7", protocol="imap"))
+    assert (
+        run(auth.login(inbox.address, token, "198.51.100.8", protocol="imap")).address
+        == inbox.address
+    )
 
 
 # ------------------------------------------------------------------------ errors

@@ -16,7 +16,7 @@ import pytest
 
 import mailgate.auth
 from mailgate.auth import (
-    MAX_FAILURE_DELAY,
+    STUFFING_NAMES,
     TOKEN_PREFIX,
     Authenticator,
     AuthFailed,
@@ -126,75 +126,120 @@ def throttle(**changes: float) -> Throttle:
     return Throttle(AuthSettings(**{**settings.__dict__, **changes}))
 
 
-def test_each_failure_waits_twice_as_long_up_to_the_cap(clock: Clock) -> None:
+A = "alice@example.test"
+B = "bob@example.test"
+
+
+def test_each_failure_of_a_name_waits_twice_as_long_up_to_the_cap(clock: Clock) -> None:
     t = throttle(max_failures=100)
-    delays = [t.failed("10.0.0.1") for _ in range(8)]
+    delays = [t.failed("10.0.0.1", A) for _ in range(8)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
-    assert max(delays) == MAX_FAILURE_DELAY
+    assert max(delays) == AuthSettings().max_failure_delay
 
 
-def test_lockout_after_max_failures(clock: Clock) -> None:
+def test_failures_of_one_name_never_delay_or_refuse_another(clock: Clock) -> None:
+    t = throttle()
+    for _ in range(50):
+        t.failed("10.0.0.1", A)
+    assert t.check("10.0.0.1", B) == 0.0  # B's correct key: answered at once
+    assert t.failed("10.0.0.1", B) == 0.5  # B's own first failure: the first delay
+
+
+def test_a_correct_key_after_many_failures_of_its_name_is_delayed_not_refused(
+    clock: Clock,
+) -> None:
     t = throttle()
     for _ in range(4):
-        t.check("10.0.0.1")
-        t.failed("10.0.0.1")
-    t.check("10.0.0.1")
-    # The failure that locks the address out waits as long as the ones before it, or longer.
-    assert t.failed("10.0.0.1") == 8.0
+        t.failed("10.0.0.1", A)
+    assert t.check("10.0.0.1", A) == 0.0  # fewer than max_failures in a row
+    t.failed("10.0.0.1", A)
+    assert t.check("10.0.0.1", A) == 8.0  # delayed as the last failure was, and not refused
+    assert t.check("10.0.0.2", A) == 0.0  # the same name from elsewhere is not affected
+    t.succeeded("10.0.0.1", A)
+    assert t.check("10.0.0.1", A) == 0.0
+
+
+def test_many_names_failing_from_one_address_slow_its_failures_a_little(clock: Clock) -> None:
+    t = throttle()
+    for n in range(STUFFING_NAMES - 1):
+        assert t.failed("10.0.0.1", f"user{n}@example.test") == 0.5
+    # From here on every failure from the address waits too, though less than a name's own cap.
+    delays = [t.failed("10.0.0.1", f"more{n}@example.test") for n in range(6)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert t.check("10.0.0.1", A) == 0.0  # correct keys are still answered at once
+    assert t.failed("10.0.0.2", A) == 0.5  # other addresses are not affected
+
+
+def test_no_address_is_refused_unless_the_operator_asks(clock: Clock) -> None:
+    t = throttle()
+    for n in range(1000):
+        t.failed("10.0.0.1", f"user{n % 50}@example.test")
+    assert t.check("10.0.0.1", A) == 0.0
+
+
+def test_ban_after_refuses_the_address(clock: Clock) -> None:
+    t = throttle(ban_after=5)
+    for n in range(4):
+        t.check("10.0.0.1", f"user{n}@example.test")
+        t.failed("10.0.0.1", f"user{n}@example.test")
+    t.check("10.0.0.1", A)
+    t.failed("10.0.0.1", A)
     with pytest.raises(LockedOut) as info:
-        t.check("10.0.0.1")
+        t.check("10.0.0.1", B)
     assert info.value.retry_after == pytest.approx(300)
     assert "try again in" in str(info.value)
-    t.check("10.0.0.2")  # other addresses are not affected
+    t.check("10.0.0.2", A)  # other addresses are not affected
 
 
-def test_lockout_expires(clock: Clock) -> None:
-    t = throttle()
+def test_a_ban_expires(clock: Clock) -> None:
+    t = throttle(ban_after=5)
     for _ in range(5):
-        t.failed("10.0.0.1")
+        t.failed("10.0.0.1", A)
     clock.now += 299
     with pytest.raises(LockedOut) as info:
-        t.check("10.0.0.1")
+        t.check("10.0.0.1", A)
     assert info.value.retry_after == pytest.approx(1)
     clock.now += 1.5
-    t.check("10.0.0.1")
-    # After a lockout the count starts again.
-    assert t.failed("10.0.0.1") == 0.5
+    t.check("10.0.0.1", B)
+    # After a ban the count starts again.
+    t.failed("10.0.0.1", B)
+    t.check("10.0.0.1", B)
 
 
 def test_failures_outside_the_window_are_forgotten(clock: Clock) -> None:
-    t = throttle()
+    t = throttle(ban_after=5)
     for _ in range(4):
-        t.failed("10.0.0.1")
+        t.failed("10.0.0.1", A)
         clock.now += 100
     clock.now += 600
-    assert t.failed("10.0.0.1") == 0.5
-    t.check("10.0.0.1")
+    assert t.failed("10.0.0.1", A) == 0.5
+    assert t.check("10.0.0.1", A) == 0.0
 
 
 def test_success_resets_the_count(clock: Clock) -> None:
     t = throttle()
     for _ in range(4):
-        t.failed("10.0.0.1")
-    t.succeeded("10.0.0.1")
-    assert t.failed("10.0.0.1") == 0.5
-    t.check("10.0.0.1")
+        t.failed("10.0.0.1", A)
+    t.succeeded("10.0.0.1", A)
+    assert t.failed("10.0.0.1", A) == 0.5
 
 
-def test_zero_delay_and_zero_lockout(clock: Clock) -> None:
+def test_zero_delay(clock: Clock) -> None:
     t = throttle(failure_delay=0.0, lockout=0)
-    for _ in range(10):
-        t.check("10.0.0.1")
-        assert t.failed("10.0.0.1") == 0.0
+    for n in range(30):
+        assert t.check("10.0.0.1", A) == 0.0
+        assert t.failed("10.0.0.1", f"user{n}@example.test") == 0.0
+        assert t.failed("10.0.0.1", A) == 0.0
 
 
 def test_memory_stays_bounded(clock: Clock) -> None:
     t = throttle(failure_window=10)
     for i in range(12_000):
-        t.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+        t.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", f"user{i}@example.test")
         clock.now += 0.01
-    # Entries older than the window are dropped once many addresses are tracked.
-    assert len(t._failures) < 11_000
+    # Entries older than the window are dropped once many are tracked.
+    assert len(t._streaks) < 11_000
+    assert len(t._addresses) < 11_000
 
 
 # ------------------------------------------------------------------------ SASL
@@ -283,9 +328,9 @@ def test_a_bearer_key_comes_with_its_scope(tmp_path: Path) -> None:
         pod_key, pod_token = await add_key(store, pod="team")
         inbox_key, inbox_token = await add_key(store, inbox=inbox.address)
 
-        found = await auth.verify_key(f" {pod_token} ", "192.0.2.1")
+        found = await auth.verify_key(f" {pod_token} ", "192.0.2.1", protocol="api")
         assert (found.id, found.pod, found.inbox_id) == (pod_key.id, "team", None)
-        found = await auth.verify_key(inbox_token, "192.0.2.1")
+        found = await auth.verify_key(inbox_token, "192.0.2.1", protocol="api")
         assert (found.id, found.inbox_id, found.inbox) == (inbox_key.id, inbox.id, inbox.address)
         assert covers(found, inbox)
 
@@ -308,30 +353,30 @@ def test_bearer_refusals(tmp_path: Path) -> None:
             gone_token,  # revoked
         ):
             with pytest.raises(AuthFailed):
-                await auth.verify_key(wrong, "192.0.2.1")
+                await auth.verify_key(wrong, "192.0.2.1", protocol="api")
         await store.delete_inbox(inbox.address)  # its keys go with it
         with pytest.raises(AuthFailed):
-            await auth.verify_key(token, "192.0.2.1")
+            await auth.verify_key(token, "192.0.2.1", protocol="api")
 
     with_store(tmp_path, work)
 
 
 def test_bearer_failures_are_throttled_with_logins(tmp_path: Path) -> None:
     async def work(store: Store) -> None:
-        settings = AuthSettings(max_failures=3, lockout=60, failure_delay=0.0)
+        settings = AuthSettings(ban_after=3, lockout=60, failure_delay=0.0)
         auth = Authenticator(store, settings)
         inbox = await store.create_inbox("alice@x.test")
         _, token = await add_key(store, inbox=inbox.address)
         with pytest.raises(AuthFailed):
-            await auth.login(inbox.address, "mgk_x_wrong", "198.51.100.7")
+            await auth.login(inbox.address, "mgk_x_wrong", "198.51.100.7", protocol="imap")
         for _ in range(2):
             with pytest.raises(AuthFailed):
-                await auth.verify_key("mgk_x_wrong", "198.51.100.7")
-        # Locked out now, even with the right key; another client is not.
+                await auth.verify_key("mgk_x_wrong", "198.51.100.7", protocol="api")
+        # Banned now (the operator asked for it), even with the right key; others are not.
         with pytest.raises(LockedOut):
-            await auth.verify_key(token, "198.51.100.7")
+            await auth.verify_key(token, "198.51.100.7", protocol="api")
         with pytest.raises(LockedOut):
-            await auth.login(inbox.address, token, "198.51.100.7")
-        assert (await auth.verify_key(token, "198.51.100.8")).inbox == inbox.address
+            await auth.login(inbox.address, token, "198.51.100.7", protocol="imap")
+        assert (await auth.verify_key(token, "198.51.100.8", protocol="api")).inbox == inbox.address
 
     with_store(tmp_path, work)
