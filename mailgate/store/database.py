@@ -20,9 +20,12 @@ No SQLAlchemy error leaves this module: what is left after the retries becomes a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -126,6 +129,7 @@ class Database:
                 except OSError as exc:
                     where = Path(database).parent
                     raise Unavailable(f"cannot create {where}: {exc.strerror}") from None
+                _use_wal(database)
             self.reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
             self._sqlite_writer: Engine | None = _sqlite_sync_engine(url)
             self._writer_thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
@@ -312,11 +316,11 @@ def _configure_sqlite(engine: Engine, *, immediate: bool, foreign_keys: bool) ->
         # We issue BEGIN ourselves (below); the driver's implicit transactions would defeat it.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        # WAL is the database file's own setting, made once when it is opened (_use_wal).
         for pragma in (
-            "PRAGMA journal_mode=WAL",
+            "PRAGMA busy_timeout=30000",
             "PRAGMA synchronous=FULL",
             f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",
-            "PRAGMA busy_timeout=30000",
         ):
             cursor.execute(pragma)
         cursor.close()
@@ -326,6 +330,21 @@ def _configure_sqlite(engine: Engine, *, immediate: bool, foreign_keys: bool) ->
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
+
+
+def _use_wal(database: str) -> None:
+    """Put the database file in WAL mode (it stays so). Done once, before any pool connects:
+    connections switching a new file at the same moment get "database is locked" at once,
+    without waiting, so the rare race with another process (the CLI) is retried here."""
+    for attempt in range(50):
+        try:
+            with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.DatabaseError as exc:  # locked, not a database, unreadable…
+            if "locked" not in str(exc) or attempt == 49:
+                raise Unavailable(f"cannot open the database {database}: {exc}") from None
+            time.sleep(0.02)
 
 
 def _retryable(exc: DBAPIError) -> bool:
