@@ -88,6 +88,7 @@ class IMAPSettings:
     port: int = field(default=1143, metadata=_check(_port))
     tls_port: int = field(default=1993, metadata=_check(_port))
     max_message_size: int = field(default=10485760, metadata=_check(_positive))
+    max_command_size: int = field(default=65536, metadata=_check(_positive))
     autologout: int = field(default=1800, metadata=_check(_positive))
     preauth_timeout: int = field(default=60, metadata=_check(_positive))
     idle_keepalive: int = field(default=120, metadata=_check(_positive))

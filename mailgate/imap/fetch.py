@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
+from mailgate.fairness import Pace
 from mailgate.imap.errors import bad
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox
@@ -192,6 +193,7 @@ async def fetch(s: Session, request: Request) -> str:
     else:
         plan = batches(selected, ranges, META_BATCH)
     changedsince = args.changedsince
+    pace = Pace()
     for batch in plan:
         rows = await s.store.fetch(selected.mailbox_id, batch, columns)
         for row in rows:
@@ -204,6 +206,7 @@ async def fetch(s: Session, request: Request) -> str:
             if with_data:
                 # Message bytes go out as they are rendered: one message waits, not a batch.
                 await s.drain(at_least=WRITE_CHUNK)
+            await pace.step()
         await s.drain(at_least=WRITE_CHUNK)
     return "FETCH completed"
 

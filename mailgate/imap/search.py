@@ -11,25 +11,29 @@ import asyncio
 import datetime
 from collections.abc import Callable
 
+from mailgate.fairness import Pace
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import And, DateKey, ModSeqKey, Not, Or, Request, Search, SearchKey
 from mailgate.imap.wire import uid_set
-from mailgate.mime.headers import header_values
+from mailgate.mime.decoding import decode_words, encode_utf8
+from mailgate.mime.headers import fields_by_name
 from mailgate.mime.parts import body_text
 from mailgate.store.records import FetchRow
 
 
 class _View:
-    """One message as matching.py sees it, decoding headers and body only when asked."""
+    """One message as matching.py sees it, decoding headers and body only when asked. Its header
+    is split into fields once, however many keys (and field names) the program has."""
 
-    __slots__ = ("_row", "seq")
+    __slots__ = ("_fields", "_row", "seq")
 
     def __init__(self, row: FetchRow, seq: int) -> None:
         self._row = row
         self.seq = seq
+        self._fields: dict[bytes, list[bytes]] | None = None
 
     @property
     def uid(self) -> int:
@@ -56,7 +60,9 @@ class _View:
         return self._row.sent_date
 
     def header_values(self, name: str) -> list[str]:
-        return header_values(self._row.header or b"", name)
+        if self._fields is None:
+            self._fields = fields_by_name(self._row.header or b"")
+        return [decode_words(v) for v in self._fields.get(encode_utf8(name).lower(), ())]
 
     def header_text(self) -> str:
         return (self._row.header or b"").decode("utf-8", "replace")
@@ -108,18 +114,26 @@ async def search(s: Session, request: Request) -> str:
         plan = await data_batches(s, selected, ranges)
     else:
         plan = batches(selected, ranges, META_BATCH)
+    pace = Pace()
     for batch in plan:
         rows = await s.store.fetch(selected.mailbox_id, batch, columns)
         views = [_View(row, seq) for row in rows if (seq := selected.seq_of(row.uid)) is not None]
+        if need.body:
+            # Decoding bodies is the costly part: off the loop, a batch at a time.
+            def run(views: list[_View] = views) -> list[tuple[int, int, int]]:
+                return [
+                    (v.seq, v.uid, v.modseq)
+                    for v in views
+                    if matches(args.key, v, largest_seq, largest_uid)
+                ]
 
-        def run(views: list[_View] = views) -> list[tuple[int, int, int]]:
-            return [
-                (v.seq, v.uid, v.modseq)
-                for v in views
-                if matches(args.key, v, largest_seq, largest_uid)
-            ]
-
-        hits += await asyncio.to_thread(run) if need.body else run()
+            hits += await asyncio.to_thread(run)
+            continue
+        # On the loop, in slices: a costly program over a big mailbox must not stall the others.
+        for view in views:
+            if matches(args.key, view, largest_seq, largest_uid):
+                hits.append((view.seq, view.uid, view.modseq))
+            await pace.step()
 
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     if args.returns is None:

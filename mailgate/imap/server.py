@@ -46,9 +46,6 @@ from mailgate.store.errors import StoreError
 log = logging.getLogger(__name__)
 
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}$")
-# Literals outside APPEND are strings (a password, a search term): they have no business
-# being large.
-STRING_LITERAL_LIMIT = 1024 * 1024
 # After our TLS close alert, how long a client may take to answer with its own before the
 # connection is cut: a client that never answers must not keep the socket open.
 CLOSE_GRACE = 2.0
@@ -331,6 +328,9 @@ class IMAPServer(IMAP4Server):
         self._command_bytes += len(line)
         match = _LITERAL.search(line)
         if match is None:
+            if not self._appending() and self._command_bytes > self._command_limit:
+                self._abandon_command(self._too_big())
+                return
             chunks, self._chunks, self._command_bytes = self._chunks, [], 0
             self._begin(chunks)
             return
@@ -371,16 +371,27 @@ class IMAPServer(IMAP4Server):
         self.setLineMode(rest)
 
     def _literal_problem(self, size: int) -> Reply | None:
-        first = self._chunks[0].split(None, 3)
-        words = [w.upper() for w in first[1:3]]
-        appending = b"APPEND" in words
-        limit = self.settings.imap.max_message_size if appending else STRING_LITERAL_LIMIT
+        if not self._appending():
+            # Checked before a byte of the literal is read or buffered (Dovecot refuses the same).
+            return self._too_big() if self._command_bytes + size > self._command_limit else None
+        limit = self.settings.imap.max_message_size
         if size > limit:
-            code = "TOOBIG" if appending else "LIMIT"
-            return Reply("NO", f"Literal of {size} bytes exceeds the limit of {limit}", code)
-        if self._command_bytes + size > 4 * self.settings.imap.max_message_size:
+            return Reply("NO", f"Literal of {size} bytes exceeds the limit of {limit}", "TOOBIG")
+        if self._command_bytes + size > 4 * limit:
             return Reply("NO", "Command too large", "LIMIT")
         return None
+
+    def _appending(self) -> bool:
+        """Whether the command being read is an APPEND, the one that carries messages."""
+        words = self._chunks[0].split(None, 3)[1:3]
+        return any(w.upper() == b"APPEND" for w in words)
+
+    @property
+    def _command_limit(self) -> int:
+        return self.settings.imap.max_command_size
+
+    def _too_big(self) -> Reply:
+        return Reply("BAD", f"Commands are limited to {self._command_limit} bytes", "TOOBIG")
 
     def _tag(self) -> str:
         return parse_tag(self._chunks) or "*"

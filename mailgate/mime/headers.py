@@ -82,6 +82,15 @@ def first_fields(header: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
     return found
 
 
+def fields_by_name(header: bytes) -> dict[bytes, list[bytes]]:
+    """Every field of a header section, in one pass: lower-case name -> its unfolded raw values
+    in order. For callers that look up many names in one header (a SEARCH with many keys)."""
+    found: dict[bytes, list[bytes]] = {}
+    for m in _FIELD.finditer(header):
+        found.setdefault(m.group(1).lower(), []).append(_unfold(m.group(2)))
+    return found
+
+
 @lru_cache(maxsize=256)
 def _fields_pattern(fields: tuple[str, ...]) -> re.Pattern[bytes] | None:
     names = [re.escape(encode_utf8(f)) for f in fields if f]

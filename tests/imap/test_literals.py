@@ -76,7 +76,7 @@ def test_oversized_string_literal_is_refused_without_continuation(server: Server
     with Transcript.connect(server) as s:
         s.send(b"a1 LOGIN {99999999}\r\n")
         line = s.read_line()
-        assert line.startswith(b"a1 NO [LIMIT]"), line  # no "+": the data is never sent
+        assert line.startswith(b"a1 BAD [TOOBIG]"), line  # no "+": the data is never sent
         s.ok("NOOP")
 
 

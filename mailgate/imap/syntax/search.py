@@ -38,6 +38,9 @@ from mailgate.imap.syntax.values import (
 )
 
 MAX_SEARCH_DEPTH = 100  # nesting bound for SEARCH programs (parentheses and key tree)
+# What a SEARCH costs grows with its keys times the mailbox's messages: the command size limit
+# already bounds them, this bounds them for every size limit an operator may choose.
+MAX_SEARCH_KEYS = 1000
 
 
 def _text(raw: bytes) -> str:
@@ -184,6 +187,7 @@ def _search_program(r: Reader) -> SearchKey:
     """search-key *(SP search-key), as one key (an And when there are several)."""
     stack = [_Frame(_ROOT)]
     parens = 0
+    keys = 0
     while True:
         frame = stack[-1]
         if frame.kind == _ROOT and frame.keys:
@@ -210,6 +214,9 @@ def _search_program(r: Reader) -> SearchKey:
             parens += 1
             stack.append(_Frame(_PAREN))
             continue
+        keys += 1
+        if keys > MAX_SEARCH_KEYS:
+            raise ParseError(f"Search programs are limited to {MAX_SEARCH_KEYS} keys", code="LIMIT")
         if c in (STAR, DOLLAR) or 0x30 <= c <= 0x39:
             _reduce(stack, SeqKey(r.sequence_set()), 1)
             continue

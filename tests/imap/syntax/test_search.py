@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from mailgate.imap.matching import needs
-from mailgate.imap.syntax.search import MAX_SEARCH_DEPTH
+from mailgate.imap.syntax.search import MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS
 from mailgate.imap.syntax.values import (
     All,
     And,
@@ -219,10 +219,15 @@ def test_search_nesting_limit() -> None:
 # Linear parsing takes milliseconds; a quadratic one would run into this bound by far.
 @pytest.mark.timeout(30)
 def test_long_or_chains_are_flat_and_fast() -> None:
-    left = key_of(b"OR " * 20000 + b"SEEN" + b" UID 1" * 20000)
-    right = key_of(b"OR SEEN " * 20000 + b"DRAFT")
+    longest = (MAX_SEARCH_KEYS - 1) // 2  # each OR is a key, and one more ends the chain
+    left = key_of(b"OR " * longest + b"SEEN" + b" UID 1" * longest)
+    right = key_of(b"OR SEEN " * longest + b"DRAFT")
     assert isinstance(left, Or)
-    assert len(left.keys) == 20001
+    assert len(left.keys) == longest + 1
     assert isinstance(right, Or)
-    assert len(right.keys) == 20001
+    assert len(right.keys) == longest + 1
+    # Beyond the bound a program is refused, however it is nested, before it grows further.
+    for program in (b"OR " * 20000 + b"SEEN" + b" UID 1" * 20000, b"OR SEEN " * 20000 + b"DRAFT"):
+        refused = error(b"a SEARCH " + program)
+        assert (refused.code, refused.tag) == ("LIMIT", "a")
     assert needs(left).headers is False
