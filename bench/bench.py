@@ -66,6 +66,7 @@ import inbound
 import memory
 import outbound
 import reference
+import stall
 import throughput
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
@@ -90,6 +91,7 @@ PHASES: tuple[Phase, ...] = (
     fetch.PHASE,
     outbound.PHASE,
     inbound.PHASE,
+    stall.PHASE,
     memory.PHASE,
 )
 
@@ -103,6 +105,7 @@ FULL = Counts(
     connections=2000,
     outbound_messages=500,
     inbound_messages=500,
+    stall_messages=20000,
 )
 QUICK = Counts(
     messages=80,
@@ -114,6 +117,7 @@ QUICK = Counts(
     connections=200,
     outbound_messages=80,
     inbound_messages=80,
+    stall_messages=2000,
 )
 
 
@@ -210,6 +214,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-messages", type=int, help="idle: messages (200)")
     p.add_argument("--crossnode-messages", type=int, help="crossnode: messages (200)")
     p.add_argument("--fetch-messages", type=int, help="fetch: mailbox size (1000)")
+    p.add_argument("--stall-messages", type=int, help="stall: mailbox size (20000)")
     p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
@@ -265,6 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         connections=args.connections or base.connections,
         outbound_messages=args.outbound_messages or base.outbound_messages,
         inbound_messages=args.inbound_messages or base.inbound_messages,
+        stall_messages=args.stall_messages or base.stall_messages,
     )
     return args
 
@@ -387,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             watcher=create_inbox(config, env, f"watcher@{DOMAIN}"),
             archive=create_inbox(config, env, f"archive@{DOMAIN}"),
             agent=create_inbox(config, env, f"agent@{DOMAIN}"),
+            searcher=create_inbox(config, env, f"searcher@{DOMAIN}"),
             zone=zone,
             sink=sink,
         )
@@ -443,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                     counts, connections=min(counts.connections, reference.MAX_CONNECTIONS)
                 )
                 ref = Reference(
-                    [*bench.senders, bench.watcher, bench.archive, bench.agent],
+                    [*bench.senders, bench.watcher, bench.archive, bench.agent, bench.searcher],
                     ref_counts.connections,
                 )
                 ref.start()

@@ -23,6 +23,7 @@ class Counts:
     connections: int
     outbound_messages: int
     inbound_messages: int
+    stall_messages: int
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Bench:
     watcher: Account
     archive: Account
     agent: Account
+    searcher: Account  # the big mailbox the stall phase searches
     servers: list[Target] = field(default_factory=list)  # node A first
     zone: Zone | None = None  # with a phase that needs DNS
     sink: Sink | None = None  # with a phase that needs the sink

@@ -193,21 +193,21 @@ async def fetch(s: Session, request: Request) -> str:
     else:
         plan = batches(selected, ranges, META_BATCH)
     changedsince = args.changedsince
-    pace = Pace()
-    for batch in plan:
-        rows = await s.store.fetch(selected.mailbox_id, batch, columns)
-        for row in rows:
-            if changedsince is not None and row.modseq <= changedsince:
-                continue
-            seq = selected.seq_of(row.uid)
-            if seq is None:
-                continue
-            s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
-            if with_data:
-                # Message bytes go out as they are rendered: one message waits, not a batch.
-                await s.drain(at_least=WRITE_CHUNK)
-            await pace.step()
-        await s.drain(at_least=WRITE_CHUNK)
+    with Pace() as pace:
+        for batch in plan:
+            rows = await s.store.fetch(selected.mailbox_id, batch, columns)
+            for row in rows:
+                if changedsince is not None and row.modseq <= changedsince:
+                    continue
+                seq = selected.seq_of(row.uid)
+                if seq is None:
+                    continue
+                s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
+                if with_data:
+                    # Message bytes go out as they are rendered: one message waits, not a batch.
+                    await s.drain(at_least=WRITE_CHUNK)
+                await pace.step()
+            await s.drain(at_least=WRITE_CHUNK)
     return "FETCH completed"
 
 

@@ -1,8 +1,8 @@
 """SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731).
 
 The key tree is evaluated per message by matching.py; this module loads only what the keys
-need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT), and runs
-body matching in a worker thread so decoding big messages never stalls the event loop.
+need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT) and
+evaluates in slices of the event loop, a big message's body in a worker thread.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
 from mailgate.mime.parts import body_text
 from mailgate.store.records import FetchRow
+
+# Above this size a message's body is decoded and matched in a worker thread.
+BIG_MESSAGE = 256 * 1024
 
 
 class _View:
@@ -114,26 +117,24 @@ async def search(s: Session, request: Request) -> str:
         plan = await data_batches(s, selected, ranges)
     else:
         plan = batches(selected, ranges, META_BATCH)
-    pace = Pace()
-    for batch in plan:
-        rows = await s.store.fetch(selected.mailbox_id, batch, columns)
-        views = [_View(row, seq) for row in rows if (seq := selected.seq_of(row.uid)) is not None]
-        if need.body:
-            # Decoding bodies is the costly part: off the loop, a batch at a time.
-            def run(views: list[_View] = views) -> list[tuple[int, int, int]]:
-                return [
-                    (v.seq, v.uid, v.modseq)
-                    for v in views
-                    if matches(args.key, v, largest_seq, largest_uid)
-                ]
-
-            hits += await asyncio.to_thread(run)
-            continue
-        # On the loop, in slices: a costly program over a big mailbox must not stall the others.
-        for view in views:
-            if matches(args.key, view, largest_seq, largest_uid):
-                hits.append((view.seq, view.uid, view.modseq))
-            await pace.step()
+    # On the loop, in slices: a costly program over a big mailbox must not stall the others.
+    # Only a big message goes to a thread, where decoding it cannot hold the loop; many small
+    # ones there would, as threads contending for the GIL starve the loop of it.
+    with Pace() as pace:
+        for batch in plan:
+            rows = await s.store.fetch(selected.mailbox_id, batch, columns)
+            for row in rows:
+                seq = selected.seq_of(row.uid)
+                if seq is None:
+                    continue
+                view = _View(row, seq)
+                if need.body and row.size > BIG_MESSAGE:
+                    hit = await asyncio.to_thread(matches, args.key, view, largest_seq, largest_uid)
+                else:
+                    hit = matches(args.key, view, largest_seq, largest_uid)
+                if hit:
+                    hits.append((seq, row.uid, row.modseq))
+                await pace.step()
 
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     if args.returns is None:

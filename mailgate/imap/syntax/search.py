@@ -40,7 +40,7 @@ from mailgate.imap.syntax.values import (
 MAX_SEARCH_DEPTH = 100  # nesting bound for SEARCH programs (parentheses and key tree)
 # What a SEARCH costs grows with its keys times the mailbox's messages: the command size limit
 # already bounds them, this bounds them for every size limit an operator may choose.
-MAX_SEARCH_KEYS = 1000
+MAX_SEARCH_KEYS = 256
 
 
 def _text(raw: bytes) -> str:
