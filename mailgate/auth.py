@@ -242,10 +242,11 @@ class _Address:
 
 
 def covers(key: ApiKey, inbox: Inbox) -> bool:
-    """Whether `key` opens `inbox`: its own inbox, or any inbox of its pod."""
+    """Whether `key` opens `inbox`: its own inbox, any inbox of its pod, or (an organization
+    key) any inbox at all."""
     if key.inbox_id is not None:
         return inbox.id == key.inbox_id
-    return inbox.pod_id == key.pod_id
+    return key.pod_id is None or inbox.pod_id == key.pod_id
 
 
 class Authenticator:

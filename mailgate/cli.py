@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     scope = key_create.add_mutually_exclusive_group(required=True)
     scope.add_argument("--inbox", metavar="ADDRESS", help="the key opens this inbox only")
     scope.add_argument("--pod", metavar="POD", help="the key opens every inbox of this pod")
+    scope.add_argument(
+        "--org",
+        action="store_true",
+        help="the key opens every pod; over the HTTP API it may create pods, inboxes and keys",
+    )
     key_create.add_argument("--label", default="", help="a note to recognise the key by")
     key_create.set_defaults(run=_key_create)
     key_list = key_sub.add_parser("list", parents=[common], help="list API keys")
@@ -232,7 +237,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 def _key_dict(key: Any) -> dict[str, Any]:
     data = asdict(key)
     data.pop("secret_hash", None)
-    data["scope"] = f"inbox {key.inbox}" if key.inbox else f"pod {key.pod}"
+    data["scope"] = "organization" if key.scope == "organization" else _key_scope(key)
     data["active"] = key.active
     return data
 
@@ -354,10 +359,12 @@ def _key_create(args: argparse.Namespace, settings: Settings) -> int:
     from mailgate import provision
 
     async def work(store: Any) -> tuple[Any, str]:
-        return await provision.issue_key(store, inbox=args.inbox, pod=args.pod, label=args.label)
+        return await provision.issue_key(
+            store, inbox=args.inbox, pod=args.pod, organization=args.org, label=args.label
+        )
 
     key, token = _with_store(settings, work)
-    scope = f"inbox {key.inbox}" if key.inbox else f"every inbox of pod {key.pod}"
+    scope = _key_scope(key)
     _emit(
         args,
         {"key": _key_dict(key), "api_key": token},
@@ -369,12 +376,17 @@ def _key_create(args: argparse.Namespace, settings: Settings) -> int:
 def _key_list(args: argparse.Namespace, settings: Settings) -> int:
     keys = _with_store(settings, lambda store: store.list_keys())
     lines = [
-        f"{k.id}  {'active ' if k.active else 'revoked'}  "
-        f"{('inbox ' + k.inbox) if k.inbox else ('pod ' + k.pod):<40} {k.label}"
+        f"{k.id}  {'active ' if k.active else 'revoked'}  {_key_scope(k):<40} {k.label}"
         for k in keys
     ] or ["no keys"]
     _emit(args, [_key_dict(k) for k in keys], "\n".join(lines))
     return 0
+
+
+def _key_scope(key: Any) -> str:
+    if key.scope == "inbox":
+        return f"inbox {key.inbox}"
+    return "every pod (organization)" if key.scope == "organization" else f"pod {key.pod}"
 
 
 def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:

@@ -94,11 +94,19 @@ async def _ensure_domain(store: Store, name: str) -> Domain:
 
 
 async def issue_key(
-    store: Store, *, inbox: str | None = None, pod: str | None = None, label: str = ""
+    store: Store,
+    *,
+    inbox: str | None = None,
+    pod: str | None = None,
+    organization: bool = False,
+    label: str = "",
 ) -> tuple[ApiKey, str]:
-    """Create a key scoped to `inbox` or `pod`; returns it with the token, shown only now."""
+    """Create a key scoped to `inbox`, `pod` or the whole organization; returns it with the
+    token, shown only now."""
     key_id, secret, token = new_token()
-    key = await store.add_key(key_id, hash_secret(secret), inbox=inbox, pod=pod, label=label)
+    key = await store.add_key(
+        key_id, hash_secret(secret), inbox=inbox, pod=pod, organization=organization, label=label
+    )
     return key, token
 
 

@@ -48,6 +48,9 @@ pods = Table(
     Column("id", Id, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    # The API's client id: creating with one that exists returns that pod (idempotent).
+    Column("client_id", String(255), nullable=True, unique=True),
+    Column("updated_at", BigInteger, nullable=True),
     sqlite_autoincrement=True,
 )
 
@@ -59,6 +62,10 @@ inboxes = Table(
     # Stored lower-cased: addresses compare case-insensitively.
     Column("address", String(320), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("display_name", String(255), nullable=True),
+    Column("client_id", String(255), nullable=True, unique=True),
+    Column("metadata", Text, nullable=True),  # a JSON object, set over the API
+    Column("updated_at", BigInteger, nullable=True),
     sqlite_autoincrement=True,
 )
 
@@ -76,7 +83,8 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=False, index=True),
+    # NULL: an organization key, which covers every pod.
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=True, index=True),
     # NULL: the key covers every inbox of its pod.
     Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True),
     Column("secret_hash", String(64), nullable=False),
@@ -164,6 +172,15 @@ expunged = Table(
     Column("expunged_at", BigInteger, nullable=False, server_default="0"),
     Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_expunged_expunged_at", "expunged_at"),
+)
+
+# Server-wide secrets, made once and shared by every node: "tokens" signs the API's page tokens
+# and download links.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
 )
 
 # ------------------------------------------------------------------ mail to and from the world

@@ -100,6 +100,15 @@ def valid_key_id(key_id: str) -> bool:
     return 0 < len(key_id) <= MAX_KEY_ID and storable(key_id) and key_id.isprintable()
 
 
+def optional_text(value: str | None, what: str) -> str | None:
+    """A short free text (a display name, a client id), or None."""
+    if value is None:
+        return None
+    if len(value) > MAX_LABEL or not storable(value) or not value.isprintable():
+        raise errors.InvalidName(f"a {what} is at most {MAX_LABEL} printable characters")
+    return value
+
+
 def key_label(label: str) -> str:
     if len(label) > MAX_LABEL or not storable(label):
         raise errors.InvalidName(f"a key label is at most {MAX_LABEL} printable characters")

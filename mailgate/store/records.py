@@ -31,6 +31,15 @@ BUILTIN_MAILBOXES: dict[str, str | None] = {
 HIERARCHY_DELIMITER = "/"
 
 
+class Unset:
+    """A parameter not given (where None means "clear it")."""
+
+    __slots__ = ()
+
+
+UNSET = Unset()
+
+
 def split_flags(flags: tuple[str, ...] | frozenset[str] | list[str]) -> tuple[int, str]:
     """(bitmask, keyword text) for a set of flags; keywords keep their case, sorted."""
     bits = 0
@@ -56,6 +65,8 @@ class Pod:
     id: int
     name: str
     created_at: int
+    client_id: str | None = None  # the API's, for idempotent creation
+    updated_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +76,18 @@ class Inbox:
     pod: str
     address: str
     created_at: int
+    display_name: str | None = None
+    client_id: str | None = None  # the API's, for idempotent creation
+    metadata: str | None = None  # a JSON object, set over the API
+    updated_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     id: str
-    pod_id: int
-    pod: str
-    inbox_id: int | None  # None: every inbox of the pod
+    pod_id: int | None  # None: an organization key, for every pod
+    pod: str | None
+    inbox_id: int | None  # None: every inbox of the pod (or of every pod)
     inbox: str | None
     label: str
     created_at: int
@@ -82,6 +97,13 @@ class ApiKey:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def scope(self) -> str:
+        """ "organization", "pod" or "inbox": what the key opens."""
+        if self.inbox_id is not None:
+            return "inbox"
+        return "organization" if self.pod_id is None else "pod"
 
 
 @dataclass(frozen=True, slots=True)

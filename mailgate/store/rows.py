@@ -86,12 +86,20 @@ async def pod_row(conn: Conn, name: str, *, lock: bool = False) -> Row[Any] | No
     return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
-async def insert_pod(conn: Conn, name: str) -> Pod:
+async def insert_pod(conn: Conn, name: str, client_id: str | None = None) -> Pod:
     created = now()
     pod_id = (
-        await conn.execute(insert(pods).values(name=name, created_at=created).returning(pods.c.id))
+        await conn.execute(
+            insert(pods)
+            .values(name=name, created_at=created, updated_at=created, client_id=client_id)
+            .returning(pods.c.id)
+        )
     ).scalar_one()
-    return Pod(pod_id, name, created)
+    return Pod(pod_id, name, created, client_id, created)
+
+
+def pod_record(row: Row[Any]) -> Pod:
+    return Pod(row.id, row.name, row.created_at, row.client_id, row.updated_at or row.created_at)
 
 
 def inbox_select() -> Any:
@@ -101,11 +109,25 @@ def inbox_select() -> Any:
         pods.c.name.label("pod"),
         inboxes.c.address,
         inboxes.c.created_at,
+        inboxes.c.display_name,
+        inboxes.c.client_id,
+        inboxes.c.metadata,
+        inboxes.c.updated_at,
     ).select_from(inboxes.join(pods, pods.c.id == inboxes.c.pod_id))
 
 
 def inbox_record(row: Row[Any]) -> Inbox:
-    return Inbox(row.id, row.pod_id, row.pod, row.address, row.created_at)
+    return Inbox(
+        row.id,
+        row.pod_id,
+        row.pod,
+        row.address,
+        row.created_at,
+        row.display_name,
+        row.client_id,
+        row.metadata,
+        row.updated_at or row.created_at,
+    )
 
 
 async def lock_inbox_shared(conn: Conn, inbox_id: int) -> None:

@@ -3,6 +3,7 @@ keys that open them."""
 
 from __future__ import annotations
 
+import secrets as secrets_module
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,10 +15,10 @@ from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, MailboxDeleted
-from mailgate.store.models import api_keys, entries, expunged, inboxes, mailboxes, pods
+from mailgate.store.models import api_keys, entries, expunged, inboxes, mailboxes, pods, secrets
 from mailgate.store.names import address as valid_address
-from mailgate.store.names import key_label, pod_name, storable, valid_key_id
-from mailgate.store.records import BUILTIN_MAILBOXES, ApiKey, Inbox, Pod
+from mailgate.store.names import key_label, optional_text, pod_name, storable, valid_key_id
+from mailgate.store.records import BUILTIN_MAILBOXES, UNSET, ApiKey, Inbox, Pod, Unset
 from mailgate.store.rows import (
     collect_garbage,
     inbox_record,
@@ -25,6 +26,7 @@ from mailgate.store.rows import (
     insert_mailbox,
     insert_pod,
     now,
+    pod_record,
     pod_row,
 )
 
@@ -34,27 +36,34 @@ DEFAULT_POD = "default"
 class Tenancy(StoreBase):
     # ---------------------------------------------------------------- pods
 
-    async def create_pod(self, name: str) -> Pod:
+    async def create_pod(self, name: str, *, client_id: str | None = None) -> Pod:
+        """A new pod; with a `client_id` that a pod already has, that pod (creating twice with
+        one client id is creating once)."""
         name = pod_name(name)
+        client_id = optional_text(client_id, "client id")
 
         async def work(conn: Conn) -> Pod:
+            if client_id is not None:
+                same = await conn.execute(select(pods).where(pods.c.client_id == client_id))
+                if (row := same.first()) is not None:
+                    return pod_record(row)
             if await pod_row(conn, name) is not None:
                 raise errors.PodExists(f"pod {name} already exists")
-            return await insert_pod(conn, name)
+            return await insert_pod(conn, name, client_id)
 
         return await self.db.write(work)
 
     async def list_pods(self) -> list[Pod]:
         async with self.db.read() as conn:
             rows = await conn.execute(select(pods).order_by(pods.c.name))
-            return [Pod(r.id, r.name, r.created_at) for r in rows]
+            return [pod_record(r) for r in rows]
 
     async def get_pod(self, name: str) -> Pod:
         async with self.db.read() as conn:
             row = await pod_row(conn, pod_name(name))
         if row is None:
             raise errors.PodNotFound(f"no pod {name}")
-        return Pod(row.id, row.name, row.created_at)
+        return pod_record(row)
 
     async def delete_pod(self, name: str) -> None:
         name = pod_name(name)
@@ -78,31 +87,90 @@ class Tenancy(StoreBase):
 
     # ---------------------------------------------------------------- inboxes
 
-    async def create_inbox(self, address: str, pod: str = DEFAULT_POD) -> Inbox:
+    async def create_inbox(
+        self,
+        address: str,
+        pod: str = DEFAULT_POD,
+        *,
+        display_name: str | None = None,
+        client_id: str | None = None,
+        metadata: str | None = None,
+    ) -> Inbox:
+        """A new inbox with its built-in mailboxes (and its pod, if new); with a `client_id`
+        that an inbox of that pod already has, that inbox. `metadata` is a JSON object."""
         address = valid_address(address)
         pod = pod_name(pod)
+        display_name = optional_text(display_name, "display name")
+        client_id = optional_text(client_id, "client id")
 
         async def work(conn: Conn) -> Inbox:
+            if client_id is not None:
+                same = await conn.execute(
+                    inbox_select().where(inboxes.c.client_id == client_id, pods.c.name == pod)
+                )
+                if (found := same.first()) is not None:
+                    return inbox_record(found)
             existing = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
             if existing is not None:
                 raise errors.InboxExists(f"inbox {address} already exists")
             row = await pod_row(conn, pod)
-            owner = (
-                await insert_pod(conn, pod)
-                if row is None
-                else Pod(row.id, row.name, row.created_at)
-            )
+            owner = await insert_pod(conn, pod) if row is None else pod_record(row)
             created = now()
             inbox_id = (
                 await conn.execute(
                     insert(inboxes)
-                    .values(pod_id=owner.id, address=address, created_at=created)
+                    .values(
+                        pod_id=owner.id,
+                        address=address,
+                        created_at=created,
+                        updated_at=created,
+                        display_name=display_name,
+                        client_id=client_id,
+                        metadata=metadata,
+                    )
                     .returning(inboxes.c.id)
                 )
             ).scalar_one()
             for name, special_use in BUILTIN_MAILBOXES.items():
                 await insert_mailbox(conn, inbox_id, name, special_use)
-            return Inbox(inbox_id, owner.id, owner.name, address, created)
+            return Inbox(
+                inbox_id,
+                owner.id,
+                owner.name,
+                address,
+                created,
+                display_name,
+                client_id,
+                metadata,
+                created,
+            )
+
+        return await self.db.write(work)
+
+    async def update_inbox(
+        self,
+        address: str,
+        *,
+        display_name: str | Unset | None = UNSET,
+        metadata: str | Unset | None = UNSET,
+    ) -> Inbox:
+        """Change what is given (None clears it); `metadata` is the whole new JSON object."""
+        address = valid_address(address)
+        values: dict[str, Any] = {"updated_at": now()}
+        if not isinstance(display_name, Unset):
+            values["display_name"] = optional_text(display_name, "display name")
+        if not isinstance(metadata, Unset):
+            values["metadata"] = metadata
+
+        async def work(conn: Conn) -> Inbox:
+            result = await conn.execute(
+                update(inboxes).where(inboxes.c.address == address).values(**values)
+            )
+            if result.rowcount == 0:
+                raise errors.InboxNotFound(f"no inbox {address}")
+            return inbox_record(
+                (await conn.execute(inbox_select().where(inboxes.c.address == address))).one()
+            )
 
         return await self.db.write(work)
 
@@ -168,6 +236,26 @@ class Tenancy(StoreBase):
 
         await self._change(work)
 
+    # ---------------------------------------------------------------- secrets
+
+    async def secret(self, name: str) -> bytes:
+        """A random 32-byte secret shared by every node (made the first time it is asked for):
+        what signs the API's page tokens and download links."""
+        async with self.db.read() as conn:
+            found = await _secret(conn, name)
+        if found:
+            return found
+
+        async def work(conn: Conn) -> bytes:
+            existing = await _secret(conn, name)
+            if existing:
+                return existing  # another node made it meanwhile
+            value = secrets_module.token_bytes(32)
+            await conn.execute(insert(secrets).values(name=name, value=value))
+            return value
+
+        return await self.db.write(work)
+
     # ---------------------------------------------------------------- API keys
 
     async def add_key(
@@ -177,11 +265,13 @@ class Tenancy(StoreBase):
         *,
         pod: str | None = None,
         inbox: str | None = None,
+        organization: bool = False,
         label: str = "",
     ) -> ApiKey:
-        """Record a key (auth.py makes the secret); scoped to one inbox, or to a whole pod."""
-        if (pod is None) == (inbox is None):
-            raise ValueError("a key is scoped to exactly one of pod or inbox")
+        """Record a key (auth.py makes the secret); scoped to one inbox, to a whole pod, or to
+        the organization (every pod)."""
+        if [pod is not None, inbox is not None, organization].count(True) != 1:
+            raise ValueError("a key is scoped to exactly one of pod, inbox or organization")
         if not valid_key_id(key_id):
             raise errors.InvalidName(f"{key_id!r} is not a valid key id")
         label = key_label(label)
@@ -190,6 +280,7 @@ class Tenancy(StoreBase):
             if await conn.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id)):
                 raise errors.AlreadyExists(f"key {key_id} already exists")
             inbox_id: int | None = None
+            pod_id: int | None = None
             if inbox is not None:
                 row = (
                     await conn.execute(
@@ -201,8 +292,7 @@ class Tenancy(StoreBase):
                 if row is None:
                     raise errors.InboxNotFound(f"no inbox {inbox}")
                 inbox_id, pod_id = row.id, row.pod_id
-            else:
-                assert pod is not None
+            elif pod is not None:
                 owner = await pod_row(conn, pod_name(pod))
                 if owner is None:
                     raise errors.PodNotFound(f"no pod {pod}")
@@ -261,7 +351,7 @@ def _key_select() -> Any:
         api_keys.c.revoked_at,
         api_keys.c.secret_hash,
     ).select_from(
-        api_keys.join(pods, pods.c.id == api_keys.c.pod_id).outerjoin(
+        api_keys.outerjoin(pods, pods.c.id == api_keys.c.pod_id).outerjoin(
             inboxes, inboxes.c.id == api_keys.c.inbox_id
         )
     )
@@ -286,3 +376,7 @@ def _key_record(row: Row[Any]) -> ApiKey:
         revoked_at=row.revoked_at,
         secret_hash=row.secret_hash,
     )
+
+
+async def _secret(conn: Conn, name: str) -> bytes:
+    return bytes(await conn.scalar(select(secrets.c.value).where(secrets.c.name == name)) or b"")

@@ -121,6 +121,15 @@ def test_key_for_the_default_pod_on_a_fresh_install(cli: CLI) -> None:
     assert cli.json("key", "create", "--pod", "default")["key"]["scope"] == "pod default"
 
 
+def test_organization_key(cli: CLI) -> None:
+    created = cli.json("key", "create", "--org", "--label", "platform")
+    assert created["key"]["scope"] == "organization"
+    assert (created["key"]["pod"], created["key"]["inbox"]) == (None, None)
+    assert created["api_key"].startswith(f"mgk_{created['key']['id']}_")
+    assert "every pod (organization)" in cli.ok("key", "list")
+    assert "shown only now" in cli.ok("key", "create", "--org")
+
+
 # -------------------------------------------------------------------- configuration
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from mailgate.auth import Authenticator, AuthFailed, LockedOut, hash_secret, split_token
@@ -444,3 +446,54 @@ def test_errors_are_the_stores_own(store: Store) -> None:
     # Nothing hostile got in, and the store still works.
     assert [i.address for i in run(store.list_inboxes())] == [inbox.address]
     assert run(store.append(box.id, message(3))).uid >= 1
+
+
+# ------------------------------------------------------------------------ what the API adds
+
+
+def test_an_organization_key_opens_every_inbox_of_every_pod(store: Store) -> None:
+    auth = Authenticator(store, AuthSettings(max_failures=1000, failure_delay=0.0))
+    a = run(store.create_inbox(address(), "pod-a"))
+    b = run(store.create_inbox(address(), "pod-b"))
+    key, token = run(issue_key(store, organization=True, label="platform"))
+    assert (key.scope, key.pod, key.pod_id, key.inbox) == ("organization", None, None, None)
+    for inbox in (a, b):
+        assert run(auth.login(inbox.address, token, "192.0.2.1", protocol="imap")).inbox == inbox
+    assert run(store.get_key(key.id)) == key
+    assert key in run(store.list_keys())
+    with pytest.raises(ValueError, match="exactly one"):
+        run(store.add_key("both", "0" * 64, pod="pod-a", organization=True))
+
+
+def test_creating_with_a_client_id_twice_creates_once(store: Store) -> None:
+    pod = run(store.create_pod("agents-1", client_id="tenant-42"))
+    assert run(store.create_pod("agents-2", client_id="tenant-42")) == pod
+    assert [p.name for p in run(store.list_pods())].count("agents-2") == 0
+    first = run(store.create_inbox(address(), "agents-1", client_id="agent-7"))
+    again = run(store.create_inbox(address(), "agents-1", client_id="agent-7"))
+    assert again == first
+    assert len(run(store.list_inboxes("agents-1"))) == 1
+    with pytest.raises(errors.PodExists):
+        run(store.create_pod("agents-1", client_id="another"))
+
+
+def test_update_inbox_changes_only_what_is_given(store: Store) -> None:
+    inbox = run(store.create_inbox(address(), display_name="Support", metadata='{"team": "a"}'))
+    assert (inbox.display_name, inbox.metadata) == ("Support", '{"team": "a"}')
+    renamed = run(store.update_inbox(inbox.address, display_name="Help desk"))
+    assert (renamed.display_name, renamed.metadata) == ("Help desk", '{"team": "a"}')
+    cleared = run(store.update_inbox(inbox.address, metadata=None))
+    assert (cleared.display_name, cleared.metadata) == ("Help desk", None)
+    assert cleared.updated_at >= inbox.updated_at
+    assert run(store.get_inbox(inbox.address)) == cleared
+    with pytest.raises(errors.InboxNotFound):
+        run(store.update_inbox(address(), display_name="x"))
+    with pytest.raises(errors.InvalidName):
+        run(store.update_inbox(inbox.address, display_name="two\nlines"))
+
+
+def test_a_secret_is_made_once_and_shared(store: Store, open_store: Callable[..., Store]) -> None:
+    first = run(store.secret("tokens"))
+    assert len(first) == 32
+    assert run(open_store().secret("tokens")) == first
+    assert run(store.secret("other")) != first

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from mailgate.store import errors
 from mailgate.store.api import Store
-from mailgate.store.database import MIGRATIONS
+from mailgate.store.database import MIGRATIONS, _sqlite_engine
 from mailgate.store.models import metadata
 from tests.store.conftest import address, message, rows, run
 
@@ -190,8 +190,19 @@ def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
         command.downgrade(cfg, "0003")
 
     async def to_0003() -> None:
-        async with store.db.reader.begin() as conn:
-            await conn.run_sync(downgrade)
+        # As Database.migrate does: on SQLite with foreign keys off, so that a batch rebuild of
+        # a parent table cannot cascade-delete its children.
+        engine = (
+            _sqlite_engine(store.db.url, immediate=True, pool_size=1, foreign_keys=False)
+            if store.db.is_sqlite
+            else store.db.writer
+        )
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(downgrade)
+        finally:
+            if engine is not store.db.writer:
+                await engine.dispose()
 
     run(to_0003())
     assert rows(store, "SELECT version_num FROM alembic_version") == [("0003",)]
