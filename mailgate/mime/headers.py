@@ -207,3 +207,26 @@ def msg_ids(value: bytes) -> list[str]:
     if not ids and (bare := _BARE_MSG_ID.fullmatch(value.strip())):
         ids = [bare.group(0)]
     return ["<" + i.decode("utf-8", "replace") + ">" for i in ids]
+
+
+# RFC 5256 §2.1's "base subject", with the reply and forward prefixes mail clients write in other
+# languages too (AW, SV, VS, WG, Antw…), and mailing-list tags in brackets.
+_SUBJECT_PREFIX = re.compile(
+    r"^(?:\s*(?:\[[^\]]{0,64}\]\s*)*(?:re|fwd?|aw|sv|vs|wg|antw|tr|rv|ref|r)\s*(?:\[\d+\])?\s*:)+",
+    re.I,
+)
+_SUBJECT_TRAILER = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.I)
+_SUBJECT_SPACE = re.compile(r"\s+")
+_SUBJECT_TAGS = re.compile(r"^(?:\[[^\]]{0,64}\]\s*)+")
+
+
+def base_subject(subject: str | None) -> tuple[str, bool]:
+    """(the subject without reply/forward prefixes and list tags, case-folded and with its
+    whitespace collapsed; whether it had such a prefix): what threads group replies by."""
+    if not subject:
+        return "", False
+    text = _SUBJECT_SPACE.sub(" ", subject).strip()
+    stripped, prefixes = _SUBJECT_PREFIX.subn("", text)
+    stripped, trailers = _SUBJECT_TRAILER.subn("", stripped)
+    stripped = _SUBJECT_TAGS.sub("", stripped.strip())
+    return stripped.casefold(), bool(prefixes or trailers)

@@ -98,6 +98,12 @@ class _InlineConn:
         return self._conn.scalars(statement, parameters)
 
 
+def run_inline(conn: Connection, work: Work[T]) -> T:
+    """Run a store work function on a synchronous connection, to its end (the SQLite writer
+    thread does; so do migrations, which run on a synchronous connection too)."""
+    return _drive(work(_InlineConn(conn)))  # type: ignore[arg-type]
+
+
 def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (every await inside completes at once)."""
     try:
@@ -257,7 +263,7 @@ class Database:
     def _write_in_thread(self, work: Work[T]) -> T:
         assert self._sqlite_writer is not None
         with self._sqlite_writer.begin() as conn:
-            return _drive(work(_InlineConn(conn)))  # type: ignore[arg-type]
+            return run_inline(conn, work)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when several nodes start at once)."""

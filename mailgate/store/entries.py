@@ -15,7 +15,7 @@ from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, FlagsChanged, MessagesAdded, MessagesExpunged
 from mailgate.store.ingest import Filing
-from mailgate.store.models import blobs, entries, expunged, mailboxes, messages
+from mailgate.store.models import blobs, entries, expunged, mailboxes, messages, threads
 from mailgate.store.names import checked_flags
 from mailgate.store.records import (
     DELETED,
@@ -109,6 +109,10 @@ class Entries(StoreBase):
         extra = [name for name in FETCH_COLUMNS if name in wanted]
         selected += [FETCH_COLUMNS[name] for name in extra]
         source = entries.join(messages, messages.c.id == entries.c.message_id)
+        if "thread" in wanted:
+            selected.append(threads.c.public_id)
+            source = source.outerjoin(threads, threads.c.id == entries.c.thread_id)
+            extra.append("thread")
         if "data" in wanted:
             selected.append(blobs.c.data)
             source = source.join(blobs, blobs.c.message_id == entries.c.message_id)
@@ -292,6 +296,8 @@ class Entries(StoreBase):
                         "modseq": dest_modseq,
                         "internaldate": r.internaldate,
                         "internaldate_tz": r.internaldate_tz,
+                        # Mailboxes of one inbox: the copy stays in its conversation.
+                        "thread_id": r.thread_id,
                     }
                     for r, new_uid in zip(rows, dest_uids, strict=True)
                 ],

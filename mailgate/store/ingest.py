@@ -21,6 +21,7 @@ from mailgate.store.models import blobs, entries, messages, outbound
 from mailgate.store.names import checked_flags
 from mailgate.store.records import Parcel, Placed, split_flags
 from mailgate.store.rows import MAX_UID, bump_mailbox, lock_mailbox, now, tz_minutes
+from mailgate.store.threads import thread_for
 
 # Messages bigger than this are hashed and indexed in a worker thread, off the event loop.
 _THREAD_THRESHOLD = 64 * 1024
@@ -76,6 +77,8 @@ class Filing:
         blob_ids = {i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())}
         placed: dict[tuple[int, int], Placed] = {}
         events: list[Change] = []
+        # One thread per message and inbox, whichever of its mailboxes the message goes to.
+        thread_of: dict[tuple[int, int], int] = {}
         for mailbox_id, box in boxes.items():
             modseq, uid = box.highestmodseq + 1, box.uidnext
             all_keywords: set[str] = set()
@@ -84,6 +87,12 @@ class Filing:
                     raise errors.LimitExceeded("this mailbox has used up its UIDs")
                 bits, keywords = split_flags(tuple(flags))
                 all_keywords.update(keywords.split())
+                arrival = int(self.dates[i].timestamp())
+                if (i, box.inbox_id) not in thread_of:
+                    index = self.prepared[i].index
+                    thread_of[(i, box.inbox_id)] = await thread_for(
+                        conn, box.inbox_id, index, *thread_ids(index), arrival
+                    )
                 await conn.execute(
                     insert(entries).values(
                         mailbox_id=mailbox_id,
@@ -92,8 +101,9 @@ class Filing:
                         flags=bits,
                         keywords=keywords,
                         modseq=modseq,
-                        internaldate=int(self.dates[i].timestamp()),
+                        internaldate=arrival,
                         internaldate_tz=tz_minutes(self.dates[i]),
+                        thread_id=thread_of[(i, box.inbox_id)],
                     )
                 )
                 placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)

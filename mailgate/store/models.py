@@ -135,6 +135,7 @@ messages = Table(
     Column("refs", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_messages_msgid", "msgid"),
+    Index("ix_messages_in_reply_to", "in_reply_to"),
     sqlite_autoincrement=True,
 )
 
@@ -143,6 +144,25 @@ blobs = Table(
     metadata,
     Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+# The conversations of an inbox (store/threads.py says how messages are grouped into them).
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", Id, primary_key=True),
+    # What the API and IMAP (THREADID) call the thread.
+    Column("public_id", String(36), nullable=False, unique=True),
+    Column(
+        "inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    # The base subject (no Re:/Fwd:), case-folded, for replies without usable references.
+    Column("subject", String(200), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_message_at", BigInteger, nullable=False),
+    Index("ix_threads_inbox_subject", "inbox_id", "subject"),
+    Index("ix_threads_inbox_last_message_at", "inbox_id", "last_message_at"),
+    sqlite_autoincrement=True,
 )
 
 entries = Table(
@@ -157,8 +177,12 @@ entries = Table(
     Column("modseq", BigInteger, nullable=False),
     Column("internaldate", BigInteger, nullable=False),
     Column("internaldate_tz", SmallInteger, nullable=False, server_default="0"),
+    # The conversation it belongs to in its inbox; every entry has one (NULL only while an
+    # upgrade fills it in).
+    Column("thread_id", Id, ForeignKey("threads.id"), nullable=True),
     Index("ix_entries_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_entries_message_id", "message_id"),
+    Index("ix_entries_thread_id", "thread_id"),
 )
 
 # Tombstones: which UIDs left a mailbox at which MODSEQ, so sessions (and later QRESYNC)

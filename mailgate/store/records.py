@@ -185,6 +185,7 @@ class FetchRow:
     msgid: str | None = None  # the Message-ID, "<id@host>"
     in_reply_to: str | None = None
     references: tuple[str, ...] | None = None
+    thread: str | None = None  # the public id of its thread (RFC 8474 THREADID)
 
 
 @dataclass(frozen=True, slots=True)

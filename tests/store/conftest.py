@@ -106,3 +106,34 @@ def rows(store: Store, sql: str, **params: Any) -> list[tuple[Any, ...]]:
 
 def count(store: Store, table: str) -> int:
     return int(rows(store, f"SELECT count(*) FROM {table}")[0][0])
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Take the store's database back to an older schema revision (to test an upgrade on data
+    stored before it). As Database.migrate does, on SQLite with foreign keys off, so that a
+    batch rebuild of a parent table cannot cascade-delete its children."""
+    from alembic import command
+    from alembic.config import Config
+
+    from mailgate.store.database import MIGRATIONS, _sqlite_engine
+
+    def down(sync_conn: Any) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = sync_conn
+        command.downgrade(cfg, revision)
+
+    async def go() -> None:
+        engine = (
+            _sqlite_engine(store.db.url, immediate=True, pool_size=1, foreign_keys=False)
+            if store.db.is_sqlite
+            else store.db.writer
+        )
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(down)
+        finally:
+            if engine is not store.db.writer:
+                await engine.dispose()
+
+    run(go())

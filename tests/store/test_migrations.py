@@ -13,9 +13,9 @@ from alembic.script import ScriptDirectory
 
 from mailgate.store import errors
 from mailgate.store.api import Store
-from mailgate.store.database import MIGRATIONS, _sqlite_engine
+from mailgate.store.database import MIGRATIONS
 from mailgate.store.models import metadata
-from tests.store.conftest import address, message, rows, run
+from tests.store.conftest import address, downgrade, message, rows, run
 
 
 def head() -> str:
@@ -172,8 +172,6 @@ def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
 ) -> None:
     """Mail stored before revision 0004 gets its Message-ID, In-Reply-To and References from its
     stored header when the database is upgraded."""
-    from alembic import command
-
     inbox = run(store.create_inbox(address()))
     box = run(store.get_mailbox(inbox.id, "INBOX"))
     raw = (
@@ -183,28 +181,7 @@ def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
     )
     run(store.append(box.id, raw))
 
-    def downgrade(sync_conn: Any) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["connection"] = sync_conn
-        command.downgrade(cfg, "0003")
-
-    async def to_0003() -> None:
-        # As Database.migrate does: on SQLite with foreign keys off, so that a batch rebuild of
-        # a parent table cannot cascade-delete its children.
-        engine = (
-            _sqlite_engine(store.db.url, immediate=True, pool_size=1, foreign_keys=False)
-            if store.db.is_sqlite
-            else store.db.writer
-        )
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(downgrade)
-        finally:
-            if engine is not store.db.writer:
-                await engine.dispose()
-
-    run(to_0003())
+    downgrade(store, "0003")
     assert rows(store, "SELECT version_num FROM alembic_version") == [("0003",)]
     run(store.close())
 
