@@ -206,12 +206,14 @@ def _decoded_size(raw: bytes, entity: Entity) -> int:
     data = raw[entity.body : entity.end]
     encoding = transfer_encoding(entity.fields)
     if encoding == b"base64":
-        if not data.translate(None, _B64_ALPHABET + _B64_LAYOUT) and (
-            b"=" not in data.rstrip(_B64_LAYOUT)
+        rest = data.translate(None, _B64_ALPHABET)  # line breaks, padding, and any junk
+        pad = data.find(b"=")
+        if not rest.translate(None, _B64_LAYOUT) and (
+            pad < 0 or not data[pad:].translate(None, _B64_LAYOUT)
         ):
             # Well-formed: every 4 characters are 3 octets, and a tail of 2 or 3 is 1 or 2 (a
             # tail of 1 carries no whole octet), exactly as decode_transfer decodes it.
-            return len(data.translate(None, _B64_LAYOUT)) * 3 // 4
+            return (len(data) - len(rest)) * 3 // 4
         return len(decode_transfer(data, encoding))
     if encoding == b"quoted-printable":
         return len(decode_transfer(data, encoding))

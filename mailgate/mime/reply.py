@@ -228,8 +228,9 @@ def forward(raw: bytes, *, text: str | None = None, html: str | None = None) -> 
         original_text = "" if original_html is None else html_to_text(original_html)
     block = "\n".join([_SEPARATOR, *(f"{name}: {value}" for name, value in lines)])
     forward_text = f"{block}\n\n{original_text}"
-    if text:
-        forward_text = f"{text}\n\n{forward_text}"
+    own_text = text if text is not None or html is None else html_to_text(html)
+    if own_text:
+        forward_text = f"{own_text}\n\n{forward_text}"
     forward_html = None
     if html is not None or original_html is not None:
         quoted = (
