@@ -13,6 +13,7 @@ from mailgate.mime.decoding import decode_words, encode_utf8
 
 __all__ = [
     "MAX_STRUCTURED",
+    "all_fields",
     "body_offset",
     "field_values",
     "first_fields",
@@ -89,6 +90,11 @@ def fields_by_name(header: bytes) -> dict[bytes, list[bytes]]:
     for m in _FIELD.finditer(header):
         found.setdefault(m.group(1).lower(), []).append(_unfold(m.group(2)))
     return found
+
+
+def all_fields(header: bytes) -> list[tuple[bytes, bytes]]:
+    """Every field of a header section in order: (name as written, unfolded raw value)."""
+    return [(m.group(1), _unfold(m.group(2))) for m in _FIELD.finditer(header)]
 
 
 @lru_cache(maxsize=256)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 from mailgate.mime.headers import normalize_crlf
@@ -103,3 +104,65 @@ def json_nodes(parts: bytes) -> int:
 
 def section(raw: bytes, ix: MessageIndex, part: tuple[int, ...], spec: str = "") -> bytes | None:
     return extract_section(raw, ix.parts, part, spec)
+
+
+# Fuzzing: MIME-ish pieces and mutations of valid messages.
+
+PIECES = [
+    b"\r\n",
+    b"\r\n\r\n",
+    b"--",
+    b"--XX",
+    b"--b1",
+    b"--outer--",
+    b"Content-Type: multipart/mixed; boundary=XX\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b'"',
+    b"(",
+    b")",
+    b"<",
+    b">",
+    b":",
+    b";",
+    b",",
+    b"@",
+    b"=?utf-8?b?",
+    b"?=",
+    b"*0*=",
+    b"'",
+    b"%",
+    b"\\",
+    b"\x00",
+    b"\xff",
+    b" ",
+    b"\t",
+]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """Up to four random cuts, insertions of PIECES, repeats, junk bytes or truncations."""
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randint(0, len(data))
+        j = min(len(data), i + rng.randint(0, 40))
+        op = rng.randrange(5)
+        if op == 0:
+            data = data[:i] + data[j:]
+        elif op == 1:
+            data = data[:i] + rng.choice(PIECES) + data[i:]
+        elif op == 2:
+            data = data[:i] + data[i:j] * rng.randint(2, 5) + data[j:]
+        elif op == 3:
+            data = data[:i] + bytes(rng.randrange(256) for _ in range(j - i)) + data[j:]
+        else:
+            data = data[:i]
+    return data
+
+
+def random_message(rng: random.Random, seeds: list[bytes]) -> bytes:
+    """Random bytes, random MIME-ish pieces, or a mutation of one of `seeds`."""
+    if rng.random() < 0.3:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+    if rng.random() < 0.5:
+        return b"".join(rng.choice([*PIECES, b"a", b"From: x"]) for _ in range(rng.randint(0, 80)))
+    return mutate(rng, rng.choice(seeds))

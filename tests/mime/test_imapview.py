@@ -24,7 +24,7 @@ from mailgate.mime.imapview import (
     string,
 )
 from mailgate.mime.parts import body_text
-from tests.mime.helpers import crlf, leaf_sizes, parse_wire, section
+from tests.mime.helpers import crlf, leaf_sizes, parse_wire, random_message, section
 
 # ---------------------------------------------------------------------------------------------
 # Encoders (RFC 3501 §4.3)
@@ -596,62 +596,6 @@ def test_subject_is_decoded_and_never_carries_nul() -> None:
 
 FUZZ_ITERATIONS = int(os.environ.get("MAILGATE_FUZZ_ITERATIONS", "400"))
 SEEDS = [SIMPLE, MIXED, NESTED, FORWARD]
-PIECES = [
-    b"\r\n",
-    b"\r\n\r\n",
-    b"--",
-    b"--XX",
-    b"--b1",
-    b"--outer--",
-    b"Content-Type: multipart/mixed; boundary=XX\r\n",
-    b"Content-Type: message/rfc822\r\n",
-    b"Content-Transfer-Encoding: base64\r\n",
-    b'"',
-    b"(",
-    b")",
-    b"<",
-    b">",
-    b":",
-    b";",
-    b",",
-    b"@",
-    b"=?utf-8?b?",
-    b"?=",
-    b"*0*=",
-    b"'",
-    b"%",
-    b"\\",
-    b"\x00",
-    b"\xff",
-    b" ",
-    b"\t",
-]
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    for _ in range(rng.randint(1, 4)):
-        i = rng.randint(0, len(data))
-        j = min(len(data), i + rng.randint(0, 40))
-        op = rng.randrange(5)
-        if op == 0:
-            data = data[:i] + data[j:]
-        elif op == 1:
-            data = data[:i] + rng.choice(PIECES) + data[i:]
-        elif op == 2:
-            data = data[:i] + data[i:j] * rng.randint(2, 5) + data[j:]
-        elif op == 3:
-            data = data[:i] + bytes(rng.randrange(256) for _ in range(j - i)) + data[j:]
-        else:
-            data = data[:i]
-    return data
-
-
-def random_message(rng: random.Random) -> bytes:
-    if rng.random() < 0.3:
-        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
-    if rng.random() < 0.5:
-        return b"".join(rng.choice([*PIECES, b"a", b"From: x"]) for _ in range(rng.randint(0, 80)))
-    return mutate(rng, rng.choice(SEEDS))
 
 
 def check_everything(data: bytes) -> None:
@@ -677,7 +621,7 @@ def check_everything(data: bytes) -> None:
 def test_fuzz_never_raises_and_output_is_well_formed() -> None:
     rng = random.Random(20240514)
     for _ in range(FUZZ_ITERATIONS):
-        data = random_message(rng)
+        data = random_message(rng, SEEDS)
         try:
             check_everything(data)
         except Exception as exc:  # pragma: no cover - report the input that failed
