@@ -58,8 +58,8 @@ PREVIEW_LENGTH = 200
 _PREVIEW_READS = (16 * 1024, 256 * 1024)
 # The quoted history is looked for only this far into a body: a reply's new content comes
 # first, and quotequail costs about a millisecond per kilobyte of text.
-MAX_QUOTE_SCAN_TEXT = 64 * 1024
-MAX_QUOTE_SCAN_HTML = 256 * 1024
+MAX_QUOTE_SCAN_TEXT = 32 * 1024
+MAX_QUOTE_SCAN_HTML = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,13 +75,13 @@ class Forward:
 # ---------------------------------------------------------------------------------------------
 # Header values compose() accepts
 
-_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-# What compose() accepts inside a msg-id's angle brackets.
-_SENDABLE_ID = re.compile(r"[!-;=?-~]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+# What compose() accepts inside a msg-id's angle brackets, up to its length limit.
+_SENDABLE_ID = re.compile(r"[!-;=?-~]{1,900}")
 
 
 def _one_line(value: str) -> str:
-    return " ".join(_LINE_BREAKS.sub(" ", value).split())
+    return " ".join(_CONTROLS.sub(" ", value).split())
 
 
 def _sendable_id(value: str) -> bool:
@@ -167,7 +167,7 @@ def reply(raw: bytes, inbox: str, *, reply_all: bool = False) -> Reply:
 # Forward
 
 _SEPARATOR = "---------- Forwarded message ---------"
-_BODY_START = re.compile(r"<body\b[^>]*>", re.I)
+_BODY_START = re.compile(r"<body\b[^>]*>?", re.I)  # ">?": linear on a tag left open
 _BODY_END = re.compile(r"</body\s*>", re.I)
 
 

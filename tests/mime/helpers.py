@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 from mailgate.mime.headers import normalize_crlf
@@ -106,7 +108,10 @@ def section(raw: bytes, ix: MessageIndex, part: tuple[int, ...], spec: str = "")
     return extract_section(raw, ix.parts, part, spec)
 
 
-# Fuzzing: MIME-ish pieces and mutations of valid messages.
+# Fuzzing: MIME-ish pieces and mutations of valid messages. Runs briefly by default;
+# MAILGATE_FUZZ_ITERATIONS=100000 runs it longer.
+
+FUZZ_ITERATIONS = int(os.environ.get("MAILGATE_FUZZ_ITERATIONS", "400"))
 
 PIECES = [
     b"\r\n",
@@ -166,3 +171,14 @@ def random_message(rng: random.Random, seeds: list[bytes]) -> bytes:
     if rng.random() < 0.5:
         return b"".join(rng.choice([*PIECES, b"a", b"From: x"]) for _ in range(rng.randint(0, 80)))
     return mutate(rng, rng.choice(seeds))
+
+
+def fuzz(check: Callable[[bytes], None], seeds: list[bytes], seed: int) -> None:
+    """Run `check` on FUZZ_ITERATIONS random messages; a failure names the input."""
+    rng = random.Random(seed)
+    for _ in range(FUZZ_ITERATIONS):
+        data = random_message(rng, seeds)
+        try:
+            check(data)
+        except Exception as exc:  # pragma: no cover - report the input that failed
+            raise AssertionError(f"failed on {data!r}") from exc
