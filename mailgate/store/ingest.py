@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailgate.mime.addresses import domain_of
+from mailgate.mime.apiview import attachments_to_json, summarize
 from mailgate.mime.headers import msg_ids, normalize_crlf
 from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.store import errors
@@ -31,14 +33,16 @@ MAX_MSG_ID = 998
 
 
 class Prepared:
-    """A message ready to store: CRLF-normalised bytes, their hash and their IMAP index."""
+    """A message ready to store: CRLF-normalised bytes, their hash, their IMAP index and what
+    the HTTP API lists about them."""
 
-    __slots__ = ("digest", "index", "raw")
+    __slots__ = ("digest", "index", "raw", "summary")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = normalize_crlf(raw)
         self.digest = hashlib.sha256(self.raw).hexdigest()
         self.index: MessageIndex = index_message(self.raw)
+        self.summary = summary_values(self.raw)
 
 
 async def prepare(raw: bytes) -> Prepared:
@@ -160,6 +164,7 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         "sent_date": int(index.sent_date.timestamp()) if index.sent_date else None,
         "sent_date_tz": tz_minutes(index.sent_date) if index.sent_date else 0,
         **dict(zip(("msgid", "in_reply_to", "refs"), thread_ids(index), strict=True)),
+        **prepared.summary,
         "created_at": now(),
     }
     dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
@@ -193,3 +198,18 @@ def thread_ids(index: MessageIndex) -> tuple[str | None, str | None, str]:
         in_reply_to = None
     refs = " ".join(r for r in index.references if len(r) <= MAX_MSG_ID)
     return msgid, in_reply_to, refs
+
+
+def summary_values(raw: bytes) -> dict[str, str | None]:
+    """The summary columns of a (CRLF-normalised) message (mime/apiview.py's summary)."""
+    summary = summarize(raw)
+    return {
+        "subject": summary.subject,
+        "from_addr": summary.from_,
+        "to_addrs": json.dumps(summary.to),
+        "cc_addrs": json.dumps(summary.cc),
+        "bcc_addrs": json.dumps(summary.bcc),
+        "reply_to": json.dumps(summary.reply_to),
+        "preview": summary.preview,
+        "attachments": attachments_to_json(summary.attachments),
+    }

@@ -133,6 +133,16 @@ messages = Table(
     Column("msgid", Text, nullable=True),
     Column("in_reply_to", Text, nullable=True),
     Column("refs", Text, nullable=False, server_default=""),
+    # What the HTTP API lists (mime/apiview.py's summary): addresses as "Name <addr>", lists as
+    # JSON arrays; the decoded subject; the start of the text; the attachments, as JSON.
+    Column("subject", Text, nullable=True),
+    Column("from_addr", Text, nullable=True),
+    Column("to_addrs", Text, nullable=True),
+    Column("cc_addrs", Text, nullable=True),
+    Column("bcc_addrs", Text, nullable=True),
+    Column("reply_to", Text, nullable=True),
+    Column("preview", Text, nullable=True),
+    Column("attachments", Text, nullable=False, server_default="[]"),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_messages_msgid", "msgid"),
     Index("ix_messages_in_reply_to", "in_reply_to"),
