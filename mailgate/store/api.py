@@ -1,5 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
-the methods live with their aggregate (tenancy, mailboxes, entries, queue, domains, senders),
+the methods live with their aggregate (tenancy, mailboxes, entries, conversations, queue,
+domains, senders),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 
 from mailgate.store import errors, notify
+from mailgate.store.conversations import Conversations
 from mailgate.store.database import Database
 from mailgate.store.domains import Domains
 from mailgate.store.entries import Entries
@@ -32,7 +34,7 @@ from mailgate.store.tenancy import Tenancy
 LISTEN_TIMEOUT = 10.0
 
 
-class Store(Tenancy, Mailboxes, Entries, Queue, Domains, Senders):
+class Store(Tenancy, Mailboxes, Entries, Conversations, Queue, Domains, Senders):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)
         self._listener: notify.ChangeListener | None = None
