@@ -1,0 +1,175 @@
+"""Labels: what the HTTP API calls the folders and flags IMAP clients see, both ways.
+
+    label        is, over IMAP                    set over the API
+    received     a copy in INBOX                  (system: not set by hand)
+    sent         a copy in Sent                   (system)
+    draft        a copy in Drafts                 (system)
+    spam         a copy in Spam                   moves the message to Spam; removing it, back
+    trash        a copy in Trash                  moves it to Trash; removing it, back
+    unread       a copy not \\Seen (not in Sent, Drafts)   -\\Seen / +\\Seen everywhere
+    read         no such copy                     +\\Seen / -\\Seen
+    starred      \\Flagged                         +\\Flagged / -\\Flagged
+    <folder>     a copy in a folder of that name  (a folder made over IMAP: shown, not set)
+    <keyword>    the IMAP keyword                 the keyword, on every copy
+
+A message back from Spam or Trash goes to Sent if the inbox sent it, else to INBOX. Labels are
+compared without regard to case, as keywords are by mail clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mailgate.store.api import Store
+from mailgate.store.conversations import Criterion, Mail
+from mailgate.store.records import FLAGGED, INBOX, SEEN, SENT, SPAM
+
+DRAFTS, TRASH = "Drafts", "Trash"
+RECEIVED, SENT_LABEL, DRAFT, SPAM_LABEL, TRASH_LABEL = "received", "sent", "draft", "spam", "trash"
+UNREAD, READ, STARRED = "unread", "read", "starred"
+
+# The label of each built-in mailbox.
+FOLDER_LABELS = {
+    INBOX: RECEIVED,
+    SENT: SENT_LABEL,
+    DRAFTS: DRAFT,
+    SPAM: SPAM_LABEL,
+    TRASH: TRASH_LABEL,
+}
+MAILBOX_OF = {label: mailbox for mailbox, label in FOLDER_LABELS.items()}
+SYSTEM = frozenset({RECEIVED, SENT_LABEL, DRAFT})
+# Copies in these never make a message unread: the inbox wrote them.
+_OWN = (SENT, DRAFTS)
+_MAX_LABEL = 200
+_ATOM_SPECIALS = frozenset('(){%*"\\]')
+
+
+class InvalidLabel(ValueError):
+    """A label that cannot be set (a system label, or not a valid IMAP keyword)."""
+
+
+def labels_of(mail: Mail) -> list[str]:
+    """A message's labels: its folders' (built-in ones first, in FOLDER_LABELS order), then
+    read or unread, starred, and its keywords, sorted."""
+    folders = {copy.mailbox for copy in mail.copies}
+    found = [label for mailbox, label in FOLDER_LABELS.items() if mailbox in folders]
+    found += sorted(folders - FOLDER_LABELS.keys())
+    unread = False
+    starred = False
+    keywords: set[str] = set()
+    for copy in mail.copies:
+        flags = set(copy.flags)
+        unread |= SEEN not in flags and copy.mailbox not in _OWN
+        starred |= FLAGGED in flags
+        keywords.update(f for f in flags if not f.startswith("\\"))
+    found.append(UNREAD if unread else READ)
+    if starred:
+        found.append(STARRED)
+    known = {label.casefold() for label in found}
+    found += sorted(k for k in keywords if k.casefold() not in known)
+    return found
+
+
+def criteria(labels: Iterable[str]) -> tuple[Criterion, ...]:
+    """What a message must show to have every one of `labels` (a list's filter)."""
+    found = []
+    for raw in labels:
+        label = raw.casefold()
+        if label in MAILBOX_OF:
+            found.append(Criterion("mailbox", MAILBOX_OF[label]))
+        elif label in (UNREAD, READ):
+            found.append(Criterion("unseen", " ".join(_OWN), present=label == UNREAD))
+        elif label == STARRED:
+            found.append(Criterion("flag", FLAGGED))
+        else:
+            # A folder made over IMAP, or a keyword: either makes the label.
+            found.append(Criterion("flag", raw))
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a label change does: flags to add and remove on every copy, and a move."""
+
+    add_flags: tuple[str, ...] = ()
+    remove_flags: tuple[str, ...] = ()
+    move_to: str | None = None  # a mailbox name; "" means back where it came from
+
+
+def plan(add: Sequence[str], remove: Sequence[str]) -> Change:
+    """The change `add_labels`/`remove_labels` ask for; InvalidLabel naming a bad one."""
+    adding = {label.casefold(): label for label in add}
+    removing = {label.casefold(): label for label in remove}
+    both = set(adding) & set(removing)
+    if both:
+        raise InvalidLabel(f"label {sorted(both)[0]!r} is both added and removed")
+    for label in [*adding, *removing]:
+        if label in SYSTEM:
+            raise InvalidLabel(f"{label!r} is a system label: it follows where the mail is")
+    add_flags: list[str] = []
+    remove_flags: list[str] = []
+    move_to: str | None = None
+    for label, given in adding.items():
+        if label in (SPAM_LABEL, TRASH_LABEL):
+            move_to = MAILBOX_OF[label]
+        elif label == READ:
+            add_flags.append(SEEN)
+        elif label == UNREAD:
+            remove_flags.append(SEEN)
+        elif label == STARRED:
+            add_flags.append(FLAGGED)
+        else:
+            add_flags.append(keyword(given))
+    for label, given in removing.items():
+        if label in (SPAM_LABEL, TRASH_LABEL):
+            if move_to is None:
+                move_to = ""
+        elif label == READ:
+            remove_flags.append(SEEN)
+        elif label == UNREAD:
+            add_flags.append(SEEN)
+        elif label == STARRED:
+            remove_flags.append(FLAGGED)
+        else:
+            remove_flags.append(keyword(given))
+    return Change(tuple(dict.fromkeys(add_flags)), tuple(dict.fromkeys(remove_flags)), move_to)
+
+
+def keyword(label: str) -> str:
+    """The IMAP keyword a user label is (RFC 3501 atom: no spaces, controls or specials)."""
+    if (
+        not label
+        or len(label) > _MAX_LABEL
+        or any(c in _ATOM_SPECIALS or ord(c) <= 0x20 or ord(c) == 0x7F for c in label)
+    ):
+        raise InvalidLabel(f"{label!r} is not a label mailgate can keep (an IMAP keyword)")
+    return label
+
+
+async def apply(store: Store, mail: Mail, change: Change) -> None:
+    """Make `change` to every copy of `mail`: flags first, then the move."""
+    by_mailbox: dict[int, list[int]] = {}
+    for copy in mail.copies:
+        by_mailbox.setdefault(copy.mailbox_id, []).append(copy.uid)
+    for mailbox_id, uids in by_mailbox.items():
+        ranges = [(uid, uid) for uid in uids]
+        if change.add_flags:
+            await store.store_flags(mailbox_id, ranges, "+", change.add_flags)
+        if change.remove_flags:
+            await store.store_flags(mailbox_id, ranges, "-", change.remove_flags)
+    if change.move_to is None:
+        return
+    target = change.move_to or _home(mail)
+    destination = await store.get_mailbox(mail.inbox_id, target)
+    for copy in mail.copies:
+        if change.move_to == "" and copy.mailbox not in (SPAM, TRASH):
+            continue  # only what is in Spam or Trash comes back
+        if copy.mailbox != target:
+            await store.move(copy.mailbox_id, [(copy.uid, copy.uid)], destination.id)
+
+
+def _home(mail: Mail) -> str:
+    """Where a message goes back to from Spam or Trash."""
+    sender = (mail.from_ or "").rpartition("<")[2].rstrip(">").strip().lower()
+    return SENT if sender == mail.inbox else INBOX
