@@ -224,7 +224,11 @@ def _content(text: str | None, html: str | None, attachments: Sequence[Attachmen
 
 def _text(content: str, subtype: str) -> MIMEPart:
     part = MIMEPart(policy=_POLICY)
-    part.set_content(content, subtype=subtype)
+    # The stdlib picks 8bit for short non-ASCII text, and a single-part message then cannot be
+    # written as bytes; quoted-printable is 7-bit and readable.
+    part.set_content(
+        content, subtype=subtype, cte=None if content.isascii() else "quoted-printable"
+    )
     return part
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email
+import email.policy
 import re
 from typing import Any
 
@@ -386,3 +388,14 @@ def test_a_date_needs_a_zone() -> None:
 def test_unsendable_attachments_are_refused(attachment: Attachment, reason: str) -> None:
     with pytest.raises(ValueError, match=r"attachments\[1\].*" + re.escape(reason)):
         make(attachments=[Attachment("ok.txt", "text/plain", b"ok"), attachment])
+
+
+@pytest.mark.parametrize(
+    ("text", "html"), [("é", None), ("Grüße aus Köln", None), (None, "<p>Grüße</p>")]
+)
+def test_short_non_ascii_single_part_bodies(text: str | None, html: str | None) -> None:
+    composed = compose(
+        sender="a@example.test", to=["b@example.test"], text=text, html=html, hostname="x.test"
+    )
+    parsed = email.message_from_bytes(composed.raw, policy=email.policy.default)
+    assert parsed.get_content().strip() == (text or html)
