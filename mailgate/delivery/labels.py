@@ -89,7 +89,7 @@ def criteria(labels: Iterable[str]) -> tuple[Criterion, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class LabelChange:
     """What a label change does: flags to add and remove on every copy, and a move."""
 
     add_flags: tuple[str, ...] = ()
@@ -97,7 +97,7 @@ class Change:
     move_to: str | None = None  # a mailbox name; "" means back where it came from
 
 
-def plan(add: Sequence[str], remove: Sequence[str]) -> Change:
+def plan(add: Sequence[str], remove: Sequence[str]) -> LabelChange:
     """The change `add_labels`/`remove_labels` ask for; InvalidLabel naming a bad one."""
     adding = {label.casefold(): label for label in add}
     removing = {label.casefold(): label for label in remove}
@@ -133,7 +133,7 @@ def plan(add: Sequence[str], remove: Sequence[str]) -> Change:
             remove_flags.append(FLAGGED)
         else:
             remove_flags.append(keyword(given))
-    return Change(tuple(dict.fromkeys(add_flags)), tuple(dict.fromkeys(remove_flags)), move_to)
+    return LabelChange(tuple(dict.fromkeys(add_flags)), tuple(dict.fromkeys(remove_flags)), move_to)
 
 
 def keyword(label: str) -> str:
@@ -147,7 +147,7 @@ def keyword(label: str) -> str:
     return label
 
 
-async def apply(store: Store, mail: Mail, change: Change) -> None:
+async def apply(store: Store, mail: Mail, change: LabelChange) -> None:
     """Make `change` to every copy of `mail`: flags first, then the move."""
     by_mailbox: dict[int, list[int]] = {}
     for copy in mail.copies:

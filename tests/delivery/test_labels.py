@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from mailgate.delivery import labels
-from mailgate.delivery.labels import Change, InvalidLabel, plan
+from mailgate.delivery.labels import InvalidLabel, LabelChange, plan
 from mailgate.store.conversations import Criterion, Mail
 from mailgate.store.records import FLAGGED, SEEN, Parcel, Target
 from tests.harness import Account, Server
@@ -57,7 +57,7 @@ def test_labels_of_folders_and_flags(server: Server, account: Account) -> None:
     assert imap_view(server, account)["INBOX"] == [b"(\\Seen \\Flagged Invoices))"]
 
 
-def labels_apply(server: Server, mail: Mail, change: Change) -> None:
+def labels_apply(server: Server, mail: Mail, change: LabelChange) -> None:
     server.call(labels.apply(server.store, mail, change))
 
 
@@ -98,8 +98,8 @@ def test_label_filters() -> None:
 
 
 def test_plans() -> None:
-    assert plan(["read", "starred"], ["x"]) == Change((SEEN, FLAGGED), ("x",), None)
-    assert plan([], ["unread"]) == Change((SEEN,), (), None)
+    assert plan(["read", "starred"], ["x"]) == LabelChange((SEEN, FLAGGED), ("x",), None)
+    assert plan([], ["unread"]) == LabelChange((SEEN,), (), None)
     assert plan(["trash"], []).move_to == "Trash"
     assert plan([], ["spam"]).move_to == ""
     for bad_add, bad_remove in [
