@@ -30,7 +30,7 @@ from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere, naming
 from mailgate.http.fields import ClientId, DisplayName
-from mailgate.http.pagination import Cursor, PageFields, Paging, Window
+from mailgate.http.pagination import Cursor, PageFields, Paging, PagingDep, Window
 from mailgate.http.pods import visible_pod
 from mailgate.mime.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.store import errors as store_errors
@@ -92,7 +92,6 @@ class UpdateInboxRequest(BaseModel):
 
 
 PodLookup = Callable[..., Awaitable[PodRecord | None]]
-PagingDep = Annotated[Paging, Depends()]
 
 
 async def _top_level() -> None:

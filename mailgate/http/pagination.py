@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from mailgate.http.caller import CallerDep
-from mailgate.http.context import ServicesDep
+from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import Invalid
 
 T = TypeVar("T")
@@ -84,24 +84,12 @@ class Page(Generic[T]):
 
 
 class Paging:
-    """A list request's `limit` and `page_token`, checked against the caller (a dependency)."""
+    """A list request's `limit` and `page_token`, checked against the caller's scope."""
 
-    def __init__(
-        self,
-        services: ServicesDep,
-        caller: CallerDep,
-        limit: Annotated[
-            int | None,
-            Query(ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT})"),
-        ] = None,
-        page_token: Annotated[
-            str | None,
-            Query(max_length=MAX_TOKEN, description="`next_page_token` of the previous page"),
-        ] = None,
-    ) -> None:
+    def __init__(self, services: Services, scope: str, limit: int, page_token: str | None) -> None:
         self._services = services
-        self._scope = caller.scope_token
-        self._limit = DEFAULT_LIMIT if limit is None else limit
+        self._scope = scope
+        self._limit = limit
         self._token = page_token
 
     async def window(self, listing: str) -> Window:
@@ -152,6 +140,26 @@ class Paging:
         if payload.get("l") != listing:
             raise _bad_token("it pages another list (or the same list in another order)")
         return tuple(payload["a"])
+
+
+async def paging(
+    services: ServicesDep,
+    caller: CallerDep,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT})"),
+    ] = None,
+    page_token: Annotated[
+        str | None,
+        Query(max_length=MAX_TOKEN, description="`next_page_token` of the previous page"),
+    ] = None,
+) -> Paging:
+    return Paging(
+        services, caller.scope_token, DEFAULT_LIMIT if limit is None else limit, page_token
+    )
+
+
+PagingDep = Annotated[Paging, Depends(paging)]
 
 
 def _bad_token(why: str) -> Invalid:

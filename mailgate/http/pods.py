@@ -16,7 +16,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
 
 from mailgate import provision
@@ -24,7 +24,7 @@ from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import NotFound
 from mailgate.http.fields import ClientId, PodName
-from mailgate.http.pagination import Cursor, PageFields, Paging
+from mailgate.http.pagination import Cursor, PageFields, PagingDep
 from mailgate.store import errors as store_errors
 from mailgate.store.records import Pod as PodRecord
 
@@ -77,7 +77,7 @@ def _order(pod: PodRecord) -> Cursor:
 async def list_pods(
     caller: CallerDep,
     services: ServicesDep,
-    paging: Annotated[Paging, Depends()],
+    paging: PagingDep,
     ascending: bool = False,
 ) -> ListPodsResponse:
     """Pods the key sees, newest first (`ascending`: oldest first)."""

@@ -21,7 +21,7 @@ COMING = "not served yet; it comes with events, in a later mailgate version"
 
 # (paths, the feature they belong to, why not). Each path also covers everything below it.
 FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("/v0/inboxes/{inbox_id}/calendar",), "the calendar", OUT_OF_SCOPE),
+    (("/v0/inboxes/{inbox_id}/calendar",), "calendar", OUT_OF_SCOPE),
     (("/v0/apps", "/v0/inboxes/{inbox_id}/authorize"), "apps", OUT_OF_SCOPE),
     (
         ("/v0/accounts", "/v0/inboxes/{inbox_id}/accounts", "/v0/pods/{pod_id}/accounts"),
