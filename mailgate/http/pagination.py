@@ -37,6 +37,7 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 100
 # Tokens are short; anything longer was not made here (and is not worth hashing).
 MAX_TOKEN = 2048
+PURPOSE = b"mailgate page token\n"
 
 
 class PageFields(BaseModel):
@@ -121,8 +122,7 @@ class Paging:
     @staticmethod
     def _seal(secret: bytes, payload: dict[str, Any]) -> str:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        mac = hmac.new(secret, data, hashlib.sha256).digest()
-        return f"{_b64(data)}.{_b64(mac)}"
+        return f"{_b64(data)}.{_b64(_mac(secret, data))}"
 
     def _open(self, secret: bytes, listing: str, token: str) -> Cursor:
         data_part, _, mac_part = token.partition(".")
@@ -131,8 +131,7 @@ class Paging:
             mac = _unb64(mac_part)
         except (binascii.Error, ValueError):
             raise _bad_token("it is not a page token of this server") from None
-        expected = hmac.new(secret, data, hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, mac):
+        if not hmac.compare_digest(_mac(secret, data), mac):
             raise _bad_token("it is not a page token of this server, or it was changed")
         payload = json.loads(data)
         if payload.get("s") != self._scope:
@@ -160,6 +159,11 @@ async def paging(
 
 
 PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def _mac(secret: bytes, data: bytes) -> bytes:
+    # The secret may sign other things too (download links): what is signed says what it is.
+    return hmac.new(secret, PURPOSE + data, hashlib.sha256).digest()
 
 
 def _bad_token(why: str) -> Invalid:
