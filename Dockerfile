@@ -1,6 +1,6 @@
-# mailgate production image: standard ports inside (25 MX, 143/993 IMAP, 587/465 submission),
-# data (database, generated certificate) on
-# the /data volume, running as an unprivileged user.
+# mailgate production image: standard ports inside (25 MX, 143/993 IMAP, 587/465 submission,
+# 8080 the HTTP API), data (database, generated certificate) on the /data volume, running as an
+# unprivileged user.
 FROM python:3.11-slim
 
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin mailgate \
@@ -24,12 +24,13 @@ ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.toml \
     MAILGATE_SMTP_SUBMISSION_PORT=587 \
     MAILGATE_SMTP_TLS_PORT=465 \
     MAILGATE_SMTP_MX_PORT=25 \
+    MAILGATE_API_PORT=8080 \
     PYTHONUNBUFFERED=1
 
 USER mailgate
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 25 143 993 587 465
+EXPOSE 25 143 993 587 465 8080
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["mailgate"]
 CMD ["serve"]

@@ -164,6 +164,7 @@ def write_config(path: Path, data_dir: Path, database_url: str, extra: dict[str,
         "database": {"url": database_url},
         "imap": {"port": 0, "tls_port": 0},
         "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},
+        "api": {"port": 0},
     }
     for dotted, value in extra.items():
         section, key = dotted.split(".", 1)

@@ -1,7 +1,8 @@
-"""The composition root: one event loop, one store, the IMAP and SMTP listeners on it.
+"""The composition root: one event loop, one store, the IMAP, SMTP and HTTP API listeners on it.
 
-Twisted runs on the asyncio reactor, so Twisted's IMAP server and aiosmtpd's SMTP servers share
-the loop. `install_reactor` must run before anything imports `twisted.internet.reactor`.
+Twisted runs on the asyncio reactor, so Twisted's IMAP server, aiosmtpd's SMTP servers and
+uvicorn's HTTP protocol share the loop. `install_reactor` must run before anything imports
+`twisted.internet.reactor`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mailgate.delivery.outbound import OutboundWorker
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
+from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
 from mailgate.provision import backfill_domains
 from mailgate.proxy import Address, ProxyListener
@@ -64,10 +66,11 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    name: str  # imap, imaps, submission, submissions
+    name: str  # imap, imaps, submission, submissions, mx, api
     host: str
     port: int
-    security: str  # "TLS" or "STARTTLS"
+    security: str  # "TLS", "STARTTLS", or "none" (plain HTTP)
+    url: str = ""  # what clients are given (the API's base URL)
 
 
 @dataclass
@@ -86,6 +89,8 @@ class App:
     _handler: SubmissionHandler | None = None
     _mx: MXHandler | None = None
     outbound: OutboundWorker | None = None
+    api: ApiServer | None = None
+    _api_server: asyncio.Server | None = None
     _offload: Offload = field(default_factory=Offload)
     _pruning: asyncio.Task[None] | None = None
 
@@ -119,8 +124,10 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
+            self.api = ApiServer(self.store, authenticator, settings)
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
+            await self._listen_api(ssl_context)
             self.outbound.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
         except BaseException:
@@ -201,6 +208,31 @@ class App:
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(Listener(name, bind, port, security))
 
+    async def _listen_api(self, ssl_context: Any) -> None:
+        assert self.api is not None
+        api = self.api
+        loop = asyncio.get_running_loop()
+        bind = self.settings.server.bind
+        requested = self.settings.api.port
+        tls = ssl_context if self.settings.api.tls else None
+        if self.settings.server.proxy_networks:
+
+            async def handoff(sock: Any, client: Address) -> None:
+                await loop.connect_accepted_socket(lambda: api.protocol(client), sock, ssl=tls)
+
+            port = self._listen_proxied("[api] port", requested, handoff)
+        else:
+            try:
+                server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
+            except OSError as exc:
+                raise ConfigError(
+                    f"[api] port: cannot listen on {bind}:{requested}: {_why(exc)}"
+                ) from None
+            self._api_server = server
+            port = server.sockets[0].getsockname()[1]
+        url = f"{'https' if tls else 'http'}://{self.settings.server.hostname}:{port}"
+        self.listeners.append(Listener("api", bind, port, "TLS" if tls else "none", url))
+
     def _listen_proxied(self, setting: str, requested: int, handoff: Any) -> int:
         """A listener for connections that a PROXY-protocol balancer forwards; its port."""
         bind = self.settings.server.bind
@@ -236,6 +268,9 @@ class App:
         if self._imap is not None:
             busy += [s.storing for s in self._imap.sessions if s.storing is not None]
         busy += [s.running for s in self._smtp_sessions if s.running is not None]
+        if self.api is not None:
+            # Any API request may be writing; they are short, so all of them are waited for.
+            busy += self.api.running
         return busy
 
     async def _prune(self) -> None:
@@ -265,6 +300,11 @@ class App:
         for listener in self._proxy_listeners:
             listener.close()
         self._proxy_listeners.clear()
+        if self._api_server is not None:
+            self._api_server.close()
+            self._api_server = None
+        if self.api is not None:
+            self.api.shutdown()
         # Commands that are writing finish (and are answered); one that starts meanwhile is
         # waited for too. Between the last check and the goodbyes below nothing awaits, so no
         # new write can begin.
@@ -282,6 +322,8 @@ class App:
             smtp.shut_down()
             if smtp.task is not None:
                 winding_down.append(smtp.task)
+        if self.api is not None:
+            winding_down += self.api.cut()
         # Their tasks end before the store closes under them.
         if winding_down:
             await asyncio.wait(winding_down, timeout=DRAIN_SECONDS)

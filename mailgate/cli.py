@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the IMAP and SMTP server")
+    serve = sub.add_parser("serve", parents=[common], help="run the IMAP, SMTP and HTTP API server")
     serve.set_defaults(run=_serve)
 
     db = sub.add_parser("db", parents=[common], help="database schema")
@@ -288,7 +288,10 @@ def _announce(app: Any) -> None:
     print(f"  sha256       {cert.fingerprint}")
     for listener in app.listeners:
         where = f"{listener.host}:{listener.port}"
-        print(f"  listening    {listener.name:<12} {where} ({listener.security})")
+        if listener.url:
+            print(f"  listening    {listener.name:<12} {where} ({listener.url}, docs at /docs)")
+        else:
+            print(f"  listening    {listener.name:<12} {where} ({listener.security})")
     print("ready", flush=True)
 
 

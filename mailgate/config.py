@@ -174,6 +174,16 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class APISettings:
+    port: int = field(default=8080, metadata=_check(_port))
+    # HTTPS with the [tls] certificate; false: plain HTTP (behind a TLS-terminating proxy).
+    tls: bool = False
+    # A send of an [smtp] max_message_size message fits: 10 MiB of attachments is about 13.4 MiB
+    # in base64, and the text and HTML bodies come on top.
+    max_request_size: int = field(default=16777216, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -183,6 +193,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    api: APISettings = field(default_factory=APISettings)
 
     @property
     def data_path(self) -> Path:

@@ -19,8 +19,9 @@ from mailgate.store.tenancy import DEFAULT_POD
 # -------------------------------------------------------------------- pods
 
 
-async def create_pod(store: Store, name: str) -> Pod:
-    return await store.create_pod(name)
+async def create_pod(store: Store, name: str, *, client_id: str | None = None) -> Pod:
+    """A new pod; with a `client_id` that a pod already has, that pod."""
+    return await store.create_pod(name, client_id=client_id)
 
 
 async def delete_pod(store: Store, name: str) -> None:
@@ -31,10 +32,21 @@ async def delete_pod(store: Store, name: str) -> None:
 # -------------------------------------------------------------------- inboxes
 
 
-async def create_inbox(store: Store, address: str, pod: str = DEFAULT_POD) -> Inbox:
+async def create_inbox(
+    store: Store,
+    address: str,
+    pod: str = DEFAULT_POD,
+    *,
+    display_name: str | None = None,
+    client_id: str | None = None,
+    metadata: str | None = None,
+) -> Inbox:
     """An inbox (in `pod`, created if new), and its domain with DKIM keys if this is the
-    domain's first inbox."""
-    inbox = await store.create_inbox(address, pod)
+    domain's first inbox. With a `client_id` that an inbox of the pod already has, that inbox
+    (the API's idempotent create); `metadata` is a JSON object."""
+    inbox = await store.create_inbox(
+        address, pod, display_name=display_name, client_id=client_id, metadata=metadata
+    )
     await _ensure_domain(store, domain_of(inbox.address))
     return inbox
 

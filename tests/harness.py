@@ -163,6 +163,12 @@ class Server:
     def submission(self) -> int:
         return self.port("submission")
 
+    @property
+    def api_url(self) -> str:
+        """The HTTP API's base URL, for the agentmail SDK's environment."""
+        scheme = "https" if self.settings.api.tls else "http"
+        return f"{scheme}://{self.host}:{self.port('api')}"
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         """Run a store coroutine on the server's loop."""
         return self.loop.run(coro, timeout)
@@ -193,6 +199,15 @@ class Server:
     def pod_key(self, pod: str) -> str:
         async def make() -> str:
             _, token = await issue_key(self.store, pod=pod)
+            return token
+
+        return self.call(make())
+
+    def org_key(self) -> str:
+        """A key for every pod (`mailgate key create --org`)."""
+
+        async def make() -> str:
+            _, token = await issue_key(self.store, organization=True)
             return token
 
         return self.call(make())
@@ -242,6 +257,7 @@ def settings_for(
         # Shared servers see many deliberate failures from 127.0.0.1; throttling has its own tests.
         auth={"max_failures": 100000, "failure_delay": 0.0},
         smtp={"submission_port": 0, "tls_port": 0, "mx_port": 0},
+        api={"port": 0},
         # No DNS server answers there: mail queued for other domains fails fast and waits for
         # a retry, instead of asking the machine's resolver. Tests that send to the world run
         # their own DNS server (tests/dnsserver.py).

@@ -123,6 +123,7 @@ def _write_config(directory: Path, database_url: str) -> Path:
         "pool_timeout = 3.0\n"
         "[imap]\nport = 0\ntls_port = 0\n"
         "[smtp]\nsubmission_port = 0\ntls_port = 0\nmx_port = 0\n"
+        "[api]\nport = 0\n"
         "[auth]\nmax_failures = 100000\nfailure_delay = 0.0\n"
     )
     return path

@@ -70,6 +70,7 @@ def config_file(directory: Path, backend: str, *, password: str = "") -> Iterato
         f'url = "{database}"\n'
         "[imap]\nport = 0\ntls_port = 0\n"
         "[smtp]\nsubmission_port = 0\ntls_port = 0\nmx_port = 0\n"
+        "[api]\nport = 0\n"
     )
     try:
         yield path

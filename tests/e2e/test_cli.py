@@ -229,7 +229,9 @@ def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -
         assert "s3cret" not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("section", "key"), [("imap", "port"), ("smtp", "tls_port")])
+@pytest.mark.parametrize(
+    ("section", "key"), [("imap", "port"), ("smtp", "tls_port"), ("api", "port")]
+)
 def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, section: str, key: str) -> None:
     with socket.socket() as taken, config_file(tmp_path, "sqlite") as config:
         taken.bind(("127.0.0.1", 0))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agentmail import AgentMail, AgentMailEnvironment
 
 from tests.conftest import make_message
 from tests.e2e.process import Serve, config_file, run
@@ -126,3 +128,29 @@ def test_acknowledged_mail_survives_a_restart_after_ctrl_c(config: Path) -> None
         assert again.stop().code == 0
     finally:
         again.kill()
+
+
+def test_serve_prints_the_api_url_and_answers_the_sdk(config: Path) -> None:
+    alice = _create_inbox(config, "alice@example.test")
+    serve = Serve(config, cwd=config.parent)
+    try:
+        out = "\n".join(serve.stdout)
+        line = re.search(
+            r"^  listening    api +127\.0\.0\.1:(\d+) \(http://mail\.example\.test:(\d+), "
+            r"docs at /docs\)$",
+            out,
+            re.MULTILINE,
+        )
+        assert line, out
+        port = int(line.group(1))
+        assert int(line.group(2)) == port
+        base = f"http://127.0.0.1:{port}"
+        client = AgentMail(
+            api_key=alice.key, environment=AgentMailEnvironment(http=base, websockets=base)
+        )
+        assert [i.inbox_id for i in client.inboxes.list().inboxes] == [alice.address]
+        finished = serve.stop(signal.SIGTERM)
+    finally:
+        serve.kill()
+    assert finished.code == 0, finished.stderr
+    assert "Traceback" not in finished.stderr

@@ -236,6 +236,7 @@ def write_config(directory: Path, *, database_url: str = "", **sections: dict[st
         "database": {"url": database_url},
         "imap": {"port": 0, "tls_port": 0},
         "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},
+        "api": {"port": 0},
         "auth": {"max_failures": 100000, "failure_delay": 0.0},
     }
     for name, values in sections.items():

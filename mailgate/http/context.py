@@ -1,0 +1,39 @@
+"""What every request handler is given: this node's services, set once on the application.
+
+Resource modules take them as a dependency (`ServicesDep`), never from a global, so two nodes
+can serve in one process (the tests run several).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from mailgate.auth import Authenticator
+from mailgate.config import Settings
+from mailgate.store.api import Store
+
+# The store's name for the secret that signs page tokens (Store.secret).
+TOKEN_SECRET = "tokens"
+
+
+class Services:
+    def __init__(self, store: Store, authenticator: Authenticator, settings: Settings) -> None:
+        self.store = store
+        self.authenticator = authenticator
+        self.settings = settings
+        self._token_key: bytes | None = None
+
+    async def token_key(self) -> bytes:
+        """The key that signs page tokens; it never changes, so it is read once."""
+        if self._token_key is None:
+            self._token_key = await self.store.secret(TOKEN_SECRET)
+        return self._token_key
+
+
+def services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+ServicesDep = Annotated[Services, Depends(services)]

@@ -1,0 +1,178 @@
+"""Pages of a list: the SDK's `limit` and `page_token` in; `count` (items in this page),
+`limit` and `next_page_token` (absent on the last page) out.
+
+A page token is opaque to clients: the base64url of a small JSON payload (the cursor: the sort
+key of the last item shown, the caller's scope and which list it pages) and its HMAC-SHA256
+under the store's "tokens" secret, which every node shares, so a token from one node works on
+another. A token that was edited, or made for another scope or another list, is refused with a
+400 naming `page_token`. Every query is filtered by the caller's scope in any case, so not even
+a forged token could reach another pod's data: the signature makes that failure explicit.
+
+A cursor is a position, not an offset: items added or removed between two pages shift nothing,
+and each item still there is seen exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from mailgate.http.caller import CallerDep
+from mailgate.http.context import Services, ServicesDep
+from mailgate.http.errors import Invalid
+
+T = TypeVar("T")
+Cursor = tuple[str | int, ...]
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 100
+# Tokens are short; anything longer was not made here (and is not worth hashing).
+MAX_TOKEN = 2048
+PURPOSE = b"mailgate page token\n"
+
+
+class PageFields(BaseModel):
+    """What every list response has besides its items."""
+
+    count: int
+    limit: int | None = None
+    next_page_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where a page starts (after `after`, or at the top) and how many items it holds."""
+
+    listing: str
+    limit: int
+    after: Cursor | None
+
+    def following(
+        self, items: Sequence[T], key: Callable[[T], Cursor], *, descending: bool = False
+    ) -> list[T]:
+        """From `items` (in list order), those after the cursor: at most limit + 1, the last
+        one only telling whether another page follows."""
+        after = self.after
+        if after is not None:
+            if descending:
+                items = [item for item in items if key(item) < after]
+            else:
+                items = [item for item in items if key(item) > after]
+        return list(items[: self.limit + 1])
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    limit: int
+    next_page_token: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "count": len(self.items),
+            "limit": self.limit,
+            "next_page_token": self.next_page_token,
+        }
+
+
+class Paging:
+    """A list request's `limit` and `page_token`, checked against the caller's scope."""
+
+    def __init__(self, services: Services, scope: str, limit: int, page_token: str | None) -> None:
+        self._services = services
+        self._scope = scope
+        self._limit = limit
+        self._token = page_token
+
+    async def window(self, listing: str) -> Window:
+        """The window of list `listing` (its name and whatever filters or order it has) that
+        the request asks for."""
+        after = None
+        if self._token:
+            after = self._open(await self._services.token_key(), listing, self._token)
+        return Window(listing, self._limit, after)
+
+    async def page(
+        self,
+        window: Window,
+        items: Sequence[T],
+        key: Callable[[T], Cursor],
+        *,
+        descending: bool = False,
+    ) -> Page[T]:
+        """The page of `window` in `items`: all of the list in its order (`key` ascending, or
+        descending), or only what follows the cursor, as a store query with a cursor gives."""
+        following = window.following(items, key, descending=descending)
+        if len(following) <= window.limit:
+            return Page(following, window.limit, None)
+        shown = following[: window.limit]
+        payload = {"s": self._scope, "l": window.listing, "a": list(key(shown[-1]))}
+        token = self._seal(await self._services.token_key(), payload)
+        return Page(shown, window.limit, token)
+
+    @staticmethod
+    def _seal(secret: bytes, payload: dict[str, Any]) -> str:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return f"{_b64(data)}.{_b64(_mac(secret, data))}"
+
+    def _open(self, secret: bytes, listing: str, token: str) -> Cursor:
+        data_part, _, mac_part = token.partition(".")
+        try:
+            data = _unb64(data_part)
+            mac = _unb64(mac_part)
+        except (binascii.Error, ValueError):
+            raise _bad_token("it is not a page token of this server") from None
+        if not hmac.compare_digest(_mac(secret, data), mac):
+            raise _bad_token("it is not a page token of this server, or it was changed")
+        payload = json.loads(data)
+        if payload.get("s") != self._scope:
+            raise _bad_token("it was made for an API key of another scope")
+        if payload.get("l") != listing:
+            raise _bad_token("it pages another list (or the same list in another order)")
+        return tuple(payload["a"])
+
+
+async def paging(
+    services: ServicesDep,
+    caller: CallerDep,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT})"),
+    ] = None,
+    page_token: Annotated[
+        str | None,
+        Query(max_length=MAX_TOKEN, description="`next_page_token` of the previous page"),
+    ] = None,
+) -> Paging:
+    return Paging(
+        services, caller.scope_token, DEFAULT_LIMIT if limit is None else limit, page_token
+    )
+
+
+PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def _mac(secret: bytes, data: bytes) -> bytes:
+    # The secret may sign other things too (download links): what is signed says what it is.
+    return hmac.new(secret, PURPOSE + data, hashlib.sha256).digest()
+
+
+def _bad_token(why: str) -> Invalid:
+    return Invalid.field("page_token", f"not a valid page token: {why}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
