@@ -25,6 +25,7 @@ from mailgate.delivery.outbound import OutboundWorker
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
+from mailgate.http.context import Services
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
 from mailgate.provision import backfill_domains
@@ -124,7 +125,7 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
-            self.api = ApiServer(self.store, authenticator, settings)
+            self.api = ApiServer(Services(self.store, authenticator, settings, submission))
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             await self._listen_api(ssl_context)

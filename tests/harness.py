@@ -203,6 +203,13 @@ class Server:
 
         return self.call(make())
 
+    def inbox_key(self, address: str) -> str:
+        async def make() -> str:
+            _, token = await issue_key(self.store, inbox=address)
+            return token
+
+        return self.call(make())
+
     def org_key(self) -> str:
         """A key for every pod (`mailgate key create --org`)."""
 

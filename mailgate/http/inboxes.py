@@ -120,7 +120,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         """Inboxes the key sees, newest first (`ascending`: oldest first)."""
         window = await paging.window(f"inboxes:pod={_pod_name(pod)}:ascending={ascending}")
         inboxes = sorted(
-            await _visible_inboxes(caller, services, pod), key=_age, reverse=not ascending
+            await visible_inboxes(caller, services, pod), key=_age, reverse=not ascending
         )
         page = await paging.page(window, inboxes, _age, descending=not ascending)
         return ListInboxesResponse(**page.fields(), inboxes=[Inbox.of(i) for i in page.items])
@@ -145,7 +145,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         services: ServicesDep,
         pod: PodRecord | None = route_pod,
     ) -> Inbox:
-        return Inbox.of(await _visible_inbox(caller, services, pod, inbox_id))
+        return Inbox.of(await visible_inbox(caller, services, pod, inbox_id))
 
     @routes.post("", response_model_exclude_none=True)
     async def create_inbox(
@@ -167,7 +167,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         request: Annotated[UpdateInboxRequest, Body()],
         pod: PodRecord | None = route_pod,
     ) -> Inbox:
-        inbox = await _visible_inbox(caller, services, pod, inbox_id)
+        inbox = await visible_inbox(caller, services, pod, inbox_id)
         return Inbox.of(await _update(services, inbox, request))
 
     @routes.delete("/{inbox_id}", status_code=204)
@@ -178,7 +178,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         pod: PodRecord | None = route_pod,
     ) -> Response:
         """The inbox, all its mail and the keys scoped to it."""
-        inbox = await _visible_inbox(caller, services, pod, inbox_id)
+        inbox = await visible_inbox(caller, services, pod, inbox_id)
         caller.require("organization", "pod", doing="delete inboxes")
         await provision.delete_inbox(services.store, inbox.address)
         return Response(status_code=204)
@@ -199,14 +199,14 @@ def _age(inbox: InboxRecord) -> Cursor:
     return (inbox.created_at, inbox.id)
 
 
-async def _visible_inboxes(
+async def visible_inboxes(
     caller: Caller, services: Services, pod: PodRecord | None
 ) -> list[InboxRecord]:
     inboxes = await services.store.list_inboxes(pod.name if pod is not None else caller.pod)
     return [i for i in inboxes if caller.sees(i)]
 
 
-async def _visible_inbox(
+async def visible_inbox(
     caller: Caller, services: Services, pod: PodRecord | None, inbox_id: str
 ) -> InboxRecord:
     """The inbox `inbox_id` if the caller sees it (in `pod`, if given); else NotFound, the same
@@ -239,7 +239,7 @@ async def _search(
         return bool(words) and all(any(w.startswith(word) for w in own) for word in words)
 
     found = sorted(
-        (i for i in await _visible_inboxes(caller, services, pod) if matches(i)), key=rank
+        (i for i in await visible_inboxes(caller, services, pod) if matches(i)), key=rank
     )
     page = await paging.page(window, found, rank)
     return {**page.fields(), "inboxes": [Inbox.of(i) for i in page.items]}

@@ -14,11 +14,6 @@ and each item still there is seen exactly once.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -29,14 +24,13 @@ from pydantic import BaseModel
 from mailgate.http.caller import CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import Invalid
+from mailgate.http.signing import MAX_TOKEN, seal, unseal
 
 T = TypeVar("T")
 Cursor = tuple[str | int, ...]
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 100
-# Tokens are short; anything longer was not made here (and is not worth hashing).
-MAX_TOKEN = 2048
 PURPOSE = b"mailgate page token\n"
 
 
@@ -121,24 +115,20 @@ class Paging:
 
     @staticmethod
     def _seal(secret: bytes, payload: dict[str, Any]) -> str:
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return f"{_b64(data)}.{_b64(_mac(secret, data))}"
+        return seal(secret, PURPOSE, payload)
 
     def _open(self, secret: bytes, listing: str, token: str) -> Cursor:
-        data_part, _, mac_part = token.partition(".")
-        try:
-            data = _unb64(data_part)
-            mac = _unb64(mac_part)
-        except (binascii.Error, ValueError):
-            raise _bad_token("it is not a page token of this server") from None
-        if not hmac.compare_digest(_mac(secret, data), mac):
+        payload = unseal(secret, PURPOSE, token)
+        if payload is None:
             raise _bad_token("it is not a page token of this server, or it was changed")
-        payload = json.loads(data)
         if payload.get("s") != self._scope:
             raise _bad_token("it was made for an API key of another scope")
         if payload.get("l") != listing:
             raise _bad_token("it pages another list (or the same list in another order)")
-        return tuple(payload["a"])
+        after = payload.get("a")
+        if not isinstance(after, list):
+            raise _bad_token("it is not a page token of this server")
+        return tuple(after)
 
 
 async def paging(
@@ -161,18 +151,5 @@ async def paging(
 PagingDep = Annotated[Paging, Depends(paging)]
 
 
-def _mac(secret: bytes, data: bytes) -> bytes:
-    # The secret may sign other things too (download links): what is signed says what it is.
-    return hmac.new(secret, PURPOSE + data, hashlib.sha256).digest()
-
-
 def _bad_token(why: str) -> Invalid:
     return Invalid.field("page_token", f"not a valid page token: {why}")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

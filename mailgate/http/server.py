@@ -22,16 +22,20 @@ from fastapi import FastAPI
 from uvicorn.server import ServerState
 
 from mailgate import __version__
-from mailgate.auth import Authenticator
-from mailgate.config import Settings
-from mailgate.http import errors, identity, inboxes, pods, unsupported
+from mailgate.http import downloads, errors, identity, inboxes, messages, pods, unsupported
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
-from mailgate.store.api import Store
 
 Address = tuple[str, int]
 
-RESOURCES = (identity.router, pods.router, inboxes.router, unsupported.router)
+RESOURCES = (
+    identity.router,
+    pods.router,
+    inboxes.router,
+    messages.router,
+    downloads.router,
+    unsupported.router,
+)
 
 DESCRIPTION = """\
 The HTTP API of a mailgate server, as the official `agentmail` SDK drives it: point the SDK
@@ -71,9 +75,8 @@ class _ProxiedClient:
 
 
 class ApiServer:
-    def __init__(self, store: Store, authenticator: Authenticator, settings: Settings) -> None:
-        services = Services(store, authenticator, settings)
-        self.app = build_app(services, settings.api.max_request_size)
+    def __init__(self, services: Services) -> None:
+        self.app = build_app(services, services.settings.api.max_request_size)
         self._config = uvicorn.Config(
             self.app,
             http="auto",

@@ -156,6 +156,12 @@ class Conversations(StoreBase):
         order = {m: n for n, m in enumerate(wanted)}
         return sorted(found, key=lambda mail: order.get(mail.message_id, len(order)))
 
+    async def mail_of_blob(self, inbox_id: int, blob_id: int) -> Mail | None:
+        """The message a stored message is in one inbox, if it is still there."""
+        async with self.db.read(snapshot=True) as conn:
+            found = await _load(conn, [(inbox_id, blob_id)], Page())
+        return found[0] if found else None
+
     async def thread_page(self, inbox_ids: Sequence[int], page: Page) -> list[Thread]:
         """A page of threads of the given inboxes that hold a message the page admits."""
         if not inbox_ids:
