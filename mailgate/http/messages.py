@@ -38,7 +38,7 @@ from mailgate.http.outgoing import (
     outgoing,
     send,
 )
-from mailgate.http.pagination import PageFields, PagingDep
+from mailgate.http.pagination import PageFields, PagingDep, keyset
 from mailgate.mime.apiview import attachments_from_json
 from mailgate.mime.reply import forward as forwarded
 from mailgate.mime.reply import forward_subject
@@ -167,7 +167,7 @@ async def list_messages(
         f"{include_spam}:{include_trash}"
     )
     window = await paging.window(listing)
-    start = _cursor(window.after)
+    start = keyset(window)
     page = mail_page(
         labels_filter=labels_filter,
         include_spam=include_spam,
@@ -209,7 +209,7 @@ async def batch_update(
     inbox_id: str, caller: CallerDep, services: ServicesDep, request: BatchUpdateRequest
 ) -> BatchUpdateResponse:
     inbox = await visible_inbox(caller, services, None, inbox_id)
-    change = _plan(request)
+    change = relabel_plan(request)
     found = await services.store.mail_by_ids([inbox.id], request.message_ids, _everywhere())
     updates = []
     for mail in found:
@@ -251,7 +251,7 @@ async def update_message(
 ) -> UpdateMessageResponse:
     """Add and remove labels: flags and folders, as IMAP clients see them at once."""
     inbox = await visible_inbox(caller, services, None, inbox_id)
-    change = _plan(request)
+    change = relabel_plan(request)
     return await _relabel(services, await _one(services, inbox, message_id), change)
 
 
@@ -425,7 +425,7 @@ def _everywhere() -> Page:
     return Page(exclude=frozenset({DRAFTS}))
 
 
-def _plan(request: UpdateMessageRequest) -> labels.LabelChange:
+def relabel_plan(request: UpdateMessageRequest) -> labels.LabelChange:
     add = [request.add_labels] if isinstance(request.add_labels, str) else request.add_labels
     remove = (
         [request.remove_labels] if isinstance(request.remove_labels, str) else request.remove_labels
@@ -448,11 +448,3 @@ async def _relabel(
 
 def _position(mail: Mail) -> tuple[int, int]:
     return (mail.timestamp, mail.blob_id)
-
-
-def _cursor(after: tuple[str | int, ...] | None) -> tuple[int, int] | None:
-    if after is None:
-        return None
-    if len(after) != 2 or not all(isinstance(v, int) for v in after):
-        raise Invalid.field("page_token", "not a page token of this list")
-    return (int(after[0]), int(after[1]))

@@ -64,6 +64,16 @@ class Window:
         return list(items[: self.limit + 1])
 
 
+def keyset(window: Window) -> tuple[int, int] | None:
+    """Where a store keyset query resumes (timestamp, id), for lists whose cursor is that."""
+    after = window.after
+    if after is None:
+        return None
+    if len(after) != 2 or not all(isinstance(v, int) for v in after):
+        raise _bad_token("it pages another list")
+    return (int(after[0]), int(after[1]))
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]

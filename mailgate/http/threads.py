@@ -1,0 +1,306 @@
+"""Threads: /v0/threads, /v0/pods/{pod_id}/threads and /v0/inboxes/{inbox_id}/threads (the
+SDK's `client.threads`, `client.pods.threads`, `client.inboxes.threads`).
+
+A thread is a conversation of one inbox (store/threads.py groups messages by Message-ID,
+In-Reply-To, References and subject); its id is what IMAP shows as THREADID. What a thread
+shows is made from the messages a list admits (Spam, Trash and Drafts left out unless asked):
+its senders and recipients, labels (every message's), newest and first messages. Getting a
+thread pages its messages newest first, each page in ascending time. Changing a thread's labels
+changes every message's; deleting a thread deletes every message of it.
+
+A thread's attachments are named "<n>.<part>": the n-th message of the thread (in time) and
+the attachment's part in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from mailgate.delivery import labels
+from mailgate.http.caller import CallerDep
+from mailgate.http.context import Services, ServicesDep
+from mailgate.http.errors import NotFound, NotImplementedHere
+from mailgate.http.inboxes import visible_inbox, visible_inboxes
+from mailgate.http.mail import Attachment, Message, message, when
+from mailgate.http.messages import (
+    AttachmentResponse,
+    UpdateMessageRequest,
+    attachment_link,
+    delete,
+    mail_page,
+    relabel_plan,
+)
+from mailgate.http.pagination import PageFields, PagingDep, keyset
+from mailgate.http.pods import visible_pod
+from mailgate.mime.apiview import attachments_from_json
+from mailgate.store.conversations import Mail, Thread
+from mailgate.store.records import SENT
+
+# The messages of a thread read at once to describe it.
+MAX_THREAD_MESSAGES = 10_000
+
+
+class ThreadItem(BaseModel):
+    inbox_id: str
+    thread_id: str
+    labels: list[str]
+    timestamp: datetime
+    received_timestamp: datetime | None = None
+    sent_timestamp: datetime | None = None
+    senders: list[str]
+    recipients: list[str]
+    subject: str | None = None
+    preview: str | None = None
+    attachments: list[Attachment] | None = None
+    last_message_id: str
+    message_count: int
+    size: int
+    updated_at: datetime
+    created_at: datetime
+
+
+class ThreadResponse(ThreadItem, PageFields):
+    messages: list[Message]
+
+
+class ListThreadsResponse(PageFields):
+    threads: list[ThreadItem]
+
+
+class UpdateThreadResponse(BaseModel):
+    thread_id: str
+    labels: list[str]
+
+
+InboxIds = Sequence[int]
+
+
+async def _all(caller: CallerDep, services: ServicesDep) -> list[int]:
+    return [i.id for i in await visible_inboxes(caller, services, None)]
+
+
+async def _pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> list[int]:
+    pod = await visible_pod(caller, services, pod_id)
+    return [i.id for i in await visible_inboxes(caller, services, pod)]
+
+
+async def _inbox(inbox_id: str, caller: CallerDep, services: ServicesDep) -> list[int]:
+    return [(await visible_inbox(caller, services, None, inbox_id)).id]
+
+
+def _routes(prefix: str, scope: Any) -> APIRouter:
+    routes = APIRouter(prefix=prefix, tags=["threads"])
+    # A default value, not an Annotated alias, as in inboxes.py: the dependency is this tree's.
+    inboxes: Any = Depends(scope)
+
+    @routes.get("", response_model_exclude_none=True)
+    async def list_threads(
+        caller: CallerDep,
+        services: ServicesDep,
+        paging: PagingDep,
+        labels_filter: Annotated[list[str] | None, Query(alias="labels")] = None,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        ascending: bool = False,
+        include_spam: bool = False,
+        include_blocked: bool = False,
+        include_unauthenticated: bool = False,
+        include_trash: bool = False,
+        senders: str | None = None,
+        recipients: str | None = None,
+        subject: str | None = None,
+        inbox_ids: list[int] = inboxes,
+    ) -> ListThreadsResponse:
+        """Threads with a message the filters admit, newest first."""
+        if senders or recipients or subject:
+            raise NotImplementedHere("filtering threads by senders, recipients or subject")
+        window = await paging.window(
+            f"threads:{prefix}:{sorted(inbox_ids)}:{sorted(labels_filter or [])}:{before}:"
+            f"{after}:{ascending}:{include_spam}:{include_trash}"
+        )
+        page = mail_page(
+            labels_filter=labels_filter,
+            include_spam=include_spam,
+            include_trash=include_trash,
+            before=before,
+            after=after,
+            ascending=ascending,
+            limit=window.limit + 1,
+            start=keyset(window),
+        )
+        found = await services.store.thread_page(inbox_ids, page)
+        shown = await paging.page(window, found, _position, descending=not ascending)
+        described = await _describe(services, shown.items, include_spam, include_trash)
+        return ListThreadsResponse(**shown.fields(), threads=described)
+
+    @routes.get("/search")
+    async def search_threads(caller: CallerDep, inbox_ids: list[int] = inboxes) -> None:
+        raise NotImplementedHere("searching threads over the API is not offered yet")
+
+    @routes.get("/{thread_id}", response_model_exclude_none=True)
+    async def get_thread(
+        thread_id: str,
+        caller: CallerDep,
+        services: ServicesDep,
+        paging: PagingDep,
+        inbox_ids: list[int] = inboxes,
+    ) -> ThreadResponse:
+        """The thread and a page of its messages: the newest first, in ascending time."""
+        thread = await services.store.thread_by_id(inbox_ids, thread_id)
+        messages = await _messages(services, thread, include_spam=True, include_trash=True)
+        if not messages:
+            raise NotFound(f"no thread {thread_id}")
+        window = await paging.window(f"thread:{thread.public_id}")
+        newest_first = sorted(messages, key=_message_position, reverse=True)
+        shown = await paging.page(window, newest_first, _message_position, descending=True)
+        page = sorted(shown.items, key=_message_position)
+        return ThreadResponse(
+            **_summary(thread, messages).model_dump(),
+            **shown.fields(),
+            messages=[await message(services, m) for m in page],
+        )
+
+    @routes.get("/{thread_id}/attachments/{attachment_id}", response_model_exclude_none=True)
+    async def get_attachment(
+        thread_id: str,
+        attachment_id: str,
+        caller: CallerDep,
+        services: ServicesDep,
+        request: Request,
+        inbox_ids: list[int] = inboxes,
+    ) -> AttachmentResponse:
+        thread = await services.store.thread_by_id(inbox_ids, thread_id)
+        messages = await _messages(services, thread, include_spam=True, include_trash=True)
+        index, _, part = attachment_id.partition(".")
+        if not index.isdigit() or not 0 < int(index) <= len(messages):
+            raise NotFound(f"thread {thread_id} has no attachment {attachment_id}")
+        return await attachment_link(services, request, messages[int(index) - 1], part)
+
+    @routes.patch("/{thread_id}", response_model_exclude_none=True)
+    async def update_thread(
+        thread_id: str,
+        caller: CallerDep,
+        services: ServicesDep,
+        request: UpdateMessageRequest,
+        inbox_ids: list[int] = inboxes,
+    ) -> UpdateThreadResponse:
+        """Add and remove labels on every message of the thread."""
+        change = relabel_plan(request)
+        thread = await services.store.thread_by_id(inbox_ids, thread_id)
+        for mail in await _messages(services, thread, include_spam=True, include_trash=True):
+            await labels.apply(services.store, mail, change)
+        now = await _messages(services, thread, include_spam=True, include_trash=True)
+        return UpdateThreadResponse(thread_id=thread.public_id, labels=_labels(now))
+
+    @routes.delete("/{thread_id}", status_code=204)
+    async def delete_thread(
+        thread_id: str,
+        caller: CallerDep,
+        services: ServicesDep,
+        inbox_ids: list[int] = inboxes,
+    ) -> Response:
+        """Every message of the thread, from every mailbox, for good."""
+        thread = await services.store.thread_by_id(inbox_ids, thread_id)
+        for mail in await _messages(services, thread, include_spam=True, include_trash=True):
+            await delete(services, mail)
+        return Response(status_code=204)
+
+    return routes
+
+
+router = APIRouter()
+router.include_router(_routes("/v0/threads", _all))
+router.include_router(_routes("/v0/pods/{pod_id}/threads", _pod))
+router.include_router(_routes("/v0/inboxes/{inbox_id}/threads", _inbox))
+
+
+async def _messages(
+    services: Services, thread: Thread, *, include_spam: bool, include_trash: bool
+) -> list[Mail]:
+    """The thread's messages a list admits, oldest first."""
+    page = mail_page(
+        include_spam=include_spam,
+        include_trash=include_trash,
+        ascending=True,
+        limit=MAX_THREAD_MESSAGES,
+    )
+    page = dataclasses.replace(page, threads=frozenset({thread.id}))
+    return await services.store.mail_page([thread.inbox_id], page)
+
+
+async def _describe(
+    services: Services, threads: Sequence[Thread], include_spam: bool, include_trash: bool
+) -> list[ThreadItem]:
+    described = []
+    for thread in threads:
+        messages = await _messages(
+            services, thread, include_spam=include_spam, include_trash=include_trash
+        )
+        if messages:
+            described.append(_summary(thread, messages))
+    return described
+
+
+def _summary(thread: Thread, messages: Sequence[Mail]) -> ThreadItem:
+    """What a thread shows, from its messages (oldest first)."""
+    newest = messages[-1]
+    received = [m.timestamp for m in messages if any(c.mailbox != SENT for c in m.copies)]
+    sent = [m.timestamp for m in messages if any(c.mailbox == SENT for c in m.copies)]
+    senders = list(dict.fromkeys(m.from_ for m in messages if m.from_))
+    recipients = list(dict.fromkeys(a for m in messages for a in (*m.to, *m.cc)))
+    attachments = [
+        Attachment(
+            attachment_id=f"{n}.{a.attachment_id}",
+            filename=a.filename,
+            size=a.size,
+            content_type=a.content_type,
+            content_disposition=a.content_disposition,
+            content_id=a.content_id,
+        )
+        for n, m in enumerate(messages, 1)
+        for a in attachments_from_json(m.attachments)
+    ]
+    return ThreadItem(
+        inbox_id=newest.inbox,
+        thread_id=thread.public_id,
+        labels=_labels(messages),
+        timestamp=when(newest.timestamp),
+        received_timestamp=when(max(received)) if received else None,
+        sent_timestamp=when(max(sent)) if sent else None,
+        senders=senders or ["unknown"],
+        recipients=recipients,
+        subject=messages[0].subject,
+        preview=newest.preview or None,
+        attachments=attachments or None,
+        last_message_id=newest.message_id,
+        message_count=len(messages),
+        size=sum(m.size for m in messages),
+        updated_at=when(newest.updated),
+        created_at=when(thread.created_at),
+    )
+
+
+def _labels(messages: Sequence[Mail]) -> list[str]:
+    found: list[str] = []
+    for mail in messages:
+        for label in labels.labels_of(mail):
+            if label not in found:
+                found.append(label)
+    # "read" only where no message is unread.
+    if labels.UNREAD in found and labels.READ in found:
+        found.remove(labels.READ)
+    return found
+
+
+def _position(thread: Thread) -> tuple[int, int]:
+    return (thread.timestamp, thread.id)
+
+
+def _message_position(mail: Mail) -> tuple[int, int]:
+    return (mail.timestamp, mail.blob_id)
