@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from mailgate.fairness import Pace
 from mailgate.imap.errors import bad
+from mailgate.imap.ext.objectid import email_item, thread_item
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.registry import command
@@ -74,6 +75,10 @@ def _columns(item: FetchItem) -> set[str]:
     name = item.name
     if name in ("ENVELOPE", "BODYSTRUCTURE"):
         return {name.lower()}
+    if name == "EMAILID":
+        return {"blob_id"}
+    if name == "THREADID":
+        return {"thread"}
     if name == "BODY" and item.section is None:
         return {"body"}
     if name == "RFC822.HEADER":
@@ -109,6 +114,10 @@ def _renderer(item: FetchItem) -> Renderer:
         return lambda row: b"BODY " + (row.body or b"NIL")
     if name == "MODSEQ":
         return lambda row: b"MODSEQ (%d)" % row.modseq
+    if name == "EMAILID":
+        return lambda row: email_item(row.blob_id)
+    if name == "THREADID":
+        return lambda row: thread_item(row.thread)
     if name in ("BINARY", "BINARY.SIZE"):
         raise bad("BINARY is not supported", "CANNOT")
     label = item.response_name() + b" "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from mailgate.imap.errors import Reply
+from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
@@ -128,8 +129,11 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
         "SIZE": status.size,
         "DELETED": status.deleted,
     }
-    pairs = " ".join(f"{item} {values[item]}" for item in items)
-    return b"STATUS " + wire_mailbox(box.name) + b" (" + pairs.encode() + b")"
+    pairs = b" ".join(
+        mailbox_item(box.id) if item == "MAILBOXID" else f"{item} {values[item]}".encode()
+        for item in items
+    )
+    return b"STATUS " + wire_mailbox(box.name) + b" (" + pairs + b")"
 
 
 @command("STATUS", LOGGED_IN)

@@ -21,6 +21,7 @@ from mailgate.imap.syntax.values import (
     HeaderKey,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
     SearchKey,
     SeqKey,
@@ -47,6 +48,15 @@ class SearchMessage(Protocol):
     def modseq(self) -> int: ...
     @property
     def sent_date(self) -> datetime | None: ...
+    @property
+    def email_id(self) -> str:
+        """RFC 8474's EMAILID."""
+        ...
+
+    @property
+    def thread_id(self) -> str | None:
+        """RFC 8474's THREADID."""
+        ...
 
     def header_values(self, name: str) -> list[str]:
         """Decoded values of every ``name`` field (``name`` is lower-case), [] if absent."""
@@ -179,6 +189,8 @@ class _Evaluation:
                 return sequence.contains(msg.uid, self.largest_uid)
             case ModSeqKey(modseq=modseq):
                 return msg.modseq >= modseq
+            case ObjectIdKey(kind=kind, value=value):
+                return (msg.email_id if kind == "email" else msg.thread_id) == value
         raise TypeError(f"not a search key: {type(key).__name__}")
 
 

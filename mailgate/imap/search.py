@@ -12,11 +12,22 @@ import datetime
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
+from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
-from mailgate.imap.syntax.values import And, DateKey, ModSeqKey, Not, Or, Request, Search, SearchKey
+from mailgate.imap.syntax.values import (
+    And,
+    DateKey,
+    ModSeqKey,
+    Not,
+    ObjectIdKey,
+    Or,
+    Request,
+    Search,
+    SearchKey,
+)
 from mailgate.imap.wire import uid_set
 from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
@@ -62,6 +73,14 @@ class _View:
     def sent_date(self) -> datetime.datetime | None:
         return self._row.sent_date
 
+    @property
+    def email_id(self) -> str:
+        return "" if self._row.blob_id is None else email_id(self._row.blob_id)
+
+    @property
+    def thread_id(self) -> str | None:
+        return self._row.thread
+
     def header_values(self, name: str) -> list[str]:
         if self._fields is None:
             self._fields = fields_by_name(self._row.header or b"")
@@ -87,6 +106,10 @@ def _is_modseq(key: SearchKey) -> bool:
     return isinstance(key, ModSeqKey)
 
 
+def _is_object_id(key: SearchKey) -> bool:
+    return isinstance(key, ObjectIdKey)
+
+
 def _is_sent_date(key: SearchKey) -> bool:
     return isinstance(key, DateKey) and key.field == "sent"
 
@@ -108,6 +131,8 @@ async def search(s: Session, request: Request) -> str:
     # fetch leaves it out (None: "no Date header") unless asked for.
     if _uses(args.key, _is_sent_date):
         columns.add("sent_date")
+    if _uses(args.key, _is_object_id):
+        columns |= {"blob_id", "thread"}
     if need.body:
         columns |= {"header", "data"}
     largest_seq, largest_uid = selected.exists, selected.last_uid

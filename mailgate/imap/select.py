@@ -4,6 +4,7 @@ in (QRESYNC, RFC 7162 §3.2.5)."""
 from __future__ import annotations
 
 from mailgate.imap.errors import bad
+from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox, open_view
 from mailgate.imap.registry import command
@@ -34,6 +35,7 @@ async def _open(s: Session, request: Request, readonly: bool) -> str:
         s.untagged(b"OK [UNSEEN %d] First unseen message" % snapshot.first_unseen)
     s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % selected.uidvalidity)
     s.untagged(b"OK [UIDNEXT %d] Predicted next UID" % snapshot.mailbox.uidnext)
+    s.untagged(b"OK [" + mailbox_item(box.id) + b"] Ok")  # RFC 8474 §4.1
     if s.condstore:
         s.untagged(b"OK [HIGHESTMODSEQ %d] Highest" % snapshot.mailbox.highestmodseq)
     resync = args.qresync

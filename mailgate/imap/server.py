@@ -284,6 +284,7 @@ class IMAPServer(IMAP4Server):
             b"MULTIAPPEND",
             b"CONDSTORE",
             b"QRESYNC",
+            b"OBJECTID",
             b"STATUS=SIZE",
             b"APPENDLIMIT=%d" % limit,
         ]

@@ -54,6 +54,7 @@ FETCH_COLUMNS = {
     "msgid": messages.c.msgid,
     "in_reply_to": messages.c.in_reply_to,
     "references": messages.c.refs,
+    "blob_id": entries.c.message_id,
 }
 
 

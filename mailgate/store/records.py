@@ -186,6 +186,7 @@ class FetchRow:
     in_reply_to: str | None = None
     references: tuple[str, ...] | None = None
     thread: str | None = None  # the public id of its thread (RFC 8474 THREADID)
+    blob_id: int | None = None  # the stored message (RFC 8474 EMAILID)
 
 
 @dataclass(frozen=True, slots=True)

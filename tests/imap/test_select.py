@@ -13,7 +13,14 @@ SYSTEM_FLAGS = b"\\Seen \\Answered \\Flagged \\Deleted \\Draft"
 
 def test_select_empty_inbox_exact_responses(imap: Transcript) -> None:
     r = imap.ok("SELECT INBOX", code="READ-WRITE")
-    lines = [re.sub(rb"UIDVALIDITY \d+", b"UIDVALIDITY v", line) for line in r.untagged]
+    lines = [
+        re.sub(
+            rb"MAILBOXID \(F\d+\)",
+            b"MAILBOXID (Fn)",
+            re.sub(rb"UIDVALIDITY \d+", b"UIDVALIDITY v", line),
+        )
+        for line in r.untagged
+    ]
     assert lines == [
         b"* FLAGS (" + SYSTEM_FLAGS + b")",
         b"* OK [PERMANENTFLAGS (" + SYSTEM_FLAGS + b" \\*)] Flags permitted",
@@ -21,6 +28,7 @@ def test_select_empty_inbox_exact_responses(imap: Transcript) -> None:
         b"* 0 RECENT",
         b"* OK [UIDVALIDITY v] UIDs valid",
         b"* OK [UIDNEXT 1] Predicted next UID",
+        b"* OK [MAILBOXID (Fn)] Ok",  # RFC 8474
     ]
     assert int(code_value(r, b"UIDVALIDITY")) > 0
 

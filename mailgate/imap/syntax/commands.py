@@ -63,7 +63,17 @@ from mailgate.imap.syntax.values import (
 )
 
 _STATUS_ITEMS = frozenset(
-    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"}
+    {
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "HIGHESTMODSEQ",
+        "SIZE",
+        "DELETED",
+        "MAILBOXID",  # RFC 8474 §4.2
+    }
 )
 
 
@@ -297,6 +307,8 @@ _FETCH_SIMPLE = frozenset(
         "RFC822.HEADER",
         "RFC822.TEXT",
         "MODSEQ",  # RFC 7162 §3.1.4.1
+        "EMAILID",  # RFC 8474 §5
+        "THREADID",
     }
 )
 _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")

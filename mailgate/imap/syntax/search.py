@@ -4,6 +4,7 @@ command's RETURN options and CHARSET, and its search program as a tree of keys (
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Literal
 
@@ -27,6 +28,7 @@ from mailgate.imap.syntax.values import (
     HeaderKey,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
     ParseError,
     Search,
@@ -37,6 +39,8 @@ from mailgate.imap.syntax.values import (
     UidKey,
 )
 
+# RFC 8474 §4: objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![A-Za-z0-9_-])")
 MAX_SEARCH_DEPTH = 100  # nesting bound for SEARCH programs (parentheses and key tree)
 # What a SEARCH costs grows with its keys times the mailbox's messages: the command size limit
 # already bounds them, this bounds them for every size limit an operator may choose.
@@ -309,4 +313,10 @@ def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
                 raise ParseError("Invalid MODSEQ entry type")
             r.sp()
         return ModSeqKey(r.number(maximum=MAX_MODSEQ)), 1
+    if word in ("EMAILID", "THREADID"):
+        r.sp()
+        objectid = r.match(OBJECTID)
+        if objectid is None:
+            raise ParseError(f"{word} needs an object id (RFC 8474)")
+        return ObjectIdKey(word.removesuffix("ID").lower(), objectid.decode("ascii")), 1
     raise ParseError("Unknown search key")

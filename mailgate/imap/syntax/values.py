@@ -277,6 +277,15 @@ class ModSeqKey:
     modseq: int
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """RFC 8474 §6: the message's EMAILID (``kind`` "email") or THREADID ("thread") is
+    ``value``."""
+
+    kind: str
+    value: str
+
+
 SearchKey = (
     All
     | And
@@ -291,6 +300,7 @@ SearchKey = (
     | SeqKey
     | UidKey
     | ModSeqKey
+    | ObjectIdKey
 )
 
 # --------------------------------------------------------------------------------------------
