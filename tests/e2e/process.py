@@ -79,7 +79,8 @@ def config_file(directory: Path, backend: str, *, password: str = "") -> Iterato
             Loop.get().run(pg.drop(name))
 
 
-_LISTENING = re.compile(r"^\s+listening\s+(\S+)\s+\S+:(\d+) \((TLS|STARTTLS)\)$")
+# "listening  imaps  127.0.0.1:993 (TLS)", or for the API "(http://host:port, docs at /docs)".
+_LISTENING = re.compile(r"^\s+listening\s+(\S+)\s+\S+:(\d+) \((TLS|STARTTLS|https?://.*)\)$")
 
 
 @dataclass

@@ -72,6 +72,29 @@ def test_idle_on_one_node_sees_mail_submitted_through_the_other(nodes: Cluster) 
     assert lines[-1] == b"* 1 EXISTS"
 
 
+def test_idle_on_one_node_sees_mail_sent_over_the_api_of_the_other(nodes: Cluster) -> None:
+    from agentmail import AgentMail, AgentMailEnvironment
+
+    a, b = nodes.nodes
+    alice, bob = nodes.account("alice"), nodes.account("bob")
+    watcher = imap(b, bob)
+    watcher.ok("SELECT INBOX")
+    idle(watcher)
+    base = f"http://127.0.0.1:{a.ports['api']}"
+    client = AgentMail(
+        api_key=alice.key, environment=AgentMailEnvironment(http=base, websockets=base)
+    )
+    sent = client.inboxes.messages.send(alice.address, to=bob.address, text="via the API")
+    lines = watcher.read_until(lambda line: EXISTS.match(line) is not None, timeout=5)
+    assert lines[-1] == b"* 1 EXISTS"
+    # And node B's API sees on bob's side the very message node A's API sent.
+    base_b = f"http://127.0.0.1:{b.ports['api']}"
+    reader = AgentMail(
+        api_key=bob.key, environment=AgentMailEnvironment(http=base_b, websockets=base_b)
+    )
+    assert reader.inboxes.messages.get(bob.address, sent.message_id).text.strip() == "via the API"
+
+
 def test_changes_on_one_node_reach_an_idle_session_on_the_other(nodes: Cluster) -> None:
     a, b = nodes.nodes
     owner = nodes.account()
