@@ -1,5 +1,6 @@
 """One client cannot stall the server. While the costliest SEARCH still allowed runs over a
-20,000-message mailbox, other clients' IMAP and SMTP commands are answered before it finishes
+20,000-message mailbox, other clients' IMAP and SMTP commands and HTTP API requests are answered
+before it finishes
 (ordering, not milliseconds); commands larger than `[imap] max_command_size` are refused before
 they are read."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 import select
 import uuid
 from collections.abc import Callable
+
+import httpx
 
 from mailgate.imap.syntax.search import MAX_SEARCH_KEYS
 from mailgate.store.records import Parcel, Target
@@ -63,6 +66,9 @@ def test_others_are_answered_while_a_costly_search_runs(
         Transcript.login(server, busy_account) as busy,
         Transcript.login(server, other_account) as other,
         SMTPSession.connect(server) as smtp,
+        httpx.Client(
+            base_url=server.api_url, headers={"Authorization": f"Bearer {other_account.key}"}
+        ) as http,
     ):
         busy.ok("SELECT INBOX")
         smtp.ehlo()
@@ -71,6 +77,8 @@ def test_others_are_answered_while_a_costly_search_runs(
         while not replied(busy):
             other.ok("NOOP")
             smtp.expect("NOOP", "250")
+            me = http.get("/v0/auth/me", timeout=30)
+            assert me.status_code == 200, me.text
             answered += 1
         lines = busy.read_until(lambda line: line.startswith(b"s1 "), timeout=300)
         assert lines[-1].startswith(b"s1 OK"), lines[-1]
