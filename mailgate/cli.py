@@ -83,6 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply migrations")
     upgrade.set_defaults(run=_db_upgrade)
 
+    pod = sub.add_parser("pod", parents=[common], help="manage pods (groups of inboxes)")
+    pod_sub = pod.add_subparsers(metavar="ACTION")
+    pod_create = pod_sub.add_parser("create", parents=[common], help="create an empty pod")
+    pod_create.add_argument("name")
+    pod_create.set_defaults(run=_pod_create)
+    pod_list = pod_sub.add_parser("list", parents=[common], help="list pods")
+    pod_list.set_defaults(run=_pod_list)
+    pod_delete = pod_sub.add_parser(
+        "delete", parents=[common], help="delete an empty pod (not the default one)"
+    )
+    pod_delete.add_argument("name")
+    pod_delete.set_defaults(run=_pod_delete)
+
     inbox = sub.add_parser("inbox", parents=[common], help="manage inboxes")
     inbox_sub = inbox.add_subparsers(metavar="ACTION")
     create = inbox_sub.add_parser("create", parents=[common], help="create an inbox and a key")
@@ -263,11 +276,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             await app.start()
         except Unavailable as exc:
             raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
-        _announce(app)
+        if args.json:
+            _announce_json(app)
+        else:
+            _announce(app)
         await stopping.wait()
-        print("mailgate: stopping", flush=True)
+        print('{"status": "stopping"}' if args.json else "mailgate: stopping", flush=True)
         await app.stop()
-        print("mailgate: stopped", flush=True)
+        print('{"status": "stopped"}' if args.json else "mailgate: stopped", flush=True)
 
     try:
         loop.run_until_complete(run())
@@ -295,6 +311,24 @@ def _announce(app: Any) -> None:
     print("ready", flush=True)
 
 
+def _announce_json(app: Any) -> None:
+    """The same as _announce, as one line of JSON for a supervisor or a script to read."""
+    cert = app.certificate
+    ready = {
+        "status": "ready",
+        "version": __version__,
+        "hostname": app.settings.server.hostname,
+        "database": _shown(app.settings),
+        "certificate": {
+            "path": str(cert.cert_path),
+            "sha256": cert.fingerprint,
+            "generated": cert.generated,
+        },
+        "listeners": [asdict(listener) for listener in app.listeners],
+    }
+    print(json.dumps(ready), flush=True)
+
+
 def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -317,6 +351,35 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
     _with_store(settings, work)
     _emit(args, {"database": _shown(settings), "status": "up to date"}, "database is up to date")
+    return 0
+
+
+def _pod_create(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate import provision
+
+    pod = _with_store(settings, lambda store: provision.create_pod(store, args.name))
+    _emit(args, asdict(pod), f"created pod {pod.name}")
+    return 0
+
+
+def _pod_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Any) -> list[tuple[Any, int]]:
+        inboxes = await store.list_inboxes()
+        return [
+            (pod, sum(1 for i in inboxes if i.pod == pod.name)) for pod in await store.list_pods()
+        ]
+
+    pods = _with_store(settings, work)
+    lines = [f"{pod.name:<40} {count} inbox(es)" for pod, count in pods] or ["no pods"]
+    _emit(args, [{**asdict(pod), "inboxes": count} for pod, count in pods], "\n".join(lines))
+    return 0
+
+
+def _pod_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate import provision
+
+    _with_store(settings, lambda store: provision.delete_pod(store, args.name))
+    _emit(args, {"deleted": args.name}, f"deleted pod {args.name}")
     return 0
 
 

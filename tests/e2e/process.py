@@ -5,6 +5,7 @@ environment, a config file for a temp directory (and, on PostgreSQL, a fresh dat
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness import Loop, postgres
 
@@ -93,9 +95,11 @@ class Finished:
 class Serve:
     """`mailgate serve` in a subprocess; `ports` are those it printed, read before `ready`."""
 
-    def __init__(self, config: Path, cwd: Path, timeout: float = 60) -> None:
+    def __init__(
+        self, config: Path, cwd: Path, timeout: float = 60, *, as_json: bool = False
+    ) -> None:
         self.proc = subprocess.Popen(
-            [MAILGATE, "serve", "--config", str(config)],
+            [MAILGATE, "serve", "--config", str(config), *(["--json"] if as_json else [])],
             cwd=cwd,
             env=clean_env(),
             stdout=subprocess.PIPE,
@@ -112,6 +116,7 @@ class Serve:
         for reader in self._readers:
             reader.start()
         self.ports: dict[str, int] = {}
+        self.ready: dict[str, Any] = {}  # with as_json, what the ready line said
         deadline = time.monotonic() + timeout
         while True:
             line = self._next_line(deadline)
@@ -121,6 +126,10 @@ class Serve:
             if m := _LISTENING.match(line):
                 self.ports[m.group(1)] = int(m.group(2))
             if line == "ready":
+                return
+            if as_json and line.startswith("{"):
+                self.ready = json.loads(line)
+                self.ports = {ln["name"]: ln["port"] for ln in self.ready["listeners"]}
                 return
 
     def _pump(self) -> None:

@@ -107,6 +107,23 @@ def test_inbox_and_key_lifecycle(cli: CLI) -> None:
     assert cli.ok("inbox", "list").split() == ["alice@example.test", "pod", "default"]
 
 
+def test_pod_lifecycle(cli: CLI) -> None:
+    created = cli.json("pod", "create", "acme")
+    assert created["name"] == "acme"
+    assert "already exists" in cli.fails("pod", "create", "acme")
+    cli.ok("inbox", "create", "bob@example.test", "--pod", "acme")
+    pods = {p["name"]: p for p in cli.json("pod", "list")}
+    assert {name: p["inboxes"] for name, p in pods.items()} == {"default": 0, "acme": 1}
+    assert "acme" in cli.ok("pod", "list")
+    # Only an empty pod goes, and never the default one.
+    assert "acme" in cli.fails("pod", "delete", "acme")
+    assert "default" in cli.fails("pod", "delete", "default")
+    cli.ok("inbox", "delete", "bob@example.test")
+    assert cli.json("pod", "delete", "acme") == {"deleted": "acme"}
+    assert [p["name"] for p in cli.json("pod", "list")] == ["default"]
+    assert "no pod nowhere" in cli.fails("pod", "delete", "nowhere")
+
+
 def test_failures_are_one_line_and_exit_1(cli: CLI) -> None:
     for args, message in [
         (("inbox", "create", "not-an-address"), "not an address"),

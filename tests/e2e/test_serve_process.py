@@ -70,7 +70,7 @@ def test_sigterm_says_goodbye_and_exits_0(config: Path) -> None:
         assert PASSWORD not in out
         assert "(self-signed, generated now)" in out
         assert f"sha256       {_fingerprint(serve.ports['imaps'])}" in out
-        assert set(serve.ports) == {"imap", "imaps", "submission", "submissions", "mx"}
+        assert set(serve.ports) == {"imap", "imaps", "submission", "submissions", "mx", "api"}
         assert all(port > 0 for port in serve.ports.values())
         server = Ports(serve)
 
@@ -154,3 +154,24 @@ def test_serve_prints_the_api_url_and_answers_the_sdk(config: Path) -> None:
         serve.kill()
     assert finished.code == 0, finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def test_serve_json_is_one_line_for_scripts(config: Path) -> None:
+    serve = Serve(config, cwd=config.parent, as_json=True)
+    try:
+        ready = serve.ready
+        assert ready["status"] == "ready"
+        assert ready["hostname"] == "mail.example.test"
+        assert PASSWORD not in json.dumps(ready)
+        names = {listener["name"]: listener for listener in ready["listeners"]}
+        assert {"imaps", "imap", "submissions", "submission", "api"} <= set(names)
+        assert names["imaps"]["security"] == "TLS"
+        assert names["api"]["url"] == f"http://mail.example.test:{names['api']['port']}"
+        assert ready["certificate"]["sha256"] == _fingerprint(names["imaps"]["port"])
+        finished = serve.stop(signal.SIGTERM)
+    finally:
+        serve.kill()
+    assert finished.code == 0, finished.stderr
+    # Every line is JSON: the ready line, then the goodbye.
+    lines = [json.loads(line) for line in finished.stdout.splitlines()]
+    assert lines == [ready, {"status": "stopping"}, {"status": "stopped"}]
