@@ -124,7 +124,7 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
-            self.api = ApiServer(self.store, authenticator, settings)
+            self.api = ApiServer(self.store, authenticator, settings, resolver)
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             await self._listen_api(ssl_context)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
+from mailgate.delivery.dns import Resolver
 from mailgate.store.api import Store
 
 # The store's name for the secret that signs page tokens (Store.secret).
@@ -19,10 +20,13 @@ TOKEN_SECRET = "tokens"
 
 
 class Services:
-    def __init__(self, store: Store, authenticator: Authenticator, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, authenticator: Authenticator, settings: Settings, resolver: Resolver
+    ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.settings = settings
+        self.resolver = resolver  # the node's one resolver: domains are verified with it
         self._token_key: bytes | None = None
 
     async def token_key(self) -> bytes:

@@ -24,6 +24,7 @@ from uvicorn.server import ServerState
 from mailgate import __version__
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
+from mailgate.delivery.dns import Resolver
 from mailgate.http import errors, identity, inboxes, pods, unsupported
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
@@ -71,8 +72,10 @@ class _ProxiedClient:
 
 
 class ApiServer:
-    def __init__(self, store: Store, authenticator: Authenticator, settings: Settings) -> None:
-        services = Services(store, authenticator, settings)
+    def __init__(
+        self, store: Store, authenticator: Authenticator, settings: Settings, resolver: Resolver
+    ) -> None:
+        services = Services(store, authenticator, settings, resolver)
         self.app = build_app(services, settings.api.max_request_size)
         self._config = uvicorn.Config(
             self.app,
