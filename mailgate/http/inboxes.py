@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -31,7 +30,7 @@ from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere, naming
 from mailgate.http.fields import ClientId, DisplayName
 from mailgate.http.pagination import Cursor, PageFields, Paging, PagingDep, Window
-from mailgate.http.pods import visible_pod
+from mailgate.http.pods import PodLookup, in_pod, top_level
 from mailgate.mime.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.store import errors as store_errors
 from mailgate.store.records import Inbox as InboxRecord
@@ -91,17 +90,6 @@ class UpdateInboxRequest(BaseModel):
     metadata: dict[str, MetadataValue | None] | None = None
 
 
-PodLookup = Callable[..., Awaitable[PodRecord | None]]
-
-
-async def _top_level() -> None:
-    return None
-
-
-async def _in_pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> PodRecord:
-    return await visible_pod(caller, services, pod_id)
-
-
 def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
     """The inbox handlers under `prefix`; `pod_lookup` gives the pod the path names (or None)."""
     routes = APIRouter(prefix=prefix, tags=["inboxes"])
@@ -145,7 +133,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         services: ServicesDep,
         pod: PodRecord | None = route_pod,
     ) -> Inbox:
-        return Inbox.of(await _visible_inbox(caller, services, pod, inbox_id))
+        return Inbox.of(await visible_inbox(caller, services, pod, inbox_id))
 
     @routes.post("", response_model_exclude_none=True)
     async def create_inbox(
@@ -167,7 +155,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         request: Annotated[UpdateInboxRequest, Body()],
         pod: PodRecord | None = route_pod,
     ) -> Inbox:
-        inbox = await _visible_inbox(caller, services, pod, inbox_id)
+        inbox = await visible_inbox(caller, services, pod, inbox_id)
         return Inbox.of(await _update(services, inbox, request))
 
     @routes.delete("/{inbox_id}", status_code=204)
@@ -178,7 +166,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
         pod: PodRecord | None = route_pod,
     ) -> Response:
         """The inbox, all its mail and the keys scoped to it."""
-        inbox = await _visible_inbox(caller, services, pod, inbox_id)
+        inbox = await visible_inbox(caller, services, pod, inbox_id)
         caller.require("organization", "pod", doing="delete inboxes")
         await provision.delete_inbox(services.store, inbox.address)
         return Response(status_code=204)
@@ -187,8 +175,8 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
 
 
 router = APIRouter()
-router.include_router(_routes("/v0/inboxes", _top_level))
-router.include_router(_routes("/v0/pods/{pod_id}/inboxes", _in_pod))
+router.include_router(_routes("/v0/inboxes", top_level))
+router.include_router(_routes("/v0/pods/{pod_id}/inboxes", in_pod))
 
 
 def _pod_name(pod: PodRecord | None) -> str:
@@ -206,7 +194,7 @@ async def _visible_inboxes(
     return [i for i in inboxes if caller.sees(i)]
 
 
-async def _visible_inbox(
+async def visible_inbox(
     caller: Caller, services: Services, pod: PodRecord | None, inbox_id: str
 ) -> InboxRecord:
     """The inbox `inbox_id` if the caller sees it (in `pod`, if given); else NotFound, the same
