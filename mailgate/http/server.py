@@ -25,14 +25,21 @@ from mailgate import __version__
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
 from mailgate.delivery.dns import Resolver
-from mailgate.http import domains, errors, identity, inboxes, pods, unsupported
+from mailgate.http import api_keys, domains, errors, identity, inboxes, pods, unsupported
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
 from mailgate.store.api import Store
 
 Address = tuple[str, int]
 
-RESOURCES = (identity.router, pods.router, inboxes.router, domains.router, unsupported.router)
+RESOURCES = (
+    identity.router,
+    pods.router,
+    inboxes.router,
+    domains.router,
+    api_keys.router,
+    unsupported.router,
+)
 
 DESCRIPTION = """\
 The HTTP API of a mailgate server, as the official `agentmail` SDK drives it: point the SDK
