@@ -25,7 +25,16 @@ from mailgate import __version__
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
 from mailgate.delivery.dns import Resolver
-from mailgate.http import api_keys, domains, errors, identity, inboxes, pods, unsupported
+from mailgate.http import (
+    api_keys,
+    domains,
+    errors,
+    identity,
+    inboxes,
+    lists,
+    pods,
+    unsupported,
+)
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
 from mailgate.store.api import Store
@@ -38,6 +47,7 @@ RESOURCES = (
     inboxes.router,
     domains.router,
     api_keys.router,
+    lists.router,
     unsupported.router,
 )
 
