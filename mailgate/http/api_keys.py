@@ -34,9 +34,9 @@ from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere
 from mailgate.http.fields import KeyName
-from mailgate.http.inboxes import visible_inbox
+from mailgate.http.inboxes import in_inbox
 from mailgate.http.pagination import Cursor, PagingDep
-from mailgate.http.pods import visible_pod
+from mailgate.http.pods import in_pod, top_level
 from mailgate.store.records import ApiKey as KeyRecord
 from mailgate.store.records import Inbox as InboxRecord
 from mailgate.store.records import Pod as PodRecord
@@ -135,18 +135,6 @@ class UpdateApiKeyRequest(BaseModel):
     permissions: Permissions | None = None
 
 
-async def _everyone() -> None:
-    return None
-
-
-async def _of_pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> PodRecord:
-    return await visible_pod(caller, services, pod_id)
-
-
-async def _of_inbox(inbox_id: str, caller: CallerDep, services: ServicesDep) -> InboxRecord:
-    return await visible_inbox(caller, services, None, inbox_id)
-
-
 def _routes(
     prefix: str, owner_lookup: Callable[..., Awaitable[Owner]], *, get_one: bool
 ) -> APIRouter:
@@ -238,9 +226,9 @@ def _routes(
 
 
 router = APIRouter()
-router.include_router(_routes("/v0/api-keys", _everyone, get_one=True))
-router.include_router(_routes("/v0/pods/{pod_id}/api-keys", _of_pod, get_one=False))
-router.include_router(_routes("/v0/inboxes/{inbox_id}/api-keys", _of_inbox, get_one=False))
+router.include_router(_routes("/v0/api-keys", top_level, get_one=True))
+router.include_router(_routes("/v0/pods/{pod_id}/api-keys", in_pod, get_one=False))
+router.include_router(_routes("/v0/inboxes/{inbox_id}/api-keys", in_inbox, get_one=False))
 
 
 def _age(key: KeyRecord) -> Cursor:

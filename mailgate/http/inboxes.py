@@ -208,6 +208,11 @@ async def visible_inbox(
     return inbox
 
 
+async def in_inbox(inbox_id: str, caller: CallerDep, services: ServicesDep) -> InboxRecord:
+    """The inbox a path names (/v0/inboxes/{inbox_id}/...), if the caller sees it."""
+    return await visible_inbox(caller, services, None, inbox_id)
+
+
 async def _search(
     caller: Caller,
     services: Services,

@@ -30,9 +30,9 @@ from mailgate.http.caller import Caller, CallerDep, authenticated
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import NotFound, NotImplementedHere, naming
 from mailgate.http.fields import Reason
-from mailgate.http.inboxes import visible_inbox
+from mailgate.http.inboxes import in_inbox
 from mailgate.http.pagination import Cursor, PageFields, PagingDep
-from mailgate.http.pods import visible_pod
+from mailgate.http.pods import in_pod
 from mailgate.store import errors as store_errors
 from mailgate.store.names import sender_rule
 from mailgate.store.records import Inbox as InboxRecord
@@ -67,14 +67,6 @@ class PodListListEntriesResponse(PageFields):
 class CreateListEntryRequest(BaseModel):
     entry: str
     reason: Reason | None = None
-
-
-async def _of_pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> PodRecord:
-    return await visible_pod(caller, services, pod_id)
-
-
-async def _of_inbox(inbox_id: str, caller: CallerDep, services: ServicesDep) -> InboxRecord:
-    return await visible_inbox(caller, services, None, inbox_id)
 
 
 def _routes(prefix: str, owner_lookup: Callable[..., Awaitable[Owner]]) -> APIRouter:
@@ -167,8 +159,8 @@ for path, methods in (("", ["GET", "POST"]), ("/{entry}", ["GET", "DELETE"])):
     organization.add_api_route(path, _organization_lists, methods=methods)
 
 router = APIRouter()
-router.include_router(_routes("/v0/pods/{pod_id}", _of_pod))
-router.include_router(_routes("/v0/inboxes/{inbox_id}", _of_inbox))
+router.include_router(_routes("/v0/pods/{pod_id}", in_pod))
+router.include_router(_routes("/v0/inboxes/{inbox_id}", in_inbox))
 router.include_router(organization)
 
 
