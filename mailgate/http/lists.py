@@ -78,7 +78,6 @@ def _routes(prefix: str, owner_lookup: Callable[..., Awaitable[Owner]]) -> APIRo
     async def list_entries(
         direction: DirectionPath,
         list_type: ListTypePath,
-        caller: CallerDep,
         services: ServicesDep,
         paging: PagingDep,
         owner: Owner = route_owner,
@@ -96,7 +95,6 @@ def _routes(prefix: str, owner_lookup: Callable[..., Awaitable[Owner]]) -> APIRo
         direction: DirectionPath,
         list_type: ListTypePath,
         entry: str,
-        caller: CallerDep,
         services: ServicesDep,
         owner: Owner = route_owner,
     ) -> PodListEntry:
