@@ -125,7 +125,9 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
-            self.api = ApiServer(Services(self.store, authenticator, settings, submission))
+            self.api = ApiServer(
+                Services(self.store, authenticator, settings, submission, resolver)
+            )
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             await self._listen_api(ssl_context)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
+from mailgate.delivery.dns import Resolver
 from mailgate.delivery.submission import Submission
 from mailgate.store.api import Store
 
@@ -26,11 +27,13 @@ class Services:
         authenticator: Authenticator,
         settings: Settings,
         submission: Submission,
+        resolver: Resolver,
     ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.settings = settings
         self.submission = submission
+        self.resolver = resolver  # the node's one resolver: domains are verified with it
         self._token_key: bytes | None = None
 
     async def token_key(self) -> bytes:

@@ -29,3 +29,6 @@ def _store_rule(rule: Callable[[str], str | None]) -> AfterValidator:
 PodName = Annotated[str, _store_rule(names.pod_name)]
 ClientId = Annotated[str, _store_rule(lambda v: names.optional_text(v, "client id"))]
 DisplayName = Annotated[str, _store_rule(lambda v: names.optional_text(v, "display name"))]
+DomainName = Annotated[str, _store_rule(names.domain_name)]
+KeyName = Annotated[str, _store_rule(names.key_label)]
+Reason = Annotated[str, _store_rule(lambda v: names.optional_text(v, "reason"))]

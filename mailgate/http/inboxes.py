@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -31,7 +30,7 @@ from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere, naming
 from mailgate.http.fields import ClientId, DisplayName
 from mailgate.http.pagination import Cursor, PageFields, Paging, PagingDep, Window
-from mailgate.http.pods import visible_pod
+from mailgate.http.pods import PodLookup, in_pod, top_level
 from mailgate.mime.addresses import InvalidAddress, domain_of, normalize_address
 from mailgate.store import errors as store_errors
 from mailgate.store.records import Inbox as InboxRecord
@@ -89,17 +88,6 @@ class UpdateInboxRequest(BaseModel):
     display_name: DisplayName | None = None
     status: str | None = None
     metadata: dict[str, MetadataValue | None] | None = None
-
-
-PodLookup = Callable[..., Awaitable[PodRecord | None]]
-
-
-async def _top_level() -> None:
-    return None
-
-
-async def _in_pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> PodRecord:
-    return await visible_pod(caller, services, pod_id)
 
 
 def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
@@ -187,8 +175,8 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
 
 
 router = APIRouter()
-router.include_router(_routes("/v0/inboxes", _top_level))
-router.include_router(_routes("/v0/pods/{pod_id}/inboxes", _in_pod))
+router.include_router(_routes("/v0/inboxes", top_level))
+router.include_router(_routes("/v0/pods/{pod_id}/inboxes", in_pod))
 
 
 def _pod_name(pod: PodRecord | None) -> str:
@@ -218,6 +206,11 @@ async def visible_inbox(
     if inbox is None or not caller.sees(inbox) or (pod is not None and inbox.pod_id != pod.id):
         raise NotFound(f"no inbox {inbox_id}")
     return inbox
+
+
+async def in_inbox(inbox_id: str, caller: CallerDep, services: ServicesDep) -> InboxRecord:
+    """The inbox a path names (/v0/inboxes/{inbox_id}/...), if the caller sees it."""
+    return await visible_inbox(caller, services, None, inbox_id)
 
 
 async def _search(

@@ -13,6 +13,7 @@ store errors through to the one mapping in errors.py.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -67,6 +68,19 @@ async def visible_pod(caller: Caller, services: Services, pod_id: str) -> PodRec
     if pod is None or not caller.sees_pod(pod):
         raise NotFound(f"no pod {pod_id}")
     return pod
+
+
+# How a resource served both at the top and under /v0/pods/{pod_id} finds the pod its path
+# names: None at the top; under a pod, the pod if the caller sees it (else NotFound).
+PodLookup = Callable[..., Awaitable[PodRecord | None]]
+
+
+async def top_level() -> None:
+    return None
+
+
+async def in_pod(pod_id: str, caller: CallerDep, services: ServicesDep) -> PodRecord:
+    return await visible_pod(caller, services, pod_id)
 
 
 def _order(pod: PodRecord) -> Cursor:

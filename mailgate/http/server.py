@@ -23,10 +23,13 @@ from uvicorn.server import ServerState
 
 from mailgate import __version__
 from mailgate.http import (
+    api_keys,
+    domains,
     downloads,
     errors,
     identity,
     inboxes,
+    lists,
     messages,
     pods,
     threads,
@@ -44,6 +47,9 @@ RESOURCES = (
     messages.router,
     threads.router,
     downloads.router,
+    domains.router,
+    api_keys.router,
+    lists.router,
     unsupported.router,
 )
 

@@ -91,6 +91,7 @@ api_keys = Table(
     Column("label", String(255), nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=True),  # its label was last changed
 )
 
 mailboxes = Table(
@@ -282,5 +283,6 @@ sender_rules = Table(
     Column("action", String(8), nullable=False),
     Column("entry", String(320), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("reason", String(255), nullable=True),  # why it was listed, as the API was told
     sqlite_autoincrement=True,
 )

@@ -93,6 +93,7 @@ class ApiKey:
     created_at: int
     revoked_at: int | None
     secret_hash: str = field(repr=False)
+    updated_at: int = 0
 
     @property
     def active(self) -> bool:
@@ -273,6 +274,7 @@ class SenderRule:
     action: str  # "allow" or "block"
     entry: str  # an address, or a domain
     created_at: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,24 @@ from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.models import inboxes, sender_rules
 from mailgate.store.names import address as valid_address
-from mailgate.store.names import pod_name, sender_rule
+from mailgate.store.names import optional_text, pod_name, sender_rule
 from mailgate.store.records import SenderRule
 from mailgate.store.rows import now, pod_row
 
 
 class Senders(StoreBase):
     async def add_sender_rule(
-        self, action: str, entry: str, *, inbox: str | None = None, pod: str | None = None
+        self,
+        action: str,
+        entry: str,
+        *,
+        inbox: str | None = None,
+        pod: str | None = None,
+        reason: str | None = None,
     ) -> SenderRule:
+        """The rule, new or (with the reason it was first given) already there."""
         action, entry = sender_rule(action, entry)
+        reason = optional_text(reason, "reason")
 
         async def work(conn: Conn) -> SenderRule:
             owner = await _rule_owner(conn, inbox, pod)
@@ -41,6 +49,7 @@ class Senders(StoreBase):
                     action=action,
                     entry=entry,
                     created_at=now(),
+                    reason=reason,
                 )
             )
             return _sender_rule((await conn.execute(this_rule)).one())
@@ -152,4 +161,5 @@ def _sender_rule(row: Row[Any]) -> SenderRule:
         action=row.action,
         entry=row.entry,
         created_at=row.created_at,
+        reason=row.reason,
     )

@@ -281,6 +281,7 @@ class Tenancy(StoreBase):
                 raise errors.AlreadyExists(f"key {key_id} already exists")
             inbox_id: int | None = None
             pod_id: int | None = None
+            created = now()
             if inbox is not None:
                 row = (
                     await conn.execute(
@@ -304,7 +305,8 @@ class Tenancy(StoreBase):
                     inbox_id=inbox_id,
                     secret_hash=secret_hash,
                     label=label,
-                    created_at=now(),
+                    created_at=created,
+                    updated_at=created,
                 )
             )
             return await _key(conn, key_id)
@@ -322,6 +324,24 @@ class Tenancy(StoreBase):
         async with self.db.read() as conn:
             rows = await conn.execute(_key_select().order_by(api_keys.c.created_at, api_keys.c.id))
             return [_key_record(r) for r in rows]
+
+    async def rename_key(self, key_id: str, label: str) -> ApiKey:
+        """Give a key (revoked or not) another label; its scope and secret stay."""
+        if not valid_key_id(key_id):
+            raise errors.KeyNotFound(f"no key {key_id!r}")
+        label = key_label(label)
+
+        async def work(conn: Conn) -> ApiKey:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(label=label, updated_at=now())
+            )
+            if result.rowcount == 0:
+                raise errors.KeyNotFound(f"no key {key_id}")
+            return await _key(conn, key_id)
+
+        return await self.db.write(work)
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         if not valid_key_id(key_id):
@@ -350,6 +370,7 @@ def _key_select() -> Any:
         api_keys.c.created_at,
         api_keys.c.revoked_at,
         api_keys.c.secret_hash,
+        api_keys.c.updated_at,
     ).select_from(
         api_keys.outerjoin(pods, pods.c.id == api_keys.c.pod_id).outerjoin(
             inboxes, inboxes.c.id == api_keys.c.inbox_id
@@ -375,6 +396,7 @@ def _key_record(row: Row[Any]) -> ApiKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         secret_hash=row.secret_hash,
+        updated_at=row.updated_at or row.created_at,
     )
 
 

@@ -235,6 +235,31 @@ def test_list_and_revoke_keys(store: Store) -> None:
     assert run(store.get_key("nope")) is None
 
 
+def test_rename_key_changes_its_label_only(store: Store) -> None:
+    inbox = run(store.create_inbox(address()))
+    key = run(store.add_key("kr", "a" * 64, inbox=inbox.address, label="old"))
+    assert key.updated_at == key.created_at
+    renamed = run(store.rename_key("kr", "new name"))
+    assert renamed.label == "new name"
+    assert renamed.updated_at >= key.created_at
+    assert (renamed.id, renamed.pod_id, renamed.inbox_id, renamed.secret_hash) == (
+        key.id,
+        key.pod_id,
+        key.inbox_id,
+        key.secret_hash,
+    )
+    assert run(store.get_key("kr")) == renamed
+    # A revoked key keeps its name and may be renamed; it stays revoked.
+    run(store.revoke_key("kr"))
+    assert not run(store.rename_key("kr", "gone")).active
+    with pytest.raises(errors.KeyNotFound):
+        run(store.rename_key("nope", "x"))
+    with pytest.raises(errors.KeyNotFound):
+        run(store.rename_key("", "x"))
+    with pytest.raises(errors.InvalidName):
+        run(store.rename_key("kr", "x" * 256))
+
+
 def test_pod_isolation_at_the_key_level(store: Store) -> None:
     """A key names its pod and (optionally) its inbox: exactly what auth needs to refuse a
     login into another pod. Two pods' keys and inboxes never share ids."""
