@@ -22,7 +22,16 @@ from fastapi import FastAPI
 from uvicorn.server import ServerState
 
 from mailgate import __version__
-from mailgate.http import downloads, errors, identity, inboxes, messages, pods, unsupported
+from mailgate.http import (
+    downloads,
+    drafts,
+    errors,
+    identity,
+    inboxes,
+    messages,
+    pods,
+    unsupported,
+)
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
 
@@ -33,6 +42,7 @@ RESOURCES = (
     pods.router,
     inboxes.router,
     messages.router,
+    drafts.router,
     downloads.router,
     unsupported.router,
 )
