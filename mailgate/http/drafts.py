@@ -46,7 +46,7 @@ from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHe
 from mailgate.http.fields import ClientId
 from mailgate.http.inboxes import visible_inbox, visible_inboxes
 from mailgate.http.mail import BIG_MESSAGE, Attachment, item, message, when
-from mailgate.http.messages import AttachmentResponse, attachment_link, delete
+from mailgate.http.messages import AttachmentResponse, attachment_link, cursor, delete, position
 from mailgate.http.outgoing import (
     Addresses,
     Outgoing,
@@ -209,10 +209,10 @@ def _reading(prefix: str, scope_of: Callable[..., Awaitable[Scope]]) -> APIRoute
             after=None if after is None else int(after.timestamp()),
             ascending=ascending,
             limit=window.limit + 1,
-            start=_cursor(window.after),
+            start=cursor(window.after),
         )
         found = await services.store.mail_page(scope.ids, page)
-        shown = await paging.page(window, found, _position, descending=not ascending)
+        shown = await paging.page(window, found, position, descending=not ascending)
         forwards = await _forwards(services, shown.items)
         return ListDraftsResponse(
             **shown.fields(),
@@ -440,18 +440,6 @@ def _label_filter(values: list[str] | None) -> list[str]:
             raise Invalid.field("labels", f"{value!r} is neither a label nor a JSON array of them")
         found += parsed
     return found
-
-
-def _position(mail: Mail) -> tuple[int, int]:
-    return (mail.timestamp, mail.blob_id)
-
-
-def _cursor(after: tuple[str | int, ...] | None) -> tuple[int, int] | None:
-    if after is None:
-        return None
-    if len(after) != 2 or not all(isinstance(v, int) for v in after):
-        raise Invalid.field("page_token", "not a page token of this list")
-    return (int(after[0]), int(after[1]))
 
 
 # ---------------------------------------------------------------------------------------------

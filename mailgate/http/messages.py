@@ -167,7 +167,7 @@ async def list_messages(
         f"{include_spam}:{include_trash}"
     )
     window = await paging.window(listing)
-    start = _cursor(window.after)
+    start = cursor(window.after)
     page = mail_page(
         labels_filter=labels_filter,
         include_spam=include_spam,
@@ -179,7 +179,7 @@ async def list_messages(
         start=start,
     )
     found = await services.store.mail_page([inbox.id], page)
-    shown = await paging.page(window, found, _position, descending=not ascending)
+    shown = await paging.page(window, found, position, descending=not ascending)
     return ListMessagesResponse(**shown.fields(), messages=[item(m) for m in shown.items])
 
 
@@ -446,11 +446,13 @@ async def _relabel(
     return UpdateMessageResponse(message_id=now.message_id, labels=labels.labels_of(now))
 
 
-def _position(mail: Mail) -> tuple[int, int]:
+def position(mail: Mail) -> tuple[int, int]:
+    """Where a message is in a list of mail (messages, drafts): the store's page key."""
     return (mail.timestamp, mail.blob_id)
 
 
-def _cursor(after: tuple[str | int, ...] | None) -> tuple[int, int] | None:
+def cursor(after: tuple[str | int, ...] | None) -> tuple[int, int] | None:
+    """The store's page start for a page token's cursor (made by `position`)."""
     if after is None:
         return None
     if len(after) != 2 or not all(isinstance(v, int) for v in after):
