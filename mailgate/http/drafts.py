@@ -82,8 +82,17 @@ _OWN_FIELDS = {name.lower().encode(): name for name in (FORWARD_OF, CLIENT_ID)}
 IS_DRAFT = Criterion("flag", DRAFT)
 # What an update may change in a draft's content (labels change only its flags).
 CONTENT = frozenset(
-    {"to", "cc", "bcc", "reply_to", "subject", "text", "html", "add_attachments"}
-    | {"remove_attachments"}
+    {
+        "to",
+        "cc",
+        "bcc",
+        "reply_to",
+        "subject",
+        "text",
+        "html",
+        "add_attachments",
+        "remove_attachments",
+    }
 )
 
 Labels = str | list[str]
