@@ -39,6 +39,7 @@ from mailgate.http.outgoing import (
     send,
 )
 from mailgate.http.pagination import PageFields, PagingDep, keyset
+from mailgate.http.queries import listed
 from mailgate.mime.apiview import attachments_from_json
 from mailgate.mime.reply import forward as forwarded
 from mailgate.mime.reply import forward_subject
@@ -160,6 +161,7 @@ async def list_messages(
 ) -> ListMessagesResponse:
     """The inbox's messages, newest first (`ascending`: oldest first)."""
     inbox = await visible_inbox(caller, services, None, inbox_id)
+    labels_filter = listed("labels", labels_filter)
     if sender or to or subject:
         raise NotImplementedHere("filtering a list by from, to or subject: use search")
     listing = (
@@ -179,7 +181,7 @@ async def list_messages(
         start=start,
     )
     found = await services.store.mail_page([inbox.id], page)
-    shown = await paging.page(window, found, _position, descending=not ascending)
+    shown = await paging.page(window, found, position, descending=not ascending)
     return ListMessagesResponse(**shown.fields(), messages=[item(m) for m in shown.items])
 
 
@@ -446,5 +448,6 @@ async def _relabel(
     return UpdateMessageResponse(message_id=now.message_id, labels=labels.labels_of(now))
 
 
-def _position(mail: Mail) -> tuple[int, int]:
+def position(mail: Mail) -> tuple[int, int]:
+    """Where a message is in a list of mail (messages, drafts): the store's page key."""
     return (mail.timestamp, mail.blob_id)

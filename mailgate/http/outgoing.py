@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,6 +92,8 @@ class Outgoing:
     headers: dict[str, str]
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    message_id: str | None = None  # a draft's own, kept when it is saved again or sent
+    date: datetime.datetime | None = None  # None: now
 
 
 def addresses(value: Addresses | None, field: str) -> tuple[NamedAddress, ...]:
@@ -173,6 +176,12 @@ def build(services: Services, inbox: Inbox, message: Outgoing) -> Composed:
     limit = services.settings.smtp.max_recipients
     if len(message.to) + len(message.cc) + len(message.bcc) > limit:
         raise Invalid.field("to", f"at most {limit} recipients (to, cc and bcc together)")
+    return write(services, inbox, message)
+
+
+def write(services: Services, inbox: Inbox, message: Outgoing) -> Composed:
+    """The message's bytes as `inbox` writes it, to send or to keep as a draft (which may have
+    no recipient yet); 400 naming what compose() refuses, 413 over the size limit."""
     try:
         composed = compose(
             sender=NamedAddress(inbox.address, inbox.display_name),
@@ -188,6 +197,8 @@ def build(services: Services, inbox: Inbox, message: Outgoing) -> Composed:
             headers=message.headers,
             in_reply_to=message.in_reply_to,
             references=message.references,
+            message_id=message.message_id,
+            date=message.date,
         )
     except ValueError as exc:
         raise Invalid([_compose_error(exc)]) from None

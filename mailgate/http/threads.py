@@ -34,10 +34,12 @@ from mailgate.http.messages import (
     attachment_link,
     delete,
     mail_page,
+    position,
     relabel_plan,
 )
 from mailgate.http.pagination import PageFields, PagingDep, keyset
 from mailgate.http.pods import visible_pod
+from mailgate.http.queries import listed
 from mailgate.mime.apiview import attachments_from_json
 from mailgate.store.conversations import Mail, Thread
 from mailgate.store.records import SENT
@@ -118,6 +120,7 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
         inbox_ids: list[int] = inboxes,
     ) -> ListThreadsResponse:
         """Threads with a message the filters admit, newest first."""
+        labels_filter = listed("labels", labels_filter)
         if senders or recipients or subject:
             raise NotImplementedHere("filtering threads by senders, recipients or subject")
         window = await paging.window(
@@ -157,9 +160,9 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
         if not messages:
             raise NotFound(f"no thread {thread_id}")
         window = await paging.window(f"thread:{thread.public_id}")
-        newest_first = sorted(messages, key=_message_position, reverse=True)
-        shown = await paging.page(window, newest_first, _message_position, descending=True)
-        page = sorted(shown.items, key=_message_position)
+        newest_first = sorted(messages, key=position, reverse=True)
+        shown = await paging.page(window, newest_first, position, descending=True)
+        page = sorted(shown.items, key=position)
         return ThreadResponse(
             **_summary(thread, messages).model_dump(),
             **shown.fields(),
@@ -300,7 +303,3 @@ def _labels(messages: Sequence[Mail]) -> list[str]:
 
 def _position(thread: Thread) -> tuple[int, int]:
     return (thread.timestamp, thread.id)
-
-
-def _message_position(mail: Mail) -> tuple[int, int]:
-    return (mail.timestamp, mail.blob_id)

@@ -44,6 +44,7 @@ __all__ = [
     "Reply",
     "forward",
     "forward_subject",
+    "reattach",
     "reply",
     "reply_subject",
 ]
@@ -202,7 +203,9 @@ def _block(header: bytes, fields: dict[bytes, bytes]) -> list[tuple[str, str]]:
     return lines
 
 
-def _resend(info: AttachmentInfo, data: bytes) -> Attachment:
+def reattach(info: AttachmentInfo, data: bytes) -> Attachment:
+    """An attachment of a stored message, as compose() attaches it again (a forward, a draft
+    saved again)."""
     content_type = info.content_type
     if content_type.startswith("message/") and not data.isascii():
         # compose() attaches messages only 7-bit (RFC 2046 §5.2.1): send this one as bytes.
@@ -246,5 +249,5 @@ def forward(raw: bytes, *, text: str | None = None, html: str | None = None) -> 
         subject=forward_subject(None if subject is None else decode_words(subject)),
         text=forward_text,
         html=forward_html,
-        attachments=tuple(_resend(info, data) for info, data in attachments(raw)),
+        attachments=tuple(reattach(info, data) for info, data in attachments(raw)),
     )

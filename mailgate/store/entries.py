@@ -86,6 +86,36 @@ class Entries(StoreBase):
 
         return filing.placed_lists(await self._change(work))
 
+    async def replace(
+        self, mailbox_id: int, uids: Sequence[int], raw: bytes, *, flags: Sequence[str] = ()
+    ) -> Placed:
+        """A new version of a message in place of its entries `uids` (a draft saved again):
+        the new entry is filed and the old ones expunged in one transaction, at one MODSEQ, so
+        neither a reader nor a restart ever finds both versions, or neither. NotFound, and
+        nothing filed, when one of the old entries is gone."""
+        filing = await Filing.of([Parcel(raw, (Target(mailbox_id, tuple(flags)),))])
+        wanted = sorted(set(uids))
+
+        async def work(conn: Conn) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
+            box = await lock_mailbox(conn, mailbox_id)
+            old = (
+                await conn.execute(
+                    select(entries.c.uid, entries.c.message_id).where(
+                        entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(wanted)
+                    )
+                )
+            ).all()
+            if len(old) != len(wanted):
+                raise errors.NotFound("the message to replace is no longer there")
+            placed, events = await filing.file(conn, self.db)
+            # Filed first, so the new version joins the old one's thread.
+            modseq = box.highestmodseq + 1
+            await remove_entries(conn, mailbox_id, wanted, modseq)
+            await collect_garbage(conn, {r.message_id for r in old})
+            return placed, [*events, MessagesExpunged(box.inbox_id, mailbox_id, modseq)]
+
+        return filing.placed_lists(await self._change(work))[0][0]
+
     # ---------------------------------------------------------------- messages out
 
     async def fetch(

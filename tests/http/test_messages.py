@@ -228,6 +228,35 @@ def test_labels_are_imap_flags_and_folders_both_ways(server: Server, pair: tuple
         messages.update(address(b), sent.message_id, add_labels=["two words"])
 
 
+def test_lists_filtered_by_labels(pair: tuple[Api, Api]) -> None:
+    a, b = pair
+    plain = send(a, address(b), subject="Plain", text="1")
+    marked = send(a, address(b), subject="Marked", text="2")
+    messages = b.client.inboxes.messages
+    messages.update(
+        address(b), marked.message_id, add_labels=["starred", "invoices"], remove_labels=["unread"]
+    )
+
+    def ids(**filters: object) -> set[str]:
+        return {m.message_id for m in messages.list(address(b), **filters).messages}
+
+    # The SDK sends the list as one JSON array; every label given must be there.
+    assert ids(labels=["starred"]) == {marked.message_id}
+    assert ids(labels=["starred", "invoices"]) == {marked.message_id}
+    assert ids(labels=["unread"]) == {plain.message_id}
+    assert ids(labels=["received"]) == {plain.message_id, marked.message_id}
+    assert ids(labels=["starred", "nothing-here"]) == set()
+    # Other clients repeat the parameter: the same filter.
+    repeated = b.raw(
+        "GET", f"/v0/inboxes/{address(b)}/messages", params=[("labels", "starred")] * 2
+    )
+    assert [m["message_id"] for m in repeated.json()["messages"]] == [marked.message_id]
+    assert b.raw("GET", f"/v0/inboxes/{address(b)}/messages?labels=[1]").status_code == 400
+    # Threads filter the same way.
+    threads = b.client.inboxes.threads.list(address(b), labels=["invoices"]).threads
+    assert [t.subject for t in threads] == ["Marked"]
+
+
 def test_paging_through_250_messages(server: Server, pair: tuple[Api, Api]) -> None:
     _, b = pair
 
