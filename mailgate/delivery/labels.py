@@ -9,6 +9,8 @@
     unread       a copy not \\Seen (not in Sent, Drafts)   -\\Seen / +\\Seen everywhere
     read         no such copy                     +\\Seen / -\\Seen
     starred      \\Flagged                         +\\Flagged / -\\Flagged
+    bounced      $Bounced (a sent message some    (system: set when delivery fails for good)
+                 server refused for good)
     <folder>     a copy in a folder of that name  (a folder made over IMAP: shown, not set)
     <keyword>    the IMAP keyword                 the keyword, on every copy
 
@@ -23,11 +25,11 @@ from dataclasses import dataclass
 
 from mailgate.store.api import Store
 from mailgate.store.conversations import Criterion, Mail
-from mailgate.store.records import FLAGGED, INBOX, SEEN, SENT, SPAM
+from mailgate.store.records import BOUNCED, FLAGGED, INBOX, SEEN, SENT, SPAM
 
 DRAFTS, TRASH = "Drafts", "Trash"
 RECEIVED, SENT_LABEL, DRAFT, SPAM_LABEL, TRASH_LABEL = "received", "sent", "draft", "spam", "trash"
-UNREAD, READ, STARRED = "unread", "read", "starred"
+UNREAD, READ, STARRED, BOUNCED_LABEL = "unread", "read", "starred", "bounced"
 
 # The label of each built-in mailbox.
 FOLDER_LABELS = {
@@ -38,7 +40,7 @@ FOLDER_LABELS = {
     TRASH: TRASH_LABEL,
 }
 MAILBOX_OF = {label: mailbox for mailbox, label in FOLDER_LABELS.items()}
-SYSTEM = frozenset({RECEIVED, SENT_LABEL, DRAFT})
+SYSTEM = frozenset({RECEIVED, SENT_LABEL, DRAFT, BOUNCED_LABEL, BOUNCED.casefold()})
 # Copies in these never make a message unread: the inbox wrote them.
 _OWN = (SENT, DRAFTS)
 _MAX_LABEL = 200
@@ -51,7 +53,7 @@ class InvalidLabel(ValueError):
 
 def labels_of(mail: Mail) -> list[str]:
     """A message's labels: its folders' (built-in ones first, in FOLDER_LABELS order), then
-    read or unread, starred, and its keywords, sorted."""
+    read or unread, starred, bounced, and its keywords, sorted."""
     folders = {copy.mailbox for copy in mail.copies}
     found = [label for mailbox, label in FOLDER_LABELS.items() if mailbox in folders]
     found += sorted(folders - FOLDER_LABELS.keys())
@@ -66,6 +68,9 @@ def labels_of(mail: Mail) -> list[str]:
     found.append(UNREAD if unread else READ)
     if starred:
         found.append(STARRED)
+    if any(k.casefold() == BOUNCED.casefold() for k in keywords):
+        found.append(BOUNCED_LABEL)
+        keywords = {k for k in keywords if k.casefold() != BOUNCED.casefold()}
     known = {label.casefold() for label in found}
     found += sorted(k for k in keywords if k.casefold() not in known)
     return found
@@ -82,6 +87,8 @@ def criteria(labels: Iterable[str]) -> tuple[Criterion, ...]:
             found.append(Criterion("unseen", " ".join(_OWN), present=label == UNREAD))
         elif label == STARRED:
             found.append(Criterion("flag", FLAGGED))
+        elif label == BOUNCED_LABEL:
+            found.append(Criterion("flag", BOUNCED))
         else:
             # A folder made over IMAP, or a keyword: either makes the label.
             found.append(Criterion("flag", raw))

@@ -195,58 +195,11 @@ class Entries(StoreBase):
             raise ValueError(f"bad STORE mode {mode!r}")
         change_bits, change_kw = split_flags(checked_flags(flags))
         change_keywords = set(change_kw.split())
-        where, post_filter = uid_filter(uids)
 
         async def work(conn: Conn) -> tuple[FlagUpdate, list[Change]]:
-            box = await lock_mailbox(conn, mailbox_id)
-            rows = (
-                await conn.execute(
-                    select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
-                    .where(entries.c.mailbox_id == mailbox_id, where)
-                    .order_by(entries.c.uid)
-                )
-            ).all()
-            modseq = box.highestmodseq + 1
-            states: list[EntryState] = []
-            modified: list[int] = []
-            updates: list[dict[str, Any]] = []
-            for uid, bits, keywords_text, old_modseq in rows:
-                if post_filter is not None and not post_filter(uid):
-                    continue
-                if unchangedsince is not None and old_modseq > unchangedsince:
-                    modified.append(uid)
-                    continue
-                kw = set(keywords_text.split())
-                if mode == "+":
-                    new_bits, new_kw = bits | change_bits, kw | change_keywords
-                elif mode == "-":
-                    new_bits, new_kw = bits & ~change_bits, kw - change_keywords
-                else:
-                    new_bits, new_kw = change_bits, set(change_keywords)
-                new_keywords = " ".join(sorted(new_kw))
-                if new_bits == bits and new_keywords == keywords_text:
-                    states.append(EntryState(uid, join_flags(bits, keywords_text), old_modseq))
-                    continue
-                updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
-                states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
-            if not updates:
-                return FlagUpdate(states, modified, box.highestmodseq), []
-            await conn.execute(
-                update(entries)
-                .where(
-                    entries.c.mailbox_id == mailbox_id,
-                    entries.c.uid == bindparam("b_uid"),
-                )
-                .values(
-                    flags=bindparam("b_flags"), keywords=bindparam("b_keywords"), modseq=modseq
-                ),
-                updates,
+            return await change_flags(
+                conn, mailbox_id, uids, mode, change_bits, change_keywords, unchangedsince
             )
-            added = "" if mode == "-" else " ".join(sorted(change_keywords))
-            await bump_mailbox(conn, box, modseq=modseq, keywords=added)
-            return FlagUpdate(states, modified, modseq), [
-                FlagsChanged(box.inbox_id, mailbox_id, modseq)
-            ]
 
         return await self._change(work)
 
@@ -413,3 +366,62 @@ class Entries(StoreBase):
             return int(result.rowcount or 0)
 
         return await self.db.write(work)
+
+
+async def change_flags(
+    conn: Conn,
+    mailbox_id: int,
+    uids: UidRanges,
+    mode: str,
+    change_bits: int,
+    change_keywords: set[str],
+    unchangedsince: int | None = None,
+) -> tuple[FlagUpdate, list[Change]]:
+    """STORE within a transaction: mode "+" adds, "-" removes, "" replaces; one MODSEQ for the
+    whole change, and the event that tells the mailbox's sessions."""
+    where, post_filter = uid_filter(uids)
+    box = await lock_mailbox(conn, mailbox_id)
+    rows = (
+        await conn.execute(
+            select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+            .where(entries.c.mailbox_id == mailbox_id, where)
+            .order_by(entries.c.uid)
+        )
+    ).all()
+    modseq = box.highestmodseq + 1
+    states: list[EntryState] = []
+    modified: list[int] = []
+    updates: list[dict[str, Any]] = []
+    for uid, bits, keywords_text, old_modseq in rows:
+        if post_filter is not None and not post_filter(uid):
+            continue
+        if unchangedsince is not None and old_modseq > unchangedsince:
+            modified.append(uid)
+            continue
+        kw = set(keywords_text.split())
+        if mode == "+":
+            new_bits, new_kw = bits | change_bits, kw | change_keywords
+        elif mode == "-":
+            new_bits, new_kw = bits & ~change_bits, kw - change_keywords
+        else:
+            new_bits, new_kw = change_bits, set(change_keywords)
+        new_keywords = " ".join(sorted(new_kw))
+        if new_bits == bits and new_keywords == keywords_text:
+            states.append(EntryState(uid, join_flags(bits, keywords_text), old_modseq))
+            continue
+        updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
+        states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
+    if not updates:
+        return FlagUpdate(states, modified, box.highestmodseq), []
+    await conn.execute(
+        update(entries)
+        .where(
+            entries.c.mailbox_id == mailbox_id,
+            entries.c.uid == bindparam("b_uid"),
+        )
+        .values(flags=bindparam("b_flags"), keywords=bindparam("b_keywords"), modseq=modseq),
+        updates,
+    )
+    added = "" if mode == "-" else " ".join(sorted(change_keywords))
+    await bump_mailbox(conn, box, modseq=modseq, keywords=added)
+    return FlagUpdate(states, modified, modseq), [FlagsChanged(box.inbox_id, mailbox_id, modseq)]

@@ -11,12 +11,13 @@ from sqlalchemy.engine import Row
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
-from mailgate.store.database import Conn
+from mailgate.store.database import Conn, Database
+from mailgate.store.entries import change_flags
 from mailgate.store.events import Change
 from mailgate.store.ingest import Filing
-from mailgate.store.models import blobs, outbound
-from mailgate.store.records import Parcel, QueuedRecipient
-from mailgate.store.rows import chunks, collect_garbage, now
+from mailgate.store.models import blobs, entries, mailboxes, messages, outbound
+from mailgate.store.records import BOUNCED, SENT, Parcel, QueuedRecipient
+from mailgate.store.rows import chunks, collect_garbage, lock_mailbox, now
 
 
 class Queue(StoreBase):
@@ -72,9 +73,7 @@ class Queue(StoreBase):
         filing = await Filing.of(bounces)
 
         async def work(conn: Conn) -> tuple[None, list[Change]]:
-            events: list[Change] = []
-            if bounces:
-                _, events = await filing.file(conn, self.db)
+            events = await _file_bounces(conn, self.db, filing, failed)
             gone = [*delivered, *failed]
             if gone:
                 blob_ids = set(
@@ -139,9 +138,7 @@ class Queue(StoreBase):
                     f"queued recipient {queue_id} is being delivered by {row.lease_owner} "
                     "right now; try again once that attempt is over"
                 )
-            events: list[Change] = []
-            if bounces:
-                _, events = await filing.file(conn, self.db)
+            events = await _file_bounces(conn, self.db, filing, [queue_id] if bounces else [])
             await conn.execute(delete(outbound).where(outbound.c.id == queue_id))
             await collect_garbage(conn, {row.message_id})
             return None, events
@@ -209,3 +206,50 @@ def _queued(row: Row[Any]) -> QueuedRecipient:
         lease_owner=row.lease_owner,
         lease_until=row.lease_until,
     )
+
+
+async def _sent_copies(conn: Conn, queue_ids: Sequence[int]) -> dict[int, list[int]]:
+    """The senders' Sent copies of the messages of these failed recipients (mailbox id ->
+    UIDs). The Sent copy is another stored message when the sender used Bcc, so it is found by
+    Message-ID."""
+    failed = (
+        await conn.execute(
+            select(outbound.c.inbox_id, outbound.c.message_id, messages.c.msgid)
+            .join(messages, messages.c.id == outbound.c.message_id)
+            .where(outbound.c.id.in_(list(queue_ids)), outbound.c.inbox_id.is_not(None))
+        )
+    ).all()
+    copies: dict[int, list[int]] = {}
+    for inbox_id, blob_id, msgid in sorted(set(failed)):
+        same = (
+            entries.c.message_id == blob_id
+            if msgid is None
+            else entries.c.message_id.in_(select(messages.c.id).where(messages.c.msgid == msgid))
+        )
+        found = await conn.execute(
+            select(entries.c.mailbox_id, entries.c.uid)
+            .join(mailboxes, mailboxes.c.id == entries.c.mailbox_id)
+            .where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == SENT, same)
+        )
+        for mailbox_id, uid in found:
+            copies.setdefault(mailbox_id, []).append(uid)
+    return copies
+
+
+async def _file_bounces(
+    conn: Conn, db: Database, filing: Filing, queue_ids: Sequence[int]
+) -> list[Change]:
+    """File the bounces and mark BOUNCED on the Sent copies they are about, locking every
+    mailbox in id order first, as every other writer does, so two never wait on each other."""
+    sent = await _sent_copies(conn, queue_ids) if queue_ids else {}
+    for mailbox_id in sorted(set(filing.plan) | set(sent)):
+        await lock_mailbox(conn, mailbox_id)
+    events: list[Change] = []
+    if filing.parcels:
+        _, events = await filing.file(conn, db)
+    for mailbox_id, uids in sorted(sent.items()):
+        _, changed = await change_flags(
+            conn, mailbox_id, [(uid, uid) for uid in uids], "+", 0, {BOUNCED}
+        )
+        events += changed
+    return events

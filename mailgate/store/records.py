@@ -29,6 +29,9 @@ BUILTIN_MAILBOXES: dict[str, str | None] = {
     "Drafts": "\\Drafts",
 }
 HIERARCHY_DELIMITER = "/"
+# The keyword on a sent message that some recipient's server refused for good (the bounce is
+# in the sender's INBOX); the HTTP API shows it as the "bounced" label.
+BOUNCED = "$Bounced"
 
 
 class Unset:

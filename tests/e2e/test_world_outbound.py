@@ -239,6 +239,9 @@ def test_5xx_at_rcpt_bounces_to_the_senders_inbox(
     assert queue_of(server) == []
     assert peer.messages == []
     assert peer.refused == []
+    # The sent message says so too, in the same commit as the bounce.
+    (sent,) = read_mailbox(server, alice, "Sent", with_bodies=False)
+    assert "$Bounced" in sent.flags
 
 
 def test_5xx_at_data_bounces_with_the_remotes_words(

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from agentmail import ValidationError
 
 from tests.dnsserver import ZoneServer
-from tests.e2e.world import REMOTE, outbound_settings, point_mx, publish_domain
+from tests.e2e.world import REMOTE, eventually, outbound_settings, point_mx, publish_domain
 from tests.harness import DOMAIN, Server
 from tests.http.sdk import Api
 from tests.smtp.helpers import read_mailbox
@@ -53,3 +54,34 @@ def test_a_send_to_the_world_is_signed_and_delivered(
     assert b"From the API." in delivered.data
     (copy,) = read_mailbox(server, account, "Sent")
     assert copy.header("Message-ID") == [sent.message_id]
+
+
+def test_a_send_refused_for_good_is_labelled_bounced(
+    make_server: Callable[..., Server], zone: ZoneServer, peer: SMTPPeer
+) -> None:
+    point_mx(zone)
+    peer.rcpt_by_address[f"bob@{REMOTE}"] = "550 5.1.1 no such user"
+    server = make_server(**outbound_settings(zone, peer.port))
+    account = server.account()
+    publish_domain(zone, server, DOMAIN)
+    api = Api(server, account.key)
+    messages = api.client.inboxes.messages
+    try:
+        # With a Bcc the Sent copy is a message of its own; it is marked all the same.
+        sent = messages.send(
+            account.address, to=[f"bob@{REMOTE}"], bcc=[f"carol@{REMOTE}"], text="Anyone?"
+        )
+        eventually(
+            lambda: "bounced" in messages.get(account.address, sent.message_id).labels or None,
+            what="the bounced label",
+        )
+        (copy,) = read_mailbox(server, account, "Sent", with_bodies=False)
+        assert "$Bounced" in copy.flags
+        bounced = messages.list(account.address, labels=["bounced"]).messages
+        assert [m.message_id for m in bounced] == [sent.message_id]
+        # A system label: it follows what delivery did, not what a client says.
+        for change in ({"add_labels": ["bounced"]}, {"remove_labels": ["Bounced"]}):
+            with pytest.raises(ValidationError):
+                messages.update(account.address, sent.message_id, **change)
+    finally:
+        api.close()

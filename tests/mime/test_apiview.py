@@ -226,8 +226,11 @@ def test_preview_reads_past_a_long_blank_start() -> None:
 
 
 def test_preview_of_a_long_base64_text_does_not_keep_a_split_character() -> None:
-    raw = composed(text="é" * 50_000)  # compose writes this base64
-    assert b"base64" in raw
+    encoded = base64.encodebytes(("é" * 50_000).encode()).replace(b"\n", b"\r\n")
+    raw = (
+        b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded
+    )
     assert summarize(raw).preview == "é" * PREVIEW_LENGTH
 
 
