@@ -37,6 +37,7 @@ from mailgate.smtp.server import MailgateSMTP
 from mailgate.smtp.submission import SubmissionHandler
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
+from mailgate.store.records import RECEIPT_LIFETIME
 from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -281,11 +282,14 @@ class App:
             assert self.store is not None
             try:
                 forgotten = await self.store.prune_expunged(int(time.time()) - EXPUNGE_HISTORY)
+                receipts = await self.store.prune_receipts(int(time.time()) - RECEIPT_LIFETIME)
             except StoreError as exc:  # the database is down: next time
-                log.warning("forgetting old expunge records failed: %s", exc)
+                log.warning("forgetting old expunge records and send keys failed: %s", exc)
             else:
                 if forgotten:
                     log.info("forgot %d expunge records older than a day", forgotten)
+                if receipts:
+                    log.info("forgot %d idempotency keys of sends older than a day", receipts)
             await asyncio.sleep(PRUNE_INTERVAL)
 
     async def stop(self) -> None:

@@ -23,7 +23,7 @@ from mailgate.delivery.trace import Origin, date_header, new_message_id, receive
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import SEEN, Outgoing, Parcel, Target
+from mailgate.store.records import SEEN, Outgoing, Parcel, SendReceipt, Target
 
 
 class SenderNotAuthorized(Exception):
@@ -74,12 +74,15 @@ class Submission:
         origin: Origin,
         *,
         mail_from: str | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> Accepted:
         """Check, stamp and route the message, and commit every copy at once.
 
         `mail_from` is the envelope sender where the protocol has one (SMTP); the inbox's own
-        address otherwise. Raises SenderNotAuthorized, InvalidAddress for a malformed
-        recipient, or UnknownRecipients; nothing is stored then.
+        address otherwise. `idempotency` is a key and the fingerprint of the request that
+        carried it: kept in the same commit, and AlreadySent if the inbox used the key lately.
+        Raises SenderNotAuthorized, InvalidAddress for a malformed recipient, or
+        UnknownRecipients; nothing is stored then.
         """
         check_sender(principal, principal.address if mail_from is None else mail_from)
         raw = normalize_crlf(data)
@@ -127,7 +130,11 @@ class Submission:
                 Parcel(sent_copy, (sent_target,)),
                 Parcel(added + delivered, targets, outbound=queued),
             ]
-        await self.store.deliver(parcels)
+        receipt = None
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            receipt = SendReceipt(principal.inbox.id, key, fingerprint, message_id)
+        await self.store.deliver(parcels, receipt=receipt)
         if queued and self._on_queued is not None:
             self._on_queued()
         return Accepted(trace_id, message_id, sorted(local), remote)

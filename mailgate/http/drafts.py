@@ -25,6 +25,7 @@ so a draft that cannot be sent stays. Scheduled sending (`send_at`) answers 501.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email.policy
 import hashlib
@@ -39,6 +40,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from mailgate.delivery import labels
+from mailgate.http import idempotency
 from mailgate.http.caller import CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere
@@ -339,12 +341,18 @@ async def send_draft(
     inbox = await visible_inbox(caller, services, None, inbox_id)
     body = body or SendDraftRequest()
     change = _change(body.add_labels, body.remove_labels, in_drafts=False)
+    key = await idempotency.once(request)
+    if (before := await idempotency.sent_before(services, inbox, key)) is not None:
+        # Sent already; if the server stopped before the draft left Drafts, it leaves now.
+        with contextlib.suppress(NotFound):
+            await delete(services, await _find(services, [inbox.id], draft_id))
+        return SendMessageResponse(message_id=before.message_id, thread_id=before.thread)
     mail = await _find(services, [inbox.id], draft_id)
     raw = await services.store.blob(mail.blob_id)
     kept = await _off_loop(raw, _kept, mail, raw, frozenset(), ())
     # Composed anew: now, and without mailgate's own headers.
     composed = build(services, inbox, dataclasses.replace(kept, headers={}, date=None))
-    sent = await send(services, caller, request, inbox, composed, None)
+    sent = await send(services, caller, request, inbox, composed, None, key)
     if change is not None:
         await labels.apply(services.store, sent, change)
     await delete(services, mail)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from mailgate.delivery import labels
+from mailgate.http import idempotency
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.downloads import link
@@ -230,8 +231,11 @@ async def send_message(
     """Send as the inbox: to, cc and bcc, subject, text and/or html, attachments (base64)."""
     inbox = await visible_inbox(caller, services, None, inbox_id)
     check_fields(body)
+    key = await idempotency.once(request)
+    if (before := await idempotency.sent_before(services, inbox, key)) is not None:
+        return SendMessageResponse(message_id=before.message_id, thread_id=before.thread)
     composed = build(services, inbox, outgoing(body))
-    sent = await send(services, caller, request, inbox, composed, body.labels)
+    sent = await send(services, caller, request, inbox, composed, body.labels, key)
     return SendMessageResponse(message_id=sent.message_id, thread_id=sent.thread)
 
 
@@ -353,6 +357,9 @@ async def forward(
     """Forward the message, its attachments included, below the request's text and html."""
     inbox = await visible_inbox(caller, services, None, inbox_id)
     check_fields(body)
+    key = await idempotency.once(request)
+    if (before := await idempotency.sent_before(services, inbox, key)) is not None:
+        return SendMessageResponse(message_id=before.message_id, thread_id=before.thread)
     original = await _one(services, inbox, message_id)
     quoted = forwarded(await services.store.blob(original.blob_id), text=body.text, html=body.html)
     fields = outgoing(body)
@@ -367,7 +374,7 @@ async def forward(
             attachments=quoted.attachments + fields.attachments,
         ),
     )
-    sent = await send(services, caller, request, inbox, composed, body.labels)
+    sent = await send(services, caller, request, inbox, composed, body.labels, key)
     return SendMessageResponse(message_id=sent.message_id, thread_id=sent.thread)
 
 
@@ -382,6 +389,9 @@ async def _answer(
 ) -> SendMessageResponse:
     inbox = await visible_inbox(caller, services, None, inbox_id)
     check_fields(body)
+    key = await idempotency.once(request)
+    if (before := await idempotency.sent_before(services, inbox, key)) is not None:
+        return SendMessageResponse(message_id=before.message_id, thread_id=before.thread)
     original = await _one(services, inbox, message_id)
     raw = await services.store.blob(original.blob_id)
     answer = replied(raw, inbox.address, reply_all=bool(everyone))
@@ -403,7 +413,7 @@ async def _answer(
             references=answer.references,
         ),
     )
-    sent = await send(services, caller, request, inbox, composed, body.labels)
+    sent = await send(services, caller, request, inbox, composed, body.labels, key)
     return SendMessageResponse(message_id=sent.message_id, thread_id=sent.thread)
 
 

@@ -25,12 +25,15 @@ from mailgate.auth import Principal
 from mailgate.delivery import labels
 from mailgate.delivery.submission import SenderNotAuthorized, UnknownRecipients
 from mailgate.delivery.trace import Origin
+from mailgate.http import idempotency
 from mailgate.http.caller import Caller
 from mailgate.http.context import Services
 from mailgate.http.errors import ContentTooLarge, FieldError, Forbidden, Invalid, NotImplementedHere
+from mailgate.http.idempotency import Once
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.compose import Attachment, Composed, NamedAddress, compose
 from mailgate.store.conversations import Mail
+from mailgate.store.errors import AlreadySent
 from mailgate.store.records import Inbox
 
 
@@ -215,14 +218,25 @@ async def send(
     inbox: Inbox,
     composed: Composed,
     label_names: Sequence[str] | None,
+    key: Once | None,
 ) -> Mail:
-    """Submit the message as `inbox` and label its Sent copy; the message as the inbox sees it."""
+    """Submit the message as `inbox` and label its Sent copy; the message as the inbox sees it.
+    With an idempotency `key` already used, the message it sent (idempotency.py)."""
     principal = Principal(inbox, caller.key.id)
     tls = request.scope.get("extensions", {}).get("tls")
     client = request.client.host if request.client is not None else "unknown"
     origin = Origin.http(ip=client, tls="TLS" if tls or request.url.scheme == "https" else None)
     try:
-        await services.submission.submit(principal, composed.raw, composed.recipients, origin)
+        await services.submission.submit(
+            principal,
+            composed.raw,
+            composed.recipients,
+            origin,
+            idempotency=None if key is None else (key.key, key.fingerprint),
+        )
+    except AlreadySent as exc:  # the same key, sent a moment ago by a request running beside
+        assert key is not None
+        return await idempotency.replay(services, inbox, key, exc.message_id, exc.fingerprint)
     except SenderNotAuthorized as exc:
         raise MessageRejected(f"sender not authorized: {exc}") from None
     except UnknownRecipients as exc:

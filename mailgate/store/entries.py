@@ -15,11 +15,20 @@ from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, FlagsChanged, MessagesAdded, MessagesExpunged
 from mailgate.store.ingest import Filing
-from mailgate.store.models import blobs, entries, expunged, mailboxes, messages, threads
+from mailgate.store.models import (
+    blobs,
+    entries,
+    expunged,
+    mailboxes,
+    messages,
+    send_receipts,
+    threads,
+)
 from mailgate.store.names import checked_flags
 from mailgate.store.records import (
     DELETED,
     FLAG_BITS,
+    RECEIPT_LIFETIME,
     Changes,
     CopyResult,
     EntryState,
@@ -27,6 +36,7 @@ from mailgate.store.records import (
     FlagUpdate,
     Parcel,
     Placed,
+    SendReceipt,
     Target,
     join_flags,
     split_flags,
@@ -38,6 +48,7 @@ from mailgate.store.rows import (
     collect_garbage,
     keywords,
     lock_mailbox,
+    now,
     remove_entries,
     to_datetime,
     uid_filter,
@@ -75,13 +86,22 @@ class Entries(StoreBase):
         )
         return placed[0][0]
 
-    async def deliver(self, parcels: Sequence[Parcel]) -> list[list[Placed]]:
+    async def deliver(
+        self, parcels: Sequence[Parcel], *, receipt: SendReceipt | None = None
+    ) -> list[list[Placed]]:
         """File messages in mailboxes and queue them for remote recipients, all in one
         transaction: a submission's Sent copy, every local recipient's INBOX entry and its
-        outbound queue rows share one blob. Returns, per parcel, one Placed per target."""
+        outbound queue rows share one blob. Returns, per parcel, one Placed per target.
+
+        With a `receipt`, its key is remembered in the same transaction; AlreadySent, and
+        nothing filed, if the inbox used that key within RECEIPT_LIFETIME. Two sends with one
+        key at once: the second's insert fails, its transaction is retried and finds the first.
+        """
         filing = await Filing.of(parcels)
 
         async def work(conn: Conn) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
+            if receipt is not None:
+                await _keep_receipt(conn, receipt)
             return await filing.file(conn, self.db)
 
         return filing.placed_lists(await self._change(work))
@@ -344,6 +364,29 @@ class Entries(StoreBase):
             row.highestmodseq, row.uidnext, keywords(row.keywords), changed, gone, present=present
         )
 
+    async def recall_receipt(self, inbox_id: int, key: str) -> tuple[str, str] | None:
+        """The Message-ID and request fingerprint of the inbox's send with idempotency `key`,
+        if it was made within RECEIPT_LIFETIME."""
+        query = select(send_receipts.c.message_id, send_receipts.c.fingerprint).where(
+            send_receipts.c.inbox_id == inbox_id,
+            send_receipts.c.key == key,
+            send_receipts.c.created_at >= now() - RECEIPT_LIFETIME,
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).first()
+        return None if found is None else (found.message_id, found.fingerprint)
+
+    async def prune_receipts(self, before: int) -> int:
+        """Forget the idempotency keys of sends made before `before`; returns how many."""
+
+        async def work(conn: Conn) -> int:
+            result = await conn.execute(
+                delete(send_receipts).where(send_receipts.c.created_at < before)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.db.write(work)
+
     async def prune_expunged(self, before: int) -> int:
         """Forget the expunges recorded before `before` (Unix time); returns how many. Each
         mailbox remembers the last MODSEQ forgotten, so a session that looked before it is
@@ -425,3 +468,28 @@ async def change_flags(
     added = "" if mode == "-" else " ".join(sorted(change_keywords))
     await bump_mailbox(conn, box, modseq=modseq, keywords=added)
     return FlagUpdate(states, modified, modseq), [FlagsChanged(box.inbox_id, mailbox_id, modseq)]
+
+
+async def _keep_receipt(conn: Conn, receipt: SendReceipt) -> None:
+    mine = (send_receipts.c.inbox_id == receipt.inbox_id) & (send_receipts.c.key == receipt.key)
+    found = (
+        await conn.execute(
+            select(
+                send_receipts.c.message_id, send_receipts.c.fingerprint, send_receipts.c.created_at
+            ).where(mine)
+        )
+    ).first()
+    current = now()
+    if found is not None and found.created_at >= current - RECEIPT_LIFETIME:
+        raise errors.AlreadySent(found.message_id, found.fingerprint)
+    if found is not None:  # expired, not yet pruned: the key is free again
+        await conn.execute(delete(send_receipts).where(mine))
+    await conn.execute(
+        insert(send_receipts).values(
+            inbox_id=receipt.inbox_id,
+            key=receipt.key,
+            fingerprint=receipt.fingerprint,
+            message_id=receipt.message_id,
+            created_at=current,
+        )
+    )

@@ -55,6 +55,15 @@ class DomainExists(AlreadyExists):
     pass
 
 
+class AlreadySent(StoreError):
+    """A send's idempotency key was used before (within a day): nothing was sent this time."""
+
+    def __init__(self, message_id: str, fingerprint: str) -> None:
+        super().__init__(f"already sent as {message_id}")
+        self.message_id = message_id
+        self.fingerprint = fingerprint
+
+
 class CannotModify(StoreError):
     """The operation is not allowed on this object (a built-in mailbox, a pod with inboxes…)."""
 

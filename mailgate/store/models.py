@@ -273,6 +273,22 @@ outbound = Table(
     sqlite_autoincrement=True,
 )
 
+# What a send with an Idempotency-Key sent, so that a retry within a day returns it rather than
+# sending again; written in the send's own transaction.
+send_receipts = Table(
+    "send_receipts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # of the request: same key, same request
+    Column("message_id", Text, nullable=False),  # the Message-ID it sent
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("inbox_id", "key", name="uq_send_receipts_inbox_key"),
+    Index("ix_send_receipts_created_at", "created_at"),
+    sqlite_autoincrement=True,
+)
+
 # Allow and block lists, per inbox or per pod: an entry is an address or a domain.
 sender_rules = Table(
     "sender_rules",

@@ -220,6 +220,21 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """A send made with an idempotency key: kept with the send, so that a retry of the same
+    request is answered with `message_id` instead of sending again."""
+
+    inbox_id: int
+    key: str
+    fingerprint: str  # of the request, so that the key reused for another request is told
+    message_id: str
+
+
+# How long a send's idempotency key is remembered.
+RECEIPT_LIFETIME = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
 class Parcel:
     """One message, the mailboxes it goes to and the remote recipients it is queued for."""
 

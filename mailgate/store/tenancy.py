@@ -15,7 +15,16 @@ from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, MailboxDeleted
-from mailgate.store.models import api_keys, entries, expunged, inboxes, mailboxes, pods, secrets
+from mailgate.store.models import (
+    api_keys,
+    entries,
+    expunged,
+    inboxes,
+    mailboxes,
+    pods,
+    secrets,
+    send_receipts,
+)
 from mailgate.store.names import address as valid_address
 from mailgate.store.names import key_label, optional_text, pod_name, storable, valid_key_id
 from mailgate.store.records import BUILTIN_MAILBOXES, UNSET, ApiKey, Inbox, Pod, Unset
@@ -229,6 +238,7 @@ class Tenancy(StoreBase):
             await conn.execute(delete(entries).where(entries.c.mailbox_id.in_(box_ids)))
             await conn.execute(delete(expunged).where(expunged.c.mailbox_id.in_(box_ids)))
             await conn.execute(delete(api_keys).where(api_keys.c.inbox_id == inbox_id))
+            await conn.execute(delete(send_receipts).where(send_receipts.c.inbox_id == inbox_id))
             await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
             await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
             await collect_garbage(conn, blob_ids)
