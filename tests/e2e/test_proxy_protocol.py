@@ -56,7 +56,7 @@ def proxied(make_server: Callable[..., Server], zone: ZoneServer) -> Server:
     return make_server(
         server={"proxy_networks": (f"{BALANCER}/32",)},
         dns={"nameservers": (zone.address,), "timeout": 1.0},
-        auth={"max_failures": 3, "failure_window": 600, "lockout": 60, "failure_delay": 0.0},
+        auth={"ban_after": 3, "failure_window": 600, "lockout": 60, "failure_delay": 0.0},
     )
 
 
