@@ -181,6 +181,9 @@ class APISettings:
     # A send of an [smtp] max_message_size message fits: 10 MiB of attachments is about 13.4 MiB
     # in base64, and the text and HTML bodies come on top.
     max_request_size: int = field(default=16777216, metadata=_check(_positive))
+    # Seconds a request's header may take to arrive whole, and its body may pause between two
+    # reads (nginx's client_header_timeout and client_body_timeout); then 408 and close.
+    read_timeout: int = field(default=30, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,74 @@ class _ProxiedClient:
         self.client = self.proxied_client
 
 
+class _ReadTimeouts:
+    """uvicorn times a connection out only between requests, so a client that connects and
+    never sends, or trickles its header or body a byte at a time, would hold its connection
+    forever. Here, as nginx does: a request's header must arrive whole within `read_timeout` of
+    its first byte (or of the connection), and its body may pause at most that long between two
+    reads; else the client gets a 408 and the connection is closed."""
+
+    read_timeout: float
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+    _header_since: float | None
+    _last_read: float
+    _clock: asyncio.TimerHandle | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._header_since = self._last_read = self.loop.time()
+        self._clock = None
+        self._check_later()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        if self._header_since is None and self._between_requests():
+            self._header_since = self._last_read
+        super().data_received(data)  # type: ignore[misc]
+        if not self._between_requests():
+            self._header_since = None  # the header is in: the request is the app's now
+        if self._clock is None:
+            self._check_later()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _check_later(self, at: float | None = None) -> None:
+        when = self.loop.time() + self.read_timeout if at is None else at
+        self._clock = self.loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        self._clock = None
+        if self.transport.is_closing():
+            return
+        if self._header_since is not None:
+            due = self._header_since + self.read_timeout
+        elif self.cycle is not None and self.cycle.more_body and not self.cycle.response_complete:
+            due = self._last_read + self.read_timeout
+        else:
+            return  # nothing is being read: the app is answering, or keep-alive times out
+        if self.loop.time() < due:
+            self._check_later(due)
+            return
+        if self.cycle is None or self._header_since is not None or not self.cycle.response_started:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+_TIMEOUT_BODY = b'{"name":"RequestTimeoutError","message":"the request did not arrive in time"}'
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+
 class ApiServer:
     def __init__(self, services: Services) -> None:
         self.app = build_app(services, services.settings.api.max_request_size)
@@ -109,7 +177,12 @@ class ApiServer:
         )
         self._config.load()
         self._state = ServerState()
-        self._protocol_class: Any = self._config.http_protocol_class
+        uvicorn_class = self._config.http_protocol_class
+        self._protocol_class: Any = type(
+            f"Timed{uvicorn_class.__name__}",
+            (_ReadTimeouts, uvicorn_class),
+            {"read_timeout": services.settings.api.read_timeout},
+        )
         self._proxied_class: Any = type(
             f"Proxied{self._protocol_class.__name__}", (_ProxiedClient, self._protocol_class), {}
         )

@@ -5,6 +5,7 @@ failure in the SDK's error shape."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -167,6 +168,39 @@ def test_a_body_over_the_limit_is_413(small: Server) -> None:
         assert api.client.pods.inboxes.create("default", metadata={"notes": "short"}).inbox_id
     finally:
         api.close()
+
+
+def test_stalled_clients_get_408_and_everyone_else_is_served(
+    make_server: Callable[..., Server],
+) -> None:
+    node = make_server(api={"read_timeout": 1})
+    port = node.port("api")
+    api = Api(node, node.org_key())
+    # Connected and silent; a header sent a piece at a time and never ended; a body that
+    # stops halfway. uvicorn alone would hold each of these for good.
+    silent = socket.create_connection(("127.0.0.1", port), timeout=30)
+    trickle = socket.create_connection(("127.0.0.1", port), timeout=30)
+    trickle.sendall(b"GET /v0/auth/me HTTP/1.1\r\nHost: x\r\n")
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+    stalled.sendall(
+        b"POST /v0/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + api.key.encode()
+        + b'\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name": '
+    )
+    try:
+        for sock in (silent, trickle, stalled):
+            answer = _until_closed(sock)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 "), answer
+            assert json.loads(body)["name"] == "RequestTimeoutError"
+        # A client between requests is uvicorn's keep-alive to close; one that keeps asking is
+        # answered, and the API served everyone else meanwhile.
+        assert api.client.auth.me().organization_id
+    finally:
+        for sock in (silent, trickle, stalled):
+            sock.close()
+        api.close()
+    assert [p.name for p in node.call(node.store.list_pods())] == ["default"]
 
 
 def test_the_default_limit_fits_a_largest_message_in_base64() -> None:
