@@ -59,6 +59,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import api_idle
+import api_list
+import api_memory
+import api_send
 import crossnode
 import fetch
 import idle
@@ -86,13 +90,17 @@ from world import SINK_DOMAIN, ZONE_TTL, Sink, Zone, publish_domain
 # The phases, in the order they run.
 PHASES: tuple[Phase, ...] = (
     throughput.PHASE,
+    api_send.PHASE,
     idle.PHASE,
+    api_idle.PHASE,
+    api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
     memory.PHASE,
+    api_memory.PHASE,
 )
 
 FULL = Counts(
@@ -106,6 +114,9 @@ FULL = Counts(
     outbound_messages=500,
     inbound_messages=500,
     stall_messages=20000,
+    list_messages=2000,
+    list_runs=5,
+    api_connections=1000,
 )
 QUICK = Counts(
     messages=80,
@@ -118,6 +129,9 @@ QUICK = Counts(
     outbound_messages=80,
     inbound_messages=80,
     stall_messages=2000,
+    list_messages=300,
+    list_runs=3,
+    api_connections=200,
 )
 
 
@@ -161,7 +175,8 @@ def machine_info() -> list[str]:
             return "?"
 
     libs = ", ".join(
-        f"{n} {version(n)}" for n in ("Twisted", "aiosmtpd", "pyOpenSSL", "SQLAlchemy")
+        f"{n} {version(n)}"
+        for n in ("Twisted", "aiosmtpd", "pyOpenSSL", "SQLAlchemy", "uvicorn", "agentmail")
     )
     return [
         f"machine   {os.cpu_count()} CPUs ({model}){mem}, {platform.platform()}",
@@ -219,6 +234,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
     p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
+    p.add_argument("--list-messages", type=int, help="api_list: inbox size (2000)")
+    p.add_argument("--list-runs", type=int, help="api_list: times to page through it (5)")
+    p.add_argument(
+        "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (1000)"
+    )
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -271,6 +291,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         outbound_messages=args.outbound_messages or base.outbound_messages,
         inbound_messages=args.inbound_messages or base.inbound_messages,
         stall_messages=args.stall_messages or base.stall_messages,
+        list_messages=args.list_messages or base.list_messages,
+        list_runs=args.list_runs or base.list_runs,
+        api_connections=args.api_connections or base.api_connections,
     )
     return args
 
@@ -314,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     began = time.perf_counter()
-    fd_limit = raise_fd_limit(counts.connections * 2 + 1024)
+    fd_limit = raise_fd_limit(max(counts.connections, counts.api_connections) * 2 + 1024)
     if "memory" in args.phases and fd_limit < counts.connections + 256:
         print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
 
@@ -394,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             archive=create_inbox(config, env, f"archive@{DOMAIN}"),
             agent=create_inbox(config, env, f"agent@{DOMAIN}"),
             searcher=create_inbox(config, env, f"searcher@{DOMAIN}"),
+            lister=create_inbox(config, env, f"lister@{DOMAIN}"),
             zone=zone,
             sink=sink,
         )
@@ -422,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  counts    throughput {counts.messages} msgs / {counts.clients} clients, "
             f"idle {counts.idle_messages} msgs{across}, fetch {counts.fetch_messages} msgs x "
             f"{counts.fetch_runs} runs, outbound {counts.outbound_messages} msgs, inbound "
-            f"{counts.inbound_messages} msgs, memory {counts.connections} connections; "
-            f"open-file limit {fd_limit}"
+            f"{counts.inbound_messages} msgs, memory {counts.connections} connections, "
+            f"api_list {counts.list_messages} msgs x {counts.list_runs} runs, api_memory "
+            f"{counts.api_connections} connections; open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
         if nodes > 1:

@@ -24,6 +24,9 @@ class Counts:
     outbound_messages: int
     inbound_messages: int
     stall_messages: int
+    list_messages: int  # api_list: the inbox's size
+    list_runs: int
+    api_connections: int  # api_memory: keep-alive HTTP connections
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Bench:
     archive: Account
     agent: Account
     searcher: Account  # the big mailbox the stall phase searches
+    lister: Account  # the inbox api_list pages through
     servers: list[Target] = field(default_factory=list)  # node A first
     zone: Zone | None = None  # with a phase that needs DNS
     sink: Sink | None = None  # with a phase that needs the sink
