@@ -182,6 +182,7 @@ class RawIMAP:
 
 def smtp_client(port: int, account: Account) -> smtplib.SMTP_SSL:
     client = smtplib.SMTP_SSL(HOST, port, context=client_tls(), timeout=SOCKET_TIMEOUT)
+    assert client.sock is not None  # connected by the constructor
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.login(account.address, account.key)
     return client

@@ -148,6 +148,7 @@ def bench_inbound(
             # As another MTA would: one connection, STARTTLS, then message after message.
             port = servers[i % nodes].ports["mx"]
             smtp = smtplib.SMTP(HOST, port, local_hostname=WORLD_HELO, timeout=SOCKET_TIMEOUT)
+            assert smtp.sock is not None  # connected by the constructor
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.starttls(context=client_tls())
             smtp.ehlo()

@@ -40,11 +40,11 @@ def inbox_subjects(port: int, account: Account) -> list[str]:
             raise BenchError(f"EXAMINE INBOX failed: {data!r}")
         if int(data[0] or 0) == 0:
             return []
-        typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        typ, fetched = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         if typ != "OK":
-            raise BenchError(f"FETCH Subject failed: {data!r}")
-        subjects = []
-        for item in data:
+            raise BenchError(f"FETCH Subject failed: {fetched!r}")
+        subjects: list[str] = []
+        for item in fetched:
             if isinstance(item, tuple):
                 m = re.search(rb"^Subject: *(.*?)\r?$", item[1], re.MULTILINE | re.IGNORECASE)
                 subjects.append(m.group(1).decode(errors="replace") if m else "")
