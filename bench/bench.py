@@ -2,7 +2,8 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,idle,crossnode,fetch,outbound,inbound,memory]
+                                    [--only throughput,api_send,idle,api_idle,api_list,crossnode,
+                                            fetch,outbound,inbound,stall,memory,api_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -21,6 +22,12 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
   SPF/DKIM/DMARC evaluated by the server against the same loopback DNS server.
 - memory: server RSS/PSS per idle IMAP connection (TLS, logged in, INBOX selected, IDLE).
+- api_send, api_idle: the HTTP API's twins of throughput and idle, run right after them: messages
+  sent with the official agentmail SDK (N concurrent clients; one at a time to an idling client).
+- api_list: an inbox of thousands of messages paged through over the API, 100 a page, with the
+  SDK and with bare httpx.
+- api_memory: what the HTTP API adds to the server's memory: its first request, and each open
+  keep-alive connection.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
