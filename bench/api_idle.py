@@ -14,7 +14,7 @@ from meters import cpu_meter
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, progress
 
-API_IDLE_LABEL = "API send -> IDLE EXISTS p50/p95/p99/max"
+API_IDLE_LABELS = ["API send -> IDLE EXISTS p50/p95/p99/max", "  request -> EXISTS p50 / p99"]
 
 
 def bench_api_idle(
@@ -57,10 +57,15 @@ def bench_api_idle(
     section.add("request -> EXISTS p50", ms(percentile(whole, 50)), "ms  (the whole way)")
     section.add("server CPU", f"{cpu / count * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
     summary.add(
-        API_IDLE_LABEL,
+        API_IDLE_LABELS[0],
         " / ".join(f"{percentile(latencies, p) * 1000:.1f}" for p in (50, 95, 99))
         + f" / {max(latencies) * 1000:.1f} ms",
-        "a few ms, as SMTP's (idle)",
+        "~0: the EXISTS comes with the response",
+    )
+    summary.add(
+        API_IDLE_LABELS[1],
+        f"{percentile(whole, 50) * 1000:.1f} / {percentile(whole, 99) * 1000:.1f} ms",
+        "the whole way; SMTP's: idle's MAIL FROM -> EXISTS",
     )
     return section
 
@@ -71,4 +76,4 @@ def _run(bench: Bench) -> Section:
     )
 
 
-PHASE = Phase("api_idle", _run, lambda counts, nodes: [API_IDLE_LABEL])
+PHASE = Phase("api_idle", _run, lambda counts, nodes: API_IDLE_LABELS)
