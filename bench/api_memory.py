@@ -113,7 +113,11 @@ async def hold(server: Target, account: Account, count: int) -> KeepAlive:
         answered = time.perf_counter()
         held, held_fds = server.memory_kib(), server.open_fds()
         if held_fds < fds0 + count:
-            raise BenchError(f"{count} connections answered but the server holds {held_fds} fds")
+            raise BenchError(
+                f"{count} connections answered but the server holds {held_fds - fds0} more fds: "
+                "answering them all took longer than the keep-alive timeout; use fewer "
+                "(--api-connections)"
+            )
         try:  # each read ends when the server closes that connection
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await asyncio.gather(*(r.read() for r, _ in conns))

@@ -123,7 +123,7 @@ FULL = Counts(
     stall_messages=20000,
     list_messages=2000,
     list_runs=5,
-    api_connections=1000,
+    api_connections=500,
 )
 QUICK = Counts(
     messages=80,
@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--list-messages", type=int, help="api_list: inbox size (2000)")
     p.add_argument("--list-runs", type=int, help="api_list: times to page through it (5)")
     p.add_argument(
-        "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (1000)"
+        "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
     )
     p.add_argument(
         "--memory-rounds",
