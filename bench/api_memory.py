@@ -208,12 +208,8 @@ def bench_api_memory(server: Target, account: Account, count: int, summary: Summ
 
 
 def _run(bench: Bench) -> Section:
-    server = bench.servers[0]
-    if bench.used:
-        # A fresh process: "before the first API request" means one that has served none.
-        progress("api_memory: restarting the server")
-        server.stop()
-        server.start()
+    # A fresh process also means one that has served no API request yet.
+    server = bench.fresh_server("api_memory")
     return bench_api_memory(server, bench.agent, bench.counts.api_connections, bench.summary)
 
 

@@ -3,12 +3,10 @@ twin of `throughput`."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import threading
 import time
 
-from clients import NO_RETRIES, RawIMAP, api_client
+from clients import NO_RETRIES, RawIMAP, api_client, start_clients
 from common import Account, BenchError, Target
 from messages import api_text
 from meters import cpu_meter, postgres_cpu_seconds
@@ -72,12 +70,7 @@ def bench_api_send(
 
     progress(f"api_send: {clients} SDK clients x {per_client} messages")
     before = inbox_total(server, senders)
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    gc.collect()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
+    threads = start_clients(client, clients, barrier)
     pg0 = postgres_cpu_seconds() if postgres else None
     with cpu_meter(server) as meter:
         start = time.perf_counter()

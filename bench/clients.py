@@ -1,19 +1,21 @@
 """The clients every phase uses: a TLS context that trusts the run's certificates, a raw IMAP
 client for exact timing, an authenticated SMTP submission client, the official `agentmail` SDK
-pointed at the HTTP API; and the throw-away certificates of the servers the benchmark runs
-itself."""
+pointed at the HTTP API, client threads that start together; and the throw-away certificates of
+the servers the benchmark runs itself."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import itertools
 import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +188,20 @@ def smtp_client(port: int, account: Account) -> smtplib.SMTP_SSL:
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.login(account.address, account.key)
     return client
+
+
+def start_clients(
+    client: Callable[[int], None], count: int, barrier: threading.Barrier
+) -> list[threading.Thread]:
+    """Start `count` client threads, `client(i)` each, and return once all of them are ready: at
+    `barrier` (of count + 1), which a client that fails aborts."""
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    gc.collect()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    return threads
 
 
 # The SDK repeats a request answered 429 or 5xx after a second or two: a measurement wants the
