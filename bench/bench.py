@@ -2,7 +2,8 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,idle,crossnode,fetch,outbound,inbound,memory]
+                                    [--only throughput,api_send,idle,api_idle,api_list,crossnode,
+                                            fetch,outbound,inbound,stall,memory,api_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -21,6 +22,12 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
   SPF/DKIM/DMARC evaluated by the server against the same loopback DNS server.
 - memory: server RSS/PSS per idle IMAP connection (TLS, logged in, INBOX selected, IDLE).
+- api_send, api_idle: the HTTP API's twins of throughput and idle, run right after them: messages
+  sent with the official agentmail SDK (N concurrent clients; one at a time to an idling client).
+- api_list: an inbox of thousands of messages paged through over the API, 100 a page, with the
+  SDK and with bare httpx.
+- api_memory: what the HTTP API adds to the server's memory: its first request, and each open
+  keep-alive connection.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -59,6 +66,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import api_idle
+import api_list
+import api_memory
+import api_send
 import crossnode
 import fetch
 import idle
@@ -86,13 +97,17 @@ from world import SINK_DOMAIN, ZONE_TTL, Sink, Zone, publish_domain
 # The phases, in the order they run.
 PHASES: tuple[Phase, ...] = (
     throughput.PHASE,
+    api_send.PHASE,
     idle.PHASE,
+    api_idle.PHASE,
+    api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
     memory.PHASE,
+    api_memory.PHASE,
 )
 
 FULL = Counts(
@@ -106,6 +121,9 @@ FULL = Counts(
     outbound_messages=500,
     inbound_messages=500,
     stall_messages=20000,
+    list_messages=2000,
+    list_runs=5,
+    api_connections=500,
 )
 QUICK = Counts(
     messages=80,
@@ -118,6 +136,9 @@ QUICK = Counts(
     outbound_messages=80,
     inbound_messages=80,
     stall_messages=2000,
+    list_messages=300,
+    list_runs=3,
+    api_connections=200,
 )
 
 
@@ -161,7 +182,8 @@ def machine_info() -> list[str]:
             return "?"
 
     libs = ", ".join(
-        f"{n} {version(n)}" for n in ("Twisted", "aiosmtpd", "pyOpenSSL", "SQLAlchemy")
+        f"{n} {version(n)}"
+        for n in ("Twisted", "aiosmtpd", "pyOpenSSL", "SQLAlchemy", "uvicorn", "agentmail")
     )
     return [
         f"machine   {os.cpu_count()} CPUs ({model}){mem}, {platform.platform()}",
@@ -219,6 +241,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
     p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
+    p.add_argument("--list-messages", type=int, help="api_list: inbox size (2000)")
+    p.add_argument("--list-runs", type=int, help="api_list: times to page through it (5)")
+    p.add_argument(
+        "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
+    )
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -271,6 +298,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         outbound_messages=args.outbound_messages or base.outbound_messages,
         inbound_messages=args.inbound_messages or base.inbound_messages,
         stall_messages=args.stall_messages or base.stall_messages,
+        list_messages=args.list_messages or base.list_messages,
+        list_runs=args.list_runs or base.list_runs,
+        api_connections=args.api_connections or base.api_connections,
     )
     return args
 
@@ -314,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     began = time.perf_counter()
-    fd_limit = raise_fd_limit(counts.connections * 2 + 1024)
+    fd_limit = raise_fd_limit(max(counts.connections, counts.api_connections) * 2 + 1024)
     if "memory" in args.phases and fd_limit < counts.connections + 256:
         print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
 
@@ -394,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             archive=create_inbox(config, env, f"archive@{DOMAIN}"),
             agent=create_inbox(config, env, f"agent@{DOMAIN}"),
             searcher=create_inbox(config, env, f"searcher@{DOMAIN}"),
+            lister=create_inbox(config, env, f"lister@{DOMAIN}"),
             zone=zone,
             sink=sink,
         )
@@ -422,8 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  counts    throughput {counts.messages} msgs / {counts.clients} clients, "
             f"idle {counts.idle_messages} msgs{across}, fetch {counts.fetch_messages} msgs x "
             f"{counts.fetch_runs} runs, outbound {counts.outbound_messages} msgs, inbound "
-            f"{counts.inbound_messages} msgs, memory {counts.connections} connections; "
-            f"open-file limit {fd_limit}"
+            f"{counts.inbound_messages} msgs, memory {counts.connections} connections, "
+            f"api_list {counts.list_messages} msgs x {counts.list_runs} runs, api_memory "
+            f"{counts.api_connections} connections; open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
         if nodes > 1:

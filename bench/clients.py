@@ -1,20 +1,27 @@
 """The clients every phase uses: a TLS context that trusts the run's certificates, a raw IMAP
-client for exact timing, an authenticated SMTP submission client; and the throw-away
-certificates of the servers the benchmark runs itself."""
+client for exact timing, an authenticated SMTP submission client, the official `agentmail` SDK
+pointed at the HTTP API, client threads that start together; and the throw-away certificates of
+the servers the benchmark runs itself."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import itertools
 import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+from agentmail import AgentMail, AgentMailEnvironment
+from agentmail.core import RequestOptions
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError
 
 
@@ -177,6 +184,46 @@ class RawIMAP:
 
 def smtp_client(port: int, account: Account) -> smtplib.SMTP_SSL:
     client = smtplib.SMTP_SSL(HOST, port, context=client_tls(), timeout=SOCKET_TIMEOUT)
+    assert client.sock is not None  # connected by the constructor
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.login(account.address, account.key)
     return client
+
+
+def start_clients(
+    client: Callable[[int], None], count: int, barrier: threading.Barrier
+) -> list[threading.Thread]:
+    """Start `count` client threads, `client(i)` each, and return once all of them are ready: at
+    `barrier` (of count + 1), which a client that fails aborts."""
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    gc.collect()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    return threads
+
+
+# The SDK repeats a request answered 429 or 5xx after a second or two: a measurement wants the
+# failure, not a retry hidden in its latency.
+NO_RETRIES: RequestOptions = {"max_retries": 0}
+
+
+def api_url(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+@contextlib.contextmanager
+def api_client(port: int, account: Account) -> Iterator[AgentMail]:
+    """The SDK as agent code uses it, with the account's key: one keep-alive connection (its
+    own httpx client, closed on leaving)."""
+    http = httpx.Client(timeout=SOCKET_TIMEOUT)
+    base = api_url(port)
+    try:
+        yield AgentMail(
+            api_key=account.key,
+            environment=AgentMailEnvironment(http=base, websockets=base.replace("http", "ws", 1)),
+            httpx_client=http,
+        )
+    finally:
+        http.close()

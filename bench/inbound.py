@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import imaplib
 import re
 import smtplib
@@ -13,7 +12,7 @@ import socket
 import threading
 import time
 
-from clients import client_tls
+from clients import client_tls, start_clients
 from common import DOMAIN, HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import shares, submission_message
 from meters import postgres_cpu_seconds
@@ -148,6 +147,7 @@ def bench_inbound(
             # As another MTA would: one connection, STARTTLS, then message after message.
             port = servers[i % nodes].ports["mx"]
             smtp = smtplib.SMTP(HOST, port, local_hostname=WORLD_HELO, timeout=SOCKET_TIMEOUT)
+            assert smtp.sock is not None  # connected by the constructor
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.starttls(context=client_tls())
             smtp.ehlo()
@@ -172,12 +172,7 @@ def bench_inbound(
 
     where = f", round-robin over {nodes} nodes" if nodes > 1 else ""
     progress(f"inbound: {total} messages from {clients} MX clients, from {WORLD_DOMAIN}{where}")
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    gc.collect()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
+    threads = start_clients(client, clients, barrier)
     dns0 = zone.queries
     cpu0 = [s.cpu_seconds() for s in servers]
     pg0 = postgres_cpu_seconds() if postgres else None

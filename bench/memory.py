@@ -237,15 +237,12 @@ def bench_memory(
 
 
 def _run(bench: Bench) -> Section:
-    server = bench.servers[0]
-    if bench.used:
-        # A fresh process, so memory freed by earlier phases cannot be reused by the new
-        # sessions and hide their cost.
-        progress("memory: restarting the server")
-        server.stop()
-        server.start()
     return bench_memory(
-        server, bench.agent, bench.counts.connections, bench.memory_rounds, bench.summary
+        bench.fresh_server("memory"),
+        bench.agent,
+        bench.counts.connections,
+        bench.memory_rounds,
+        bench.summary,
     )
 
 

@@ -47,6 +47,12 @@ def submission_message(
     return (head + _text(rng, size - len(head)) + "\r\n").encode()
 
 
+def api_text(n: int, size: int = 1800) -> str:
+    """The text of an API send: with the headers the server adds, about the size of a
+    `submission_message`, so that API and SMTP figures compare."""
+    return _text(random.Random(n), size) + "\r\n"
+
+
 def _person(rng: random.Random) -> tuple[str, str]:
     name = rng.choice(_NAMES)
     local = name.lower().replace(" ", ".")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import json
 import math
 import re
@@ -13,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from clients import smtp_client
+from clients import smtp_client, start_clients
 from common import DOMAIN, Account, BenchError, Target
 from messages import shares, submission_message
 from meters import postgres_cpu_seconds
@@ -124,12 +123,7 @@ def bench_outbound(
         "delivered to the sink"
     )
     base = sink.wait(0, 0)  # what the sink got before this phase
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    gc.collect()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
+    threads = start_clients(client, clients, barrier)
     dns0 = zone.queries
     cpu0 = [s.cpu_seconds() for s in servers]
     pg0 = postgres_cpu_seconds() if postgres else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import Account, Target
-from report import Section, Summary
+from report import Section, Summary, progress
 from world import SigningKey, Sink, Zone
 
 
@@ -24,6 +24,9 @@ class Counts:
     outbound_messages: int
     inbound_messages: int
     stall_messages: int
+    list_messages: int  # api_list: the inbox's size
+    list_runs: int
+    api_connections: int  # api_memory: keep-alive HTTP connections
 
 
 @dataclass
@@ -42,12 +45,23 @@ class Bench:
     archive: Account
     agent: Account
     searcher: Account  # the big mailbox the stall phase searches
+    lister: Account  # the inbox api_list pages through
     servers: list[Target] = field(default_factory=list)  # node A first
     zone: Zone | None = None  # with a phase that needs DNS
     sink: Sink | None = None  # with a phase that needs the sink
     mx_inboxes: list[Account] = field(default_factory=list)  # made by inbound's `prepare`
     world_keys: list[SigningKey] = field(default_factory=list)  # made by inbound's `prepare`
     used: bool = False  # a phase has run on these servers already
+
+    def fresh_server(self, phase: str) -> Target:
+        """Node A, restarted first if a phase has run on it: memory that earlier phases freed
+        could be reused by what `phase` measures and hide its cost."""
+        server = self.servers[0]
+        if self.used:
+            progress(f"{phase}: restarting the server")
+            server.stop()
+            server.start()
+        return server
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import imaplib
 import re
 import threading
 import time
 
-from clients import RawIMAP, client_tls, smtp_client
+from clients import RawIMAP, client_tls, smtp_client, start_clients
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import submission_message
 from meters import cpu_meter, postgres_cpu_seconds
@@ -40,11 +39,11 @@ def inbox_subjects(port: int, account: Account) -> list[str]:
             raise BenchError(f"EXAMINE INBOX failed: {data!r}")
         if int(data[0] or 0) == 0:
             return []
-        typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        typ, fetched = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         if typ != "OK":
-            raise BenchError(f"FETCH Subject failed: {data!r}")
-        subjects = []
-        for item in data:
+            raise BenchError(f"FETCH Subject failed: {fetched!r}")
+        subjects: list[str] = []
+        for item in fetched:
             if isinstance(item, tuple):
                 m = re.search(rb"^Subject: *(.*?)\r?$", item[1], re.MULTILINE | re.IGNORECASE)
                 subjects.append(m.group(1).decode(errors="replace") if m else "")
@@ -125,12 +124,7 @@ def bench_throughput(
     watchers = (
         [recipient_imap(servers[r % nodes], a) for r, a in enumerate(senders)] if queues else []
     )
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    gc.collect()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
+    threads = start_clients(client, clients, barrier)
     cpu0 = [s.cpu_seconds() for s in servers]
     pg0 = postgres_cpu_seconds() if postgres else None
     with cpu_meter(*servers) as meter:

@@ -52,7 +52,7 @@ class Zone:
     def set(self, name: str, rtype: str, values: list[Any]) -> None:
         """Replace `name`'s records of `rtype`. Values: A an address, MX "PREFERENCE HOST",
         TXT a str (cut into 255-byte strings) or a list of str (exactly those strings)."""
-        from dnslib import MX, QTYPE, RR, TXT, A
+        from dnslib import MX, QTYPE, RR, TXT, A  # type: ignore[import-untyped]
 
         rtype = rtype.upper()
         owner = name.lower().rstrip(".")
@@ -100,7 +100,11 @@ class Zone:
     def start(self) -> None:
         try:
             from dnslib import DNSHeader, DNSRecord
-            from dnslib.server import DNSHandler, DNSLogger, DNSServer
+            from dnslib.server import (  # type: ignore[import-untyped]
+                DNSHandler,
+                DNSLogger,
+                DNSServer,
+            )
         except ImportError:
             raise BenchError(
                 "the outbound and inbound phases need dnslib: pip install -e '.[test]'"
@@ -287,6 +291,12 @@ async def _run_sink(directory: Path, control: Any) -> None:
     control.send(("port", server.sockets[0].getsockname()[1]))
     stopping = asyncio.Event()
 
+    def arrived(want: int, timeout: float) -> int:
+        """The arrivals so far, once there are `want` or the time is up."""
+        with changed:
+            changed.wait_for(lambda: len(arrivals) >= want, timeout)
+            return len(arrivals)
+
     def serve_control() -> None:
         """Answers the benchmark: ("wait", n, timeout) -> ("count", arrivals so far, once
         there are n or the time is up); ("arrivals", first) -> ("arrivals", list); ("stop",)."""
@@ -294,11 +304,7 @@ async def _run_sink(directory: Path, control: Any) -> None:
             while True:
                 command = control.recv()
                 if command[0] == "wait":
-                    _, want, timeout = command
-                    with changed:
-                        changed.wait_for(lambda want=want: len(arrivals) >= want, timeout)
-                        count = len(arrivals)
-                    control.send(("count", count))
+                    control.send(("count", arrived(*command[1:])))
                 elif command[0] == "arrivals":
                     with changed:
                         snapshot = arrivals[command[1] :]
