@@ -162,8 +162,8 @@ blobs = Table(
 # full-text index covers. That index is the database's own and is not declared here (see
 # declared()): on SQLite the FTS5 table FULL_TEXT_INDEX, whose external content is this table,
 # kept in step by triggers on it (so a batch rebuild of this table must make them again); on
-# PostgreSQL the GIN index FULL_TEXT_INDEX on to_tsvector('simple', body). Migration 0008 makes
-# both.
+# PostgreSQL the generated column FULL_TEXT_INDEX, to_tsvector('simple', body), and its GIN
+# index of the same name. Migration 0008 makes both.
 search_texts = Table(
     "search_texts",
     metadata,
@@ -307,6 +307,6 @@ sender_rules = Table(
 
 def declared(name: str | None, type_: str, parent_names: object) -> bool:
     """Whether Alembic's autogenerate compares this schema object with the tables above (its
-    `include_name` hook): all but the full-text index and, on SQLite, the tables FTS5 keeps for
-    it."""
+    `include_name` hook): all but the full-text index (on SQLite its tables, on PostgreSQL its
+    column and index)."""
     return not (name or "").startswith(FULL_TEXT_INDEX)

@@ -13,10 +13,10 @@ recipients 2, body 1, so a term in a subject outranks one that is only anywhere 
 the best of its messages, per term). The score is the sum over the terms; equal scores are
 ordered newest first.
 
-What it costs. The summary fields are compared in the rows of the inboxes searched, and the
-body through the full-text index, once per term; only the newest MAX_CANDIDATES matches are
-ranked (narrow with before/after to reach older mail), and pages are keyset pages over (score,
-timestamp, id), so a page costs the same wherever it is.
+What it costs. The summary fields are compared in the rows of the inboxes searched (as a list
+page reads them), the body is looked up in the full-text index, a lookup per term; only the
+newest MAX_CANDIDATES matches are ranked (narrow with before/after to reach older mail), and
+pages are keyset pages over (score, timestamp, id), so a page costs the same wherever it is.
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ SUBJECT, SENDER, RECIPIENTS, BODY = 8, 4, 2, 1
 _TERM = re.compile(r'"([^"]*)"|([^\s"]+)')
 # What the full-text tokenizers count as a word: letters and digits.
 _WORD = re.compile(r"[^\W_]")
-# SQLite's FTS5 table, as migration 0008 made it: `rowid` is the stored message's id.
+# The full-text index as migration 0008 made it. SQLite: an FTS5 table whose `rowid` is the
+# stored message's id. PostgreSQL: a tsvector column of search_texts.
 _fts = table(FULL_TEXT_INDEX, column("rowid"), column(FULL_TEXT_INDEX))
-_SIMPLE: Any = literal_column("'simple'")  # written out, so that PostgreSQL uses its index
+_vectors = table(search_texts.name, column("message_id"), column(FULL_TEXT_INDEX))
+_SIMPLE: Any = literal_column("'simple'")  # the configuration the vectors were made with
 
 
 def terms(query: str) -> tuple[str, ...]:
@@ -86,7 +88,7 @@ class Search:
 @dataclass(frozen=True, slots=True)
 class Found(Generic[T]):
     """A result: the message (or thread), where it ranks, and which stored message's body
-    matched a term (a thread's newest such message), if any did."""
+    matched a term (in a thread, the one stored last), if any did."""
 
     item: T
     score: int
@@ -151,7 +153,8 @@ def _ranked(inbox_ids: Sequence[int], search: Search, *, by_thread: bool, sqlite
         search_texts, search_texts.c.message_id == entries.c.message_id
     )
     weights = []
-    body_hits = []
+    in_body: list[str] = []  # the terms looked for in bodies
+    hits: list[ColumnElement[bool]] = []  # PostgreSQL: each one's match, a joined column
     for n, term in enumerate(search.terms):
         folded = term.casefold()  # as the summary fields are stored
         fields = [
@@ -159,18 +162,29 @@ def _ranked(inbox_ids: Sequence[int], search: Search, *, by_thread: bool, sqlite
             _weight(search_texts.c.sender.contains(folded, autoescape=True), SENDER),
             _weight(search_texts.c.recipients.contains(folded, autoescape=True), RECIPIENTS),
         ]
-        if _WORD.search(term):
-            # A join, not IN: the index is read once per term, and the hit is a plain column.
-            found = _body_matches(term, sqlite).subquery(f"body_{n}")
-            source = source.outerjoin(found, found.c.id == entries.c.message_id)
-            hit = found.c.id.is_not(None)
+        if _WORD.search(term):  # else no body holds it
+            in_body.append(term)
+            if sqlite:
+                # IN: SQLite reads the index once into a keyed table (joined to the matches,
+                # it may scan them for every row).
+                hit = entries.c.message_id.in_(_fts_matches([term]))
+            else:
+                # A join: PostgreSQL picks the index or, for few rows, each row's stored vector.
+                found = _vector_matches(term).subquery(f"body_{n}")
+                source = source.outerjoin(found, found.c.id == entries.c.message_id)
+                hit = found.c.id.is_not(None)
+                hits.append(hit)
             fields.append(_weight(hit, BODY))
-            body_hits.append(hit)
         weights.append(func.max(functools.reduce(operator.add, fields)))
     key = entries.c.thread_id if by_thread else entries.c.message_id
     # A thread is as new as its newest message; a message as its first copy.
     stamp = (func.max if by_thread else func.min)(entries.c.internaldate)
-    body_of = func.max(case((or_(*body_hits), entries.c.message_id))) if body_hits else null()
+    body_of: Any = null()
+    if in_body:
+        # SQLite: one more reading of the index, for any of the terms (repeating each term's
+        # IN would read the index again for each).
+        any_hit = entries.c.message_id.in_(_fts_matches(in_body)) if sqlite else or_(*hits)
+        body_of = func.max(case((any_hit, entries.c.message_id)))
     where: list[ColumnElement[bool]] = [mailboxes.c.inbox_id.in_(list(inbox_ids))]
     if search.exclude:
         where.append(mailboxes.c.name.not_in(sorted(search.exclude)))
@@ -207,15 +221,17 @@ def _weight(hit: ColumnElement[bool], weight: int) -> Any:
     return case((hit, literal_column(str(weight), Integer)), else_=literal_column("0", Integer))
 
 
-def _body_matches(term: str, sqlite: bool) -> Any:
-    """The stored messages whose text holds the term's words, in order (a phrase)."""
-    if sqlite:
-        # A quoted FTS5 string is a phrase of the words in it and nothing else: no operator,
-        # column filter or prefix in a user's query is ever read as FTS5 syntax.
-        phrase = '"' + term.replace('"', '""') + '"'
-        return select(_fts.c.rowid.label("id")).where(_fts.c[FULL_TEXT_INDEX].op("MATCH")(phrase))
-    texts = search_texts.alias()
-    vector = func.to_tsvector(_SIMPLE, texts.c.body)
-    return select(texts.c.message_id.label("id")).where(
-        vector.op("@@")(func.phraseto_tsquery(_SIMPLE, term))
+def _fts_matches(terms: Sequence[str]) -> Any:
+    """SQLite: the stored messages whose text holds the words of one of the terms, in order."""
+    # A quoted FTS5 string is a phrase of the words in it and nothing else: no operator, column
+    # filter or prefix in a user's query is ever read as FTS5 syntax.
+    phrases = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    return select(_fts.c.rowid).where(_fts.c[FULL_TEXT_INDEX].op("MATCH")(phrases))
+
+
+def _vector_matches(term: str) -> Any:
+    """PostgreSQL: the stored messages whose text holds the term's words, in order."""
+    vectors = _vectors.alias()
+    return select(vectors.c.message_id.label("id")).where(
+        vectors.c[FULL_TEXT_INDEX].op("@@")(func.phraseto_tsquery(_SIMPLE, term))
     )
