@@ -100,14 +100,16 @@ class Highlighter:
         return Highlights(**fields) if any(fields.values()) else None
 
     def _fields(self, values: Iterable[str]) -> list[str] | None:
-        """Each value a term is part of (as the store matches: case-folded), its matches
-        wrapped."""
-        shown = []
+        """The first values a term is part of (as the store matches: case-folded), their
+        matches wrapped."""
+        shown: list[str] = []
         for value in dict.fromkeys(values):
+            if len(shown) >= MAX_FRAGMENTS:
+                break
             folded = value.casefold()
             if any(t in folded for t in self._folded):
                 shown += _fragments(value, self._substring, whole=True)
-        return shown or None
+        return shown[:MAX_FRAGMENTS] or None
 
     def _text(self, body: str) -> list[str] | None:
         if self._phrase is None:
