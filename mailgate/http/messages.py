@@ -7,6 +7,7 @@ reverse. Lists leave out Spam and Trash unless asked (`include_spam`, `include_t
 drafts always (they are the drafts resource). Sending, replying and forwarding go through the
 one door SMTP submission uses too (http/outgoing.py). Deleting a message removes every copy
 of it from the inbox for good (as IMAP's \\Deleted and EXPUNGE): to keep it, label it `trash`.
+Search (store/search.py, http/search.py) leaves out Spam, Trash and drafts always.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mailgate.http import idempotency
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.downloads import link
-from mailgate.http.errors import Invalid, NotFound, NotImplementedHere
+from mailgate.http.errors import Invalid, NotFound
 from mailgate.http.inboxes import visible_inbox
 from mailgate.http.mail import Attachment, Message, MessageItem, item, message
 from mailgate.http.outgoing import (
@@ -39,14 +40,24 @@ from mailgate.http.outgoing import (
     outgoing,
     send,
 )
-from mailgate.http.pagination import PageFields, PagingDep, keyset
+from mailgate.http.pagination import PageFields, PagingDep, Window, keyset
 from mailgate.http.queries import listed
+from mailgate.http.search import (
+    MAX_QUERY,
+    Highlighter,
+    Highlights,
+    bodies,
+    fingerprint,
+    off_the_loop_if_big,
+    query_terms,
+)
 from mailgate.mime.apiview import attachments_from_json
 from mailgate.mime.reply import forward as forwarded
 from mailgate.mime.reply import forward_subject
 from mailgate.mime.reply import reply as replied
 from mailgate.store.conversations import Mail, Page
 from mailgate.store.records import DELETED, SPAM, Inbox
+from mailgate.store.search import Found, Search
 
 router = APIRouter(prefix="/v0/inboxes/{inbox_id}/messages", tags=["messages"])
 
@@ -56,6 +67,14 @@ MAX_BATCH = 100
 
 class ListMessagesResponse(PageFields):
     messages: list[MessageItem]
+
+
+class SearchMessageItem(MessageItem):
+    highlights: Highlights | None = None
+
+
+class SearchMessagesResponse(PageFields):
+    messages: list[SearchMessageItem]  # best first
 
 
 class UpdateMessageRequest(BaseModel):
@@ -121,6 +140,7 @@ def mail_page(
     ascending: bool = False,
     limit: int,
     start: tuple[int, int] | None = None,
+    matching: tuple[tuple[str, str], ...] = (),
 ) -> Page:
     """The store's page for the SDK's list filters (messages and threads alike)."""
     exclude = {DRAFTS}
@@ -139,6 +159,25 @@ def mail_page(
         ascending=ascending,
         limit=limit,
         start=start,
+        matching=matching,
+    )
+
+
+def substrings(
+    sender: list[str] | None, recipients: list[str] | None, subject: list[str] | None
+) -> tuple[tuple[str, str], ...]:
+    """The store's substring filters for the list parameters that ask for them (named as the
+    SDK names them); each value given must match."""
+    given = (
+        ("sender", "from", sender),
+        ("recipients", "to", recipients),
+        ("subject", "subject", subject),
+    )
+    return tuple(
+        (field, value)
+        for field, name, values in given
+        for value in listed(name, values)
+        if value.strip()
     )
 
 
@@ -156,19 +195,21 @@ async def list_messages(
     include_blocked: bool = False,
     include_unauthenticated: bool = False,
     include_trash: bool = False,
-    sender: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    subject: str | None = None,
+    sender: Annotated[list[str] | None, Query(alias="from")] = None,
+    to: Annotated[list[str] | None, Query()] = None,
+    subject: Annotated[list[str] | None, Query()] = None,
 ) -> ListMessagesResponse:
-    """The inbox's messages, newest first (`ascending`: oldest first)."""
+    """The inbox's messages, newest first (`ascending`: oldest first); `from`, `to` (any
+    recipient) and `subject` keep those that hold each value given, in any case."""
     inbox = await visible_inbox(caller, services, None, inbox_id)
     labels_filter = listed("labels", labels_filter)
-    if sender or to or subject:
-        raise NotImplementedHere("filtering a list by from, to or subject: use search")
+    matching = substrings(sender, to, subject)
     listing = (
         f"messages:{inbox.id}:{sorted(labels_filter or [])}:{before}:{after}:{ascending}:"
         f"{include_spam}:{include_trash}"
     )
+    if matching:
+        listing += f":{fingerprint(matching)}"
     window = await paging.window(listing)
     start = keyset(window)
     page = mail_page(
@@ -180,6 +221,7 @@ async def list_messages(
         ascending=ascending,
         limit=window.limit + 1,
         start=start,
+        matching=matching,
     )
     found = await services.store.mail_page([inbox.id], page)
     shown = await paging.page(window, found, position, descending=not ascending)
@@ -187,9 +229,67 @@ async def list_messages(
 
 
 @router.get("/search", response_model_exclude_none=True)
-async def search_messages(inbox_id: str, caller: CallerDep, services: ServicesDep) -> None:
-    await visible_inbox(caller, services, None, inbox_id)
-    raise NotImplementedHere("searching messages over the API is not offered yet: use IMAP SEARCH")
+async def search_messages(
+    inbox_id: str,
+    caller: CallerDep,
+    services: ServicesDep,
+    paging: PagingDep,
+    q: Annotated[str, Query(max_length=MAX_QUERY)],
+    before: datetime | None = None,
+    after: datetime | None = None,
+) -> SearchMessagesResponse:
+    """The inbox's messages that match `q`, best first, each with where it matched: every word
+    (or "quoted phrase") must be part of the sender, a recipient or the subject, or be words of
+    the body. Spam, Trash and drafts are left out."""
+    inbox = await visible_inbox(caller, services, None, inbox_id)
+    terms = query_terms(q)
+    window = await paging.window(f"messages/search:{fingerprint(inbox.id, terms, before, after)}")
+    search = searching(terms, before, after, window)
+    found = await services.store.search_mail([inbox.id], search)
+    shown = await paging.page(window, found, ranked, descending=True)
+    texts = await bodies(services, shown.items)
+    highlighter = Highlighter(terms)
+
+    def results() -> list[SearchMessageItem]:
+        return [
+            SearchMessageItem(
+                **item(f.item).model_dump(),
+                highlights=highlighter.highlights(
+                    [f.item.from_] if f.item.from_ else [],
+                    [*f.item.to, *f.item.cc, *f.item.bcc],
+                    [f.item.subject] if f.item.subject else [],
+                    texts.get(f.body_of) if f.body_of else None,
+                ),
+            )
+            for f in shown.items
+        ]
+
+    return SearchMessagesResponse(
+        **shown.fields(), messages=await off_the_loop_if_big(texts, results)
+    )
+
+
+def searching(
+    terms: tuple[str, ...], before: datetime | None, after: datetime | None, window: Window
+) -> Search:
+    """The store's search for a page of results (messages and threads alike): never in Spam,
+    Trash or Drafts."""
+    start = window.after
+    if start is not None and (len(start) != 3 or not all(isinstance(v, int) for v in start)):
+        raise Invalid.field("page_token", "not a valid page token: it pages another list")
+    return Search(
+        terms=terms,
+        exclude=frozenset({DRAFTS, SPAM, TRASH}),
+        before=None if before is None else int(before.timestamp()),
+        after=None if after is None else int(after.timestamp()),
+        limit=window.limit + 1,
+        start=None if start is None else (int(start[0]), int(start[1]), int(start[2])),
+    )
+
+
+def ranked(found: Found[object]) -> tuple[int, int, int]:
+    """Where a result is in a search's pages: the store's rank."""
+    return found.position
 
 
 @router.post("/batch-get", response_model_exclude_none=True)

@@ -2,11 +2,12 @@
 `limit` and `next_page_token` (absent on the last page) out.
 
 A page token is opaque to clients: the base64url of a small JSON payload (the cursor: the sort
-key of the last item shown, the caller's scope and which list it pages) and its HMAC-SHA256
-under the store's "tokens" secret, which every node shares, so a token from one node works on
-another. A token that was edited, or made for another scope or another list, is refused with a
-400 naming `page_token`. Every query is filtered by the caller's scope in any case, so not even
-a forged token could reach another pod's data: the signature makes that failure explicit.
+key of the last item shown, the caller's scope and a digest of which list it pages) and its
+HMAC-SHA256 under the store's "tokens" secret, which every node shares, so a token from one node
+works on another. A token that was edited, or made for another scope or another list, is refused
+with a 400 naming `page_token`. Every query is filtered by the caller's scope in any case, so
+not even a forged token could reach another pod's data: the signature makes that failure
+explicit.
 
 A cursor is a position, not an offset: items added or removed between two pages shift nothing,
 and each item still there is seen exactly once.
@@ -14,6 +15,8 @@ and each item still there is seen exactly once.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -119,7 +122,7 @@ class Paging:
         if len(following) <= window.limit:
             return Page(following, window.limit, None)
         shown = following[: window.limit]
-        payload = {"s": self._scope, "l": window.listing, "a": list(key(shown[-1]))}
+        payload = {"s": self._scope, "l": _named(window.listing), "a": list(key(shown[-1]))}
         token = self._seal(await self._services.token_key(), payload)
         return Page(shown, window.limit, token)
 
@@ -133,7 +136,7 @@ class Paging:
             raise _bad_token("it is not a page token of this server, or it was changed")
         if payload.get("s") != self._scope:
             raise _bad_token("it was made for an API key of another scope")
-        if payload.get("l") != listing:
+        if payload.get("l") != _named(listing):
             raise _bad_token("it pages another list (or the same list in another order)")
         after = payload.get("a")
         if not isinstance(after, list):
@@ -159,6 +162,12 @@ async def paging(
 
 
 PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def _named(listing: str) -> str:
+    """A listing as its token holds it: a digest, so that a token is as short for a list with
+    many filters as for one with none."""
+    return base64.urlsafe_b64encode(hashlib.sha256(listing.encode()).digest()[:16]).decode()
 
 
 def _bad_token(why: str) -> Invalid:

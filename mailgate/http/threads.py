@@ -6,7 +6,8 @@ In-Reply-To, References and subject); its id is what IMAP shows as THREADID. Wha
 shows is made from the messages a list admits (Spam, Trash and Drafts left out unless asked):
 its senders and recipients, labels (every message's), newest and first messages. Getting a
 thread pages its messages newest first, each page in ascending time. Changing a thread's labels
-changes every message's; deleting a thread deletes every message of it.
+changes every message's; deleting a thread deletes every message of it. Searching finds the
+threads where, for each term, a message matches (Spam, Trash and drafts left out).
 
 A thread's attachments are named "<n>.<part>": the n-th message of the thread (in time) and
 the attachment's part in it.
@@ -25,7 +26,7 @@ from pydantic import BaseModel
 from mailgate.delivery import labels
 from mailgate.http.caller import CallerDep
 from mailgate.http.context import Services, ServicesDep
-from mailgate.http.errors import NotFound, NotImplementedHere
+from mailgate.http.errors import NotFound
 from mailgate.http.inboxes import visible_inbox, visible_inboxes
 from mailgate.http.mail import Attachment, Message, message, when
 from mailgate.http.messages import (
@@ -35,11 +36,23 @@ from mailgate.http.messages import (
     delete,
     mail_page,
     position,
+    ranked,
     relabel_plan,
+    searching,
+    substrings,
 )
 from mailgate.http.pagination import PageFields, PagingDep, keyset
 from mailgate.http.pods import visible_pod
 from mailgate.http.queries import listed
+from mailgate.http.search import (
+    MAX_QUERY,
+    Highlighter,
+    Highlights,
+    bodies,
+    fingerprint,
+    off_the_loop_if_big,
+    query_terms,
+)
 from mailgate.mime.apiview import attachments_from_json
 from mailgate.store.conversations import Mail, Thread
 from mailgate.store.records import SENT
@@ -75,6 +88,14 @@ class ListThreadsResponse(PageFields):
     threads: list[ThreadItem]
 
 
+class SearchThreadItem(ThreadItem):
+    highlights: Highlights | None = None
+
+
+class SearchThreadsResponse(PageFields):
+    threads: list[SearchThreadItem]  # best first
+
+
 class UpdateThreadResponse(BaseModel):
     thread_id: str
     labels: list[str]
@@ -106,6 +127,7 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
         caller: CallerDep,
         services: ServicesDep,
         paging: PagingDep,
+        request: Request,
         labels_filter: Annotated[list[str] | None, Query(alias="labels")] = None,
         before: datetime | None = None,
         after: datetime | None = None,
@@ -114,19 +136,25 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
         include_blocked: bool = False,
         include_unauthenticated: bool = False,
         include_trash: bool = False,
-        senders: str | None = None,
-        recipients: str | None = None,
-        subject: str | None = None,
+        senders: Annotated[list[str] | None, Query()] = None,
+        recipients: Annotated[list[str] | None, Query()] = None,
+        subject: Annotated[list[str] | None, Query()] = None,
         inbox_ids: list[int] = inboxes,
     ) -> ListThreadsResponse:
-        """Threads with a message the filters admit, newest first."""
+        """Threads with a message the filters admit, newest first; `senders`, `recipients` and
+        `subject` keep those with, for each value given, a message that holds it, in any
+        case."""
         labels_filter = listed("labels", labels_filter)
-        if senders or recipients or subject:
-            raise NotImplementedHere("filtering threads by senders, recipients or subject")
-        window = await paging.window(
-            f"threads:{prefix}:{sorted(inbox_ids)}:{sorted(labels_filter or [])}:{before}:"
+        matching = substrings(senders, recipients, subject)
+        listing = (
+            # The path names the pod or inbox; the scope is in the token already, so a page
+            # token stays good when inboxes are added to the pod.
+            f"threads:{request.url.path}:{sorted(labels_filter or [])}:{before}:"
             f"{after}:{ascending}:{include_spam}:{include_trash}"
         )
+        if matching:
+            listing += f":{fingerprint(matching)}"
+        window = await paging.window(listing)
         page = mail_page(
             labels_filter=labels_filter,
             include_spam=include_spam,
@@ -136,15 +164,64 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
             ascending=ascending,
             limit=window.limit + 1,
             start=keyset(window),
+            matching=matching,
         )
         found = await services.store.thread_page(inbox_ids, page)
         shown = await paging.page(window, found, _position, descending=not ascending)
         described = await _describe(services, shown.items, include_spam, include_trash)
         return ListThreadsResponse(**shown.fields(), threads=described)
 
-    @routes.get("/search")
-    async def search_threads(caller: CallerDep, inbox_ids: list[int] = inboxes) -> None:
-        raise NotImplementedHere("searching threads over the API is not offered yet")
+    @routes.get("/search", response_model_exclude_none=True)
+    async def search_threads(
+        caller: CallerDep,
+        services: ServicesDep,
+        paging: PagingDep,
+        request: Request,
+        q: Annotated[str, Query(max_length=MAX_QUERY)],
+        before: datetime | None = None,
+        after: datetime | None = None,
+        inbox_ids: list[int] = inboxes,
+    ) -> SearchThreadsResponse:
+        """Threads that match `q`, best first, each with where it matched: for every word (or
+        "quoted phrase"), a message whose sender, recipients or subject holds it, or whose body
+        has its words. Spam, Trash and drafts are left out."""
+        terms = query_terms(q)
+        # Bound to the path (the scope searched), not to the inboxes in it, which may change.
+        window = await paging.window(
+            f"threads/search:{fingerprint(request.url.path, terms, before, after)}"
+        )
+        found = await services.store.search_threads(
+            inbox_ids, searching(terms, before, after, window)
+        )
+        shown = await paging.page(window, found, ranked, descending=True)
+        texts = await bodies(services, shown.items)
+        described = [
+            (f, messages)
+            for f in shown.items
+            if (
+                messages := await _messages(
+                    services, f.item, include_spam=False, include_trash=False
+                )
+            )
+        ]
+        highlighter = Highlighter(terms)
+
+        def results() -> list[SearchThreadItem]:
+            return [
+                SearchThreadItem(
+                    **_summary(f.item, messages).model_dump(),
+                    highlights=highlighter.highlights(
+                        [m.from_ for m in messages if m.from_],
+                        [a for m in messages for a in (*m.to, *m.cc, *m.bcc)],
+                        [m.subject for m in messages if m.subject],
+                        texts.get(f.body_of) if f.body_of else None,
+                    ),
+                )
+                for f, messages in described
+            ]
+
+        threads = await off_the_loop_if_big(texts, results)
+        return SearchThreadsResponse(**shown.fields(), threads=threads)
 
     @routes.get("/{thread_id}", response_model_exclude_none=True)
     async def get_thread(

@@ -1,7 +1,8 @@
 """The API view of a message: what the agentmail SDK's Message shows, from the stored bytes.
 
 Two halves, by cost. ``summarize`` runs at ingest for every delivered message and gives what
-lists show: the subject, the addresses as display strings, a preview and the attachment list.
+lists show: the subject, the addresses as display strings, a preview and the attachment list;
+``search_text``, at ingest too, gives the start of the text for the store's full-text index.
 ``body``, ``attachment`` and ``attachments`` run on request and give what a GET of one message
 or one attachment serves: the decoded text and HTML, every header field, the reply without its
 quoted history, and an attachment's bytes.
@@ -48,6 +49,7 @@ __all__ = [
     "body",
     "format_address",
     "html_to_text",
+    "search_text",
     "summarize",
     "texts",
 ]
@@ -60,6 +62,13 @@ _PREVIEW_READS = (16 * 1024, 256 * 1024)
 # first, and quotequail costs about a millisecond per kilobyte of text.
 MAX_QUOTE_SCAN_TEXT = 32 * 1024
 MAX_QUOTE_SCAN_HTML = 128 * 1024
+# What search indexes of a message's text: its first characters only, so that one huge message
+# costs the index (and ingest) no more than a long letter does.
+SEARCH_TEXT_LENGTH = 64 * 1024
+# Encoded octets read for it: enough for that much text in base64 or quoted-printable; HTML
+# more, for its markup.
+_SEARCH_READ_TEXT = 4 * SEARCH_TEXT_LENGTH
+_SEARCH_READ_HTML = 8 * SEARCH_TEXT_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +418,19 @@ def summarize(raw: bytes) -> Summary:
         preview=_clean(_preview(raw, layout)),
         attachments=tuple(_info(a, _decoded_size(raw, a.entity)) for a in layout.attached),
     )
+
+
+def search_text(raw: bytes) -> str:
+    """The start of what a reader sees of a (CRLF-normalized) message, for full-text search:
+    its text body, else its HTML body as text; at most SEARCH_TEXT_LENGTH characters."""
+    layout = _layout(parse(raw))
+    if layout.text is not None:
+        text = _part_text(raw, layout.text, _SEARCH_READ_TEXT)[0]
+    elif layout.html is not None:
+        text = html_to_text(_part_text(raw, layout.html, _SEARCH_READ_HTML)[0])
+    else:
+        return ""
+    return _clean(text[:SEARCH_TEXT_LENGTH])
 
 
 # ---------------------------------------------------------------------------------------------

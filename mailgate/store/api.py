@@ -1,5 +1,5 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
-the methods live with their aggregate (tenancy, mailboxes, entries, conversations, queue,
+the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
 domains, senders),
 and Store adds opening, listening to other nodes and closing.
 
@@ -27,6 +27,7 @@ from mailgate.store.entries import Entries
 from mailgate.store.events import EventBus
 from mailgate.store.mailboxes import Mailboxes
 from mailgate.store.queue import Queue
+from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
 from mailgate.store.tenancy import Tenancy
 
@@ -34,7 +35,7 @@ from mailgate.store.tenancy import Tenancy
 LISTEN_TIMEOUT = 10.0
 
 
-class Store(Tenancy, Mailboxes, Entries, Conversations, Queue, Domains, Senders):
+class Store(Tenancy, Mailboxes, Entries, Conversations, Searching, Queue, Domains, Senders):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)
         self._listener: notify.ChangeListener | None = None

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
-from mailgate.store.models import entries, inboxes, mailboxes, messages, threads
+from mailgate.store.models import entries, inboxes, mailboxes, messages, search_texts, threads
 from mailgate.store.records import FLAG_BITS, SEEN, join_flags
 
 # A message without a usable Message-ID is named by its blob: "<blob.N@mailgate>".
@@ -102,6 +102,9 @@ class Page:
     limit: int = 50
     start: tuple[int, int] | None = None  # (timestamp, id) the previous page ended at
     threads: frozenset[int] = frozenset()  # only these threads (row ids)
+    # (field, text): only messages whose "sender", "recipients" or "subject" holds the text, in
+    # any case (a thread: one of its messages, each text); search matches the same way.
+    matching: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,7 @@ class Conversations(StoreBase):
         query = _paged(grouped, stamp, entries.c.message_id, page)
         async with self.db.read(snapshot=True) as conn:
             keys = [(r.inbox_id, r.blob) for r in await conn.execute(query)]
-            return await _load(conn, keys, page)
+            return await load_mail(conn, keys, page)
 
     async def mail_by_ids(
         self, inbox_ids: Sequence[int], message_ids: Iterable[str], page: Page | None = None
@@ -152,14 +155,14 @@ class Conversations(StoreBase):
                 name = row.msgid or blob_message_id(row.blob)
                 key = (row.inbox_id, name)
                 newest[key] = max(newest.get(key, 0), row.blob)
-            found = await _load(conn, sorted(set((i, b) for (i, _), b in newest.items())), page)
+            found = await load_mail(conn, sorted(set((i, b) for (i, _), b in newest.items())), page)
         order = {m: n for n, m in enumerate(wanted)}
         return sorted(found, key=lambda mail: order.get(mail.message_id, len(order)))
 
     async def mail_of_blob(self, inbox_id: int, blob_id: int) -> Mail | None:
         """The message a stored message is in one inbox, if it is still there."""
         async with self.db.read(snapshot=True) as conn:
-            found = await _load(conn, [(inbox_id, blob_id)], Page())
+            found = await load_mail(conn, [(inbox_id, blob_id)], Page())
         return found[0] if found else None
 
     async def thread_page(self, inbox_ids: Sequence[int], page: Page) -> list[Thread]:
@@ -171,7 +174,7 @@ class Conversations(StoreBase):
         query = _paged(grouped, stamp, entries.c.thread_id, page)
         async with self.db.read(snapshot=True) as conn:
             rows = (await conn.execute(query)).all()
-            return await _threads(conn, [(r.thread, r.stamp) for r in rows])
+            return await load_threads(conn, [(r.thread, r.stamp) for r in rows])
 
     async def thread_by_id(self, inbox_ids: Sequence[int], public_id: str) -> Thread:
         async with self.db.read() as conn:
@@ -187,7 +190,7 @@ class Conversations(StoreBase):
             stamp = await conn.scalar(
                 select(func.max(entries.c.internaldate)).where(entries.c.thread_id == row.id)
             )
-            found = await _threads(conn, [(row.id, stamp or 0)])
+            found = await load_threads(conn, [(row.id, stamp or 0)])
         return found[0]
 
 
@@ -196,6 +199,8 @@ def _grouped(inbox_ids: Sequence[int], page: Page, *, by_thread: bool = False) -
     source = entries.join(mailboxes, mailboxes.c.id == entries.c.mailbox_id).join(
         messages, messages.c.id == entries.c.message_id
     )
+    if page.matching:
+        source = source.join(search_texts, search_texts.c.message_id == entries.c.message_id)
     where: list[ColumnElement[bool]] = [mailboxes.c.inbox_id.in_(list(inbox_ids))]
     if page.mailboxes is not None:
         where.append(mailboxes.c.name.in_(sorted(page.mailboxes)))
@@ -207,6 +212,9 @@ def _grouped(inbox_ids: Sequence[int], page: Page, *, by_thread: bool = False) -
     query = select(mailboxes.c.inbox_id).select_from(source).where(*where)
     query = query.group_by(mailboxes.c.inbox_id, key)
     having = [_criterion(c) for c in page.criteria]
+    for field, text in page.matching:
+        hit = search_texts.c[field].contains(text.casefold(), autoescape=True)
+        having.append(func.max(case((hit, 1), else_=0).cast(Integer)) == 1)
     return query.having(and_(*having)) if having else query
 
 
@@ -243,7 +251,7 @@ def _paged(grouped: Any, stamp: Any, key: Any, page: Page) -> Any:
     return query.order_by(*order).limit(page.limit)
 
 
-async def _load(conn: Any, keys: Sequence[tuple[int, int]], page: Page) -> list[Mail]:
+async def load_mail(conn: Any, keys: Sequence[tuple[int, int]], page: Page) -> list[Mail]:
     """The messages (inbox id, blob id), in the order given, with the copies the page admits."""
     if not keys:
         return []
@@ -338,7 +346,7 @@ def _addresses(text: str | None) -> tuple[str, ...]:
     return tuple(json.loads(text)) if text else ()
 
 
-async def _threads(conn: Any, found: Sequence[tuple[int, int]]) -> list[Thread]:
+async def load_threads(conn: Any, found: Sequence[tuple[int, int]]) -> list[Thread]:
     if not found:
         return []
     rows = {

@@ -157,6 +157,25 @@ blobs = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# What search matches a stored message by (store/search.py), made at ingest: the sender, the
+# recipients (To, Cc and Bcc, one a line) and the subject as the API shows them, case-folded for
+# substring matching; and the start of the decoded text (mime/apiview.search_text), which the
+# full-text index covers. That index is the database's own and is not declared here (see
+# declared()): on SQLite the FTS5 table FULL_TEXT_INDEX, whose external content is this table,
+# kept in step by triggers on it (so a batch rebuild of this table must make them again); on
+# PostgreSQL the generated column FULL_TEXT_INDEX, to_tsvector('simple', body), and its GIN
+# index of the same name. Migration 0008 makes both.
+search_texts = Table(
+    "search_texts",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("sender", Text, nullable=False, server_default=""),
+    Column("recipients", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False, server_default=""),
+)
+FULL_TEXT_INDEX = "search_body"
+
 # The conversations of an inbox (store/threads.py says how messages are grouped into them).
 threads = Table(
     "threads",
@@ -302,3 +321,10 @@ sender_rules = Table(
     Column("reason", String(255), nullable=True),  # why it was listed, as the API was told
     sqlite_autoincrement=True,
 )
+
+
+def declared(name: str | None, type_: str, parent_names: object) -> bool:
+    """Whether Alembic's autogenerate compares this schema object with the tables above (its
+    `include_name` hook): all but the full-text index (on SQLite its tables, on PostgreSQL its
+    column and index)."""
+    return not (name or "").startswith(FULL_TEXT_INDEX)

@@ -26,6 +26,7 @@ from mailgate.store.models import (
     messages,
     outbound,
     pods,
+    search_texts,
 )
 from mailgate.store.records import Inbox, Mailbox, Pod
 
@@ -288,4 +289,5 @@ async def collect_garbage(conn: Conn, blob_ids: set[int]) -> None:
         )
         if orphans:
             await conn.execute(delete(blobs).where(blobs.c.message_id.in_(orphans)))
+            await conn.execute(delete(search_texts).where(search_texts.c.message_id.in_(orphans)))
             await conn.execute(delete(messages).where(messages.c.id.in_(orphans)))

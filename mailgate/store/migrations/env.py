@@ -11,7 +11,7 @@ being reused (see models.py).
 
 from alembic import context
 
-from mailgate.store.models import metadata
+from mailgate.store.models import declared, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -20,6 +20,7 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=metadata,
+    include_name=declared,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 context.run_migrations()

@@ -3,7 +3,7 @@ label, can be changed), and the reason an entry was put on a list.
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-08
+Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
