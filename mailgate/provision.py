@@ -153,7 +153,10 @@ async def check_domain(store: Store, resolver: Resolver, name: str, hostname: st
     domain = await store.get_domain(name)
     records = dns_records(domain, hostname)
     checks = await asyncio.gather(*(_check_record(resolver, r) for r in records))
-    return DomainCheck(domain, tuple(checks))
+    check = DomainCheck(domain, tuple(checks))
+    if check.status == VALID and domain.verified_at is None:
+        await store.mark_domain_verified(domain.name)
+    return check
 
 
 async def _check_record(resolver: Resolver, record: Record) -> RecordCheck:

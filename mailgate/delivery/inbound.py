@@ -29,7 +29,16 @@ from mailgate.delivery.trace import Origin, received_header
 from mailgate.mime.addresses import address_list
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import INBOX, SPAM, Inbox, Parcel, Target
+from mailgate.store.records import (
+    INBOX,
+    RECEIVED,
+    RECEIVED_UNAUTHENTICATED,
+    SPAM,
+    Inbox,
+    Notice,
+    Parcel,
+    Target,
+)
 
 MAX_RECEIVED = 50  # RFC 5321 §6.3: a loop once a message has passed this many hops
 
@@ -149,8 +158,11 @@ class Inbound:
             + verdicts.remove_own_authentication_results(header, self.hostname)
             + raw[len(header) :]
         )
-        targets = [Target(await self._mailbox(i, INBOX)) for i in inbox_targets]
-        targets += [Target(await self._mailbox(i, SPAM)) for i in spam]
+        received = (Notice(RECEIVED),)
+        # Spam here is mail that failed its authentication (there is no content filter).
+        unauthenticated = (Notice(RECEIVED_UNAUTHENTICATED),)
+        targets = [Target(await self._mailbox(i, INBOX), (), received) for i in inbox_targets]
+        targets += [Target(await self._mailbox(i, SPAM), (), unauthenticated) for i in spam]
         if targets:
             await self.store.deliver([Parcel(stamped, tuple(targets))])
         return Delivered(

@@ -408,7 +408,8 @@ class OutboundWorker:
             # Left claimed: once the lease runs out they are tried, and fail, again.
             log.warning("outbound: cannot write bounces now: %s", exc)
             return
-        await self._commit(failed=list(failed), bounces=reports)
+        reasons = {queue_id: (status, text) for queue_id, (status, text, _) in failed.items()}
+        await self._commit(failed=list(failed), bounces=reports, reasons=reasons)
 
     async def _commit(
         self,
@@ -417,6 +418,7 @@ class OutboundWorker:
         deferred: Sequence[tuple[int, int, str]] = (),
         failed: Sequence[int] = (),
         bounces: Sequence[Parcel] = (),
+        reasons: Mapping[int, tuple[str, str]] | None = None,
     ) -> None:
         if not (delivered or deferred or failed):
             return
@@ -427,6 +429,7 @@ class OutboundWorker:
                     deferred=deferred,
                     failed=failed,
                     bounces=bounces,
+                    reasons=reasons,
                     owner=self.node,
                 )
                 return
@@ -492,7 +495,8 @@ async def cancel(store: Store, hostname: str, queue_id: int) -> QueuedRecipient:
     item = await store.get_outbound(queue_id)
     failed = {item.id: ("5.0.0", "deleted from the queue by the administrator", None)}
     reports = await bounces(store, hostname, [item], failed)
-    await store.remove_outbound(item.id, bounces=reports)
+    status, text, _ = failed[item.id]
+    await store.remove_outbound(item.id, bounces=reports, reason=(status, text))
     return item
 
 

@@ -23,7 +23,17 @@ from mailgate.delivery.trace import Origin, date_header, new_message_id, receive
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
-from mailgate.store.records import SEEN, Outgoing, Parcel, SendReceipt, Target
+from mailgate.store.records import (
+    DELIVERED,
+    RECEIVED,
+    SEEN,
+    SENT_EVENT,
+    Notice,
+    Outgoing,
+    Parcel,
+    SendReceipt,
+    Target,
+)
 
 
 class SenderNotAuthorized(Exception):
@@ -118,9 +128,14 @@ class Submission:
         sent_copy = added + raw
 
         delivered = _without_bcc(header) + body if header_values(header, "Bcc") else raw
-        targets = tuple(Target(inboxes[address]) for address in local)
+        targets = tuple(Target(inboxes[address], (), (Notice(RECEIVED),)) for address in local)
         queued = tuple(Outgoing(principal.address, r, principal.inbox.id) for r in remote)
-        sent_target = Target(sent, (SEEN,))
+        # The sender is told it was sent, and delivered to the recipients hosted here now; the
+        # others' delivery is reported by the outbound queue.
+        told = [Notice(SENT_EVENT, tuple(reached))]
+        if local:
+            told.append(Notice(DELIVERED, tuple(local)))
+        sent_target = Target(sent, (SEEN,), tuple(told))
         if delivered is raw:
             # One blob for the Sent copy, every local recipient and the queue (DESIGN).
             parcels = [Parcel(sent_copy, (sent_target, *targets), outbound=queued)]

@@ -8,7 +8,7 @@ from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Append, Request
 from mailgate.imap.wire import uid_set
-from mailgate.store.records import Parcel, Target
+from mailgate.store.records import INBOX, RECEIVED, Notice, Parcel, Target
 
 
 @command("APPEND", LOGGED_IN)
@@ -22,7 +22,9 @@ async def append(s: Session, request: Request) -> str:
         if not message.data.strip():
             raise no("Empty messages cannot be stored", "CANNOT")
     dest = await destination(s, args.mailbox)
-    parcels = [Parcel(m.data, (Target(dest.id, m.flags),), m.date) for m in args.messages]
+    # Mail put into INBOX is mail received, as the API reports it (an importer, a fetcher).
+    notices = (Notice(RECEIVED),) if dest.name == INBOX else ()
+    parcels = [Parcel(m.data, (Target(dest.id, m.flags, notices),), m.date) for m in args.messages]
     # All messages of a MULTIAPPEND commit together, or none does (RFC 3502 §6.3.11).
     placed = await s.store.deliver(parcels)
     uids = [targets[0].uid for targets in placed]

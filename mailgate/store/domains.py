@@ -9,9 +9,11 @@ from sqlalchemy import delete, func, insert, select, update
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
+from mailgate.store.events import Change
 from mailgate.store.models import dkim_keys, domains, inboxes
 from mailgate.store.names import domain_name, storable
-from mailgate.store.records import Domain, DomainKey
+from mailgate.store.outbox import Pending, record
+from mailgate.store.records import DOMAIN_VERIFIED, Domain, DomainKey
 from mailgate.store.rows import now
 
 
@@ -97,6 +99,24 @@ class Domains(StoreBase):
 
         return await self.db.write(work)
 
+    async def mark_domain_verified(self, name: str) -> bool:
+        """Record that a check found the domain's records published; the first time (True), the
+        domain.verified event is written with it."""
+        name = domain_name(name)
+
+        async def work(conn: Conn) -> tuple[bool, list[Change]]:
+            changed = await conn.execute(
+                update(domains)
+                .where(domains.c.name == name, domains.c.verified_at.is_(None))
+                .values(verified_at=now())
+            )
+            if not changed.rowcount:
+                return False, []
+            told = [Pending(DOMAIN_VERIFIED, detail={"domain": name})]
+            return True, await record(conn, self.db, told)
+
+        return await self._change(work)
+
     async def is_local_domain(self, name: str) -> bool:
         """Whether mail for `name` is ours: a domain we host, or the domain of an inbox."""
         if not storable(name):
@@ -154,6 +174,7 @@ async def _domain(conn: Conn, name: str) -> Domain:
         spf=row.spf,
         dmarc=row.dmarc,
         created_at=row.created_at,
+        verified_at=row.verified_at,
         keys=tuple(
             DomainKey(
                 selector=k.selector,

@@ -58,6 +58,12 @@ class MailboxDeleted(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class EventsRecorded(Change):
+    """The event outbox grew up to `modseq`, its last event's seq (inbox and mailbox 0: it
+    goes to listeners of the outbox, `subscribe_outbox`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Resync(Change):
     """Events may have been missed (the link to other nodes was cut): check the store."""
 
@@ -71,6 +77,7 @@ EVENT_TYPES: dict[str, type[Change]] = {
         MailboxCreated,
         MailboxRenamed,
         MailboxDeleted,
+        EventsRecorded,
         Resync,
     )
 }
@@ -105,6 +112,11 @@ class EventBus:
         """Changes to every mailbox of one inbox, creations and deletions included."""
         return self._add(("inbox", inbox_id), listener)
 
+    def subscribe_outbox(self, listener: Listener) -> Subscription:
+        """New events in the outbox (`EventsRecorded`), and `Resync` when some may have been
+        missed."""
+        return self._add(("outbox", 0), listener)
+
     def _add(self, key: tuple[str, int], listener: Listener) -> Subscription:
         self._listeners.setdefault(key, []).append(listener)
         return Subscription(self, key, listener)
@@ -121,6 +133,10 @@ class EventBus:
             del self._listeners[key]
 
     def publish(self, event: Change) -> None:
+        if isinstance(event, EventsRecorded):
+            for listener in tuple(self._listeners.get(("outbox", 0), ())):
+                _call(listener, event)
+            return
         for key in (("mailbox", event.mailbox_id), ("inbox", event.inbox_id)):
             for listener in tuple(self._listeners.get(key, ())):
                 _call(listener, event)
@@ -129,7 +145,7 @@ class EventBus:
         """Events may have been missed (the database listener was cut off): every listener is
         sent a `Resync`, and catches up from the store."""
         for (scope, key_id), listeners in tuple(self._listeners.items()):
-            event = Resync(key_id, 0, 0) if scope == "inbox" else Resync(0, key_id, 0)
+            event = Resync(key_id, 0, 0) if scope != "mailbox" else Resync(0, key_id, 0)
             for listener in tuple(listeners):
                 _call(listener, event)
 

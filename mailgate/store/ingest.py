@@ -17,11 +17,13 @@ from mailgate.mime.apiview import Summary, attachments_to_json, search_text, sum
 from mailgate.mime.headers import msg_ids, normalize_crlf
 from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.store import errors
+from mailgate.store.conversations import blob_message_id
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, MessagesAdded
 from mailgate.store.models import blobs, entries, messages, outbound, search_texts
 from mailgate.store.names import checked_flags
-from mailgate.store.records import Parcel, Placed, split_flags
+from mailgate.store.outbox import Pending, record
+from mailgate.store.records import Notice, Parcel, Placed, split_flags
 from mailgate.store.rows import MAX_UID, bump_mailbox, lock_mailbox, now, tz_minutes
 from mailgate.store.threads import thread_for
 
@@ -63,10 +65,14 @@ class Filing:
         self.prepared = prepared
         # mailbox id -> {parcel index: flags}, merging a parcel's duplicate targets.
         self.plan: dict[int, dict[int, set[str]]] = {}
+        # (parcel index, mailbox id) -> the events reporting its arrival there.
+        self.notices: dict[tuple[int, int], list[Notice]] = {}
         for i, parcel in enumerate(parcels):
             for target in parcel.targets:
                 flags = checked_flags(target.flags)
                 self.plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
+                if target.notices:
+                    self.notices.setdefault((i, target.mailbox_id), []).extend(target.notices)
         arrival = datetime.datetime.now(datetime.UTC)
         self.dates = [p.internaldate or arrival for p in parcels]
 
@@ -84,6 +90,7 @@ class Filing:
         blob_ids = {i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())}
         placed: dict[tuple[int, int], Placed] = {}
         events: list[Change] = []
+        reports: list[Pending] = []
         # One thread per message and inbox, whichever of its mailboxes the message goes to.
         thread_of: dict[tuple[int, int], int] = {}
         for mailbox_id, box in boxes.items():
@@ -114,6 +121,18 @@ class Filing:
                     )
                 )
                 placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)
+                for notice in self.notices.get((i, mailbox_id), ()):
+                    msgid = thread_ids(self.prepared[i].index)[0]
+                    reports.append(
+                        Pending(
+                            notice.event_type,
+                            inbox_id=box.inbox_id,
+                            blob_id=blob_ids[i],
+                            message_id=msgid or blob_message_id(blob_ids[i]),
+                            thread=thread_of[(i, box.inbox_id)],
+                            detail={"recipients": list(notice.recipients)},
+                        )
+                    )
                 uid += 1
             await bump_mailbox(
                 conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
@@ -137,6 +156,8 @@ class Filing:
         ]
         if rows:
             await conn.execute(insert(outbound), rows)
+        # Last: the outbox's ordering lock is held from here to the commit (store/outbox.py).
+        events += await record(conn, db, reports)
         return placed, events
 
     def placed_lists(self, placed: dict[tuple[int, int], Placed]) -> list[list[Placed]]:

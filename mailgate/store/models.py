@@ -248,6 +248,8 @@ domains = Table(
     Column("spf", String(1000), nullable=False),
     Column("dmarc", String(1000), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # When a check first found its records published (the domain.verified event); NULL before.
+    Column("verified_at", BigInteger, nullable=True),
     sqlite_autoincrement=True,
 )
 
@@ -319,6 +321,64 @@ sender_rules = Table(
     Column("entry", String(320), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("reason", String(255), nullable=True),  # why it was listed, as the API was told
+    sqlite_autoincrement=True,
+)
+
+# ------------------------------------------------------------------ events the API reports
+
+# The event outbox: one row per event the API reports (message.received, message.sent, ...),
+# written in the transaction of the change it reports. `seq` orders them as they committed
+# (store/outbox.py); webhooks, websockets and listings read from here. Pod and inbox are their
+# public names, not references, so that an event outlives a deleted inbox until it is sent.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Id, primary_key=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("pod", String(255), nullable=True),
+    Column("inbox", String(320), nullable=True),
+    Column("blob_id", BigInteger, nullable=True),  # the stored message, while it lasts
+    Column("message_id", Text, nullable=True),  # the API's message_id (a Message-ID)
+    Column("thread_id", String(36), nullable=True),  # the thread's public id
+    Column("detail", Text, nullable=False, server_default="{}"),  # JSON: recipients, reason ...
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_events_inbox_seq", "inbox", "seq"),
+    Index("ix_events_pod_seq", "pod", "seq"),
+    Index("ix_events_created_at", "created_at"),
+    sqlite_autoincrement=True,
+)
+
+# Webhook endpoints. Each reads the event outbox from its own cursor, in order: the event after
+# `cursor` that matches its filters is sent until it is answered 2xx, then the cursor moves on.
+# A node claims an endpoint with a lease, as it claims outbound mail.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("public_id", String(64), nullable=False, unique=True),
+    # Who owns it: an inbox, a pod, or (both NULL) the organization.
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("event_types", Text, nullable=True),  # JSON lists; NULL: every one
+    Column("pod_ids", Text, nullable=True),
+    Column("inbox_ids", Text, nullable=True),
+    Column("headers", Text, nullable=False, server_default="{}"),  # JSON object
+    Column("client_id", String(255), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("cursor", BigInteger, nullable=False),  # the last event seq done with
+    Column("attempts", Integer, nullable=False, server_default="0"),  # on the next event
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("failing_since", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_webhooks_next_attempt_at", "next_attempt_at"),
     sqlite_autoincrement=True,
 )
 

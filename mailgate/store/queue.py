@@ -3,7 +3,7 @@ with a lease so that, on PostgreSQL, several nodes share it and each recipient i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -11,12 +11,21 @@ from sqlalchemy.engine import Row
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
+from mailgate.store.conversations import blob_message_id
 from mailgate.store.database import Conn, Database
 from mailgate.store.entries import change_flags
 from mailgate.store.events import Change
 from mailgate.store.ingest import Filing
 from mailgate.store.models import blobs, entries, mailboxes, messages, outbound
-from mailgate.store.records import BOUNCED, SENT, Parcel, QueuedRecipient
+from mailgate.store.outbox import Pending, record
+from mailgate.store.records import (
+    BOUNCED,
+    BOUNCED_EVENT,
+    DELIVERED,
+    SENT,
+    Parcel,
+    QueuedRecipient,
+)
 from mailgate.store.rows import chunks, collect_garbage, lock_mailbox, now
 
 
@@ -61,6 +70,7 @@ class Queue(StoreBase):
         deferred: Sequence[tuple[int, int, str]] = (),
         failed: Sequence[int] = (),
         bounces: Sequence[Parcel] = (),
+        reasons: Mapping[int, tuple[str, str]] | None = None,
         owner: str | None = None,
     ) -> None:
         """Record what a delivery attempt did, in one transaction: recipients `delivered`
@@ -69,10 +79,14 @@ class Queue(StoreBase):
         INBOXes) in the same commit, so a failure is never lost and never reported twice.
 
         With `owner`, a deferral applies only to rows that node still holds: one whose lease
-        ran out and was taken by another node is that node's to decide now."""
+        ran out and was taken by another node is that node's to decide now.
+
+        The senders' inboxes are told (message.delivered, message.bounced with `reasons`:
+        id -> (status, diagnostic)) in the same commit."""
         filing = await Filing.of(bounces)
 
         async def work(conn: Conn) -> tuple[None, list[Change]]:
+            told = await _outcomes(conn, delivered, failed, reasons or {})
             events = await _file_bounces(conn, self.db, filing, failed)
             gone = [*delivered, *failed]
             if gone:
@@ -94,7 +108,7 @@ class Queue(StoreBase):
                         lease_until=None,
                     )
                 )
-            return None, events
+            return None, events + await record(conn, self.db, told)
 
         await self._change(work)
 
@@ -116,7 +130,13 @@ class Queue(StoreBase):
 
         return await self.db.write(work)
 
-    async def remove_outbound(self, queue_id: int, *, bounces: Sequence[Parcel] = ()) -> None:
+    async def remove_outbound(
+        self,
+        queue_id: int,
+        *,
+        bounces: Sequence[Parcel] = (),
+        reason: tuple[str, str] | None = None,
+    ) -> None:
         """Take one recipient off the queue for good (an administrator's delete), filing its
         `bounces` in the same commit. Refused while a node holds it: that node may be getting
         its 250 right now, and the sender would be told of a failure that did not happen."""
@@ -138,10 +158,11 @@ class Queue(StoreBase):
                     f"queued recipient {queue_id} is being delivered by {row.lease_owner} "
                     "right now; try again once that attempt is over"
                 )
+            told = await _outcomes(conn, (), [queue_id], {queue_id: reason} if reason else {})
             events = await _file_bounces(conn, self.db, filing, [queue_id] if bounces else [])
             await conn.execute(delete(outbound).where(outbound.c.id == queue_id))
             await collect_garbage(conn, {row.message_id})
-            return None, events
+            return None, events + await record(conn, self.db, told)
 
         await self._change(work)
 
@@ -234,6 +255,95 @@ async def _sent_copies(conn: Conn, queue_ids: Sequence[int]) -> dict[int, list[i
         for mailbox_id, uid in found:
             copies.setdefault(mailbox_id, []).append(uid)
     return copies
+
+
+async def _outcomes(
+    conn: Conn,
+    delivered: Sequence[int],
+    failed: Sequence[int],
+    reasons: Mapping[int, tuple[str, str]],
+) -> list[Pending]:
+    """The events telling senders what became of their queued recipients: one message.delivered
+    and one message.bounced per sent message, each naming its recipients."""
+    wanted = [*delivered, *failed]
+    if not wanted:
+        return []
+    rows = (
+        await conn.execute(
+            select(
+                outbound.c.id,
+                outbound.c.inbox_id,
+                outbound.c.message_id,
+                outbound.c.recipient,
+                messages.c.msgid,
+            )
+            .join(messages, messages.c.id == outbound.c.message_id)
+            .where(outbound.c.id.in_(wanted), outbound.c.inbox_id.is_not(None))
+            .order_by(outbound.c.id)
+        )
+    ).all()
+    groups: dict[tuple[str, int, int], list[Any]] = {}
+    failing = set(failed)
+    for row in rows:
+        kind = BOUNCED_EVENT if row.id in failing else DELIVERED
+        groups.setdefault((kind, row.inbox_id, row.message_id), []).append(row)
+    pending: list[Pending] = []
+    for (kind, inbox_id, blob_id), group in groups.items():
+        msgid = group[0].msgid
+        detail: dict[str, Any]
+        if kind == DELIVERED:
+            detail = {"recipients": [r.recipient for r in group]}
+        else:
+            statuses = [reasons.get(r.id, ("5.0.0", "")) for r in group]
+            permanent = any(code.startswith("5") for code, _ in statuses)
+            detail = {
+                "type": "Permanent" if permanent else "Transient",
+                "sub_type": _bounce_sub_type(statuses[0][0]),
+                "recipients": [
+                    {"address": r.recipient, "status": code}
+                    for r, (code, _) in zip(group, statuses, strict=True)
+                ],
+                "reason": "; ".join(dict.fromkeys(d for _, d in statuses if d)),
+            }
+        pending.append(
+            Pending(
+                kind,
+                inbox_id=inbox_id,
+                blob_id=blob_id,
+                message_id=msgid or blob_message_id(blob_id),
+                thread=await _sent_thread(conn, inbox_id, blob_id, msgid),
+                detail=detail,
+            )
+        )
+    return pending
+
+
+def _bounce_sub_type(status: str) -> str:
+    """The sub-type a bounce is reported with, from its enhanced status code (RFC 3463)."""
+    return {
+        "5.1.1": "NoEmail",
+        "5.1.10": "NoEmail",
+        "5.2.2": "MailboxFull",
+        "4.2.2": "MailboxFull",
+        "5.2.3": "MessageTooLarge",
+        "5.3.4": "MessageTooLarge",
+    }.get(status, "General")
+
+
+async def _sent_thread(conn: Conn, inbox_id: int, blob_id: int, msgid: str | None) -> int | None:
+    """The thread of the sender's copy of a message, if it still has one."""
+    same = entries.c.message_id == blob_id
+    if msgid is not None:
+        same = same | entries.c.message_id.in_(
+            select(messages.c.id).where(messages.c.msgid == msgid)
+        )
+    found = await conn.scalar(
+        select(entries.c.thread_id)
+        .join(mailboxes, mailboxes.c.id == entries.c.mailbox_id)
+        .where(mailboxes.c.inbox_id == inbox_id, same)
+        .limit(1)
+    )
+    return int(found) if found is not None else None
 
 
 async def _file_bounces(

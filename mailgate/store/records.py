@@ -6,6 +6,7 @@ import datetime
 from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = (
     "\\Seen",
@@ -202,12 +203,48 @@ class Placed:
     uid: int
 
 
+# The events the store reports (the agentmail SDK's names).
+RECEIVED = "message.received"
+RECEIVED_UNAUTHENTICATED = "message.received.unauthenticated"
+SENT_EVENT = "message.sent"
+DELIVERED = "message.delivered"
+BOUNCED_EVENT = "message.bounced"
+DOMAIN_VERIFIED = "domain.verified"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An event the API is to report about a message as it is filed (store/outbox.py): its
+    type (the SDK's: "message.received", "message.sent" ...) and the recipients it names."""
+
+    event_type: str
+    recipients: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A mailbox a message is to be filed in, with its initial flags."""
+    """A mailbox a message is to be filed in, with its initial flags and the events that
+    report its arrival there."""
 
     mailbox_id: int
     flags: tuple[str, ...] = ()
+    notices: tuple[Notice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event of the outbox, as it was written with the change it reports."""
+
+    seq: int  # the order events committed in
+    event_id: str
+    event_type: str
+    pod: str | None  # the pod's public id (its name)
+    inbox: str | None  # the inbox's public id (its address)
+    blob_id: int | None  # the stored message, if it still exists
+    message_id: str | None  # the API's message_id
+    thread_id: str | None  # the thread's public id
+    detail: dict[str, Any]  # recipients, reason, domain ... (JSON)
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +315,7 @@ class Domain:
     dmarc: str
     created_at: int
     keys: tuple[DomainKey, ...]
+    verified_at: int | None = None  # when a check first found its records published
 
     @property
     def signing_keys(self) -> tuple[DomainKey, ...]:
