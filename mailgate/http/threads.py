@@ -54,6 +54,7 @@ from mailgate.http.search import (
     query_terms,
 )
 from mailgate.mime.apiview import attachments_from_json
+from mailgate.store import errors as store_errors
 from mailgate.store.conversations import Mail, Thread
 from mailgate.store.records import SENT
 
@@ -325,6 +326,16 @@ async def _describe(
         if messages:
             described.append(_summary(thread, messages))
     return described
+
+
+async def thread_item(services: Services, inbox_id: int, public_id: str) -> ThreadItem | None:
+    """One thread as lists show it (every message counted, spam and trash too), if it exists."""
+    try:
+        thread = await services.store.thread_by_id([inbox_id], public_id)
+    except store_errors.NotFound:
+        return None
+    found = await _describe(services, [thread], include_spam=True, include_trash=True)
+    return found[0] if found else None
 
 
 def _summary(thread: Thread, messages: Sequence[Mail]) -> ThreadItem:
