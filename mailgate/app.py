@@ -331,6 +331,7 @@ class App:
                 winding_down.append(smtp.task)
         if self.api is not None:
             winding_down += self.api.cut()
+            await self.api.events.stop()
         # Their tasks end before the store closes under them.
         if winding_down:
             await asyncio.wait(winding_down, timeout=DRAIN_SECONDS)

@@ -15,10 +15,11 @@ RESOURCES, before `unsupported`, whose catch-all paths must come last.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
 from mailgate import __version__
@@ -33,6 +34,7 @@ from mailgate.http import (
     lists,
     messages,
     pods,
+    stream,
     threads,
     unsupported,
 )
@@ -52,6 +54,7 @@ RESOURCES = (
     domains.router,
     api_keys.router,
     lists.router,
+    stream.router,
     unsupported.router,
 )
 
@@ -118,6 +121,13 @@ class _ReadTimeouts:
         if self._header_since is None and self._between_requests():
             self._header_since = self._last_read
         super().data_received(data)  # type: ignore[misc]
+        if self.transport.get_protocol() is not self:
+            # Upgraded to a websocket, which times itself out (its pings).
+            self._header_since = None
+            if self._clock is not None:
+                self._clock.cancel()
+                self._clock = None
+            return
         if not self._between_requests():
             self._header_since = None  # the header is in: the request is the app's now
         if self._clock is None:
@@ -153,6 +163,27 @@ class _ReadTimeouts:
         self.transport.close()
 
 
+# Where a connection's protocol finds the client's address a PROXY header gave (app_state).
+PROXIED_CLIENT = "mailgate.proxied_client"
+
+
+class _WebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol, with the client's address from the PROXY header when there
+    was one, and a way for the handler to cut a connection whose socket takes nothing more
+    (http/stream.py: a client that stopped reading cannot even be sent the close frame)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        proxied = self.app_state.get(PROXIED_CLIENT)
+        if proxied is not None:
+            self.client = proxied
+
+    async def run_asgi(self) -> None:
+        extensions: dict[str, Any] = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
+        extensions[stream.ABORT] = self.transport.abort
+        await super().run_asgi()
+
+
 _TIMEOUT_BODY = b'{"name":"RequestTimeoutError","message":"the request did not arrive in time"}'
 _REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -163,10 +194,12 @@ _REQUEST_TIMEOUT = (
 class ApiServer:
     def __init__(self, services: Services) -> None:
         self.app = build_app(services, services.settings.api.max_request_size)
+        self.events = stream.EventHub(services)
+        self.app.state.event_hub = self.events
         self._config = uvicorn.Config(
             self.app,
             http="auto",
-            ws="none",
+            ws=_WebSocket,
             lifespan="off",
             # Logging is mailgate's: uvicorn must not reconfigure it, nor log every request.
             log_config=None,
@@ -190,7 +223,8 @@ class ApiServer:
     def protocol(self, client: Address | None = None) -> asyncio.Protocol:
         """A protocol for one connection; `client`: its address from a PROXY header."""
         cls = self._protocol_class if client is None else self._proxied_class
-        protocol: Any = cls(config=self._config, server_state=self._state, app_state={})
+        app_state: dict[str, Any] = {} if client is None else {PROXIED_CLIENT: client}
+        protocol: Any = cls(config=self._config, server_state=self._state, app_state=app_state)
         if client is not None:
             protocol.proxied_client = client
         return protocol

@@ -78,7 +78,7 @@ async def record(conn: Conn, db: Database, pending: Sequence[Pending]) -> list[C
             )
             .returning(events.c.seq)
         )
-        last = max(last, int(seq))
+        last = max(last, int(seq or 0))
     return [EventsRecorded(0, 0, last)]
 
 
@@ -125,7 +125,8 @@ class Outbox(StoreBase):
     async def last_event_seq(self) -> int:
         """The seq of the newest event (0: none yet): where a new reader starts."""
         async with self.db.read() as conn:
-            return int(await conn.scalar(select(func.coalesce(func.max(events.c.seq), 0))))
+            found = await conn.scalar(select(func.max(events.c.seq)))
+            return int(found) if found is not None else 0
 
     async def events_after(
         self,

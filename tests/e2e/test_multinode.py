@@ -292,3 +292,28 @@ def _subjects(t: Transcript) -> list[str]:
         assert match is not None, line
         out.append(match.group(1).decode())
     return out
+
+
+def test_websocket_on_one_node_gets_the_event_of_mail_sent_through_the_other(
+    nodes: Cluster,
+) -> None:
+    import json
+
+    from agentmail.events.types.message_received_event import MessageReceivedEvent
+    from websockets.sync.client import connect
+
+    a, b = nodes.nodes
+    alice, bob = nodes.account("alice"), nodes.account("bob")
+    url = f"ws://127.0.0.1:{b.ports['api']}/v0"
+    with connect(url, additional_headers={"Authorization": f"Bearer {bob.key}"}) as ws:
+        ws.send(json.dumps({"type": "subscribe", "event_types": ["message.received"]}))
+        assert json.loads(ws.recv(10))["type"] == "subscribed"
+        with smtp(a, alice) as client:
+            client.sendmail(
+                alice.address,
+                [bob.address],
+                make_message(alice.address, bob.address, subject="Across nodes"),
+            )
+        event = MessageReceivedEvent.model_validate(json.loads(ws.recv(10)))
+    assert event.message.inbox_id == bob.address
+    assert event.message.subject == "Across nodes"
