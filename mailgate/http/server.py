@@ -24,6 +24,7 @@ from uvicorn.server import ServerState
 from mailgate import __version__
 from mailgate.http import (
     api_keys,
+    autoconfig,
     domains,
     downloads,
     drafts,
@@ -52,6 +53,7 @@ RESOURCES = (
     domains.router,
     api_keys.router,
     lists.router,
+    autoconfig.router,
     unsupported.router,
 )
 
