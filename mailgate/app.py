@@ -19,6 +19,7 @@ from mailgate.auth import Authenticator
 from mailgate.background import stop_task
 from mailgate.config import ConfigError, Settings
 from mailgate.delivery.dns import Resolver
+from mailgate.delivery.domains import CLIENT_SERVICES, ClientPort
 from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.outbound import OutboundWorker
@@ -126,11 +127,13 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
-            self.api = ApiServer(
-                Services(self.store, authenticator, settings, submission, resolver)
-            )
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
+            # After IMAP and SMTP: the API tells mail clients the ports they really listen on.
+            client_ports = [ClientPort(name, self.port(name)) for name in CLIENT_SERVICES]
+            self.api = ApiServer(
+                Services(self.store, authenticator, settings, submission, resolver, client_ports)
+            )
             await self._listen_api(ssl_context)
             self.outbound.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")

@@ -464,7 +464,7 @@ def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _domain_dict(domain: Any, settings: Settings) -> dict[str, Any]:
-    from mailgate.delivery.domains import dns_records
+    from mailgate.delivery.domains import records_to_publish
 
     return {
         "name": domain.name,
@@ -477,7 +477,7 @@ def _domain_dict(domain: Any, settings: Settings) -> dict[str, Any]:
         ],
         "dns": [
             {"name": r.name, "type": r.type, "value": r.value, "strings": r.strings}
-            for r in dns_records(domain, settings.server.hostname)
+            for r in records_to_publish(domain, settings)
         ],
     }
 
@@ -532,13 +532,11 @@ def _domain_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _domain_dns(args: argparse.Namespace, settings: Settings) -> int:
-    from mailgate.delivery.domains import dns_records
+    from mailgate.delivery.domains import zone_file
 
     domain = _with_store(settings, lambda store: store.get_domain(args.domain))
     hostname = settings.server.hostname
-    records = dns_records(domain, hostname)
-    lines = [f"; DNS records for {domain.name} (mailgate)", *(r.zone_line() for r in records)]
-    _emit(args, _domain_dict(domain, settings)["dns"], "\n".join(lines))
+    _emit(args, _domain_dict(domain, settings)["dns"], zone_file(domain, settings))
     if "." not in hostname.strip(".") or hostname.lower().endswith("localhost"):
         print(
             f"warning: [server] hostname is {hostname!r}: the MX record must name this "

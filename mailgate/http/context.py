@@ -6,6 +6,7 @@ can serve in one process (the tests run several).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from fastapi import Depends, Request
 from mailgate.auth import Authenticator
 from mailgate.config import Settings
 from mailgate.delivery.dns import Resolver
+from mailgate.delivery.domains import ClientPort
 from mailgate.delivery.submission import Submission
 from mailgate.store.api import Store
 
@@ -28,12 +30,16 @@ class Services:
         settings: Settings,
         submission: Submission,
         resolver: Resolver,
+        client_ports: Sequence[ClientPort],
     ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.settings = settings
         self.submission = submission
         self.resolver = resolver  # the node's one resolver: domains are verified with it
+        # The IMAP and submission ports as this node listens on them (a port set to 0 is the
+        # one chosen at start), preferred first: what mail clients are told to use.
+        self.client_ports = tuple(client_ports)
         self._token_key: bytes | None = None
 
     async def token_key(self) -> bytes:

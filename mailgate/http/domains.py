@@ -9,11 +9,14 @@ domain of its inbox: they may read and verify those, but not create, change or d
 created for the whole server, as at the top, and is listed under the pod once one of the pod's
 inboxes is at it. Deleting takes a domain no inbox uses (403 otherwise).
 
-A domain's `records` are what `mailgate domain dns` prints (MX, SPF, each published DKIM key,
-DMARC), and its zone file (`zone-file`) is that output. Whether DNS publishes each record is
-looked up when the domain is answered (create, get, update, verify) with the node's resolver:
-VALID, MISSING, or INVALID (`value_mismatch`, or `duplicate_records` beside another record of
-its kind). The domain is VERIFIED when every record is VALID, else INVALID, PENDING (a record is
+A domain's `records` are the records mail needs (MX, SPF, each published DKIM key, DMARC); its
+zone file (`zone-file`) is what `mailgate domain dns` prints: those, and the optional ones that
+let mail clients set themselves up (SRV and CNAME, see autoconfig.py). Those are not `records`:
+the SDK's record types have no SRV, and a domain without them sends and receives mail all the
+same, so they must not keep it from being VERIFIED. Whether DNS publishes each record is looked
+up when the domain is answered (create, get, update, verify) with the node's resolver: VALID,
+MISSING, or INVALID (`value_mismatch`, or `duplicate_records` beside another record of its
+kind). The domain is VERIFIED when every record is VALID, else INVALID, PENDING (a record is
 missing) or VERIFYING: a lookup failed for now (a DNS timeout or server failure is never a
 pass), and that record is MISSING with the reason `dns_temporary_failure` until DNS answers.
 
@@ -34,7 +37,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from mailgate import provision
-from mailgate.delivery.domains import dns_records
+from mailgate.delivery.domains import zone_file
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere
@@ -199,9 +202,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
     ) -> PlainTextResponse:
         """The records to publish, as a zone file (what `mailgate domain dns` prints)."""
         domain = await _visible_domain(caller, services, pod, domain_id)
-        records = dns_records(domain, services.settings.server.hostname)
-        lines = [f"; DNS records for {domain.name} (mailgate)", *(r.zone_line() for r in records)]
-        return PlainTextResponse("\n".join(lines) + "\n")
+        return PlainTextResponse(zone_file(domain, services.settings) + "\n")
 
     @routes.post("", response_model_exclude_none=True)
     async def create_domain(

@@ -25,6 +25,7 @@ from uvicorn.server import ServerState
 from mailgate import __version__
 from mailgate.http import (
     api_keys,
+    autoconfig,
     domains,
     downloads,
     drafts,
@@ -55,6 +56,7 @@ RESOURCES = (
     api_keys.router,
     lists.router,
     stream.router,
+    autoconfig.router,
     unsupported.router,
 )
 

@@ -4,6 +4,7 @@ command's effect shows elsewhere (a bounce, a refused sender) a real server show
 
 from __future__ import annotations
 
+import json
 import smtplib
 import socket
 from collections.abc import Callable, Iterator
@@ -81,7 +82,8 @@ def test_domain_add_list_show_delete(cli: CLI) -> None:
     details = cli.json("domain", "show", "news.test")
     # The private keys never leave the database.
     assert "PRIVATE" not in str(details).upper()
-    assert {r["type"] for r in details["dns"]} == {"MX", "TXT"}
+    # The client set-up names too; no SRV records, as the test config's ports are 0.
+    assert {r["type"] for r in details["dns"]} == {"MX", "TXT", "CNAME"}
 
     # Not while it has inboxes; then it goes.
     assert "inbox" in cli.fails("domain", "delete", "shop.test")
@@ -149,6 +151,8 @@ def test_domain_dns_prints_exactly_the_records_to_publish(cli: CLI) -> None:
         ("example.org.", "TXT"),
         *((f"{k['selector']}._domainkey.example.org.", "TXT") for k in keys),
         ("_dmarc.example.org.", "TXT"),
+        ("autoconfig.example.org.", "CNAME"),
+        ("autodiscover.example.org.", "CNAME"),
     ]
     for r in records:
         if r["type"] == "TXT":
@@ -158,6 +162,57 @@ def test_domain_dns_prints_exactly_the_records_to_publish(cli: CLI) -> None:
                 s for s in txt_strings(zone, r["name"]) if b"".join(s).decode() == r["value"]
             ]
             assert [s.decode() for s in strings] == r["strings"]
+
+
+def test_domain_dns_prints_the_records_mail_clients_set_themselves_up_from(cli: CLI) -> None:
+    cli.ok("domain", "add", "example.org")
+    standard = {
+        "MAILGATE_IMAP_TLS_PORT": "993",
+        "MAILGATE_IMAP_PORT": "143",
+        "MAILGATE_SMTP_TLS_PORT": "465",
+        "MAILGATE_SMTP_SUBMISSION_PORT": "587",
+    }
+    done = cli("domain", "dns", "example.org", env=clean_env(**standard))
+    assert done.returncode == 0, done.stderr
+    zone = zone_of(done.stdout, "example.org.")
+
+    # RFC 6186 and RFC 8314 SRV records: the configured ports at [server] hostname, implicit
+    # TLS at the lower priority number (preferred), STARTTLS after it.
+    def srv(service: str) -> list[tuple[int, int, int, str]]:
+        node = zone.get_node(f"_{service}._tcp.example.org.")
+        assert node is not None, service
+        rdataset = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SRV)
+        return [(r.priority, r.weight, r.port, r.target.to_text()) for r in rdataset]
+
+    assert srv("imaps") == [(0, 1, 993, "mail.example.test.")]
+    assert srv("imap") == [(10, 1, 143, "mail.example.test.")]
+    assert srv("submissions") == [(0, 1, 465, "mail.example.test.")]
+    assert srv("submission") == [(10, 1, 587, "mail.example.test.")]
+    # The names Thunderbird (autoconfig) and Outlook (autodiscover) fetch settings from.
+    for label in ("autoconfig", "autodiscover"):
+        node = zone.get_node(f"{label}.example.org.")
+        assert node is not None, label
+        (cname,) = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+        assert cname.target.to_text() == "mail.example.test."
+
+    # --json: the same records, after the ones mail needs.
+    done = cli("domain", "dns", "example.org", "--json", env=clean_env(**standard))
+    records = json.loads(done.stdout)
+    assert [(r["type"], r["value"]) for r in records[-6:]] == [
+        ("SRV", "0 1 993 mail.example.test."),
+        ("SRV", "10 1 143 mail.example.test."),
+        ("SRV", "0 1 465 mail.example.test."),
+        ("SRV", "10 1 587 mail.example.test."),
+        ("CNAME", "mail.example.test."),
+        ("CNAME", "mail.example.test."),
+    ]
+
+    # A port of 0 is chosen at start: it has no record, and a comment says why.
+    text = cli.ok("domain", "dns", "example.org")  # this test config's ports are all 0
+    assert "\tSRV\t" not in text
+    assert "; no _imaps._tcp record: [imap] tls_port is 0" in text
+    assert "; no _submission._tcp record: [smtp] submission_port is 0" in text
+    assert "autoconfig.example.org.\t3600\tIN\tCNAME\tmail.example.test." in text
 
 
 def test_domain_dns_warns_while_the_hostname_is_localhost(cli: CLI) -> None:
@@ -193,6 +248,8 @@ def test_rotate_dkim_then_remove_the_retired_keys(cli: CLI) -> None:
     published = {r["name"].split(".")[0] for r in cli.json("domain", "dns", "rotate.test")} - {
         "rotate",
         "_dmarc",
+        "autoconfig",
+        "autodiscover",
     }
     assert published == old | new  # the old ones stay published
 
@@ -204,6 +261,8 @@ def test_rotate_dkim_then_remove_the_retired_keys(cli: CLI) -> None:
     published = {r["name"].split(".")[0] for r in cli.json("domain", "dns", "rotate.test")} - {
         "rotate",
         "_dmarc",
+        "autoconfig",
+        "autodiscover",
     }
     assert published == new
 

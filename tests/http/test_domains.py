@@ -156,13 +156,20 @@ def test_zone_file_is_what_mailgate_domain_dns_prints(server: Server, org: Api) 
     zone_file = b"".join(org.client.domains.get_zone_file(name)).decode()
     assert org.last is not None
     assert org.last.headers["content-type"].startswith("text/plain")
+    imap, smtp = server.settings.imap, server.settings.smtp  # the SRV records name their ports
     env = clean_env(
-        MAILGATE_DATABASE_URL=server.settings.database_url, MAILGATE_SERVER_HOSTNAME=HOSTNAME
+        MAILGATE_DATABASE_URL=server.settings.database_url,
+        MAILGATE_SERVER_HOSTNAME=HOSTNAME,
+        MAILGATE_IMAP_PORT=str(imap.port),
+        MAILGATE_IMAP_TLS_PORT=str(imap.tls_port),
+        MAILGATE_SMTP_SUBMISSION_PORT=str(smtp.submission_port),
+        MAILGATE_SMTP_TLS_PORT=str(smtp.tls_port),
     )
     printed = run("domain", "dns", name, cwd=server.settings.data_path, env=env)
     assert printed.returncode == 0, printed.stderr
     assert zone_file == printed.stdout
     assert f"{name}.\t3600\tIN\tMX\t10 {HOSTNAME}." in zone_file
+    assert f"autoconfig.{name}.\t3600\tIN\tCNAME\t{HOSTNAME}." in zone_file
 
 
 def test_flags_mailgate_does_not_have_answer_501(org: Api) -> None:
