@@ -37,7 +37,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from mailgate import provision
-from mailgate.delivery.domains import zone_file
+from mailgate.delivery.domains import dns_records, zone_file
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
 from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere
