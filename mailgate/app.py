@@ -286,13 +286,17 @@ class App:
             try:
                 forgotten = await self.store.prune_expunged(int(time.time()) - EXPUNGE_HISTORY)
                 receipts = await self.store.prune_receipts(int(time.time()) - RECEIPT_LIFETIME)
+                retention = self.settings.api.event_retention
+                events = await self.store.prune_events(int(time.time()) - retention)
             except StoreError as exc:  # the database is down: next time
-                log.warning("forgetting old expunge records and send keys failed: %s", exc)
+                log.warning("forgetting old expunge records, send keys and events failed: %s", exc)
             else:
                 if forgotten:
                     log.info("forgot %d expunge records older than a day", forgotten)
                 if receipts:
                     log.info("forgot %d idempotency keys of sends older than a day", receipts)
+                if events:
+                    log.info("forgot %d events older than [api] event_retention", events)
             await asyncio.sleep(PRUNE_INTERVAL)
 
     async def stop(self) -> None:

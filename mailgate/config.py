@@ -184,6 +184,9 @@ class APISettings:
     # Seconds a request's header may take to arrive whole, and its body may pause between two
     # reads (nginx's client_header_timeout and client_body_timeout); then 408 and close.
     read_timeout: int = field(default=30, metadata=_check(_positive))
+    # Seconds events (message.received ...) are kept for webhooks that are behind, listings and
+    # metrics: 90 days, as far back as the SDK's metrics reach.
+    event_retention: int = field(default=7776000, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,16 @@ class EventHub:
 router = APIRouter()
 
 
+@router.get("/v0", include_in_schema=False)
+async def not_upgraded() -> JSONResponse:
+    """A plain GET of the stream's URL: say how to use it."""
+    return JSONResponse(
+        {"name": "UpgradeRequired", "message": "connect to /v0 with a websocket"},
+        status_code=426,
+        headers={"Upgrade": "websocket"},
+    )
+
+
 @router.websocket("/v0")
 async def stream(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services

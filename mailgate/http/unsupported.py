@@ -1,6 +1,6 @@
 """What the hosted AgentMail offers and this gateway does not: each answers 501 in the SDK's
 error shape, naming the feature, so agent code learns why instead of reading a 404 as "no such
-inbox". Webhooks, websockets and inbox events are not refused for good: they come with events.
+inbox".
 
 A 501 still needs a valid key (as any /v0 request does); these routes stay out of /docs.
 """
@@ -63,6 +63,3 @@ for paths, feature, why in FEATURES:
         endpoint = _refuse(feature, why)
         router.add_api_route(path, endpoint, methods=METHODS)
         router.add_api_route(path + "/{rest:path}", endpoint, methods=METHODS)
-
-# The SDK's websocket connects to <websockets URL>/v0.
-router.add_api_route("/v0", _refuse("websockets", COMING), methods=["GET"])

@@ -117,7 +117,6 @@ def test_malformed_json_is_a_validation_error(org: Api) -> None:
         ("/v0/webhooks", "webhooks"),
         ("/v0/inboxes/{inbox}/webhooks/polling", "webhooks"),
         ("/v0/inboxes/{inbox}/events", "inbox events"),
-        ("/v0", "websockets"),
     ],
 )
 def test_out_of_scope_features_answer_501_naming_them(
@@ -127,10 +126,17 @@ def test_out_of_scope_features_answer_501_naming_them(
     method = "POST" if path.endswith(("authorize", "release", "sign-up")) else "GET"
     message = _error(org.raw(method, url_path), 501, "NotImplementedError")
     assert message.startswith(feature)
-    if feature in ("webhooks", "websockets", "inbox events"):
+    if feature in ("webhooks", "inbox events"):
         assert "events" in message
     # Like every /v0 request, only with a key.
     _error(httpx.request(method, server.api_url + url_path, timeout=30), 401, "UnauthorizedError")
+
+
+def test_a_plain_get_of_the_websocket_url_says_to_upgrade(server: Server) -> None:
+    answer = httpx.get(server.api_url + "/v0", timeout=30)
+    assert answer.status_code == 426
+    assert answer.headers["upgrade"] == "websocket"
+    assert answer.json()["name"] == "UpgradeRequired"
 
 
 def test_sdk_sees_501_as_an_api_error(org: Api) -> None:
