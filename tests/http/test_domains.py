@@ -5,6 +5,7 @@ An organization key manages every domain; pod and inbox keys see the domains of 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -12,6 +13,8 @@ import pytest
 from agentmail import NotFoundError, ValidationError
 from agentmail.core.api_error import ApiError
 from agentmail.domains import Domain, ListDomainsResponse
+from agentmail.events.types.domain_verified_event import DomainVerifiedEvent
+from websockets.sync.client import connect
 
 from mailgate.delivery.domains import dns_records
 from tests.dnsserver import ZoneServer
@@ -148,6 +151,26 @@ def test_verification_follows_what_dns_publishes(org: Api, zone: ZoneServer) -> 
     assert set(_statuses(waiting).values()) == {("MISSING", "dns_temporary_failure")}
     zone.answering = True
     assert org.client.domains.get(name).status == "VERIFIED"
+
+
+def test_the_first_verification_is_told_once_as_domain_verified(
+    server: Server, org: Api, zone: ZoneServer
+) -> None:
+    name = _name()
+    created = org.client.domains.create(domain=name)
+    url = server.api_url.replace("http", "ws", 1) + "/v0"
+    with connect(url, additional_headers={"Authorization": f"Bearer {org.key}"}) as ws:
+        ws.send(json.dumps({"type": "subscribe", "event_types": ["domain.verified"]}))
+        assert json.loads(ws.recv(10))["type"] == "subscribed"
+        assert org.client.domains.get(name).status == "PENDING"
+        publish(zone, created)
+        org.client.domains.verify(name)
+        org.client.domains.verify(name)  # still verified: nothing new to tell
+        event = DomainVerifiedEvent.model_validate(json.loads(ws.recv(10)))
+        assert event.domain.domain_id == name
+        assert event.domain.status == "VERIFIED"
+        with pytest.raises(TimeoutError):
+            ws.recv(0.5)
 
 
 def test_zone_file_is_what_mailgate_domain_dns_prints(server: Server, org: Api) -> None:
