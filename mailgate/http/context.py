@@ -15,6 +15,7 @@ from mailgate.config import Settings
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.submission import Submission
 from mailgate.store.api import Store
+from mailgate.telemetry import Metrics
 
 # The store's name for the secret that signs page tokens (Store.secret).
 TOKEN_SECRET = "tokens"
@@ -28,12 +29,14 @@ class Services:
         settings: Settings,
         submission: Submission,
         resolver: Resolver,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.settings = settings
         self.submission = submission
         self.resolver = resolver  # the node's one resolver: domains are verified with it
+        self.metrics = metrics or Metrics()  # the node's, served at /metrics (health.py)
         self._token_key: bytes | None = None
 
     async def token_key(self) -> bytes:
