@@ -184,6 +184,8 @@ class APISettings:
     # Seconds a request's header may take to arrive whole, and its body may pause between two
     # reads (nginx's client_header_timeout and client_body_timeout); then 408 and close.
     read_timeout: int = field(default=30, metadata=_check(_positive))
+    # GET /metrics for every client; false: only loopback clients and organization keys.
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True)
