@@ -448,6 +448,7 @@ class IMAPServer(IMAP4Server):
             if text is None:
                 # The command holds the session (IDLE): its tagged reply comes later.
                 self.flush()
+                self._timed(name, started)
                 return
             await self.catch_up(expunges_ok=command.expunges_ok or request.uid)
             self.send(f"{tag} OK {text}\r\n".encode())
@@ -469,14 +470,17 @@ class IMAPServer(IMAP4Server):
             log.exception("IMAP command failed: %s", tag)
             self.send(f"{tag} NO [SERVERBUG] Internal error; the incident was logged\r\n".encode())
         self.flush()
-        context = self.context
-        timer = context.command_timers.get(name, context.other_timer)
-        timer.observe(time.perf_counter() - started)
+        self._timed(name, started)
         if self.after_reply is not None:
             after, self.after_reply = self.after_reply, None
             after()
         if self.session_state is State.LOGOUT:
             self.hang_up()
+
+    def _timed(self, name: str, started: float) -> None:
+        context = self.context
+        timer = context.command_timers.get(name, context.other_timer)
+        timer.observe(time.perf_counter() - started)
 
     async def catch_up(self, *, expunges_ok: bool = True) -> None:
         selected = self.selected

@@ -30,6 +30,7 @@ from tests.harness import DOMAIN, Account, Server
 from tests.http.metrics import Scrape, scrape, via_balancer
 from tests.http.sdk import Api
 from tests.smtppeer import SMTPPeer
+from tests.transcript import Transcript
 
 # Clients as the server sees them through the balancer: one on another machine, one on the
 # node itself (a Prometheus or an agent beside it).
@@ -110,6 +111,20 @@ def test_imap_logins_commands_and_append_move_their_counters(
     assert not after.has(f"{COMMANDS}_count", command="FROBNICATE")
     assert delta(before, after, f"{COMMANDS}_bucket", command="NOOP", le="+Inf") == 3
     assert delta(before, after, ACCEPTED, source="append") == 1
+
+
+def test_idle_is_timed_until_it_idles(server: Server, account: Account) -> None:
+    before = scrape(server)
+    with Transcript.login(server, account) as session:
+        session.ok("SELECT INBOX")
+        tag = session.next_tag()
+        session.send(f"{tag} IDLE\r\n")
+        assert session.read_line().startswith(b"+")
+        idling = scrape(server)  # while it idles: its time so far is counted once
+        session.send("DONE\r\n")
+        assert session.read_line().startswith(f"{tag} OK".encode())
+    assert delta(before, idling, f"{COMMANDS}_count", command="IDLE") == 1
+    assert delta(before, idling, f"{COMMANDS}_count", command="SELECT") == 1
 
 
 def test_an_api_send_counts_as_accepted_from_the_api(
