@@ -1,21 +1,34 @@
 # mailgate production image: standard ports inside (25 MX, 143/993 IMAP, 587/465 submission,
-# 8080 the HTTP API), data (database, generated certificate) on the /data volume, running as an
-# unprivileged user.
+# 8080 the HTTP API), data (database, generated certificate) on the /data volume, served by the
+# unprivileged mailgate user (uid and gid 10001).
+#
+# The container starts as root only to make a root-owned bind mount of /data (or a TLS key
+# mounted for root only) usable by that user, then drops root for good, keeping just the right
+# to bind ports below 1024, so `--network host` works too (docker/entrypoint.sh). Started with
+# `--user 10001:10001`, it never is root.
 FROM python:3.11-slim
 
-RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin mailgate \
-    && mkdir -p /data /etc/mailgate \
+RUN groupadd --system --gid 10001 mailgate \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin \
+        mailgate \
+    && mkdir -p /data /etc/mailgate /usr/local/libexec \
     && chown mailgate:mailgate /data
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY mailgate ./mailgate
-RUN pip install --no-cache-dir . && rm -rf /src
+# The dependency versions the tests ran against (constraints.txt). pip's `mailgate` script
+# moves aside: /usr/local/bin/mailgate runs it through the entrypoint, so `docker exec
+# <container> mailgate ...` drops root too and leaves no root-owned file in /data.
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && mv /usr/local/bin/mailgate /usr/local/libexec/mailgate \
+    && rm -rf /src
+COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint
+COPY docker/mailgate /usr/local/bin/mailgate
 
 COPY config/mailgate.toml /etc/mailgate/mailgate.toml
 
 # Standard ports and the /data volume; set MAILGATE_SERVER_HOSTNAME to the name clients use.
-# Docker lets containers bind ports below 1024 without root (ip_unprivileged_port_start=0).
 ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.toml \
     MAILGATE_SERVER_BIND=0.0.0.0 \
     MAILGATE_SERVER_DATA_DIR=/data \
@@ -27,7 +40,10 @@ ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.toml \
     MAILGATE_API_PORT=8080 \
     PYTHONUNBUFFERED=1
 
-USER mailgate
+# Healthy while the API answers /healthz with 200, that is while the database answers (the
+# slim image has no curl: Python's urllib asks; it exits non-zero on a 503 or no answer).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", "import os, ssl, urllib.request as u; tls = os.environ.get('MAILGATE_API_TLS') == 'true'; u.urlopen(('https' if tls else 'http') + '://127.0.0.1:' + os.environ.get('MAILGATE_API_PORT', '8080') + '/healthz', timeout=4, context=ssl._create_unverified_context() if tls else None)"]
+
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 25 143 993 587 465 8080

@@ -39,6 +39,16 @@ from mailgate.smtp.submission import SubmissionHandler
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
 from mailgate.store.records import RECEIPT_LIFETIME
+from mailgate.telemetry import (
+    HTTP,
+    IMAP,
+    SMTP_MX,
+    SMTP_SUBMISSION,
+    WEBSOCKET,
+    Family,
+    Metrics,
+    outbound_queue,
+)
 from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -96,6 +106,8 @@ class App:
     _api_server: asyncio.Server | None = None
     _offload: Offload = field(default_factory=Offload)
     _pruning: asyncio.Task[None] | None = None
+    # This node's own metrics (GET /metrics), apart from any other node's in the process.
+    metrics: Metrics = field(default_factory=Metrics)
 
     def port(self, name: str) -> int:
         return next(listener.port for listener in self.listeners if listener.name == name)
@@ -113,27 +125,36 @@ class App:
         try:
             await self.store.listen()
             await backfill_domains(self.store)
-            authenticator = Authenticator(self.store, settings.auth)
+            metrics = self.metrics
+            authenticator = Authenticator(self.store, settings.auth, metrics)
             load_commands()
-            self._imap = ServerContext(settings, self.store, authenticator, tls_factory)
+            self._imap = ServerContext(settings, self.store, authenticator, tls_factory, metrics)
             self._imap.start()
             resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
-            self.outbound = OutboundWorker(self.store, resolver, settings, self._offload)
+            self.outbound = OutboundWorker(self.store, resolver, settings, self._offload, metrics)
             router = Router(self.store)
             submission = Submission(
-                self.store, router, settings.server.hostname, self.outbound.wake
+                self.store, router, settings.server.hostname, self.outbound.wake, metrics
             )
-            self._handler = SubmissionHandler(submission, router, authenticator, settings.smtp)
+            self._handler = SubmissionHandler(
+                submission, router, authenticator, settings.smtp, metrics
+            )
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
-            inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
-            self._mx = MXHandler(inbound, settings.smtp)
+            inbound = Inbound(
+                self.store, router, resolver, settings.server.hostname, self._offload, metrics
+            )
+            self._mx = MXHandler(inbound, settings.smtp, metrics)
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             # After IMAP and SMTP: the API tells mail clients the ports they really listen on.
             client_ports = [ClientPort(name, self.port(name)) for name in CLIENT_SERVICES]
             self.api = ApiServer(
-                Services(self.store, authenticator, settings, submission, resolver, client_ports)
+                Services(
+                    self.store, authenticator, settings, submission, resolver, client_ports, metrics
+                )
             )
+            self._count_sessions()
+            metrics.on_scrape(self._queue_metrics)
             await self._listen_api(ssl_context)
             self.outbound.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
@@ -269,6 +290,28 @@ class App:
             mx=mx,
             client=client,
         )
+
+    def _count_sessions(self) -> None:
+        """Sessions are counted where they are kept anyway, at each scrape."""
+        imap, api, smtp = self._imap, self.api, self._smtp_sessions
+        assert imap is not None
+        assert api is not None
+        self.metrics.count_sessions(IMAP, lambda: len(imap.sessions))
+        self.metrics.count_sessions(SMTP_SUBMISSION, lambda: sum(not s.mx for s in smtp))
+        self.metrics.count_sessions(SMTP_MX, lambda: sum(s.mx for s in smtp))
+        self.metrics.count_sessions(HTTP, lambda: api.connections)
+        self.metrics.count_sessions(WEBSOCKET, lambda: api.events.subscribers)
+
+    async def _queue_metrics(self) -> list[Family]:
+        store = self.store
+        if store is None:
+            return []
+        try:
+            depth, oldest = await store.outbound_summary()
+        except StoreError as exc:
+            self.metrics.store_error(exc)
+            raise
+        return outbound_queue(depth, 0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     def _storing(self) -> list[asyncio.Future[Any]]:
         busy: list[asyncio.Future[Any]] = []

@@ -30,6 +30,13 @@ from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.store import errors
 from mailgate.store.api import Store
 from mailgate.store.records import ApiKey, Inbox
+from mailgate.telemetry import (
+    LOGIN_FAILED,
+    LOGIN_LOCKED_OUT,
+    LOGIN_OK,
+    LOGIN_UNAVAILABLE,
+    Metrics,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -250,9 +257,12 @@ def covers(key: ApiKey, inbox: Inbox) -> bool:
 
 
 class Authenticator:
-    def __init__(self, store: Store, settings: AuthSettings) -> None:
+    def __init__(
+        self, store: Store, settings: AuthSettings, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.throttle = Throttle(settings)
+        self.metrics = metrics or Metrics()
 
     async def login(self, address: str, token: str, client: str, *, protocol: str) -> Principal:
         """The principal for (address, token), or AuthFailed / LockedOut after the due delay."""
@@ -288,9 +298,16 @@ class Authenticator:
             wait = self.throttle.check(client, name)
         except LockedOut:
             log.warning("%s login refused for %r from %s: address banned", protocol, name, client)
+            self.metrics.login(protocol, LOGIN_LOCKED_OUT)
             raise
-        verified = await verify()
+        try:
+            verified = await verify()
+        except errors.StoreError:
+            # Counted as a store error where it is answered (each protocol's edge).
+            self.metrics.login(protocol, LOGIN_UNAVAILABLE)
+            raise
         if verified is None:
+            self.metrics.login(protocol, LOGIN_FAILED)
             delay = self.throttle.failed(client, name)
             # One line per failure, for an operator's fail2ban: "login failed ... from <ip>".
             log.warning("%s login failed for %r from %s", protocol, name, client)
@@ -300,6 +317,7 @@ class Authenticator:
         if wait:
             await asyncio.sleep(wait)
         self.throttle.succeeded(client, name)
+        self.metrics.login(protocol, LOGIN_OK)
         return verified
 
     async def _key(self, token: str) -> ApiKey | None:

@@ -187,6 +187,8 @@ class APISettings:
     # Seconds events (message.received ...) are kept for webhooks that are behind, listings and
     # metrics: 90 days, as far back as the SDK's metrics reach.
     event_retention: int = field(default=7776000, metadata=_check(_positive))
+    # GET /metrics for every client; false: only loopback clients and organization keys.
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True)

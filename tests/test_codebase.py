@@ -10,6 +10,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import grimp
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from mailgate.config import Settings, load
 
@@ -80,3 +82,24 @@ def test_pyproject_pins_lower_bounds() -> None:
     requirements = project["dependencies"] + project["optional-dependencies"]["test"]
     for requirement in requirements:
         assert ">=" in requirement, f"{requirement} has no lower bound"
+
+
+def test_constraints_pin_every_runtime_dependency() -> None:
+    """constraints.txt (what the image and the test command install with) pins each dependency
+    of pyproject.toml to one version, which its lower bound allows."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        pin = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert pin, f"not a pin of one version: {line}"
+        pins[canonicalize_name(pin.group(1))] = pin.group(2)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dependency in project["dependencies"]:
+        requirement = Requirement(dependency)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{requirement.name}=={pins[name]} does not satisfy {requirement.specifier}"
+        )

@@ -39,6 +39,7 @@ from mailgate.store.records import (
     Parcel,
     Target,
 )
+from mailgate.telemetry import SOURCE_MX, Metrics
 
 MAX_RECEIVED = 50  # RFC 5321 §6.3: a loop once a message has passed this many hops
 
@@ -80,12 +81,14 @@ class Inbound:
         resolver: Resolver,
         hostname: str,
         offload: Offload | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.resolver = resolver
         self.hostname = hostname
         self.offload = offload
+        self.metrics = metrics or Metrics()
 
     async def route(self, recipient: str, mail_from: str) -> tuple[Decision, Inbox | None]:
         """Who `recipient` is here; InvalidAddress if it is malformed."""
@@ -165,6 +168,7 @@ class Inbound:
         targets += [Target(await self._mailbox(i, SPAM), (), unauthenticated) for i in spam]
         if targets:
             await self.store.deliver([Parcel(stamped, tuple(targets))])
+        self.metrics.accepted(SOURCE_MX, local=len(targets))
         return Delivered(
             trace_id,
             [i.address for i in inbox_targets],

@@ -40,6 +40,7 @@ from mailgate.mime.addresses import domain_of
 from mailgate.store.api import Store
 from mailgate.store.errors import NotFound, StoreError
 from mailgate.store.records import INBOX, Parcel, QueuedRecipient, Target
+from mailgate.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,15 @@ class PermanentFailure(Exception):
 
 class OutboundWorker:
     def __init__(
-        self, store: Store, resolver: Resolver, settings: Settings, offload: Offload
+        self,
+        store: Store,
+        resolver: Resolver,
+        settings: Settings,
+        offload: Offload,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.resolver = resolver
         self.settings = settings
         self.offload = offload
@@ -148,6 +155,7 @@ class OutboundWorker:
                 claimed = await self._claim()
             except StoreError as exc:
                 log.warning("outbound: cannot read the queue: %s", exc)
+                self.metrics.store_error(exc)
                 claimed = False
             if not claimed:
                 with contextlib.suppress(TimeoutError):
@@ -185,9 +193,10 @@ class OutboundWorker:
             async with self._slots:
                 try:
                     await self._attempt(destination, items, outcome)
-                except Exception:
+                except Exception as exc:
                     where = destination or "the smarthost"
                     log.exception("outbound: delivery to %s failed unexpectedly", where)
+                    self.metrics.store_error(exc)  # reading the message or the keys, maybe
                     outcome.defer_all(
                         [i for i in items if not _settled(i, outcome)], "internal error"
                     )
@@ -211,6 +220,7 @@ class OutboundWorker:
                 await self.store.renew_outbound(self.node, ids, self.lease)
             except StoreError as exc:
                 log.warning("outbound: cannot renew claims: %s", exc)
+                self.metrics.store_error(exc)
 
     # ------------------------------------------------------------------ one attempt
 
@@ -355,6 +365,7 @@ class OutboundWorker:
             return
         delivered = [item.id for item in accepted]
         outcome.delivered += delivered
+        self.metrics.delivered_remote(len(delivered))
         # Recorded before the next message: a crash from here on never sends these again.
         await self._commit(delivered=delivered)
         outcome.recorded.update(delivered)
@@ -394,6 +405,7 @@ class OutboundWorker:
         )
         batch.failed.update(failed)
         if deferred:
+            self.metrics.deferred(len(deferred))
             self._wake_at(min(when for _, when, _ in deferred))
 
     async def _bounce(self, batch: _Batch) -> None:
@@ -407,9 +419,11 @@ class OutboundWorker:
         except StoreError as exc:
             # Left claimed: once the lease runs out they are tried, and fail, again.
             log.warning("outbound: cannot write bounces now: %s", exc)
+            self.metrics.store_error(exc)
             return
         reasons = {queue_id: (status, text) for queue_id, (status, text, _) in failed.items()}
         await self._commit(failed=list(failed), bounces=reports, reasons=reasons)
+        self.metrics.bounced(len(failed))
 
     async def _commit(
         self,
@@ -437,6 +451,7 @@ class OutboundWorker:
                 # Keep trying: a recipient that got 250 but is not recorded would be sent
                 # again once the lease ends.
                 log.warning("outbound: cannot record the outcome (%s); retrying", exc)
+                self.metrics.store_error(exc)
                 await asyncio.sleep(min(2**attempt * 0.1, 10))
         log.error("outbound: gave up recording outcomes for %s", [*delivered, *failed])
 

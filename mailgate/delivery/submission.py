@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 from mailgate.auth import Principal
 from mailgate.delivery.routing import Route, Router, candidates
-from mailgate.delivery.trace import Origin, date_header, new_message_id, received_header
+from mailgate.delivery.trace import (
+    Origin,
+    Protocol,
+    date_header,
+    new_message_id,
+    received_header,
+)
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
@@ -34,6 +40,7 @@ from mailgate.store.records import (
     SendReceipt,
     Target,
 )
+from mailgate.telemetry import SOURCE_API, SOURCE_SUBMISSION, Metrics
 
 
 class SenderNotAuthorized(Exception):
@@ -70,11 +77,13 @@ class Submission:
         router: Router,
         hostname: str,
         on_queued: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.hostname = hostname
         self._on_queued = on_queued
+        self.metrics = metrics or Metrics()
 
     async def submit(
         self,
@@ -150,6 +159,10 @@ class Submission:
             key, fingerprint = idempotency
             receipt = SendReceipt(principal.inbox.id, key, fingerprint, message_id)
         await self.store.deliver(parcels, receipt=receipt)
+        source = (
+            SOURCE_API if origin.protocol in (Protocol.HTTP, Protocol.HTTPS) else SOURCE_SUBMISSION
+        )
+        self.metrics.accepted(source, local=len(targets))
         if queued and self._on_queued is not None:
             self._on_queued()
         return Accepted(trace_id, message_id, sorted(local), remote)

@@ -17,6 +17,7 @@ from mailgate.delivery.dns import Resolver
 from mailgate.delivery.domains import ClientPort
 from mailgate.delivery.submission import Submission
 from mailgate.store.api import Store
+from mailgate.telemetry import Metrics
 
 # The store's name for the secret that signs page tokens (Store.secret).
 TOKEN_SECRET = "tokens"
@@ -31,6 +32,7 @@ class Services:
         submission: Submission,
         resolver: Resolver,
         client_ports: Sequence[ClientPort],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.authenticator = authenticator
@@ -40,6 +42,7 @@ class Services:
         # The IMAP and submission ports as this node listens on them (a port set to 0 is the
         # one chosen at start), preferred first: what mail clients are told to use.
         self.client_ports = tuple(client_ports)
+        self.metrics = metrics or Metrics()  # the node's, served at /metrics (health.py)
         self._token_key: bytes | None = None
 
     async def token_key(self) -> bytes:

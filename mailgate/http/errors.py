@@ -218,6 +218,9 @@ def _field_error(error: Any) -> FieldError:
 
 async def _store(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, store_errors.StoreError)
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        services.metrics.store_error(exc)
     return from_store(exc).response()
 
 

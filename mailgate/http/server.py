@@ -30,6 +30,7 @@ from mailgate.http import (
     downloads,
     drafts,
     errors,
+    health,
     identity,
     inboxes,
     lists,
@@ -45,6 +46,7 @@ from mailgate.http.limits import BodyLimit
 Address = tuple[str, int]
 
 RESOURCES = (
+    health.router,
     identity.router,
     pods.router,
     inboxes.router,
@@ -230,6 +232,11 @@ class ApiServer:
         if client is not None:
             protocol.proxied_client = client
         return protocol
+
+    @property
+    def connections(self) -> int:
+        """The connections open now (mailgate_sessions{protocol="http"})."""
+        return len(self._state.connections)
 
     @property
     def running(self) -> list[asyncio.Task[None]]:

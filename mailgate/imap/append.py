@@ -9,6 +9,7 @@ from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Append, Request
 from mailgate.imap.wire import uid_set
 from mailgate.store.records import INBOX, RECEIVED, Notice, Parcel, Target
+from mailgate.telemetry import SOURCE_APPEND
 
 
 @command("APPEND", LOGGED_IN)
@@ -27,5 +28,7 @@ async def append(s: Session, request: Request) -> str:
     parcels = [Parcel(m.data, (Target(dest.id, m.flags, notices),), m.date) for m in args.messages]
     # All messages of a MULTIAPPEND commit together, or none does (RFC 3502 §6.3.11).
     placed = await s.store.deliver(parcels)
+    for _ in placed:
+        s.metrics.accepted(SOURCE_APPEND)
     uids = [targets[0].uid for targets in placed]
     return f"[APPENDUID {dest.uidvalidity} {uid_set(uids).decode()}] APPEND completed"

@@ -17,6 +17,7 @@ from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
 from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.store.api import Store
+from mailgate.telemetry import Metrics
 
 
 class State(enum.Flag):
@@ -60,6 +61,9 @@ class Session(Protocol):
 
     @property
     def authenticator(self) -> Authenticator: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
     @property
     def principal(self) -> Principal | None: ...

@@ -85,7 +85,8 @@ async def _log_in(s: Session, user: bytes, password: bytes) -> str:
         raise no("Invalid address or API key", "AUTHENTICATIONFAILED") from None
     except LockedOut as exc:
         raise no(f"Too many failed logins from your address; {exc}", "UNAVAILABLE") from None
-    except Unavailable:
+    except Unavailable as exc:
+        s.metrics.store_error(exc)
         raise no("Logins are temporarily unavailable, try again", "UNAVAILABLE") from None
     s.logged_in(principal)
     return "[CAPABILITY " + " ".join(c.decode() for c in s.capability_list()) + "] Logged in"

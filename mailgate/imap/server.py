@@ -42,6 +42,7 @@ from mailgate.imap.syntax.commands import parse_request, parse_tag
 from mailgate.imap.syntax.values import ParseError
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
+from mailgate.telemetry import OTHER, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,17 @@ class ServerContext:
         store: Store,
         authenticator: Authenticator,
         tls_factory: Any,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.authenticator = authenticator
         self.tls_factory = tls_factory
+        self.metrics = metrics or Metrics()
+        # One histogram series per registered command, looked up by name with no label work
+        # per command (commands register themselves on import: load_commands() comes first).
+        self.command_timers = self.metrics.command_timers(REGISTRY)
+        self.other_timer = self.command_timers[OTHER]
         self.sessions: set[IMAPServer] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -168,6 +175,10 @@ class IMAPServer(IMAP4Server):
     @property
     def authenticator(self) -> Authenticator:
         return self.context.authenticator
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.context.metrics
 
     # ---------------------------------------------------------------- connection
 
@@ -421,10 +432,13 @@ class IMAPServer(IMAP4Server):
         self.resumeProducing()
 
     async def _run(self, chunks: list[bytes]) -> None:
+        started = time.perf_counter()
+        name = OTHER
         tag = "*"
         try:
             request = parse_request(chunks)
             tag = request.tag
+            name = request.name
             command = REGISTRY.get(request.name)
             if command is None:
                 raise bad(f"{request.name} is not implemented", "CLIENTBUG")
@@ -434,6 +448,7 @@ class IMAPServer(IMAP4Server):
             if text is None:
                 # The command holds the session (IDLE): its tagged reply comes later.
                 self.flush()
+                self._timed(name, started)
                 return
             await self.catch_up(expunges_ok=command.expunges_ok or request.uid)
             self.send(f"{tag} OK {text}\r\n".encode())
@@ -449,16 +464,23 @@ class IMAPServer(IMAP4Server):
         except MailboxGone:
             self.close(b"The selected mailbox was deleted")
         except StoreError as exc:
+            self.context.metrics.store_error(exc)
             self.send(from_store(exc).line(tag))
         except Exception:
             log.exception("IMAP command failed: %s", tag)
             self.send(f"{tag} NO [SERVERBUG] Internal error; the incident was logged\r\n".encode())
         self.flush()
+        self._timed(name, started)
         if self.after_reply is not None:
             after, self.after_reply = self.after_reply, None
             after()
         if self.session_state is State.LOGOUT:
             self.hang_up()
+
+    def _timed(self, name: str, started: float) -> None:
+        context = self.context
+        timer = context.command_timers.get(name, context.other_timer)
+        timer.observe(time.perf_counter() - started)
 
     async def catch_up(self, *, expunges_ok: bool = True) -> None:
         selected = self.selected

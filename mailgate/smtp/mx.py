@@ -7,6 +7,7 @@ no SQL and no socket code.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiosmtpd.smtp import Envelope, Session
 
@@ -14,16 +15,20 @@ from mailgate.config import SMTPSettings
 from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
 from mailgate.mime.addresses import InvalidAddress
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, RoutedEnvelope, advertise
+from mailgate.smtp.server import MailgateSMTP, advertise, routed
 from mailgate.store.errors import LimitExceeded, StoreError, Unavailable
+from mailgate.telemetry import SOURCE_MX, Metrics
 
 log = logging.getLogger(__name__)
 
 
 class MXHandler:
-    def __init__(self, inbound: Inbound, settings: SMTPSettings) -> None:
+    def __init__(
+        self, inbound: Inbound, settings: SMTPSettings, metrics: Metrics | None = None
+    ) -> None:
         self.inbound = inbound
         self.settings = settings
+        self.metrics = metrics or Metrics()
 
     async def handle_EHLO(
         self,
@@ -44,6 +49,7 @@ class MXHandler:
         mail_options: list[str],
     ) -> str:
         # "<>" is the null reverse-path of bounces (RFC 5321 §4.5.5): accepted as such.
+        routed(envelope).started = time.perf_counter()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -64,6 +70,7 @@ class MXHandler:
             return replies.BAD_RECIPIENT
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", address, exc)
+            self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
         if decision is Decision.UNKNOWN:
             return replies.UNKNOWN_RECIPIENT
@@ -74,10 +81,18 @@ class MXHandler:
         assert inbox is not None
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        _routed(envelope).inboxes.append(inbox)
+        routed(envelope).inboxes.append(inbox)
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: MailgateSMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._data(server, envelope)
+        finally:
+            started = routed(envelope).started
+            if started is not None:
+                self.metrics.smtp_transaction(SOURCE_MX, time.perf_counter() - started)
+
+    async def _data(self, server: MailgateSMTP, envelope: Envelope) -> str:
         content = envelope.original_content
         assert isinstance(content, bytes)
         try:
@@ -85,7 +100,7 @@ class MXHandler:
                 delivered = await self.inbound.accept(
                     origin=server.origin(authenticated=False),
                     mail_from=envelope.mail_from or "",
-                    recipients=_routed(envelope).inboxes,
+                    recipients=routed(envelope).inboxes,
                     data=content,
                 )
         except MailLoop:
@@ -96,9 +111,11 @@ class MXHandler:
             return f"{replies.POLICY_TEMPORARY} ({exc.reason})"
         except (Unavailable, LimitExceeded) as exc:
             log.warning("inbound message not stored: %s", exc)
+            self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
-        except StoreError:
+        except StoreError as exc:
             log.exception("inbound message not stored")
+            self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
         log.info(
             "inbound from %s [%s]: inbox %s, spam %s, dropped %s; %s",
@@ -114,9 +131,3 @@ class MXHandler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("MX session error", exc_info=error)
         return replies.TEMPORARY_FAILURE
-
-
-def _routed(envelope: Envelope) -> RoutedEnvelope:
-    # MailgateSMTP makes every envelope a RoutedEnvelope.
-    assert isinstance(envelope, RoutedEnvelope)
-    return envelope

@@ -34,11 +34,19 @@ MAX_LINE = 1024 * 1024
 
 
 class RoutedEnvelope(Envelope):
-    """aiosmtpd's envelope, plus the inboxes the MX resolved the recipients to at RCPT."""
+    """aiosmtpd's envelope, plus the inboxes the MX resolved the recipients to at RCPT, and
+    when MAIL FROM began the transaction (for its latency)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inboxes: list[Inbox] = []
+        self.started: float | None = None
+
+
+def routed(envelope: Envelope) -> RoutedEnvelope:
+    # MailgateSMTP makes every envelope a RoutedEnvelope.
+    assert isinstance(envelope, RoutedEnvelope)
+    return envelope
 
 
 class MailgateSMTP(SMTP):
@@ -78,6 +86,7 @@ class MailgateSMTP(SMTP):
                 loop=loop,
             )
         self._implicit_tls = implicit_tls
+        self.mx = mx  # the MX listener's session, not submission's (counted apart)
         # The client's address from a PROXY header; the socket's peer is the balancer.
         self._client = client
         self._session_limit = settings.session_timeout

@@ -5,6 +5,7 @@ SQL and no socket code."""
 from __future__ import annotations
 
 import logging
+import time
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
@@ -30,8 +31,9 @@ from mailgate.delivery.submission import (
 )
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise
+from mailgate.smtp.server import MailgateSMTP, advertise, routed
 from mailgate.store.errors import LimitExceeded, Unavailable
+from mailgate.telemetry import SOURCE_SUBMISSION, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,13 @@ class SubmissionHandler:
         router: Router,
         authenticator: Authenticator,
         settings: SMTPSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.submission = submission
         self.router = router
         self.authenticator = authenticator
         self.settings = settings
+        self.metrics = metrics or Metrics()
 
     # ---------------------------------------------------------------- EHLO
 
@@ -108,7 +112,8 @@ class SubmissionHandler:
             return _refused(replies.AUTH_FAILED)
         except LockedOut:
             return _refused(replies.AUTH_LOCKED_OUT)
-        except Unavailable:
+        except Unavailable as exc:
+            self.metrics.store_error(exc)
             return _refused(replies.AUTH_TEMPORARY)
         return AuthResult(success=True, auth_data=principal, message=replies.AUTH_OK)
 
@@ -127,6 +132,7 @@ class SubmissionHandler:
             check_sender(principal, address)
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
+        routed(envelope).started = time.perf_counter()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -153,6 +159,7 @@ class SubmissionHandler:
             route, _ = await self.router.route(recipient)
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", recipient, exc)
+            self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
         if route is Route.UNKNOWN:
             return replies.UNKNOWN_RECIPIENT
@@ -161,6 +168,14 @@ class SubmissionHandler:
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: MailgateSMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._data(server, session, envelope)
+        finally:
+            started = routed(envelope).started
+            if started is not None:
+                self.metrics.smtp_transaction(SOURCE_SUBMISSION, time.perf_counter() - started)
+
+    async def _data(self, server: MailgateSMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content
         assert isinstance(content, bytes)
         try:
@@ -179,11 +194,13 @@ class SubmissionHandler:
             return replies.UNKNOWN_RECIPIENT
         except (Unavailable, LimitExceeded) as exc:
             log.warning("submission from %s not stored: %s", _principal(session).address, exc)
+            self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
-        except Exception:
+        except Exception as exc:
             # Answered here rather than by handle_exception, so that aiosmtpd still ends the
             # transaction: otherwise the next MAIL would get "503 nested MAIL command".
             log.exception("submission from %s failed", _principal(session).address)
+            self.metrics.store_error(exc)  # counted if it is the store's
             return replies.TEMPORARY_FAILURE
         return f"{replies.ACCEPTED} {accepted.trace_id}"
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select
+
 from mailgate.store import errors, notify
 from mailgate.store.conversations import Conversations
 from mailgate.store.database import Database
@@ -26,6 +28,7 @@ from mailgate.store.domains import Domains
 from mailgate.store.entries import Entries
 from mailgate.store.events import EventBus
 from mailgate.store.mailboxes import Mailboxes
+from mailgate.store.models import pods
 from mailgate.store.outbox import Outbox
 from mailgate.store.queue import Queue
 from mailgate.store.search import Searching
@@ -73,6 +76,13 @@ class Store(Tenancy, Mailboxes, Entries, Conversations, Searching, Queue, Domain
             await self._listener.stop()
             self._listener = None
             raise errors.Unavailable("cannot LISTEN for other nodes' changes") from None
+
+    async def ping(self) -> None:
+        """A trivial read (the health check): returns if the database answers, else raises
+        Unavailable or StoreError. It reads a table, not just `SELECT 1`, which an SQLite
+        connection answers without looking at its file."""
+        async with self.db.read() as conn:
+            await conn.execute(select(pods.c.id).limit(1))
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from mailgate.store import errors
@@ -183,6 +183,13 @@ class Queue(StoreBase):
         async with self.db.read() as conn:
             rows = await conn.execute(select(outbound).order_by(outbound.c.id))
             return [_queued(r) for r in rows]
+
+    async def outbound_summary(self) -> tuple[int, int | None]:
+        """How many recipients are queued, and when the oldest was queued (Unix time, None if
+        none is): the metrics' queue depth and age, in one read."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(func.count(), func.min(outbound.c.created_at)))).one()
+        return int(row[0]), None if row[1] is None else int(row[1])
 
     async def get_outbound(self, queue_id: int) -> QueuedRecipient:
         async with self.db.read() as conn:

@@ -78,6 +78,7 @@ class Idling:
         except StoreError as exc:
             # The next event, or the end of IDLE, tries again.
             log.warning("IDLE update failed: %s", exc)
+            s.metrics.store_error(exc)
             if s.selected is not None:
                 s.selected.dirty = True
 
