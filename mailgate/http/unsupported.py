@@ -37,11 +37,6 @@ FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("/v0/inboxes/{inbox_id}/files",), "files", OUT_OF_SCOPE),
     (("/v0/organizations",), "organizations (and labs)", OUT_OF_SCOPE),
     (
-        ("/v0/metrics", "/v0/inboxes/{inbox_id}/metrics", "/v0/pods/{pod_id}/metrics"),
-        "metrics",
-        OUT_OF_SCOPE,
-    ),
-    (
         ("/v0/webhooks", "/v0/inboxes/{inbox_id}/webhooks", "/v0/pods/{pod_id}/webhooks"),
         "webhooks",
         COMING,

@@ -112,8 +112,6 @@ def test_malformed_json_is_a_validation_error(org: Api) -> None:
         ("/v0/inboxes/{inbox}/messages/m1/agent-armor/release", "agent armor"),
         ("/v0/inboxes/{inbox}/files", "files"),
         ("/v0/organizations/labs", "organizations"),
-        ("/v0/metrics/events", "metrics"),
-        ("/v0/pods/default/metrics/usage", "metrics"),
         ("/v0/webhooks", "webhooks"),
         ("/v0/inboxes/{inbox}/webhooks/polling", "webhooks"),
         ("/v0/inboxes/{inbox}/events", "inbox events"),
@@ -141,7 +139,7 @@ def test_a_plain_get_of_the_websocket_url_says_to_upgrade(server: Server) -> Non
 
 def test_sdk_sees_501_as_an_api_error(org: Api) -> None:
     with pytest.raises(ApiError) as refused:
-        org.client.metrics.query_events(request_options=NO_RETRIES)
+        org.client.organizations.get(request_options=NO_RETRIES)
     assert refused.value.status_code == 501
 
 
