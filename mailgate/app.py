@@ -331,6 +331,7 @@ class App:
                 receipts = await self.store.prune_receipts(int(time.time()) - RECEIPT_LIFETIME)
                 retention = self.settings.api.event_retention
                 events = await self.store.prune_events(int(time.time()) - retention)
+                events += await self.store.prune_label_events(int(time.time()) - retention)
             except StoreError as exc:  # the database is down: next time
                 log.warning("forgetting old expunge records, send keys and events failed: %s", exc)
             else:

@@ -25,24 +25,25 @@ from dataclasses import dataclass
 
 from mailgate.store.api import Store
 from mailgate.store.conversations import Criterion, Mail
+from mailgate.store.labelling import (
+    BOUNCED_LABEL,
+    DRAFT,
+    FOLDER_LABELS,
+    OWN,
+    READ,
+    RECEIVED,
+    SENT_LABEL,
+    SPAM_LABEL,
+    STARRED,
+    TRASH,
+    TRASH_LABEL,
+    UNREAD,
+    labels_of_copies,
+)
 from mailgate.store.records import BOUNCED, FLAGGED, INBOX, SEEN, SENT, SPAM
 
-DRAFTS, TRASH = "Drafts", "Trash"
-RECEIVED, SENT_LABEL, DRAFT, SPAM_LABEL, TRASH_LABEL = "received", "sent", "draft", "spam", "trash"
-UNREAD, READ, STARRED, BOUNCED_LABEL = "unread", "read", "starred", "bounced"
-
-# The label of each built-in mailbox.
-FOLDER_LABELS = {
-    INBOX: RECEIVED,
-    SENT: SENT_LABEL,
-    DRAFTS: DRAFT,
-    SPAM: SPAM_LABEL,
-    TRASH: TRASH_LABEL,
-}
 MAILBOX_OF = {label: mailbox for mailbox, label in FOLDER_LABELS.items()}
 SYSTEM = frozenset({RECEIVED, SENT_LABEL, DRAFT, BOUNCED_LABEL, BOUNCED.casefold()})
-# Copies in these never make a message unread: the inbox wrote them.
-_OWN = (SENT, DRAFTS)
 _MAX_LABEL = 200
 _ATOM_SPECIALS = frozenset('(){%*"\\]')
 
@@ -52,28 +53,8 @@ class InvalidLabel(ValueError):
 
 
 def labels_of(mail: Mail) -> list[str]:
-    """A message's labels: its folders' (built-in ones first, in FOLDER_LABELS order), then
-    read or unread, starred, bounced, and its keywords, sorted."""
-    folders = {copy.mailbox for copy in mail.copies}
-    found = [label for mailbox, label in FOLDER_LABELS.items() if mailbox in folders]
-    found += sorted(folders - FOLDER_LABELS.keys())
-    unread = False
-    starred = False
-    keywords: set[str] = set()
-    for copy in mail.copies:
-        flags = set(copy.flags)
-        unread |= SEEN not in flags and copy.mailbox not in _OWN
-        starred |= FLAGGED in flags
-        keywords.update(f for f in flags if not f.startswith("\\"))
-    found.append(UNREAD if unread else READ)
-    if starred:
-        found.append(STARRED)
-    if any(k.casefold() == BOUNCED.casefold() for k in keywords):
-        found.append(BOUNCED_LABEL)
-        keywords = {k for k in keywords if k.casefold() != BOUNCED.casefold()}
-    known = {label.casefold() for label in found}
-    found += sorted(k for k in keywords if k.casefold() not in known)
-    return found
+    """A message's labels (store/labelling.py)."""
+    return labels_of_copies((copy.mailbox, copy.flags) for copy in mail.copies)
 
 
 def criteria(labels: Iterable[str]) -> tuple[Criterion, ...]:
@@ -84,7 +65,7 @@ def criteria(labels: Iterable[str]) -> tuple[Criterion, ...]:
         if label in MAILBOX_OF:
             found.append(Criterion("mailbox", MAILBOX_OF[label]))
         elif label in (UNREAD, READ):
-            found.append(Criterion("unseen", " ".join(_OWN), present=label == UNREAD))
+            found.append(Criterion("unseen", " ".join(OWN), present=label == UNREAD))
         elif label == STARRED:
             found.append(Criterion("flag", FLAGGED))
         elif label == BOUNCED_LABEL:

@@ -41,7 +41,6 @@ FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "webhooks",
         COMING,
     ),
-    (("/v0/inboxes/{inbox_id}/events",), "inbox events", COMING),
 )
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -27,6 +27,7 @@ from mailgate.store.database import Database
 from mailgate.store.domains import Domains
 from mailgate.store.entries import Entries
 from mailgate.store.events import EventBus
+from mailgate.store.labelling import Labelling
 from mailgate.store.mailboxes import Mailboxes
 from mailgate.store.metrics import Metrics
 from mailgate.store.models import pods
@@ -50,6 +51,7 @@ class Store(
     Domains,
     Senders,
     Outbox,
+    Labelling,
     Metrics,
 ):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:

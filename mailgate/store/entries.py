@@ -15,6 +15,7 @@ from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, FlagsChanged, MessagesAdded, MessagesExpunged
 from mailgate.store.ingest import Filing
+from mailgate.store.labelling import LabelWatch
 from mailgate.store.models import (
     blobs,
     entries,
@@ -246,7 +247,9 @@ class Entries(StoreBase):
                 return [], []
             modseq = box.highestmodseq + 1
             gone = [r.uid for r in rows]
+            watch = await LabelWatch.of(conn, box.inbox_id, {r.message_id for r in rows})
             await remove_entries(conn, mailbox_id, gone, modseq)
+            await watch.record(conn)
             await bump_mailbox(conn, box, modseq=modseq)
             await collect_garbage(conn, {r.message_id for r in rows})
             return gone, [MessagesExpunged(box.inbox_id, mailbox_id, modseq)]
@@ -286,6 +289,12 @@ class Entries(StoreBase):
             if dest.uidnext + len(rows) - 1 > MAX_UID:
                 raise errors.LimitExceeded("the destination mailbox has used up its UIDs")
             events: list[Change] = []
+            # Mailboxes of one inbox only relabel; copied to another inbox, a message is new
+            # there (and leaves this one on a move: deleted, not relabelled).
+            same_inbox = boxes[source_id].inbox_id == dest.inbox_id
+            watch = await LabelWatch.of(
+                conn, dest.inbox_id, {r.message_id for r in rows} if same_inbox else ()
+            )
             dest_modseq = dest.highestmodseq + 1
             dest_uids = list(range(dest.uidnext, dest.uidnext + len(rows)))
             await conn.execute(
@@ -323,6 +332,7 @@ class Entries(StoreBase):
                 keywords=copied_keywords,
             )
             events.append(MessagesAdded(dest.inbox_id, dest_id, dest_modseq))
+            await watch.record(conn)
             return CopyResult(dest.uidvalidity, [r.uid for r in rows], dest_uids), events
 
         return await self._change(work)
@@ -426,7 +436,13 @@ async def change_flags(
     box = await lock_mailbox(conn, mailbox_id)
     rows = (
         await conn.execute(
-            select(entries.c.uid, entries.c.flags, entries.c.keywords, entries.c.modseq)
+            select(
+                entries.c.uid,
+                entries.c.flags,
+                entries.c.keywords,
+                entries.c.modseq,
+                entries.c.message_id,
+            )
             .where(entries.c.mailbox_id == mailbox_id, where)
             .order_by(entries.c.uid)
         )
@@ -435,7 +451,8 @@ async def change_flags(
     states: list[EntryState] = []
     modified: list[int] = []
     updates: list[dict[str, Any]] = []
-    for uid, bits, keywords_text, old_modseq in rows:
+    touched: set[int] = set()
+    for uid, bits, keywords_text, old_modseq, blob_id in rows:
         if post_filter is not None and not post_filter(uid):
             continue
         if unchangedsince is not None and old_modseq > unchangedsince:
@@ -453,9 +470,11 @@ async def change_flags(
             states.append(EntryState(uid, join_flags(bits, keywords_text), old_modseq))
             continue
         updates.append({"b_uid": uid, "b_flags": new_bits, "b_keywords": new_keywords})
+        touched.add(blob_id)
         states.append(EntryState(uid, join_flags(new_bits, new_keywords), modseq))
     if not updates:
         return FlagUpdate(states, modified, box.highestmodseq), []
+    watch = await LabelWatch.of(conn, box.inbox_id, touched)
     await conn.execute(
         update(entries)
         .where(
@@ -465,6 +484,7 @@ async def change_flags(
         .values(flags=bindparam("b_flags"), keywords=bindparam("b_keywords"), modseq=modseq),
         updates,
     )
+    await watch.record(conn)
     added = "" if mode == "-" else " ".join(sorted(change_keywords))
     await bump_mailbox(conn, box, modseq=modseq, keywords=added)
     return FlagUpdate(states, modified, modseq), [FlagsChanged(box.inbox_id, mailbox_id, modseq)]

@@ -349,6 +349,22 @@ events = Table(
     sqlite_autoincrement=True,
 )
 
+# Inbox events: a label a message gained or lost (label.added, label.removed), written in the
+# transaction of the change (store/labelling.py); `id` orders them, and names them to the API.
+label_events = Table(
+    "label_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", Text, nullable=False),  # the API's message_id
+    Column("event_type", String(16), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_label_events_inbox_id_id", "inbox_id", "id"),
+    Index("ix_label_events_created_at", "created_at"),
+    sqlite_autoincrement=True,
+)
+
 # Webhook endpoints. Each reads the event outbox from its own cursor, in order: the event after
 # `cursor` that matches its filters is sent until it is answered 2xx, then the cursor moves on.
 # A node claims an endpoint with a lease, as it claims outbound mail.

@@ -1,6 +1,6 @@
 """Events: the outbox of what the API reports (message.received, message.sent, ...), written in
-the transaction of each change; webhook endpoints, each with its cursor into it; and when a
-domain was first found verified.
+the transaction of each change; the inbox events (labels a message gained or lost); webhook
+endpoints, each with its cursor into the outbox; and when a domain was first found verified.
 
 Revision ID: 0011
 Revises: 0010
@@ -39,6 +39,18 @@ def upgrade() -> None:
     op.create_index("ix_events_pod_seq", "events", ["pod", "seq"])
     op.create_index("ix_events_created_at", "events", ["created_at"])
     op.create_table(
+        "label_events",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("inbox_id", Id, sa.ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("message_id", sa.Text, nullable=False),
+        sa.Column("event_type", sa.String(16), nullable=False),
+        sa.Column("label", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_label_events_inbox_id_id", "label_events", ["inbox_id", "id"])
+    op.create_index("ix_label_events_created_at", "label_events", ["created_at"])
+    op.create_table(
         "webhooks",
         sa.Column("id", Id, primary_key=True),
         sa.Column("public_id", sa.String(64), nullable=False, unique=True),
@@ -71,6 +83,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("webhooks")
+    op.drop_table("label_events")
     op.drop_table("events")
     with op.batch_alter_table("domains") as batch:
         batch.drop_column("verified_at")
