@@ -208,6 +208,9 @@ class ApiServer:
             self.app,
             http="auto",
             ws=_WebSocket,
+            # Compression would double a websocket's memory (zlib's state, about 40 KiB each);
+            # events are small.
+            ws_per_message_deflate=False,
             lifespan="off",
             # Logging is mailgate's: uvicorn must not reconfigure it, nor log every request.
             log_config=None,

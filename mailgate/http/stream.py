@@ -8,7 +8,8 @@ events were recorded (here, or on another node through NOTIFY), it reads those a
 once, renders each once, and hands the text to each subscriber whose key and filters take it.
 Nobody subscribed, it reads nothing.
 
-Each connection sends from one queue, in order. A client that does not read fills it: past
+Each connection sends from one queue, in order, by a task that lives while there is something to
+send. A client that does not read fills it: past
 MAX_BACKLOG events or MAX_BACKLOG_BYTES it is closed (1008) rather than let its backlog grow
 without bound.
 """
@@ -47,35 +48,36 @@ MAX_MESSAGE = 64 * 1024
 CLOSE_WAIT = 2.0
 # The policy-violation close code: too slow, or a protocol error.
 TOO_SLOW = 1008
+# Seconds before reading again after the store failed to answer.
+RETRY_DELAY = 1.0
 
 
 class Subscriber:
-    """One websocket's subscription, and the texts waiting to be sent to it."""
+    """One websocket's subscription, and the texts waiting to be sent to it. A task sends them
+    while there are some (an idle connection holds no task of its own besides its handler)."""
 
     __slots__ = (
+        "_sending",
         "event_types",
         "inbox_ids",
         "key",
-        "on_overflow",
         "overflowed",
         "pod_ids",
         "queue",
         "queued_bytes",
-        "ready",
+        "websocket",
     )
 
-    def __init__(self, key: ApiKey) -> None:
+    def __init__(self, key: ApiKey, websocket: WebSocket) -> None:
         self.key = key
+        self.websocket = websocket
         self.event_types: frozenset[str] | None = None
         self.inbox_ids: frozenset[str] | None = None
         self.pod_ids: frozenset[str] | None = None
         self.queue: deque[str] = deque()
         self.queued_bytes = 0
-        self.ready = asyncio.Event()
         self.overflowed = False
-        # Called once it overflows: its sender may be stuck writing to a socket that takes
-        # nothing, and must be interrupted.
-        self.on_overflow: Callable[[], Any] | None = None
+        self._sending: asyncio.Task[None] | None = None
 
     def wants(self, event: OutboxEvent) -> bool:
         return visible(self.key, event) and matches(
@@ -88,24 +90,44 @@ class Subscriber:
         if len(self.queue) >= MAX_BACKLOG or self.queued_bytes + len(text) > MAX_BACKLOG_BYTES:
             self.overflowed = True
             self.queue.clear()
-            if self.on_overflow is not None:
-                self.on_overflow()
-        else:
-            self.queue.append(text)
-            self.queued_bytes += len(text)
-        self.ready.set()
-
-    def take(self) -> str:
-        text = self.queue.popleft()
-        self.queued_bytes -= len(text)
-        return text
+            # Its sender may be stuck writing to a socket that takes nothing: interrupt it.
+            if self._sending is not None and not self._sending.done():
+                self._sending.cancel()
+            else:
+                self._sending = asyncio.create_task(_close_slow(self.websocket))
+            return
+        self._push(text)
 
     def reply(self, message: dict[str, Any]) -> None:
         """An answer to the client's own message: never dropped for the backlog."""
-        text = json.dumps(message)
+        self._push(json.dumps(message))
+
+    def _push(self, text: str) -> None:
         self.queue.append(text)
         self.queued_bytes += len(text)
-        self.ready.set()
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Send what waits, in order. Cancelled because the client let its backlog overflow (it
+        may be waiting for the socket to take more), close the connection."""
+        try:
+            while self.queue:
+                text = self.queue.popleft()
+                self.queued_bytes -= len(text)
+                await self.websocket.send_text(text)
+        except asyncio.CancelledError:
+            if not self.overflowed:
+                raise
+            await _close_slow(self.websocket)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return  # gone: the handler notices and leaves
+
+    async def stop(self) -> None:
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sending
 
 
 class EventHub:
@@ -150,8 +172,9 @@ class EventHub:
             try:
                 await self._catch_up()
             except StoreError as exc:
-                # Tried again at the next event; the cursor keeps its place.
+                # The cursor keeps its place: tried again shortly, or at the next event.
                 log.warning("event stream: cannot read events now: %s", exc)
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self._wake.set)
             except Exception:
                 log.exception("event stream: failed to send events")
 
@@ -159,14 +182,26 @@ class EventHub:
         while self._subscribers and self._cursor is not None:
             found = await self._services.store.events_after(self._cursor, limit=BATCH)
             for event in found:
-                self._cursor = event.seq
                 takers = [s for s in self._subscribers if s.wants(event)]
                 if takers:
-                    text = json.dumps(await payload(self._services, event))
+                    text = await self._render(event)
                     for subscriber in takers:
-                        subscriber.offer(text)
+                        if text is not None:
+                            subscriber.offer(text)
+                self._cursor = event.seq
             if len(found) < BATCH:
                 return
+
+    async def _render(self, event: OutboxEvent) -> str | None:
+        """The event's text; None, and the event skipped, if it cannot be rendered at all (a
+        StoreError is not that: it leaves the cursor where it is, to try again)."""
+        try:
+            return json.dumps(await payload(self._services, event))
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("event stream: cannot render event %s", event.event_id)
+            return None
 
 
 router = APIRouter()
@@ -190,40 +225,24 @@ async def stream(websocket: WebSocket) -> None:
     if key is None:
         return
     await websocket.accept()
-    subscriber = Subscriber(key)
-    sending = asyncio.create_task(_send(websocket, subscriber))
-    subscriber.on_overflow = sending.cancel
-    try:
-        while not sending.done():
-            try:
-                text = await websocket.receive_text()
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            if len(text) > MAX_MESSAGE:
-                subscriber.reply(_error("ValidationError", "message too long"))
-                continue
-            await _handle(text, subscriber, hub)
-    finally:
-        hub.leave(subscriber)
-        if not sending.done():
-            sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sending
-
-
-async def _send(websocket: WebSocket, subscriber: Subscriber) -> None:
-    """The connection's one sender: replies and events, in order. Cancelled when the client
-    lets its backlog overflow (it may be waiting for the socket to take more), it closes it."""
+    subscriber = Subscriber(key, websocket)
     try:
         while True:
-            await subscriber.ready.wait()
-            subscriber.ready.clear()
-            while subscriber.queue:
-                await websocket.send_text(subscriber.take())
-    except asyncio.CancelledError:
-        if not subscriber.overflowed:
-            raise
-        await _close_slow(websocket)
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                subscriber.reply(_error("ValidationError", "messages must be JSON text frames"))
+            elif len(text) > MAX_MESSAGE:
+                subscriber.reply(_error("ValidationError", "message too long"))
+            else:
+                await _handle(text, subscriber, hub)
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        hub.leave(subscriber)
+        await subscriber.stop()
 
 
 async def _close_slow(websocket: WebSocket) -> None:

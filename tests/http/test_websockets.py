@@ -168,6 +168,7 @@ def test_garbage_and_unknown_types_get_the_sdk_error_and_stay_connected(server: 
             ('{"type": "subscribe", "event_types": ["message.nope"]}', "unknown event types"),
             ('{"type": "subscribe", "inbox_ids": "one"}', "list of strings"),
             ("[1, 2]", "JSON objects"),
+            (b'{"type": "subscribe"}', "text frames"),
         ):
             ws.send(bad)
             answer = receive(ws)
