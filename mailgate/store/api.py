@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox),
+domains, senders, the event outbox, webhooks),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -31,12 +31,24 @@ from mailgate.store.queue import Queue
 from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
 from mailgate.store.tenancy import Tenancy
+from mailgate.store.webhooks import Webhooks
 
 # How long start-up waits for the LISTEN connection before giving up.
 LISTEN_TIMEOUT = 10.0
 
 
-class Store(Tenancy, Mailboxes, Entries, Conversations, Searching, Queue, Domains, Senders, Outbox):
+class Store(
+    Tenancy,
+    Mailboxes,
+    Entries,
+    Conversations,
+    Searching,
+    Queue,
+    Domains,
+    Senders,
+    Outbox,
+    Webhooks,
+):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)
         self._listener: notify.ChangeListener | None = None
