@@ -35,6 +35,7 @@ from mailgate.http import (
     pods,
     threads,
     unsupported,
+    webhooks,
 )
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
@@ -52,6 +53,7 @@ RESOURCES = (
     domains.router,
     api_keys.router,
     lists.router,
+    webhooks.router,
     unsupported.router,
 )
 

@@ -1,6 +1,6 @@
 """What the hosted AgentMail offers and this gateway does not: each answers 501 in the SDK's
 error shape, naming the feature, so agent code learns why instead of reading a 404 as "no such
-inbox". Webhooks, websockets and inbox events are not refused for good: they come with events.
+inbox". Websockets and inbox events are not refused for good: they come with events.
 
 A 501 still needs a valid key (as any /v0 request does); these routes stay out of /docs.
 """
@@ -40,11 +40,6 @@ FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         ("/v0/metrics", "/v0/inboxes/{inbox_id}/metrics", "/v0/pods/{pod_id}/metrics"),
         "metrics",
         OUT_OF_SCOPE,
-    ),
-    (
-        ("/v0/webhooks", "/v0/inboxes/{inbox_id}/webhooks", "/v0/pods/{pod_id}/webhooks"),
-        "webhooks",
-        COMING,
     ),
     (("/v0/inboxes/{inbox_id}/events",), "inbox events", COMING),
 )
