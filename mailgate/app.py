@@ -21,11 +21,12 @@ from mailgate.config import ConfigError, Settings
 from mailgate.delivery.dns import Resolver
 from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
-from mailgate.delivery.outbound import OutboundWorker
+from mailgate.delivery.outbound import OutboundWorker, node_id
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.http.context import Services
+from mailgate.http.hooks import WebhookWorker
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
 from mailgate.provision import backfill_domains
@@ -91,6 +92,7 @@ class App:
     _handler: SubmissionHandler | None = None
     _mx: MXHandler | None = None
     outbound: OutboundWorker | None = None
+    webhooks: WebhookWorker | None = None
     api: ApiServer | None = None
     _api_server: asyncio.Server | None = None
     _offload: Offload = field(default_factory=Offload)
@@ -126,13 +128,14 @@ class App:
             load_public_suffixes()  # parsed in the background, ready for the first DMARC check
             inbound = Inbound(self.store, router, resolver, settings.server.hostname, self._offload)
             self._mx = MXHandler(inbound, settings.smtp)
-            self.api = ApiServer(
-                Services(self.store, authenticator, settings, submission, resolver)
-            )
+            services = Services(self.store, authenticator, settings, submission, resolver)
+            self.api = ApiServer(services)
+            self.webhooks = WebhookWorker(services, node_id(settings))
             await self._listen_imap(tls_factory)
             await self._listen_smtp(ssl_context)
             await self._listen_api(ssl_context)
             self.outbound.start()
+            self.webhooks.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
         except BaseException:
             await self.stop()
@@ -298,6 +301,9 @@ class App:
         self._pruning = None
         if self.outbound is not None:
             await self.outbound.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+            self.webhooks = None
         for port in self._imap_ports:
             await _deferred(port.stopListening())
         self._imap_ports.clear()
