@@ -44,7 +44,7 @@ from mailgate.delivery.dns import TemporaryDNSError
 from mailgate.http import destinations
 from mailgate.http.context import Services
 from mailgate.http.events import matches, payload
-from mailgate.store.errors import StoreError
+from mailgate.store.errors import NotFound, StoreError
 from mailgate.store.events import Change, Subscription
 from mailgate.store.records import OutboxEvent, Webhook
 
@@ -93,7 +93,8 @@ def _filters(hook: Webhook) -> dict[str, Any]:
 
 
 class LeaseLost(Exception):
-    """Another node has the endpoint now (this one stalled past its lease)."""
+    """The endpoint is not this node's to deliver any more: disabled or deleted over the API,
+    or taken over by another node (this one stalled past its lease)."""
 
 
 class WebhookWorker:
@@ -195,7 +196,7 @@ class WebhookWorker:
                 release = await self._deliver_all(hook, client)
         except LeaseLost:
             release = False
-            log.warning("webhooks: %s was taken over by another node", hook.public_id)
+            log.info("webhooks: %s disabled, deleted or taken over meanwhile", hook.public_id)
         except StoreError as exc:
             log.warning("webhooks: %s: the store failed: %s", hook.public_id, exc)
             return False
@@ -214,6 +215,7 @@ class WebhookWorker:
         cursor, attempts = hook.cursor, hook.attempts
         renewed = loop.time()
         while not self._stopping:
+            hook = await self._current(hook)
             # Every event up to `newest` has committed (seq order is commit order), so an
             # endpoint that wants none of them is done with them all.
             newest = await self.store.last_event_seq()
@@ -249,6 +251,17 @@ class WebhookWorker:
                     await self._advance(hook, batch[-1].seq)
                 cursor = batch[-1].seq
         return True
+
+    async def _current(self, hook: Webhook) -> Webhook:
+        """The endpoint as it is now (its URL, filters and headers may have been changed over
+        the API), if this node still holds it."""
+        try:
+            now = await self.store.get_webhook(hook.public_id)
+        except NotFound:
+            raise LeaseLost from None
+        if not now.enabled or now.lease_owner != self.node:
+            raise LeaseLost
+        return now
 
     async def _advance(self, hook: Webhook, seq: int) -> None:
         if not await self.store.advance_webhook(hook.id, self.node, seq):

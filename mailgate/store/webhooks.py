@@ -220,7 +220,8 @@ class Webhooks(StoreBase):
                 values["pod_ids"] = _json(pod_list) if pod_list else None
                 values["inbox_ids"] = _json(inbox_list) if inbox_list else None
             if not isinstance(enabled, Unset) and enabled != hook.enabled:
-                values["enabled"] = enabled
+                # A delivery running now stops at its next step (its claim is gone).
+                values.update(enabled=enabled, lease_owner=None, lease_until=None)
                 if enabled:
                     cursor = await conn.scalar(select(func.coalesce(func.max(events.c.seq), 0)))
                     values.update(
@@ -278,23 +279,26 @@ class Webhooks(StoreBase):
         skipped (FOR UPDATE SKIP LOCKED); a node that dies leaves its claims to be taken again
         when the lease runs out."""
         current = now()
+        newest = select(func.coalesce(func.max(events.c.seq), 0)).scalar_subquery()
+        due = (
+            select(webhooks.c.id)
+            .where(
+                webhooks.c.enabled.is_(True),
+                webhooks.c.next_attempt_at <= current,
+                webhooks.c.cursor < newest,
+                or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until <= current),
+            )
+            .order_by(webhooks.c.next_attempt_at, webhooks.c.id)
+            .limit(limit)
+        )
+        # Looked for first without writing: every commit that records events wakes every
+        # worker, and most find nothing to claim (on SQLite a write would queue behind mail).
+        async with self.db.read() as conn:
+            if (await conn.execute(due)).first() is None:
+                return []
 
         async def work(conn: Conn) -> list[Webhook]:
-            newest = select(func.coalesce(func.max(events.c.seq), 0)).scalar_subquery()
-            ids = list(
-                await conn.scalars(
-                    select(webhooks.c.id)
-                    .where(
-                        webhooks.c.enabled.is_(True),
-                        webhooks.c.next_attempt_at <= current,
-                        webhooks.c.cursor < newest,
-                        or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until <= current),
-                    )
-                    .order_by(webhooks.c.next_attempt_at, webhooks.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            ids = list(await conn.scalars(due.with_for_update(skip_locked=True)))
             if not ids:
                 return []
             await conn.execute(
@@ -310,16 +314,20 @@ class Webhooks(StoreBase):
         return await self.db.write(work)
 
     async def renew_webhook(self, webhook_id: int, owner: str, lease: int) -> bool:
-        """Extend `owner`'s claim to `lease` seconds from now; False if it is not theirs."""
-        return await self._held(webhook_id, owner, lease_until=now() + lease)
+        """Extend `owner`'s claim to `lease` seconds from now; False if it is not theirs, or
+        the endpoint was disabled or deleted meanwhile."""
+        return await self._held(
+            webhook_id, owner, webhooks.c.enabled.is_(True), lease_until=now() + lease
+        )
 
     async def advance_webhook(self, webhook_id: int, owner: str, seq: int) -> bool:
         """The endpoint is done with every event up to `seq` (answered 2xx, or not for it): the
         cursor moves there, and its failures are forgotten. False if `owner` no longer holds
-        it (nothing changes then)."""
+        it, or it was disabled or deleted meanwhile (nothing changes then)."""
         return await self._held(
             webhook_id,
             owner,
+            webhooks.c.enabled.is_(True),
             cursor=seq,
             attempts=0,
             failing_since=None,
@@ -368,7 +376,7 @@ class Webhooks(StoreBase):
         return await self.db.write(work)
 
     async def release_webhook(self, webhook_id: int, owner: str) -> None:
-        await self._held(webhook_id, owner, lease_owner=None, lease_until=None)
+        await self._held(webhook_id, owner, None, lease_owner=None, lease_until=None)
 
     async def release_webhook_leases(self, owner: str) -> int:
         """Give back every endpoint `owner` had claimed (a node starting again, or stopping)."""
@@ -383,8 +391,11 @@ class Webhooks(StoreBase):
 
         return await self.db.write(work)
 
-    async def _held(self, webhook_id: int, owner: str, **values: Any) -> bool:
+    async def _held(self, webhook_id: int, owner: str, condition: Any, **values: Any) -> bool:
+        """Change the endpoint if `owner` holds it (and `condition` holds); whether it did."""
         where = and_(webhooks.c.id == webhook_id, webhooks.c.lease_owner == owner)
+        if condition is not None:
+            where = and_(where, condition)
 
         async def work(conn: Conn) -> bool:
             result = await conn.execute(update(webhooks).where(where).values(**values))
