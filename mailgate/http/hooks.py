@@ -215,13 +215,16 @@ class WebhookWorker:
         cursor, attempts = hook.cursor, hook.attempts
         renewed = loop.time()
         while not self._stopping:
-            hook = await self._current(hook)
-            # Every event up to `newest` has committed (seq order is commit order), so an
-            # endpoint that wants none of them is done with them all.
-            newest = await self.store.last_event_seq()
             batch = await self.store.events_after(cursor, limit=BATCH, **_filters(hook))
             if not batch:
+                # Done. Events beyond the cursor that it does not want are done with too, or it
+                # would be claimed again for them. Every event up to `newest` has committed
+                # (seq order is commit order): looking once more after reading it tells
+                # whether any of them is for it.
+                newest = await self.store.last_event_seq()
                 if newest > cursor:
+                    if await self.store.events_after(cursor, limit=1, **_filters(hook)):
+                        continue
                     await self._advance(hook, newest)
                 return True
             for event in batch:
@@ -250,6 +253,10 @@ class WebhookWorker:
                 if batch[-1].seq > cursor:
                     await self._advance(hook, batch[-1].seq)
                 cursor = batch[-1].seq
+                if len(batch) == BATCH:
+                    # A backlog: its URL, filters or headers may have been changed over the API
+                    # meanwhile (a short run sees them at its next claim).
+                    hook = await self._current(hook)
         return True
 
     async def _current(self, hook: Webhook) -> Webhook:
