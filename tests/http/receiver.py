@@ -7,11 +7,13 @@ connection) that records every request it gets and answers as the test says.
     Receiver(answer=lambda n: 500 if n < 2 else 200)        # the n-th request (from 0)
     Receiver(answer=lambda n: None)                         # never answers (until closed)
     Receiver(delay=0.01)                                    # a slow endpoint
+    Receiver(tls=server_context)                            # HTTPS
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +50,7 @@ class Receiver:
         *,
         delay: float = 0.0,
         headers: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.deliveries: list[Delivery] = []
         self.open = 0  # requests being held without an answer
@@ -92,6 +95,10 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -101,7 +108,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{self.scheme}://127.0.0.1:{self.port}/hook"
 
     def wait_until(
         self, check: Callable[[list[Delivery]], bool], timeout: float = 15.0, what: str = ""

@@ -16,10 +16,13 @@ Most tests share one server per backend that lets webhooks reach 127.0.0.1 and r
 from __future__ import annotations
 
 import base64
+import datetime
+import ssl
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +35,10 @@ from agentmail import (
 )
 from agentmail.core.api_error import ApiError
 from agentmail.webhooks import ListWebhooksResponse, Webhook, WebhookHeaderNamesResponse
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from svix.webhooks import Webhook as SvixWebhook
 
 from mailgate.app import App
@@ -650,6 +657,74 @@ def test_a_failing_endpoint_is_disabled_and_re_enabled_from_then_on(
             got = failing.wait_for(attempts + 1)
             newest = event_ids(server, recipient.address, ["message.received"])[-1]
             assert got[attempts].svix_id == newest
+        finally:
+            org.close()
+
+
+def _certificate(directory: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for `name`: the server's context, and a client's trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    return server, ssl.create_default_context(cafile=str(cert_file))
+
+
+def test_https_is_sent_to_the_checked_address_under_the_url_name(
+    make_server: Callable[..., Server], receivers: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    server_tls, trusting = _certificate(tmp_path, "secure.example.test")
+    rx = receivers(tls=server_tls)
+    with ZoneServer() as zone:
+        zone.set("secure.example.test", "A", ["127.0.0.1"])
+        server = make_server(api=FAST, dns={"nameservers": (zone.address,), "timeout": 1.0})
+        worker = server.app.webhooks
+        assert worker is not None
+        worker._tls = trusting  # the test's CA, in place of the system's
+        sender, recipient = server.account(), server.account()
+        org = Api(server, server.org_key())
+        try:
+            by_name = org.client.inboxes.webhooks.create(
+                recipient.address,
+                url=f"https://secure.example.test:{rx.port}/tls",
+                event_types=["message.received"],
+            )
+            # The certificate names secure.example.test, not the address: refused.
+            by_address = org.client.inboxes.webhooks.create(
+                recipient.address, url=rx.url, event_types=["message.received"]
+            )
+            send(server, sender, recipient.address)
+            (got,) = rx.wait_for(1)
+            assert got.path == "/tls"
+            assert got.headers["host"] == f"secure.example.test:{rx.port}"
+            verified(by_name, got)
+            eventually(
+                lambda: "certificate" in (record(server, by_address.webhook_id).last_error or ""),
+                "the certificate to be refused",
+            )
+            assert len(rx.deliveries) == 1
         finally:
             org.close()
 
