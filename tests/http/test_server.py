@@ -114,8 +114,8 @@ def test_malformed_json_is_a_validation_error(org: Api) -> None:
         ("/v0/organizations/labs", "organizations"),
         ("/v0/metrics/events", "metrics"),
         ("/v0/pods/default/metrics/usage", "metrics"),
-        ("/v0/webhooks", "webhooks"),
-        ("/v0/inboxes/{inbox}/webhooks/polling", "webhooks"),
+        ("/v0/webhooks/polling", "polling webhooks"),
+        ("/v0/inboxes/{inbox}/webhooks/polling", "polling webhooks"),
         ("/v0/inboxes/{inbox}/events", "inbox events"),
         ("/v0", "websockets"),
     ],
@@ -127,7 +127,7 @@ def test_out_of_scope_features_answer_501_naming_them(
     method = "POST" if path.endswith(("authorize", "release", "sign-up")) else "GET"
     message = _error(org.raw(method, url_path), 501, "NotImplementedError")
     assert message.startswith(feature)
-    if feature in ("webhooks", "websockets", "inbox events"):
+    if feature in ("websockets", "inbox events"):
         assert "events" in message
     # Like every /v0 request, only with a key.
     _error(httpx.request(method, server.api_url + url_path, timeout=30), 401, "UnauthorizedError")
