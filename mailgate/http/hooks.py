@@ -122,9 +122,6 @@ class WebhookWorker:
         self._subscription = self.store.bus.subscribe_outbox(self._heard)
         self._task = asyncio.create_task(self._run(), name="mailgate-webhooks")
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _heard(self, change: Change) -> None:
         self._wake.set()  # EventsRecorded, or a Resync: look at the store
 
