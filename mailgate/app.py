@@ -22,11 +22,12 @@ from mailgate.delivery.dns import Resolver
 from mailgate.delivery.domains import CLIENT_SERVICES, ClientPort
 from mailgate.delivery.inbound import Inbound
 from mailgate.delivery.offload import Offload
-from mailgate.delivery.outbound import OutboundWorker
+from mailgate.delivery.outbound import OutboundWorker, node_id
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.http.context import Services
+from mailgate.http.hooks import WebhookWorker
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
 from mailgate.provision import backfill_domains
@@ -102,6 +103,7 @@ class App:
     _handler: SubmissionHandler | None = None
     _mx: MXHandler | None = None
     outbound: OutboundWorker | None = None
+    webhooks: WebhookWorker | None = None
     api: ApiServer | None = None
     _api_server: asyncio.Server | None = None
     _offload: Offload = field(default_factory=Offload)
@@ -148,15 +150,16 @@ class App:
             await self._listen_smtp(ssl_context)
             # After IMAP and SMTP: the API tells mail clients the ports they really listen on.
             client_ports = [ClientPort(name, self.port(name)) for name in CLIENT_SERVICES]
-            self.api = ApiServer(
-                Services(
-                    self.store, authenticator, settings, submission, resolver, client_ports, metrics
-                )
+            services = Services(
+                self.store, authenticator, settings, submission, resolver, client_ports, metrics
             )
+            self.api = ApiServer(services)
+            self.webhooks = WebhookWorker(services, node_id(settings))
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
             await self._listen_api(ssl_context)
             self.outbound.start()
+            self.webhooks.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
         except BaseException:
             await self.stop()
@@ -349,6 +352,9 @@ class App:
         self._pruning = None
         if self.outbound is not None:
             await self.outbound.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+            self.webhooks = None
         for port in self._imap_ports:
             await _deferred(port.stopListening())
         self._imap_ports.clear()

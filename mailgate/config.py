@@ -189,6 +189,18 @@ class APISettings:
     event_retention: int = field(default=7776000, metadata=_check(_positive))
     # GET /metrics for every client; false: only loopback clients and organization keys.
     public_metrics: bool = False
+    # Seconds between attempts at a webhook delivery that failed; the last one repeats (Svix's
+    # schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h ...).
+    webhook_retry_intervals: tuple[int, ...] = field(
+        default=(5, 300, 1800, 7200, 18000, 36000), metadata=_check(_intervals)
+    )
+    # Seconds a webhook may keep failing, without one delivery answered 2xx, before it is disabled.
+    webhook_disable_after: int = field(default=432000, metadata=_check(_positive))
+    # Seconds a webhook endpoint has to answer a delivery (connecting included).
+    webhook_timeout: float = field(default=15.0, metadata=_check(_positive))
+    # Let webhooks reach loopback, private, link-local and other non-public addresses (a lab,
+    # or receivers on this machine); otherwise such URLs are refused (SSRF).
+    allow_private_webhooks: bool = False
 
 
 @dataclass(frozen=True)

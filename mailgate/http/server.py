@@ -41,6 +41,7 @@ from mailgate.http import (
     stream,
     threads,
     unsupported,
+    webhooks,
 )
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
@@ -63,6 +64,7 @@ RESOURCES = (
     inbox_events.router,
     stream.router,
     autoconfig.router,
+    webhooks.router,
     unsupported.router,
 )
 

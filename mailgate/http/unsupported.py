@@ -17,7 +17,6 @@ from mailgate.http.errors import NotImplementedHere
 router = APIRouter(dependencies=[Depends(authenticated)], include_in_schema=False)
 
 OUT_OF_SCOPE = "a feature of the hosted AgentMail that mailgate does not offer"
-COMING = "not served yet; it comes with events, in a later mailgate version"
 
 # (paths, the feature they belong to, why not). Each path also covers everything below it.
 FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -36,11 +35,6 @@ FEATURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     ),
     (("/v0/inboxes/{inbox_id}/files",), "files", OUT_OF_SCOPE),
     (("/v0/organizations",), "organizations (and labs)", OUT_OF_SCOPE),
-    (
-        ("/v0/webhooks", "/v0/inboxes/{inbox_id}/webhooks", "/v0/pods/{pod_id}/webhooks"),
-        "webhooks",
-        COMING,
-    ),
 )
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

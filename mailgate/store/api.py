@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics),
+domains, senders, the event outbox, metrics, webhooks),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -36,6 +36,7 @@ from mailgate.store.queue import Queue
 from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
 from mailgate.store.tenancy import Tenancy
+from mailgate.store.webhooks import Webhooks
 
 # How long start-up waits for the LISTEN connection before giving up.
 LISTEN_TIMEOUT = 10.0
@@ -53,6 +54,7 @@ class Store(
     Outbox,
     Labelling,
     Metrics,
+    Webhooks,
 ):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)

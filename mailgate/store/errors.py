@@ -35,6 +35,10 @@ class QueueItemNotFound(NotFound):
     pass
 
 
+class WebhookNotFound(NotFound):
+    pass
+
+
 class AlreadyExists(StoreError):
     pass
 

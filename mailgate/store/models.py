@@ -373,7 +373,7 @@ webhooks = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("public_id", String(64), nullable=False, unique=True),
-    # Who owns it: an inbox, a pod, or (both NULL) the organization.
+    # Who owns it: an inbox (and its pod), a pod, or (both NULL) the organization.
     Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=True, index=True),
     Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True, index=True),
     Column("url", Text, nullable=False),
@@ -382,6 +382,9 @@ webhooks = Table(
     Column("pod_ids", Text, nullable=True),
     Column("inbox_ids", Text, nullable=True),
     Column("headers", Text, nullable=False, server_default="{}"),  # JSON object
+    # "org", "pod:<id>" or "inbox:<id>": whose `client_id`s are unique together (a create
+    # repeated with one returns the same webhook; another owner may use the same one).
+    Column("owner", String(64), nullable=False),
     Column("client_id", String(255), nullable=True),
     Column("enabled", Boolean, nullable=False),
     Column("disabled_reason", Text, nullable=True),
@@ -395,6 +398,7 @@ webhooks = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_webhooks_next_attempt_at", "next_attempt_at"),
+    UniqueConstraint("owner", "client_id", name="uq_webhooks_owner_client_id"),
     sqlite_autoincrement=True,
 )
 

@@ -232,6 +232,37 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    """A webhook endpoint (store/webhooks.py): whose it is, where its events go and which,
+    and how far along the outbox its deliveries are."""
+
+    id: int
+    public_id: str  # the API's webhook_id
+    pod_id: int | None  # the owner's pod (an inbox webhook's: its inbox's); None: organization
+    pod: str | None  # that pod's name
+    inbox_id: int | None  # the owning inbox, if an inbox owns it
+    inbox: str | None  # its address
+    url: str
+    secret: str  # whsec_..., Svix's format
+    event_types: tuple[str, ...] | None  # None: every type
+    pod_ids: tuple[str, ...] | None  # pod names; with inbox_ids None too: every event it may see
+    inbox_ids: tuple[str, ...] | None  # inbox addresses
+    headers: tuple[tuple[str, str], ...]  # sent with each delivery
+    client_id: str | None
+    enabled: bool
+    disabled_reason: str | None
+    cursor: int  # the last event seq done with
+    attempts: int  # failed attempts at the event after the cursor
+    next_attempt_at: int
+    failing_since: int | None
+    last_error: str | None
+    lease_owner: str | None
+    lease_until: int | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """One event of the outbox, as it was written with the change it reports."""
 

@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("pod_ids", sa.Text, nullable=True),
         sa.Column("inbox_ids", sa.Text, nullable=True),
         sa.Column("headers", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("owner", sa.String(64), nullable=False),
         sa.Column("client_id", sa.String(255), nullable=True),
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("disabled_reason", sa.Text, nullable=True),
@@ -74,6 +75,7 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.BigInteger, nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.UniqueConstraint("owner", "client_id", name="uq_webhooks_owner_client_id"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_webhooks_pod_id", "webhooks", ["pod_id"])
