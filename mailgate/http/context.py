@@ -6,6 +6,7 @@ can serve in one process (the tests run several).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Annotated, cast
 
@@ -44,6 +45,8 @@ class Services:
         self.client_ports = tuple(client_ports)
         self.metrics = metrics or Metrics()  # the node's, served at /metrics (health.py)
         self._token_key: bytes | None = None
+        # Events rendered lately (http/events.py `rendered`): seq -> (when, JSON text).
+        self.event_texts: OrderedDict[int, tuple[float, str]] = OrderedDict()
 
     async def token_key(self) -> bytes:
         """The key that signs page tokens; it never changes, so it is read once."""

@@ -9,6 +9,8 @@ inbox's; a domain's events are the organization's.
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +90,28 @@ async def payload(services: Services, event: OutboxEvent) -> dict[str, Any]:
     else:
         body[_DETAIL_FIELD.get(event.event_type, "detail")] = _outcome(event)
     return body
+
+
+# How long a rendered event is reused: the websocket stream and the webhooks render each event
+# at about the same moment; a retry minutes later renders it afresh.
+REUSE_SECONDS = 10.0
+_REUSED = 256
+
+
+async def rendered(services: Services, event: OutboxEvent) -> str:
+    """The event's JSON text, rendered once for every reader that sends it at about the same
+    time (message events read the message, its body and its thread: several milliseconds)."""
+    texts = services.event_texts
+    now = time.monotonic()
+    found = texts.get(event.seq)
+    if found is not None and now - found[0] < REUSE_SECONDS:
+        return found[1]
+    text = json.dumps(await payload(services, event), separators=(",", ":"))
+    texts[event.seq] = (now, text)
+    texts.move_to_end(event.seq)
+    while len(texts) > _REUSED:
+        texts.popitem(last=False)
+    return text
 
 
 def _outcome(event: OutboxEvent) -> dict[str, Any]:

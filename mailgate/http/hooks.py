@@ -29,7 +29,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import math
 import ssl
@@ -43,7 +42,7 @@ from mailgate.background import stop_task
 from mailgate.delivery.dns import TemporaryDNSError
 from mailgate.http import destinations
 from mailgate.http.context import Services
-from mailgate.http.events import matches, payload
+from mailgate.http.events import matches, rendered
 from mailgate.store.errors import NotFound, StoreError
 from mailgate.store.events import Change, Subscription
 from mailgate.store.records import OutboxEvent, Webhook
@@ -308,7 +307,7 @@ class WebhookWorker:
         self, hook: Webhook, event: OutboxEvent, client: httpx.AsyncClient
     ) -> str | None:
         """One attempt; None when it was answered 2xx, else what went wrong."""
-        body = json.dumps(await payload(self.services, event), separators=(",", ":")).encode()
+        body = (await rendered(self.services, event)).encode()
         try:
             destination = destinations.parse(hook.url)
             found = await destinations.addresses(

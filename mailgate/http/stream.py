@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse
 from mailgate.auth import AuthFailed, LockedOut
 from mailgate.background import stop_task
 from mailgate.http.context import Services
-from mailgate.http.events import EVENT_TYPES, matches, payload, visible
+from mailgate.http.events import EVENT_TYPES, matches, rendered, visible
 from mailgate.store.errors import StoreError
 from mailgate.store.events import Change, EventsRecorded
 from mailgate.store.records import ApiKey, OutboxEvent
@@ -196,7 +196,7 @@ class EventHub:
         """The event's text; None, and the event skipped, if it cannot be rendered at all (a
         StoreError is not that: it leaves the cursor where it is, to try again)."""
         try:
-            return json.dumps(await payload(self._services, event))
+            return await rendered(self._services, event)
         except StoreError:
             raise
         except Exception:

@@ -156,8 +156,8 @@ def new_secret() -> str:
 
 def _refuse_polling() -> None:
     raise NotImplementedHere(
-        "polling webhooks: a feature of the hosted AgentMail that mailgate does not offer "
-        "(create a webhook with a URL instead)"
+        "polling webhooks: not served by mailgate yet (create a webhook with a URL, or "
+        "subscribe over the websocket at /v0, instead)"
     )
 
 

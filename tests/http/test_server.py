@@ -124,7 +124,7 @@ def test_out_of_scope_features_answer_501_naming_them(
     message = _error(org.raw(method, url_path), 501, "NotImplementedError")
     assert message.startswith(feature)
     if feature == "polling webhooks":
-        assert "events" in message
+        assert "websocket" in message
     # Like every /v0 request, only with a key.
     _error(httpx.request(method, server.api_url + url_path, timeout=30), 401, "UnauthorizedError")
 
