@@ -71,6 +71,7 @@ import api_list
 import api_memory
 import api_send
 import crossnode
+import events
 import fetch
 import idle
 import inbound
@@ -100,6 +101,7 @@ PHASES: tuple[Phase, ...] = (
     api_send.PHASE,
     idle.PHASE,
     api_idle.PHASE,
+    events.PHASE,
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
