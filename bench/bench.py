@@ -80,6 +80,7 @@ import outbound
 import reference
 import stall
 import throughput
+import ws_memory
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
 from reference import Reference
@@ -110,6 +111,7 @@ PHASES: tuple[Phase, ...] = (
     stall.PHASE,
     memory.PHASE,
     api_memory.PHASE,
+    ws_memory.PHASE,
 )
 
 FULL = Counts(
@@ -126,6 +128,7 @@ FULL = Counts(
     list_messages=2000,
     list_runs=5,
     api_connections=500,
+    ws_connections=1000,
 )
 QUICK = Counts(
     messages=80,
@@ -141,6 +144,7 @@ QUICK = Counts(
     list_messages=300,
     list_runs=3,
     api_connections=200,
+    ws_connections=200,
 )
 
 
@@ -248,11 +252,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
     )
+    p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
     p.add_argument(
         "--memory-rounds",
         type=int,
         default=2,
-        help="memory: times to open and close all connections; a second round shows leaks (2)",
+        help="memory, ws_memory: times to open and close all connections; a second round "
+        "shows leaks (2)",
     )
     p.add_argument(
         "--set",
@@ -303,6 +309,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         list_messages=args.list_messages or base.list_messages,
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,
+        ws_connections=args.ws_connections or base.ws_connections,
     )
     return args
 
@@ -346,9 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     began = time.perf_counter()
-    fd_limit = raise_fd_limit(max(counts.connections, counts.api_connections) * 2 + 1024)
+    fd_limit = raise_fd_limit(
+        max(counts.connections, counts.api_connections, counts.ws_connections) * 2 + 1024
+    )
     if "memory" in args.phases and fd_limit < counts.connections + 256:
         print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
+    if "ws_memory" in args.phases and fd_limit < counts.ws_connections + 256:
+        print(f"warning: open-file limit {fd_limit} is low for {counts.ws_connections} websockets")
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     pg = Postgres(args.database_url) if args.database_url else None
@@ -457,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts.fetch_runs} runs, outbound {counts.outbound_messages} msgs, inbound "
             f"{counts.inbound_messages} msgs, memory {counts.connections} connections, "
             f"api_list {counts.list_messages} msgs x {counts.list_runs} runs, api_memory "
-            f"{counts.api_connections} connections; open-file limit {fd_limit}"
+            f"{counts.api_connections} connections, ws_memory {counts.ws_connections} "
+            f"websockets; open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
         if nodes > 1:
