@@ -2,8 +2,9 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,api_send,idle,api_idle,api_list,crossnode,
-                                            fetch,outbound,inbound,stall,memory,api_memory]
+                                    [--only throughput,api_send,idle,api_idle,ws_event,api_list,
+                                            crossnode,fetch,outbound,inbound,stall,memory,
+                                            api_memory,ws_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -28,6 +29,10 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   SDK and with bare httpx.
 - api_memory: what the HTTP API adds to the server's memory: its first request, and each open
   keep-alive connection.
+- ws_event: the websocket event stream's twin of idle, run right after api_idle: from the SMTP
+  250 after DATA to the message.received event at a client subscribed to /v0.
+- ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
+  measures it, run right after api_memory.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -38,8 +43,8 @@ here for the run (reference.py), and the summary shows both side by side.
 
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
-pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py and
-world.py.
+pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py,
+world.py and fleet.py.
 
 This is a script, not a test: it prints numbers and judges only correctness (every message
 arrived, every FETCH returned every message). It stops by itself and removes what it made.
