@@ -2,8 +2,9 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,api_send,idle,api_idle,api_list,crossnode,
-                                            fetch,outbound,inbound,stall,memory,api_memory]
+                                    [--only throughput,api_send,idle,api_idle,ws_event,api_list,
+                                            crossnode,fetch,outbound,inbound,stall,memory,
+                                            api_memory,ws_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -28,6 +29,10 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   SDK and with bare httpx.
 - api_memory: what the HTTP API adds to the server's memory: its first request, and each open
   keep-alive connection.
+- ws_event: the websocket event stream's twin of idle, run right after api_idle: from the SMTP
+  250 after DATA to the message.received event at a client subscribed to /v0.
+- ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
+  measures it, run right after api_memory.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -38,8 +43,8 @@ here for the run (reference.py), and the summary shows both side by side.
 
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
-pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py and
-world.py.
+pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py,
+world.py and fleet.py.
 
 This is a script, not a test: it prints numbers and judges only correctness (every message
 arrived, every FETCH returned every message). It stops by itself and removes what it made.
@@ -71,6 +76,7 @@ import api_list
 import api_memory
 import api_send
 import crossnode
+import events
 import fetch
 import idle
 import inbound
@@ -79,6 +85,7 @@ import outbound
 import reference
 import stall
 import throughput
+import ws_memory
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
 from reference import Reference
@@ -100,6 +107,7 @@ PHASES: tuple[Phase, ...] = (
     api_send.PHASE,
     idle.PHASE,
     api_idle.PHASE,
+    events.PHASE,
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
@@ -108,6 +116,7 @@ PHASES: tuple[Phase, ...] = (
     stall.PHASE,
     memory.PHASE,
     api_memory.PHASE,
+    ws_memory.PHASE,
 )
 
 FULL = Counts(
@@ -124,6 +133,7 @@ FULL = Counts(
     list_messages=2000,
     list_runs=5,
     api_connections=500,
+    ws_connections=1000,
 )
 QUICK = Counts(
     messages=80,
@@ -139,6 +149,7 @@ QUICK = Counts(
     list_messages=300,
     list_runs=3,
     api_connections=200,
+    ws_connections=200,
 )
 
 
@@ -246,11 +257,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
     )
+    p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
     p.add_argument(
         "--memory-rounds",
         type=int,
         default=2,
-        help="memory: times to open and close all connections; a second round shows leaks (2)",
+        help="memory, ws_memory: times to open and close all connections; a second round "
+        "shows leaks (2)",
     )
     p.add_argument(
         "--set",
@@ -301,6 +314,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         list_messages=args.list_messages or base.list_messages,
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,
+        ws_connections=args.ws_connections or base.ws_connections,
     )
     return args
 
@@ -344,9 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     began = time.perf_counter()
-    fd_limit = raise_fd_limit(max(counts.connections, counts.api_connections) * 2 + 1024)
+    fd_limit = raise_fd_limit(
+        max(counts.connections, counts.api_connections, counts.ws_connections) * 2 + 1024
+    )
     if "memory" in args.phases and fd_limit < counts.connections + 256:
         print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
+    if "ws_memory" in args.phases and fd_limit < counts.ws_connections + 256:
+        print(f"warning: open-file limit {fd_limit} is low for {counts.ws_connections} websockets")
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     pg = Postgres(args.database_url) if args.database_url else None
@@ -455,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts.fetch_runs} runs, outbound {counts.outbound_messages} msgs, inbound "
             f"{counts.inbound_messages} msgs, memory {counts.connections} connections, "
             f"api_list {counts.list_messages} msgs x {counts.list_runs} runs, api_memory "
-            f"{counts.api_connections} connections; open-file limit {fd_limit}"
+            f"{counts.api_connections} connections, ws_memory {counts.ws_connections} "
+            f"websockets; open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
         if nodes > 1:

@@ -27,6 +27,7 @@ class Counts:
     list_messages: int  # api_list: the inbox's size
     list_runs: int
     api_connections: int  # api_memory: keep-alive HTTP connections
+    ws_connections: int  # ws_memory: websockets subscribed to the event stream
 
 
 @dataclass
