@@ -155,6 +155,7 @@ class App:
             )
             self.api = ApiServer(services)
             self.webhooks = WebhookWorker(services, node_id(settings))
+            services.webhooks_changed = self.webhooks.webhooks_changed
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
             await self._listen_api(ssl_context)

@@ -7,7 +7,7 @@ can serve in one process (the tests run several).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -45,6 +45,8 @@ class Services:
         self.client_ports = tuple(client_ports)
         self.metrics = metrics or Metrics()  # the node's, served at /metrics (health.py)
         self._token_key: bytes | None = None
+        # Told when a webhook is made or changed here (the delivery worker's `webhooks_changed`).
+        self.webhooks_changed: Callable[[], None] = lambda: None
         # Events rendered lately (http/events.py `rendered`): seq -> (when, JSON text).
         self.event_texts: OrderedDict[int, tuple[float, str]] = OrderedDict()
 

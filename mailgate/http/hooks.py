@@ -44,7 +44,7 @@ from mailgate.http import destinations
 from mailgate.http.context import Services
 from mailgate.http.events import matches, rendered
 from mailgate.store.errors import NotFound, StoreError
-from mailgate.store.events import Change, Subscription
+from mailgate.store.events import Change, EventsRecorded, Subscription
 from mailgate.store.records import OutboxEvent, Webhook
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,10 @@ class WebhookWorker:
         self._subscription: Subscription | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._stopping = False
+        # Whether any endpoint was enabled when last looked (at most POLL_INTERVAL ago, or
+        # when one was made or enabled over this node's API): with none, a commit's events
+        # wake nobody, and mail pays nothing for webhooks.
+        self._any: bool | None = None
         # One TLS context for every connection: building one loads the CA store each time.
         self._tls = ssl.create_default_context()
 
@@ -122,7 +126,14 @@ class WebhookWorker:
         self._task = asyncio.create_task(self._run(), name="mailgate-webhooks")
 
     def _heard(self, change: Change) -> None:
-        self._wake.set()  # EventsRecorded, or a Resync: look at the store
+        if self._any is False and isinstance(change, EventsRecorded):
+            return  # no endpoint to deliver to (an endpoint made elsewhere: the next poll)
+        self._wake.set()  # look at the store
+
+    def webhooks_changed(self) -> None:
+        """An endpoint was made or changed over the API: look again now."""
+        self._any = None
+        self._wake.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -154,7 +165,9 @@ class WebhookWorker:
         while True:
             self._wake.clear()
             try:
-                await self._claim()
+                self._any = await self.store.any_enabled_webhook()
+                if self._any:
+                    await self._claim()
             except StoreError as exc:
                 log.warning("webhooks: cannot read the endpoints: %s", exc)
             with contextlib.suppress(TimeoutError):

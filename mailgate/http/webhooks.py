@@ -447,7 +447,7 @@ async def _create(
             pod_ids = [owner.pod.name]
     headers = request.headers or {}
     _check_headers(headers, "headers")
-    return await services.store.create_webhook(
+    made = await services.store.create_webhook(
         public_id=f"wh_{secrets.token_hex(12)}",
         pod_id=owner.pod_id,
         inbox_id=owner.inbox.id if owner.inbox is not None else None,
@@ -459,6 +459,8 @@ async def _create(
         headers=headers,
         client_id=request.client_id,
     )
+    services.webhooks_changed()
+    return made
 
 
 async def _update(
@@ -482,7 +484,7 @@ async def _update(
         caller, services, owner, request.add_inbox_ids or [], "add_inbox_ids"
     )
     try:
-        return await services.store.update_webhook(
+        updated = await services.store.update_webhook(
             hook.public_id,
             event_types=event_types,
             add_pod_ids=add_pods,
@@ -494,6 +496,8 @@ async def _update(
         )
     except (store_errors.LimitExceeded, store_errors.CannotModify) as exc:
         raise Invalid([FieldError((), str(exc))]) from None
+    services.webhooks_changed()
+    return updated
 
 
 def _pod_name(name: str) -> str:

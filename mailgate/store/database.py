@@ -119,6 +119,9 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
         self.url = url
+        # What the store may remember of this database because it never changes (an inbox's
+        # address and pod, for one id), by kind.
+        self.facts: dict[str, dict[Any, Any]] = {}
         self._writes: set[asyncio.Future[Any]] = set()
         try:
             parsed = make_url(url)

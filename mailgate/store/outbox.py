@@ -55,42 +55,49 @@ async def record(conn: Conn, db: Database, pending: Sequence[Pending]) -> list[C
     """Write `pending` into the outbox; the bus change that announces them once committed."""
     if not pending:
         return []
-    names = await _inbox_names(conn, {p.inbox_id for p in pending if p.inbox_id is not None})
+    names = await _inbox_names(conn, db, {p.inbox_id for p in pending if p.inbox_id is not None})
     public = await _thread_ids(conn, {p.thread for p in pending if p.thread is not None})
     if not db.is_sqlite:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK})
     created = now()
-    last = 0
+    rows = []
     for p in pending:
-        pod, inbox = names.get(p.inbox_id, (p.pod, None)) if p.inbox_id else (p.pod, None)
-        seq = await conn.scalar(
-            events.insert()
-            .values(
-                event_id=new_event_id(),
-                event_type=p.event_type,
-                pod=pod,
-                inbox=inbox,
-                blob_id=p.blob_id,
-                message_id=p.message_id,
-                thread_id=public.get(p.thread) if p.thread is not None else None,
-                detail=json.dumps(p.detail, separators=(",", ":")),
-                created_at=created,
-            )
-            .returning(events.c.seq)
+        pod, inbox = names.get(p.inbox_id, (p.pod, None))
+        rows.append(
+            {
+                "event_id": new_event_id(),
+                "event_type": p.event_type,
+                "pod": pod,
+                "inbox": inbox,
+                "blob_id": p.blob_id,
+                "message_id": p.message_id,
+                "thread_id": public.get(p.thread) if p.thread is not None else None,
+                "detail": json.dumps(p.detail, separators=(",", ":")),
+                "created_at": created,
+            }
         )
-        last = max(last, int(seq or 0))
+    # One statement for all of them (a multi-row INSERT ... RETURNING).
+    seqs = await conn.scalars(events.insert().returning(events.c.seq), rows)
+    last = max(int(seq) for seq in seqs)
     return [EventsRecorded(0, 0, last)]
 
 
-async def _inbox_names(conn: Conn, inbox_ids: set[int]) -> dict[int | None, tuple[str, str]]:
-    if not inbox_ids:
-        return {}
-    rows = await conn.execute(
-        select(inboxes.c.id, pods.c.name, inboxes.c.address)
-        .join(pods, pods.c.id == inboxes.c.pod_id)
-        .where(inboxes.c.id.in_(sorted(inbox_ids)))
-    )
-    return {r.id: (r.name, r.address) for r in rows}
+async def _inbox_names(
+    conn: Conn, db: Database, inbox_ids: set[int]
+) -> dict[int | None, tuple[str, str]]:
+    """Inbox id -> (its pod's name, its address). Neither ever changes for an id (ids are
+    never reused), so they are remembered per database."""
+    known = db.facts.setdefault("inbox names", {})
+    missing = sorted(i for i in inbox_ids if i not in known)
+    if missing:
+        rows = await conn.execute(
+            select(inboxes.c.id, pods.c.name, inboxes.c.address)
+            .join(pods, pods.c.id == inboxes.c.pod_id)
+            .where(inboxes.c.id.in_(missing))
+        )
+        for r in rows:
+            known[r.id] = (r.name, r.address)
+    return {i: known[i] for i in inbox_ids if i in known}
 
 
 async def _thread_ids(conn: Conn, thread_ids: set[int]) -> dict[int, str]:

@@ -273,6 +273,14 @@ class Webhooks(StoreBase):
 
     # ---------------------------------------------------------------- delivery
 
+    async def any_enabled_webhook(self) -> bool:
+        """Whether any endpoint is enabled at all (most servers have none)."""
+        async with self.db.read() as conn:
+            found = await conn.scalar(
+                select(webhooks.c.id).where(webhooks.c.enabled.is_(True)).limit(1)
+            )
+            return found is not None
+
     async def claim_webhooks(self, owner: str, lease: int, limit: int) -> list[Webhook]:
         """Claim up to `limit` enabled endpoints that are due and have events after their
         cursor, for `lease` seconds. On PostgreSQL endpoints another node is claiming are
