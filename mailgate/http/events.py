@@ -17,7 +17,7 @@ from typing import Any
 from mailgate.http.context import Services
 from mailgate.http.domains import verified
 from mailgate.http.mail import message
-from mailgate.http.threads import thread_item
+from mailgate.http.threads import counted_messages, described
 from mailgate.store import errors as store_errors
 from mailgate.store.records import ApiKey, OutboxEvent
 
@@ -128,11 +128,12 @@ def _outcome(event: OutboxEvent) -> dict[str, Any]:
 async def _message_and_thread(
     services: Services, event: OutboxEvent
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    inbox_id = await _inbox_id(services, event.inbox)
-    mail = None
-    if inbox_id is not None and event.blob_id is not None:
-        mail = await services.store.mail_of_blob(inbox_id, event.blob_id)
-    if mail is None:
+    found = None
+    if event.inbox is not None and event.blob_id is not None:
+        found = await services.store.message_and_thread(
+            event.inbox, event.blob_id, event.thread_id, counted_messages()
+        )
+    if found is None:
         kept = _kept(event)
         return kept, {
             **{k: kept[k] for k in ("inbox_id", "thread_id", "labels", "timestamp", "size")},
@@ -143,10 +144,13 @@ async def _message_and_thread(
             "updated_at": kept["updated_at"],
             "created_at": kept["created_at"],
         }
-    shown = (await message(services, mail)).model_dump(mode="json", by_alias=True)
-    thread = await thread_item(services, mail.inbox_id, mail.thread)
+    shown = await message(services, found.mail, found.raw)
+    thread = described(found.thread, found.thread_messages) if found.thread else None
     thread_shown = thread.model_dump(mode="json", by_alias=True) if thread is not None else {}
-    return _without_none(shown), _without_none(thread_shown)
+    return (
+        _without_none(shown.model_dump(mode="json", by_alias=True)),
+        _without_none(thread_shown),
+    )
 
 
 def _kept(event: OutboxEvent) -> dict[str, Any]:
@@ -164,15 +168,6 @@ def _kept(event: OutboxEvent) -> dict[str, Any]:
         "updated_at": when,
         "created_at": when,
     }
-
-
-async def _inbox_id(services: Services, address: str | None) -> int | None:
-    if address is None:
-        return None
-    try:
-        return (await services.store.get_inbox(address)).id
-    except store_errors.NotFound:
-        return None
 
 
 async def _domain(services: Services, event: OutboxEvent) -> dict[str, Any]:

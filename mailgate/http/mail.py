@@ -75,9 +75,10 @@ def item(mail: Mail) -> MessageItem:
     return MessageItem(**_fields(mail))
 
 
-async def message(services: Services, mail: Mail) -> Message:
-    """The message with its body, decoded from its stored bytes."""
-    raw = await services.store.blob(mail.blob_id)
+async def message(services: Services, mail: Mail, raw: bytes | None = None) -> Message:
+    """The message with its body, decoded from its stored bytes (`raw`, if read already)."""
+    if raw is None:
+        raw = await services.store.blob(mail.blob_id)
     if len(raw) > BIG_MESSAGE:
         decoded = await asyncio.to_thread(body, raw)
     else:

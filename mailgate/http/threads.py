@@ -54,8 +54,7 @@ from mailgate.http.search import (
     query_terms,
 )
 from mailgate.mime.apiview import attachments_from_json
-from mailgate.store import errors as store_errors
-from mailgate.store.conversations import Mail, Thread
+from mailgate.store.conversations import Mail, Page, Thread
 from mailgate.store.records import SENT
 
 # The messages of a thread read at once to describe it.
@@ -328,14 +327,17 @@ async def _describe(
     return described
 
 
-async def thread_item(services: Services, inbox_id: int, public_id: str) -> ThreadItem | None:
-    """One thread as lists show it (every message counted, spam and trash too), if it exists."""
-    try:
-        thread = await services.store.thread_by_id([inbox_id], public_id)
-    except store_errors.NotFound:
-        return None
-    found = await _describe(services, [thread], include_spam=True, include_trash=True)
-    return found[0] if found else None
+def counted_messages() -> Page:
+    """The page of a thread's messages its description counts: every one, spam and trash
+    included, oldest first."""
+    return mail_page(
+        include_spam=True, include_trash=True, ascending=True, limit=MAX_THREAD_MESSAGES
+    )
+
+
+def described(thread: Thread, messages: Sequence[Mail]) -> ThreadItem | None:
+    """A thread as lists show it, from its messages (`counted_messages`); None without any."""
+    return _summary(thread, messages) if messages else None
 
 
 def _summary(thread: Thread, messages: Sequence[Mail]) -> ThreadItem:

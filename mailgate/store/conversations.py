@@ -10,6 +10,7 @@ flag or keyword); what those mean as labels is the API's business (delivery/labe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
-from mailgate.store.models import entries, inboxes, mailboxes, messages, search_texts, threads
+from mailgate.store.models import (
+    blobs,
+    entries,
+    inboxes,
+    mailboxes,
+    messages,
+    search_texts,
+    threads,
+)
 from mailgate.store.records import FLAG_BITS, SEEN, join_flags
 
 # A message without a usable Message-ID is named by its blob: "<blob.N@mailgate>".
@@ -122,12 +131,8 @@ class Conversations(StoreBase):
         """A page of messages of the given inboxes, with every copy the page's mailboxes hold."""
         if not inbox_ids:
             return []
-        grouped = _grouped(inbox_ids, page)
-        stamp = func.min(entries.c.internaldate)
-        query = _paged(grouped, stamp, entries.c.message_id, page)
         async with self.db.read(snapshot=True) as conn:
-            keys = [(r.inbox_id, r.blob) for r in await conn.execute(query)]
-            return await load_mail(conn, keys, page)
+            return await _mail_page(conn, inbox_ids, page)
 
     async def mail_by_ids(
         self, inbox_ids: Sequence[int], message_ids: Iterable[str], page: Page | None = None
@@ -165,6 +170,38 @@ class Conversations(StoreBase):
             found = await load_mail(conn, [(inbox_id, blob_id)], Page())
         return found[0] if found else None
 
+    async def message_and_thread(
+        self, address: str, blob_id: int, thread_id: str | None, thread_page: Page
+    ) -> MessageAndThread | None:
+        """What an event shows of a message, read at once: the message in the inbox at
+        `address`, its bytes, and its thread with the thread's messages `thread_page` admits
+        (oldest first); None if the message is no longer in that inbox."""
+        async with self.db.read(snapshot=True) as conn:
+            inbox_id = await conn.scalar(select(inboxes.c.id).where(inboxes.c.address == address))
+            if inbox_id is None:
+                return None
+            found = await load_mail(conn, [(inbox_id, blob_id)], Page())
+            data = await conn.scalar(select(blobs.c.data).where(blobs.c.message_id == blob_id))
+            if not found or data is None:
+                return None
+            mail = found[0]
+            row = (
+                await conn.execute(
+                    select(threads.c.id, func.max(entries.c.internaldate).label("stamp"))
+                    .join(entries, entries.c.thread_id == threads.c.id)
+                    .where(threads.c.public_id == (thread_id or mail.thread))
+                    .where(threads.c.inbox_id == inbox_id)
+                    .group_by(threads.c.id)
+                )
+            ).first()
+            if row is None:
+                return MessageAndThread(mail, bytes(data), None, [])
+            (thread,) = await load_threads(conn, [(row.id, row.stamp or 0)])
+            page = dataclasses.replace(thread_page, threads=frozenset({thread.id}))
+            return MessageAndThread(
+                mail, bytes(data), thread, await _mail_page(conn, [inbox_id], page)
+            )
+
     async def thread_page(self, inbox_ids: Sequence[int], page: Page) -> list[Thread]:
         """A page of threads of the given inboxes that hold a message the page admits."""
         if not inbox_ids:
@@ -192,6 +229,22 @@ class Conversations(StoreBase):
             )
             found = await load_threads(conn, [(row.id, stamp or 0)])
         return found[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAndThread:
+    mail: Mail
+    raw: bytes
+    thread: Thread | None
+    thread_messages: list[Mail]
+
+
+async def _mail_page(conn: Any, inbox_ids: Sequence[int], page: Page) -> list[Mail]:
+    grouped = _grouped(inbox_ids, page)
+    stamp = func.min(entries.c.internaldate)
+    query = _paged(grouped, stamp, entries.c.message_id, page)
+    keys = [(r.inbox_id, r.blob) for r in await conn.execute(query)]
+    return await load_mail(conn, keys, page)
 
 
 def _grouped(inbox_ids: Sequence[int], page: Page, *, by_thread: bool = False) -> Any:

@@ -284,3 +284,25 @@ def test_closed_connection_leaves_the_hub(server: Server) -> None:
     assert hub.subscribers == before
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=1)
+
+
+def test_an_event_of_a_message_deleted_since_shows_what_the_outbox_kept(
+    server: Server, apis: Any
+) -> None:
+    from mailgate.http.events import payload
+
+    account = server.account()
+    api: Api = apis(account.key)
+    submit(server, server.account(), account.address, subject="Soon gone")
+    (listed,) = api.client.inboxes.messages.list(account.address).messages
+    found = server.call(server.store.events_after(0, inboxes=[account.address]))
+    (event,) = [e for e in found if e.event_type == "message.received"]
+    api.client.inboxes.messages.delete(account.address, listed.message_id)
+    services = server.app.api.app.state.services if server.app.api is not None else None
+    assert services is not None
+    shown = MessageReceivedEvent.model_validate(server.call(payload(services, event)))
+    assert shown.message.message_id == listed.message_id
+    assert shown.message.inbox_id == account.address
+    assert shown.message.thread_id == listed.thread_id
+    assert shown.message.subject is None  # the message is gone; its ids are what remain
+    assert shown.thread.message_count == 0
