@@ -49,6 +49,7 @@ from mailgate.telemetry import (
     Family,
     Metrics,
     outbound_queue,
+    webhook_backlogs,
 )
 from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
 
@@ -158,6 +159,7 @@ class App:
             services.webhooks_changed = self.webhooks.webhooks_changed
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
+            metrics.on_scrape(self._webhook_metrics)
             await self._listen_api(ssl_context)
             self.outbound.start()
             self.webhooks.start()
@@ -305,6 +307,11 @@ class App:
         self.metrics.count_sessions(SMTP_MX, lambda: sum(s.mx for s in smtp))
         self.metrics.count_sessions(HTTP, lambda: api.connections)
         self.metrics.count_sessions(WEBSOCKET, lambda: api.events.subscribers)
+
+    async def _webhook_metrics(self) -> list[Family]:
+        if self.store is None:
+            return []
+        return webhook_backlogs(await self.store.webhook_backlogs())
 
     async def _queue_metrics(self) -> list[Family]:
         store = self.store

@@ -10,16 +10,16 @@ Hot paths stay cheap: the histogram series of each IMAP command is looked up onc
 microsecond); a counter increment costs about 0.3 µs. Label values come from small fixed sets
 (commands, protocols, endpoints), never from what a client sends.
 
-Three ways to add to it (the HTTP events work will need them):
+Three ways to add to it:
 
 - a counter or gauge that code updates as things happen: `metrics.counter(...)` and
-  `metrics.gauge(...)` register one on this node's registry, e.g.
-  `mailgate_webhook_failures_total{endpoint}`;
+  `metrics.gauge(...)` register one on this node's registry (the webhook worker's
+  `mailgate_webhook_failures_total{webhook}`);
 - a count of open connections: `metrics.count_sessions(WEBSOCKET, lambda: len(clients))`,
   read at each scrape as `mailgate_sessions{protocol="websocket"}`;
 - a value only the store knows, read at scrape time: `metrics.on_scrape(read)`, where `read`
-  is an async function returning metric families (`gauge_family`), e.g.
-  `mailgate_webhook_backlog{endpoint}`. The families of a read that fails or takes longer
+  is an async function returning metric families (`gauge_family`), as
+  `mailgate_webhook_backlog{webhook}` is. The families of a read that fails or takes longer
   than SCRAPE_TIMEOUT are left out of that scrape rather than shown stale.
 """
 
@@ -249,6 +249,24 @@ def gauge_family(
     if labels:
         return GaugeMetricFamily(name, documentation, labels=labels)
     return GaugeMetricFamily(name, documentation, value=value)
+
+
+def webhook_backlogs(backlogs: Iterable[tuple[str, int, int]]) -> list[Family]:
+    """Each enabled webhook endpoint's backlog and failing attempts, as the store reads them."""
+    behind = gauge_family(
+        "mailgate_webhook_backlog",
+        "Events committed past a webhook's cursor (not all of them its to send), per endpoint",
+        labels=["webhook"],
+    )
+    failing = gauge_family(
+        "mailgate_webhook_failing_attempts",
+        "Failed attempts in a row at a webhook's next event (0: it is up to date or fine)",
+        labels=["webhook"],
+    )
+    for webhook, backlog, attempts in backlogs:
+        behind.add_metric([webhook], backlog)
+        failing.add_metric([webhook], attempts)
+    return [behind, failing]
 
 
 def outbound_queue(depth: int, oldest_age: float) -> list[Family]:

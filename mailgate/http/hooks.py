@@ -118,6 +118,15 @@ class WebhookWorker:
         # when one was made or enabled over this node's API): with none, a commit's events
         # wake nobody, and mail pays nothing for webhooks.
         self._any: bool | None = None
+        metrics = services.metrics
+        self._sent = metrics.counter(
+            "mailgate_webhook_deliveries_total", "Events delivered to webhooks (answered 2xx)"
+        )
+        self._failures = metrics.counter(
+            "mailgate_webhook_failures_total",
+            "Webhook deliveries that failed (not 2xx, timed out, refused), per endpoint",
+            ["webhook"],
+        )
         # One TLS context for every connection: building one loads the CA store each time.
         self._tls = ssl.create_default_context()
 
@@ -254,8 +263,10 @@ class WebhookWorker:
                     log.exception("webhooks: %s: %s failed", hook.public_id, event.event_id)
                     error = "internal error"
                 if error is not None:
+                    self._failures.labels(hook.public_id).inc()
                     await self._failed(hook, attempts, error)
                     return False
+                self._sent.inc()
                 await self._advance(hook, event.seq)
                 cursor, attempts = event.seq, 0
             else:

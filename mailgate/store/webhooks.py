@@ -273,6 +273,19 @@ class Webhooks(StoreBase):
 
     # ---------------------------------------------------------------- delivery
 
+    async def webhook_backlogs(self) -> list[tuple[str, int, int]]:
+        """Per enabled endpoint: its public id, how many events of the outbox are past its
+        cursor (all of them, wanted or not: an upper bound of its backlog), and the failed
+        attempts at its next event."""
+        newest = select(func.coalesce(func.max(events.c.seq), 0)).scalar_subquery()
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(webhooks.c.public_id, newest - webhooks.c.cursor, webhooks.c.attempts)
+                .where(webhooks.c.enabled.is_(True))
+                .order_by(webhooks.c.id)
+            )
+            return [(r[0], max(0, int(r[1])), int(r[2])) for r in rows]
+
     async def any_enabled_webhook(self) -> bool:
         """Whether any endpoint is enabled at all (most servers have none)."""
         async with self.db.read() as conn:

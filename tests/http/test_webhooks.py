@@ -46,6 +46,7 @@ from mailgate.store.records import Webhook as WebhookRecord
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
 from tests.harness import Account, Server, running_server
+from tests.http.metrics import scrape
 from tests.http.receiver import Delivery, Receiver
 from tests.http.sdk import Api, username
 
@@ -509,6 +510,12 @@ def test_a_failing_endpoint_is_retried_with_the_same_id_then_gets_the_rest_in_or
     assert got[4].at - got[2].at < 1.0
     assert record(hooks_server, hook.webhook_id).attempts == 0
     assert record(hooks_server, hook.webhook_id).last_error is None
+    # Operators see it: two failures of this endpoint, and nothing left behind.
+    seen = scrape(hooks_server)
+    assert seen.value("mailgate_webhook_failures_total", webhook=hook.webhook_id) == 2
+    assert seen.value("mailgate_webhook_failing_attempts", webhook=hook.webhook_id) == 0
+    assert seen.has("mailgate_webhook_backlog", webhook=hook.webhook_id)
+    assert seen.total("mailgate_webhook_deliveries_total") >= 3
 
 
 def test_a_redirect_is_a_failure_and_is_not_followed(
