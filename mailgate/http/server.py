@@ -188,6 +188,13 @@ class _WebSocket(WebSocketsSansIOProtocol):
         if proxied is not None:
             self.client = proxied
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # uvicorn keeps the handshake's request and response for good: several KiB a
+            # connection, and nothing reads them once it is accepted.
+            self.request = self.response = None  # type: ignore[assignment]
+
     async def run_asgi(self) -> None:
         extensions: dict[str, Any] = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
         extensions[stream.ABORT] = self.transport.abort
