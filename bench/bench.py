@@ -97,6 +97,7 @@ from server import (
     create_inbox,
     db_upgrade,
     server_env,
+    toml_value,
     write_config,
 )
 from world import SINK_DOMAIN, ZONE_TTL, Sink, Zone, publish_domain
@@ -411,7 +412,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  sink      aiosmtpd on {HOST}:{sink.port} (STARTTLS), MX of {SINK_DOMAIN}, "
                 f"in process {sink.proc.pid}"
             )
-        settings = {**world, **dict(args.settings)}
+        # What the chosen phases need in the config (the webhook phase's receiver is on
+        # loopback); --set still overrides it.
+        needs = {key: value for phase in chosen for key, value in phase.settings.items()}
+        settings = {**world, **needs, **dict(args.settings)}
+        for phase in chosen:
+            if phase.settings:
+                shown = ", ".join(f"{k} = {toml_value(v)}" for k, v in phase.settings.items())
+                print(f"  settings  {shown} (for {phase.name})")
         # One server keeps the layout it always had; several get a directory each (their own
         # config, data directory, certificate and log), sharing only the database.
         dirs = [workdir] if nodes == 1 else [workdir / f"node{k + 1}" for k in range(nodes)]
