@@ -85,6 +85,7 @@ import outbound
 import reference
 import stall
 import throughput
+import webhooks
 import ws_memory
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
@@ -109,6 +110,7 @@ PHASES: tuple[Phase, ...] = (
     idle.PHASE,
     api_idle.PHASE,
     events.PHASE,
+    webhooks.PHASE,
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
