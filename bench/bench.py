@@ -2,9 +2,9 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,api_send,idle,api_idle,ws_event,api_list,
-                                            crossnode,fetch,outbound,inbound,stall,memory,
-                                            api_memory,ws_memory]
+                                    [--only throughput,api_send,idle,api_idle,ws_event,webhook,
+                                            api_list,crossnode,fetch,outbound,inbound,stall,
+                                            memory,api_memory,ws_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -31,6 +31,11 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   keep-alive connection.
 - ws_event: the websocket event stream's twin of idle, run right after api_idle: from the SMTP
   250 after DATA to the message.received event at a client subscribed to /v0.
+- webhook: the webhooks' twin of ws_event, run right after it: from the SMTP 250 after DATA to
+  the message.received event POSTed, Svix-signed, to a receiver on loopback (its signature
+  verified with the svix library); then the deliveries/s of a burst of messages from several
+  SMTP clients to 4 webhooks, each event exactly once at each. The server gets
+  [api] allow_private_webhooks = true for it.
 - ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
   measures it, run right after api_memory.
 
@@ -44,7 +49,8 @@ here for the run (reference.py), and the summary shows both side by side.
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
 pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py,
-world.py and fleet.py.
+world.py and fleet.py. A phase may ask for server settings (Phase.settings), set in the config of
+a run that includes it; --set overrides them.
 
 This is a script, not a test: it prints numbers and judges only correctness (every message
 arrived, every FETCH returned every message). It stops by itself and removes what it made.
