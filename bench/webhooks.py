@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agentmail import AgentMail
+from agentmail.core.api_error import ApiError
 from clients import NO_RETRIES, api_client, smtp_client, start_clients
 from common import HOST, Account, BenchError, Target
 from messages import shares, submission_message
@@ -164,9 +165,14 @@ def receiving() -> Iterator[Receiver]:
 def webhook(api: AgentMail, inbox: str, receiver: Receiver, path: str) -> Iterator[str]:
     """An inbox webhook made with the SDK, POSTing the inbox's message.received events to
     `path` on the receiver (which learns its secret); deleted on leaving. Yields its id."""
-    made = api.inboxes.webhooks.create(
-        inbox, url=receiver.url(path), event_types=EVENT_TYPES, request_options=NO_RETRIES
-    )
+    try:
+        made = api.inboxes.webhooks.create(
+            inbox, url=receiver.url(path), event_types=EVENT_TYPES, request_options=NO_RETRIES
+        )
+    except ApiError as exc:
+        said = getattr(exc.body, "message", None) or exc.body
+        hint = " ([api] allow_private_webhooks = true?)" if exc.status_code == 400 else ""
+        raise BenchError(f"creating a webhook: {exc.status_code} {said}{hint}") from None
     if not made.secret.startswith("whsec_"):
         raise BenchError(f"webhook {made.webhook_id}'s secret is {made.secret[:10]!r}...")
     receiver.secrets[path] = made.secret
