@@ -355,12 +355,14 @@ def measure_burst(
         pg0 = postgres_cpu_seconds() if postgres else None
         with cpu_meter(*servers) as meter:
             start = time.perf_counter()
+            client0 = time.process_time()
             for t in threads:
                 t.join(600)
             if errors or any(t.is_alive() for t in threads):
                 raise BenchError("; ".join(errors[:3]) or "SMTP clients did not finish in 600 s")
             arrived = receiver.wait(all_in, DRAIN_TIMEOUT)
             cpu, _ = meter()
+            client_cpu = time.process_time() - client0
         pg1 = postgres_cpu_seconds() if pg0 is not None else None
         receiver.check()
         if not arrived:
@@ -424,6 +426,11 @@ def measure_burst(
         f"ms/message (its SMTP transaction and {ENDPOINTS} POSTs); {cpu_note(cpu, span)}",
     )
     pg_row(section, pg0, pg1, total, span)
+    section.add(
+        "  client CPU",
+        f"{client_cpu / total * 1000:.2f}",
+        f"ms/message; {cpu_note(client_cpu, span)}  (SMTP clients and receiver, all threads)",
+    )
     summary.add(rate_label(), f"{expected / wall:.0f}/s", f"{expected} POSTs, first 250 -> last")
     if len(orders) != 1:
         raise BenchError("the endpoints got the inbox's events in different orders")
