@@ -289,7 +289,7 @@ def measure_latency(
     whole = [a + b for a, b in zip(submits, latencies, strict=True)]
     section.add("  MAIL FROM -> POST p50", ms(percentile(whole, 50)), "ms  (the whole way)")
     section.add("  server CPU", f"{cpu / count * 1000:.2f}", f"ms/message; {cpu_note(cpu, wall)}")
-    pg_row(section, pg0, pg1, count, wall)
+    pg_row(section, pg0, pg1, count, wall, "  PostgreSQL CPU")
     summary.add(
         latency_label(),
         " / ".join(f"{percentile(latencies, p) * 1000:.1f}" for p in (50, 95, 99))
@@ -425,7 +425,7 @@ def measure_burst(
         f"{cpu / total * 1000:.2f}",
         f"ms/message (its SMTP transaction and {ENDPOINTS} POSTs); {cpu_note(cpu, span)}",
     )
-    pg_row(section, pg0, pg1, total, span)
+    pg_row(section, pg0, pg1, total, span, "  PostgreSQL CPU")
     section.add(
         "  client CPU",
         f"{client_cpu / total * 1000:.2f}",
