@@ -2,9 +2,9 @@
 """mailgate benchmark: start a real `mailgate serve`, load it over loopback, print numbers.
 
     .venv/bin/python bench/bench.py [--quick]
-                                    [--only throughput,api_send,idle,api_idle,ws_event,api_list,
-                                            crossnode,fetch,outbound,inbound,stall,memory,
-                                            api_memory,ws_memory]
+                                    [--only throughput,api_send,idle,api_idle,ws_event,webhook,
+                                            api_list,crossnode,fetch,outbound,inbound,stall,
+                                            memory,api_memory,ws_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -31,6 +31,11 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   keep-alive connection.
 - ws_event: the websocket event stream's twin of idle, run right after api_idle: from the SMTP
   250 after DATA to the message.received event at a client subscribed to /v0.
+- webhook: the webhooks' twin of ws_event, run right after it: from the SMTP 250 after DATA to
+  the message.received event POSTed, Svix-signed, to a receiver on loopback (its signature
+  verified with the svix library); then the deliveries/s of a burst of messages from several
+  SMTP clients to 4 webhooks, each event exactly once at each. The server gets
+  [api] allow_private_webhooks = true for it.
 - ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
   measures it, run right after api_memory.
 
@@ -44,7 +49,8 @@ here for the run (reference.py), and the summary shows both side by side.
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
 pieces they share are in common.py, report.py, server.py, meters.py, clients.py, messages.py,
-world.py and fleet.py.
+world.py and fleet.py. A phase may ask for server settings (Phase.settings), set in the config of
+a run that includes it; --set overrides them.
 
 This is a script, not a test: it prints numbers and judges only correctness (every message
 arrived, every FETCH returned every message). It stops by itself and removes what it made.
@@ -85,6 +91,7 @@ import outbound
 import reference
 import stall
 import throughput
+import webhooks
 import ws_memory
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
@@ -97,6 +104,7 @@ from server import (
     create_inbox,
     db_upgrade,
     server_env,
+    toml_value,
     write_config,
 )
 from world import SINK_DOMAIN, ZONE_TTL, Sink, Zone, publish_domain
@@ -108,6 +116,7 @@ PHASES: tuple[Phase, ...] = (
     idle.PHASE,
     api_idle.PHASE,
     events.PHASE,
+    webhooks.PHASE,
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
@@ -411,7 +420,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  sink      aiosmtpd on {HOST}:{sink.port} (STARTTLS), MX of {SINK_DOMAIN}, "
                 f"in process {sink.proc.pid}"
             )
-        settings = {**world, **dict(args.settings)}
+        # What the chosen phases need in the config (the webhook phase's receiver is on
+        # loopback); --set still overrides it.
+        needs = {key: value for phase in chosen for key, value in phase.settings.items()}
+        settings = {**world, **needs, **dict(args.settings)}
+        for phase in chosen:
+            if phase.settings:
+                shown = ", ".join(f"{k} = {toml_value(v)}" for k, v in phase.settings.items())
+                print(f"  settings  {shown} (for {phase.name})")
         # One server keeps the layout it always had; several get a directory each (their own
         # config, data directory, certificate and log), sharing only the database.
         dirs = [workdir] if nodes == 1 else [workdir / f"node{k + 1}" for k in range(nodes)]

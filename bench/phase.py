@@ -3,9 +3,10 @@ the set-up it is handed when it runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common import Account, Target
 from report import Section, Summary, progress
@@ -74,6 +75,9 @@ class Phase:
     min_nodes: int = 1
     dns: bool = False  # needs the loopback DNS server
     sink: bool = False  # needs the SMTP sink
+    # Server settings it needs ("SECTION.KEY": value), in the config of every run that includes
+    # it (the other phases then run with them too); --set overrides them.
+    settings: Mapping[str, Any] = field(default_factory=dict)
     # Before the servers start, with the zone up: makes what the phase needs; a note on the zone.
     prepare: Callable[[Bench], str] | None = None
     reference: bool = False  # with --reference, measured on Dovecot/Postfix too

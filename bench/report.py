@@ -100,11 +100,18 @@ def cpu_note(cpu: float, wall: float) -> str:
     return f"{cpu:.2f} s  ({cpu / wall * 100:.0f}% of one core over {wall:.2f} s)"
 
 
-def pg_row(section: Section, pg0: float | None, pg1: float | None, count: int, wall: float) -> None:
+def pg_row(
+    section: Section,
+    pg0: float | None,
+    pg1: float | None,
+    count: int,
+    wall: float,
+    label: str = "PostgreSQL CPU",
+) -> None:
     if pg0 is not None and pg1 is not None:
         pg_cpu = pg1 - pg0
         section.add(
-            "PostgreSQL CPU",
+            label,
             f"{pg_cpu / count * 1000:.2f}",
             f"ms/message; {cpu_note(pg_cpu, wall)}  (every local postgres process)",
         )
