@@ -339,6 +339,9 @@ def _configure_logging() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("twisted").setLevel(logging.WARNING)
+    # httpx logs every webhook delivery at INFO, its full URL (and any token in it) included;
+    # the webhook worker logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     observer: Any = STDLibLogObserver()  # provides ILogObserver (zope), which mypy cannot see

@@ -6,6 +6,7 @@ can serve in one process (the tests run several).
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Annotated, cast
@@ -47,8 +48,9 @@ class Services:
         self._token_key: bytes | None = None
         # Told when a webhook is made or changed here (the delivery worker's `webhooks_changed`).
         self.webhooks_changed: Callable[[], None] = lambda: None
-        # Events rendered lately (http/events.py `rendered`): seq -> (when, JSON text).
-        self.event_texts: OrderedDict[int, tuple[float, str]] = OrderedDict()
+        # Events rendered lately, or being rendered (http/events.py `rendered`):
+        # seq -> (when, the rendering of its JSON text).
+        self.event_texts: OrderedDict[int, tuple[float, asyncio.Future[str]]] = OrderedDict()
 
     async def token_key(self) -> bytes:
         """The key that signs page tokens; it never changes, so it is read once."""

@@ -9,6 +9,7 @@ inbox's; a domain's events are the organization's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -100,18 +101,32 @@ _REUSED = 256
 
 async def rendered(services: Services, event: OutboxEvent) -> str:
     """The event's JSON text, rendered once for every reader that sends it at about the same
-    time (message events read the message, its body and its thread: several milliseconds)."""
+    time (message events read the message, its body and its thread: several milliseconds);
+    readers that come while it is being rendered wait for that rendering."""
     texts = services.event_texts
     now = time.monotonic()
     found = texts.get(event.seq)
-    if found is not None and now - found[0] < REUSE_SECONDS:
-        return found[1]
-    text = json.dumps(await payload(services, event), separators=(",", ":"))
-    texts[event.seq] = (now, text)
+    if found is not None and now - found[0] < REUSE_SECONDS and _usable(found[1]):
+        return await asyncio.shield(found[1])
+    task = asyncio.ensure_future(_text(services, event))
+    # Its failure is each waiter's to raise; none left waiting must not make it "unretrieved".
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    texts[event.seq] = (now, task)
     texts.move_to_end(event.seq)
     while len(texts) > _REUSED:
         texts.popitem(last=False)
-    return text
+    return await asyncio.shield(task)
+
+
+def _usable(rendering: asyncio.Future[str]) -> bool:
+    """Still being rendered, or rendered well (a failed one is tried again)."""
+    if not rendering.done():
+        return True
+    return not rendering.cancelled() and rendering.exception() is None
+
+
+async def _text(services: Services, event: OutboxEvent) -> str:
+    return json.dumps(await payload(services, event), separators=(",", ":"))
 
 
 def _outcome(event: OutboxEvent) -> dict[str, Any]:

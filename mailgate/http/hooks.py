@@ -12,9 +12,9 @@ signed as Svix signs them, until the endpoint answers 2xx.
 The cursor moves only after the 2xx, so a crash between the two sends that event again, with the
 same `svix-id` (at least once); a clean stop lets deliveries in flight finish and commit first,
 so a restart sends nothing twice. A redirect is a failure (never followed: it could point
-anywhere). Each endpoint is delivered in its own task with its own connections, at most
-`CONCURRENCY` at a time, so a slow endpoint delays only itself; the response body is read up to
-64 KiB and thrown away.
+anywhere). Each endpoint is delivered in its own task with its own connections (kept between
+deliveries), at most `CONCURRENCY` at a time, so a slow endpoint delays only itself; the
+response body is read up to 64 KiB and thrown away.
 
 Signing (Svix's scheme, which `svix.webhooks.Webhook(secret).verify` checks): `svix-id` is the
 event's id, the same for every attempt; `svix-timestamp` the Unix time of the attempt;
@@ -54,6 +54,7 @@ POLL_INTERVAL = 5.0  # for retries and leases of other nodes; new events wake th
 BATCH = 100  # events read at a time
 MAX_BODY = 65536  # bytes of an endpoint's answer read (then thrown away)
 STOP_GRACE = 5.0  # seconds a stopping worker lets deliveries in flight finish
+KEPT_CLIENTS = 2 * CONCURRENCY  # endpoints whose connections are kept between deliveries
 
 
 def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
@@ -127,6 +128,9 @@ class WebhookWorker:
             "Webhook deliveries that failed (not 2xx, timed out, refused), per endpoint",
             ["webhook"],
         )
+        # Each endpoint's HTTP client (its URL, the client), least recently used first.
+        self._clients: dict[int, tuple[str, httpx.AsyncClient]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         # One TLS context for every connection: building one loads the CA store each time.
         self._tls = ssl.create_default_context()
 
@@ -165,6 +169,10 @@ class WebhookWorker:
                 await asyncio.wait(pending, timeout=STOP_GRACE)
         with contextlib.suppress(StoreError):
             await self.store.release_webhook_leases(self.node)
+        for webhook_id in list(self._clients):
+            self._forget_client(webhook_id)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=STOP_GRACE)
 
     async def _run(self) -> None:
         try:
@@ -209,16 +217,20 @@ class WebhookWorker:
         """Deliver the endpoint's events in order until none are left, one fails, or the
         worker stops; then give the endpoint back. False if the store failed."""
         release = True
+        client = self._client_for(hook)
         try:
-            async with self._client() as client:
-                release = await self._deliver_all(hook, client)
+            release = await self._deliver_all(hook, client)
+            if not release:
+                self._forget_client(hook.id)  # it failed: maybe its connection did
         except LeaseLost:
             release = False
+            self._forget_client(hook.id)
             log.info("webhooks: %s disabled, deleted or taken over meanwhile", hook.public_id)
         except StoreError as exc:
             log.warning("webhooks: %s: the store failed: %s", hook.public_id, exc)
             return False
         except Exception:
+            self._forget_client(hook.id)
             log.exception("webhooks: delivering to %s failed unexpectedly", hook.public_id)
             return False
         finally:
@@ -315,6 +327,30 @@ class WebhookWorker:
         now = asyncio.get_running_loop().time()
         self._timers = {t for t in self._timers if t.when() > now}
         self._wake.set()
+
+    def _client_for(self, hook: Webhook) -> httpx.AsyncClient:
+        """The endpoint's client, kept from one claim to the next so that its connection is
+        too (mail that comes one message at a time would otherwise cost a TCP and TLS
+        handshake per event); a new one when its URL changed."""
+        kept = self._clients.pop(hook.id, None)
+        if kept is not None and kept[0] != hook.url:
+            self._close(kept[1])
+            kept = None
+        client = kept[1] if kept is not None else self._client()
+        self._clients[hook.id] = (hook.url, client)  # now the most recently used
+        while len(self._clients) > KEPT_CLIENTS:
+            self._close(self._clients.pop(next(iter(self._clients)))[1])
+        return client
+
+    def _forget_client(self, webhook_id: int) -> None:
+        kept = self._clients.pop(webhook_id, None)
+        if kept is not None:
+            self._close(kept[1])
+
+    def _close(self, client: httpx.AsyncClient) -> None:
+        closing = asyncio.ensure_future(client.aclose())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _client(self) -> httpx.AsyncClient:
         """Connections of one endpoint only: they were made for its host name (its TLS name
