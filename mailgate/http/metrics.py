@@ -126,6 +126,29 @@ class Span:
     now: int
 
 
+@dataclass(frozen=True, slots=True)
+class Range:
+    """What every metrics query asks besides its types: its time range and how to show it."""
+
+    span: Span
+    period: int | None
+    limit: int | None
+    descending: bool
+
+
+def _range(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    period: Period = None,
+    limit: Limit = None,
+    descending: bool = False,
+) -> Range:
+    return Range(_span(start, end), period, limit, descending)
+
+
+RangeDep = Annotated[Range, Depends(_range)]
+
+
 def _span(start: datetime | None, end: datetime | None) -> Span:
     current = int(time.time())
     oldest = current - MAX_AGE
@@ -180,17 +203,13 @@ def _routes(prefix: str, scope_of: Any) -> APIRouter:
     async def query_events(
         caller: CallerDep,
         services: ServicesDep,
+        asked: RangeDep,
         event_types: Annotated[list[str] | None, Query()] = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        period: Period = None,
-        limit: Limit = None,
-        descending: bool = False,
         scope: Scope = in_scope,
     ) -> dict[str, list[MetricBucket]]:
         """Counts of the scope's events over time, from the event outbox."""
         types = _types("event_types", event_types, EVENT_TYPES)
-        span = _span(start, end)
+        span, period, limit, descending = asked.span, asked.period, asked.limit, asked.descending
         if period is None:
             times = await services.store.event_times(
                 scope,
@@ -221,19 +240,15 @@ def _routes(prefix: str, scope_of: Any) -> APIRouter:
     async def query_usage(
         caller: CallerDep,
         services: ServicesDep,
+        asked: RangeDep,
         usage_types: Annotated[list[str] | None, Query()] = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        period: Period = None,
-        limit: Limit = None,
-        descending: bool = False,
         scope: Scope = in_scope,
     ) -> dict[str, list[UsagePoint]]:
         """Running totals of what the scope holds, at points `period` seconds apart."""
         applies = USAGE_BY_LEVEL[scope.level]
-        asked = _types("usage_types", usage_types, USAGE_BY_LEVEL["organization"])
-        types = [t for t in asked if t in applies]
-        span = _span(start, end)
+        named = _types("usage_types", usage_types, USAGE_BY_LEVEL["organization"])
+        types = [t for t in named if t in applies]
+        span, period, limit, descending = asked.span, asked.period, asked.limit, asked.descending
         if period is None:
             period = HOUR if (span.end - span.start) / HOUR <= MAX_BUCKETS else DAY
         _too_many("period", math.ceil((span.end - span.start) / period), period)
@@ -256,19 +271,15 @@ def _routes(prefix: str, scope_of: Any) -> APIRouter:
     async def query_rates(
         caller: CallerDep,
         services: ServicesDep,
+        asked: RangeDep,
         rate_types: Annotated[list[str] | None, Query()] = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        period: Period = None,
         window: Annotated[int | None, Query(ge=1)] = None,
-        limit: Limit = None,
-        descending: bool = False,
         scope: Scope = in_scope,
     ) -> dict[str, list[RatePoint]]:
         """Rolling bounce and complaint rates, from the outbox's sent, bounced and complained
         events, counted per recipient."""
         types = _types("rate_types", rate_types, tuple(RATES))
-        span = _span(start, end)
+        span, period, limit, descending = asked.span, asked.period, asked.limit, asked.descending
         period = period or HOUR
         # Unless given, a day's window, in whole periods.
         window = window or math.ceil(DAY / period) * period

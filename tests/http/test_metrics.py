@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import imaplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -160,18 +160,6 @@ def test_sessions_gauge_follows_open_connections(make_server: Callable[..., Serv
 
 
 # -------------------------------------------------------------------- mail to the world
-
-
-@pytest.fixture
-def zone() -> Iterator[ZoneServer]:
-    with ZoneServer() as dns:
-        yield dns
-
-
-@pytest.fixture
-def peer() -> Iterator[SMTPPeer]:
-    with SMTPPeer() as started:
-        yield started
 
 
 def test_outbound_counts_remote_deliveries_deferrals_bounces_and_the_queue(

@@ -5,7 +5,7 @@ and to a peer on loopback that refuses one recipient), and the counts must move 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -263,18 +263,6 @@ def test_organization_usage_and_events_on_a_server_of_its_own(
         assert rates["bounce"][0].sent == 0
     finally:
         api.close()
-
-
-@pytest.fixture
-def zone() -> Iterator[ZoneServer]:
-    with ZoneServer() as dns:
-        yield dns
-
-
-@pytest.fixture
-def peer() -> Iterator[SMTPPeer]:
-    with SMTPPeer() as started:
-        yield started
 
 
 def test_a_bounce_makes_the_bounce_rate(

@@ -5,7 +5,7 @@ the MX records of a real DNS server on loopback (as SMTP submission's mail is)."
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,18 +21,6 @@ from tests.harness import DOMAIN, Server
 from tests.http.sdk import Api
 from tests.smtp.helpers import read_mailbox
 from tests.smtppeer import SMTPPeer
-
-
-@pytest.fixture
-def zone() -> Iterator[ZoneServer]:
-    with ZoneServer() as dns:
-        yield dns
-
-
-@pytest.fixture
-def peer() -> Iterator[SMTPPeer]:
-    with SMTPPeer() as started:
-        yield started
 
 
 def test_a_send_to_the_world_is_signed_and_delivered(
