@@ -1,0 +1,337 @@
+"""The MCP server at /mcp, driven by the official `mcp` client SDK over streamable HTTP against
+the real server: the tools and their schemas, a conversation between two inboxes made and read
+with tools only, labels seen over IMAP, key scopes, argument errors, and the door (Origin, key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
+
+from tests.harness import DOMAIN, Server
+from tests.http.sdk import Api, username
+
+T = TypeVar("T")
+
+TOOLS = {
+    "list_inboxes": set(),
+    "get_inbox": {"inbox_id"},
+    "create_inbox": set(),
+    "delete_inbox": {"inbox_id"},
+    "list_threads": {"inbox_id"},
+    "get_thread": {"inbox_id", "thread_id"},
+    "get_attachment": {"inbox_id", "thread_id", "attachment_id"},
+    "send_message": {"inbox_id", "to"},
+    "reply_to_message": {"inbox_id", "message_id"},
+    "forward_message": {"inbox_id", "message_id", "to"},
+    "update_message": {"inbox_id", "message_id"},
+    "list_messages": {"inbox_id"},
+    "get_message": {"inbox_id", "message_id"},
+    "search": {"query"},
+}
+
+
+def mcp_url(server: Server) -> str:
+    return server.api_url + "/mcp"
+
+
+def with_tools(server: Server, headers: dict[str, str], use: Callable[[Client], Awaitable[T]]) -> T:
+    """`use` run with an MCP client connected with `headers`."""
+
+    async def run() -> T:
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            transport = streamable_http_client(mcp_url(server), http_client=http)
+            async with Client(transport) as client:
+                return await use(client)
+
+    return asyncio.run(run())
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    """A tool's structured result, once it is known to have succeeded, with text beside it."""
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    assert result.content
+    assert result.content[0].type == "text"
+    return result.structured_content
+
+
+def error(result: CallToolResult) -> str:
+    assert result.is_error
+    assert result.content[0].type == "text"
+    return result.content[0].text
+
+
+def test_tools_are_listed_with_required_arguments_and_annotations(server: Server, org: Api) -> None:
+    async def use(client: Client) -> Any:
+        return (await client.list_tools()).tools
+
+    tools = {t.name: t for t in with_tools(server, bearer(org.key), use)}
+    assert set(tools) == set(TOOLS)
+    for name, required in TOOLS.items():
+        tool = tools[name]
+        assert set(tool.input_schema.get("required", [])) == required, name
+        assert tool.description
+        assert len(tool.description) > 40
+        assert tool.annotations is not None
+    assert tools["list_threads"].annotations.read_only_hint is True
+    assert tools["delete_inbox"].annotations.destructive_hint is True
+    assert tools["send_message"].annotations.read_only_hint is False
+    assert tools["update_message"].annotations.idempotent_hint is True
+
+
+def imap_keywords(server: Server, address: str, message_id: str) -> str:
+    """The FLAGS IMAP shows for the message of INBOX with `message_id`."""
+    imap = server.imap_client()
+    try:
+        imap.login(address, server.inbox_key(address))
+        imap.select("INBOX")
+        _, found = imap.search(None, "HEADER", "Message-ID", message_id)
+        (number,) = found[0].split()
+        _, data = imap.fetch(number, "(FLAGS)")
+        return data[0].decode() if isinstance(data[0], bytes) else str(data[0])
+    finally:
+        imap.logout()
+
+
+def test_a_conversation_made_and_read_with_tools(server: Server, org: Api) -> None:
+    """Two inboxes made with tools; one writes to the other with an attachment; the other
+    finds it, reads it and its attachment, answers everyone, forwards it, and labels it."""
+    note = b"The meeting moved to Thursday.\n"
+    third = server.account().address
+
+    async def use(client: Client) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        a, b = [
+            ok(await client.call_tool("create_inbox", {"username": username(), "domain": DOMAIN}))
+            for _ in range(2)
+        ]
+        a_id, b_id = a["inbox_id"], b["inbox_id"]
+        seen["ids"] = (a_id, b_id)
+        sent = ok(
+            await client.call_tool(
+                "send_message",
+                {
+                    "inbox_id": a_id,
+                    "to": [b_id],
+                    "cc": [third],
+                    "subject": "Meeting",
+                    "text": "See the note.",
+                    "attachments": [
+                        {
+                            "filename": "note.txt",
+                            "content_type": "text/plain",
+                            "content": base64.b64encode(note).decode(),
+                        }
+                    ],
+                },
+            )
+        )
+        assert sent["message_id"]
+        assert sent["thread_id"]
+        threads = ok(await client.call_tool("list_threads", {"inbox_id": b_id}))["threads"]
+        assert [t["subject"] for t in threads] == ["Meeting"]
+        (thread,) = threads
+        assert [a["filename"] for a in thread["attachments"]] == ["note.txt"]
+        got = ok(
+            await client.call_tool(
+                "get_thread", {"inbox_id": b_id, "thread_id": thread["thread_id"]}
+            )
+        )
+        (message,) = got["messages"]
+        assert message["extracted_text"].strip() == "See the note."
+        attachment = ok(
+            await client.call_tool(
+                "get_attachment",
+                {
+                    "inbox_id": b_id,
+                    "thread_id": thread["thread_id"],
+                    "attachment_id": thread["attachments"][0]["attachment_id"],
+                },
+            )
+        )
+        assert attachment["filename"] == "note.txt"
+        assert attachment["text"] == note.decode()
+        assert attachment["download_url"].startswith(server.api_url)
+        received_id = message["message_id"]
+        seen["received"] = received_id
+        reply = ok(
+            await client.call_tool(
+                "reply_to_message",
+                {
+                    "inbox_id": b_id,
+                    "message_id": received_id,
+                    "text": "Thursday works.",
+                    "reply_all": True,
+                },
+            )
+        )
+        assert reply["thread_id"] == thread["thread_id"]
+        answered = ok(
+            await client.call_tool(
+                "get_message", {"inbox_id": b_id, "message_id": reply["message_id"]}
+            )
+        )
+        assert answered["to"] == [a_id]
+        assert answered["cc"] == [third]
+        assert answered["extracted_text"].strip() == "Thursday works."
+        # In a's inbox, the answer's own text without the quoted original.
+        back = ok(await client.call_tool("list_threads", {"inbox_id": a_id}))["threads"]
+        assert back[0]["message_count"] == 2
+        forwarded = ok(
+            await client.call_tool(
+                "forward_message",
+                {
+                    "inbox_id": b_id,
+                    "message_id": received_id,
+                    "to": [third],
+                    "text": "FYI",
+                },
+            )
+        )
+        fwd = ok(
+            await client.call_tool(
+                "get_message", {"inbox_id": b_id, "message_id": forwarded["message_id"]}
+            )
+        )
+        assert fwd["subject"] == "Fwd: Meeting"
+        assert [a["filename"] for a in fwd["attachments"]] == ["note.txt"]
+        labelled = ok(
+            await client.call_tool(
+                "update_message",
+                {
+                    "inbox_id": b_id,
+                    "message_id": received_id,
+                    "add_labels": ["urgent"],
+                    "remove_labels": ["unread"],
+                },
+            )
+        )
+        assert "urgent" in labelled["labels"]
+        assert "unread" not in labelled["labels"]
+        found = ok(await client.call_tool("search", {"query": "Thursday", "inbox_id": a_id}))
+        assert [t["thread_id"] for t in found["threads"]] == [back[0]["thread_id"]]
+        listed = ok(await client.call_tool("list_messages", {"inbox_id": b_id}))["messages"]
+        assert received_id in {m["message_id"] for m in listed}
+        return seen
+
+    seen = with_tools(server, bearer(org.key), use)
+    flags = imap_keywords(server, seen["ids"][1], seen["received"])
+    assert re.search(r"\burgent\b", flags), flags
+    assert "\\Seen" in flags
+
+
+def test_an_inbox_key_sees_only_its_inbox(server: Server, org: Api) -> None:
+    mine, other = server.account(), server.account()
+    thread_id = org.client.inboxes.messages.send(
+        other.address, to=mine.address, subject="Hello", text="Hi"
+    ).thread_id
+
+    async def use(client: Client) -> tuple[Any, ...]:
+        listed = ok(await client.call_tool("list_inboxes", {}))["inboxes"]
+        foreign = await client.call_tool(
+            "get_thread", {"inbox_id": other.address, "thread_id": thread_id}
+        )
+        denied = await client.call_tool(
+            "send_message", {"inbox_id": other.address, "to": [mine.address], "text": "x"}
+        )
+        own = ok(await client.call_tool("list_threads", {"inbox_id": mine.address}))
+        return listed, foreign, denied, own
+
+    listed, foreign, denied, own = with_tools(server, {"x-api-key": mine.key}, use)
+    assert [i["inbox_id"] for i in listed] == [mine.address]
+    assert error(foreign) == f"NotFoundError: no inbox {other.address}"
+    assert error(denied) == f"NotFoundError: no inbox {other.address}"
+    assert [t["subject"] for t in own["threads"]] == ["Hello"]
+
+
+def test_argument_errors_are_tool_results_and_the_session_goes_on(server: Server, org: Api) -> None:
+    inbox = server.account().address
+
+    async def use(client: Client) -> tuple[Any, ...]:
+        missing = await client.call_tool("get_thread", {"inbox_id": inbox})
+        wrong = await client.call_tool("list_threads", {"inbox_id": inbox, "limt": 3})
+        invalid = await client.call_tool(
+            "send_message", {"inbox_id": inbox, "to": ["not an address"], "text": "x"}
+        )
+        unknown = await client.call_tool("get_thread", {"inbox_id": inbox, "thread_id": "nope"})
+        after = ok(await client.call_tool("get_inbox", {"inbox_id": inbox}))
+        return missing, wrong, invalid, unknown, after
+
+    missing, wrong, invalid, unknown, after = with_tools(server, bearer(org.key), use)
+    assert "thread_id: Field required" in error(missing)
+    assert "limt" in error(wrong)
+    assert error(invalid).startswith("ValidationError: ")
+    assert "to" in error(invalid)
+    assert error(unknown).startswith("NotFoundError: ")
+    assert after["inbox_id"] == inbox
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def test_the_door_wants_a_key_and_a_local_origin(server: Server, org: Api) -> None:
+    url = mcp_url(server)
+    port = server.port("api")
+    with httpx.Client(timeout=30) as http:
+        nokey = http.post(url, json=INITIALIZE, headers=ACCEPT)
+        assert nokey.status_code == 401
+        assert nokey.json()["name"] == "UnauthorizedError"
+        badkey = http.post(url, json=INITIALIZE, headers={**ACCEPT, **bearer("mg_nonsense")})
+        assert badkey.status_code == 401
+        foreign = http.post(
+            url,
+            json=INITIALIZE,
+            headers={**ACCEPT, **bearer(org.key), "Origin": f"http://evil.example:{port}"},
+        )
+        assert foreign.status_code == 403
+        assert foreign.json()["name"] == "ForbiddenError"
+        local = http.post(
+            url,
+            json=INITIALIZE,
+            headers={**ACCEPT, "x-api-key": org.key, "Origin": f"http://localhost:{port}"},
+        )
+        assert local.status_code == 200, local.text
+        assert local.json()["result"]["serverInfo"]["name"] == "mailgate"
+
+
+@pytest.mark.parametrize("origin", ["https://app.example"])
+def test_configured_origins_are_the_only_ones_allowed(
+    make_server: Callable[..., Server], origin: str
+) -> None:
+    server = make_server(api={"mcp_allowed_origins": [origin]})
+    server.account()
+    key = server.org_key()
+    port = server.port("api")
+    with httpx.Client(timeout=30) as http:
+
+        def post(origin: str) -> int:
+            headers = {**ACCEPT, **bearer(key), "Origin": origin}
+            return http.post(mcp_url(server), json=INITIALIZE, headers=headers).status_code
+
+        assert post(origin) == 200
+        assert post(f"http://localhost:{port}") == 403
