@@ -216,6 +216,65 @@ class Search(Params):
     )
 
 
+DraftId = Field(description="Draft ID, from create_draft or list_drafts")
+
+
+class ListDrafts(ListItems):
+    inbox_id: str = InboxId
+
+
+class GetDraft(Params):
+    inbox_id: str = InboxId
+    draft_id: str = DraftId
+
+
+class CreateDraft(MessageFields):
+    to: list[str] | None = Field(default=None, description="Recipient addresses")
+    cc: list[str] | None = Field(default=None, description="Copied addresses")
+    bcc: list[str] | None = Field(default=None, description="Blind-copied addresses")
+    subject: str | None = Field(default=None, description="Subject line")
+    in_reply_to: str | None = Field(
+        default=None,
+        description="Message ID this draft answers: its recipients, subject and thread follow",
+    )
+    reply_all: bool | None = Field(
+        default=None, description="With in_reply_to: answer all the original's recipients"
+    )
+    forward_of: str | None = Field(
+        default=None, description="Message ID this draft forwards, its attachments included"
+    )
+
+
+class UpdateDraft(Params):
+    inbox_id: str = InboxId
+    draft_id: str = DraftId
+    to: list[str] | None = Field(default=None, description="New recipient addresses")
+    cc: list[str] | None = Field(default=None, description="New copied addresses")
+    bcc: list[str] | None = Field(default=None, description="New blind-copied addresses")
+    subject: str | None = Field(default=None, description="New subject line")
+    text: str | None = Field(default=None, description="New plain-text body")
+    html: str | None = Field(default=None, description="New HTML body")
+    add_attachments: list[SendAttachment] | None = Field(
+        default=None, description="Attachments to add, each with base64 content"
+    )
+    remove_attachments: list[str] | None = Field(
+        default=None, description="Attachment IDs (from get_draft) to remove"
+    )
+    add_labels: list[str] | None = Field(default=None, description="Labels to add")
+    remove_labels: list[str] | None = Field(default=None, description="Labels to remove")
+
+
+class SendDraft(Params):
+    inbox_id: str = InboxId
+    draft_id: str = DraftId
+    add_labels: list[str] | None = Field(
+        default=None, description="Labels to add to the sent message"
+    )
+    remove_labels: list[str] | None = Field(
+        default=None, description="Labels to remove from the sent message"
+    )
+
+
 class ToolError(Exception):
     """A tool's failure, told to the model as the API tells it."""
 
@@ -364,6 +423,37 @@ async def search(api: Api, a: Search) -> dict[str, Any]:
     return await api.call("GET", f"/v0{scope}/threads/search", params=params)
 
 
+def _drafts(a: Any) -> str:
+    return f"/v0/inboxes/{_id(a.inbox_id)}/drafts"
+
+
+async def create_draft(api: Api, a: CreateDraft) -> dict[str, Any]:
+    return await api.call("POST", _drafts(a), body=_sent(a))
+
+
+async def list_drafts(api: Api, a: ListDrafts) -> dict[str, Any]:
+    return await api.call("GET", _drafts(a), params=a.model_dump(exclude={"inbox_id"}))
+
+
+async def get_draft(api: Api, a: GetDraft) -> dict[str, Any]:
+    return await api.call("GET", f"{_drafts(a)}/{_id(a.draft_id)}")
+
+
+async def update_draft(api: Api, a: UpdateDraft) -> dict[str, Any]:
+    body = _sent(a, "draft_id")
+    return await api.call("PATCH", f"{_drafts(a)}/{_id(a.draft_id)}", body=body)
+
+
+async def send_draft(api: Api, a: SendDraft) -> dict[str, Any]:
+    body = _sent(a, "draft_id")
+    return await api.call("POST", f"{_drafts(a)}/{_id(a.draft_id)}/send", body=body)
+
+
+async def delete_draft(api: Api, a: GetDraft) -> dict[str, Any]:
+    await api.call("DELETE", f"{_drafts(a)}/{_id(a.draft_id)}")
+    return {"draft_id": a.draft_id, "deleted": True}
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     name: str
@@ -509,6 +599,52 @@ TOOLS: Sequence[Tool] = (
         Search,
         search,
         read_only=True,
+        idempotent=True,
+    ),
+    Tool(
+        "create_draft",
+        "Write a draft in an inbox without sending it (it shows in IMAP clients' Drafts): a "
+        "new message, a reply (in_reply_to) or a forward (forward_of). Send it with send_draft.",
+        CreateDraft,
+        create_draft,
+    ),
+    Tool(
+        "list_drafts",
+        "List an inbox's drafts, most recently saved first, paginated.",
+        ListDrafts,
+        list_drafts,
+        read_only=True,
+        idempotent=True,
+    ),
+    Tool(
+        "get_draft",
+        "Get one draft with its body and attachments.",
+        GetDraft,
+        get_draft,
+        read_only=True,
+        idempotent=True,
+    ),
+    Tool(
+        "update_draft",
+        "Change a draft: recipients, subject, body, attachments (add or remove) and labels; "
+        "what is not given stays.",
+        UpdateDraft,
+        update_draft,
+        idempotent=True,
+    ),
+    Tool(
+        "send_draft",
+        "Send a draft right away; once sent it cannot be recalled, and it leaves Drafts. "
+        "Returns the message_id and thread_id of the sent message.",
+        SendDraft,
+        send_draft,
+    ),
+    Tool(
+        "delete_draft",
+        "Delete a draft for good, without sending it.",
+        GetDraft,
+        delete_draft,
+        destructive=True,
         idempotent=True,
     ),
 )

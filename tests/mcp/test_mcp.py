@@ -38,6 +38,12 @@ TOOLS = {
     "list_messages": {"inbox_id"},
     "get_message": {"inbox_id", "message_id"},
     "search": {"query"},
+    "create_draft": {"inbox_id"},
+    "list_drafts": {"inbox_id"},
+    "get_draft": {"inbox_id", "draft_id"},
+    "update_draft": {"inbox_id", "draft_id"},
+    "send_draft": {"inbox_id", "draft_id"},
+    "delete_draft": {"inbox_id", "draft_id"},
 }
 
 
@@ -279,6 +285,36 @@ def test_argument_errors_are_tool_results_and_the_session_goes_on(server: Server
     assert "to" in error(invalid)
     assert error(unknown).startswith("NotFoundError: ")
     assert after["inbox_id"] == inbox
+
+
+def test_drafts_written_changed_sent_and_deleted_with_tools(server: Server, org: Api) -> None:
+    a, b = server.account().address, server.account().address
+
+    async def use(client: Client) -> tuple[Any, ...]:
+        draft = ok(
+            await client.call_tool(
+                "create_draft", {"inbox_id": a, "to": [b], "subject": "Draft", "text": "v1"}
+            )
+        )
+        key = {"inbox_id": a, "draft_id": draft["draft_id"]}
+        ok(await client.call_tool("update_draft", {**key, "text": "v2"}))
+        got = ok(await client.call_tool("get_draft", key))
+        listed = ok(await client.call_tool("list_drafts", {"inbox_id": a}))["drafts"]
+        sent = ok(await client.call_tool("send_draft", key))
+        gone = await client.call_tool("get_draft", key)
+        other = ok(await client.call_tool("create_draft", {"inbox_id": a, "to": [b], "text": "x"}))
+        other_key = {"inbox_id": a, "draft_id": other["draft_id"]}
+        deleted = ok(await client.call_tool("delete_draft", other_key))
+        threads = ok(await client.call_tool("list_threads", {"inbox_id": b}))["threads"]
+        return got, listed, sent, gone, deleted, threads
+
+    got, listed, sent, gone, deleted, threads = with_tools(server, bearer(org.key), use)
+    assert got["text"].strip() == "v2"
+    assert [d["draft_id"] for d in listed] == [got["draft_id"]]
+    assert sent["message_id"]
+    assert error(gone).startswith("NotFoundError: ")
+    assert deleted["deleted"] is True
+    assert [t["subject"] for t in threads] == ["Draft"]
 
 
 INITIALIZE = {
