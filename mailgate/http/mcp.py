@@ -765,7 +765,11 @@ class McpServer:
             arguments = tool.params.model_validate(params.arguments or {})
         except ValidationError as exc:
             return _failed(_invalid(exc))
-        scope: Scope = ctx.request.scope
+        request = getattr(ctx, "request", None)
+        if request is None or KEY not in request.scope:
+            # Only the door's HTTP requests carry a verified key; nothing else reaches here.
+            return _failed("UnauthorizedError: no API key came with this call")
+        scope: Scope = request.scope
         host = Headers(scope=scope).get("host", "localhost")
         base_url = f"{scope.get('scheme', 'http')}://{host}"
         client = scope.get("client") or ("unknown", 0)

@@ -51,13 +51,19 @@ def mcp_url(server: Server) -> str:
     return server.api_url + "/mcp"
 
 
-def with_tools(server: Server, headers: dict[str, str], use: Callable[[Client], Awaitable[T]]) -> T:
-    """`use` run with an MCP client connected with `headers`."""
+def with_tools(
+    server: Server,
+    headers: dict[str, str],
+    use: Callable[[Client], Awaitable[T]],
+    mode: Any = "auto",
+) -> T:
+    """`use` run with an MCP client connected with `headers`; `mode` "auto" speaks the
+    2026-07-28 revision (server/discover), "legacy" the initialize handshake."""
 
     async def run() -> T:
         async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
             transport = streamable_http_client(mcp_url(server), http_client=http)
-            async with Client(transport) as client:
+            async with Client(transport, mode=mode) as client:
                 return await use(client)
 
     return asyncio.run(run())
@@ -98,6 +104,26 @@ def test_tools_are_listed_with_required_arguments_and_annotations(server: Server
     assert tools["delete_inbox"].annotations.destructive_hint is True
     assert tools["send_message"].annotations.read_only_hint is False
     assert tools["update_message"].annotations.idempotent_hint is True
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_both_protocol_eras(server: Server, org: Api, mode: str) -> None:
+    inbox = server.account().address
+
+    async def use(client: Client) -> tuple[Any, ...]:
+        tools = (await client.list_tools()).tools
+        got = ok(await client.call_tool("get_inbox", {"inbox_id": inbox}))
+        failed = await client.call_tool("get_inbox", {})
+        return client.protocol_version, tools, got, failed
+
+    version, tools, got, failed = with_tools(server, bearer(org.key), use, mode)
+    if mode == "legacy":
+        assert version < "2026-07-28"
+    else:
+        assert version >= "2026-07-28"
+    assert {t.name for t in tools} == set(TOOLS)
+    assert got["inbox_id"] == inbox
+    assert "inbox_id: Field required" in error(failed)
 
 
 def imap_keywords(server: Server, address: str, message_id: str) -> str:
