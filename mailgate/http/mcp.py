@@ -53,7 +53,7 @@ KEY = "mailgate.mcp.key"
 # Attachments up to this size are inlined in get_attachment's result (the hosted service
 # inlines up to about 5.95 MB); larger ones give the download URL only.
 MAX_INLINE = 5_950_000
-_LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 INSTRUCTIONS = """\
 mailgate: email inboxes for agents. Each inbox is an email address (its inbox_id). Read mail
@@ -745,10 +745,13 @@ class McpServer:
         if configured:
             return origin in {o.rstrip("/").lower() for o in configured}
         # Only this server's port on loopback: a rebinding page's origin names its own host.
-        port = (scope.get("server") or (None, None))[1]
-        return origin in {f"http://{host}:{port}" for host in _LOOPBACK} | {
-            f"https://{host}:{port}" for host in _LOOPBACK
-        }
+        try:
+            parts = urlsplit(origin)
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            return False
+        server = scope.get("server") or (None, None)
+        return parts.hostname in _LOOPBACK and port == server[1]
 
     async def _list_tools(
         self, ctx: Any, params: types.PaginatedRequestParams | None
