@@ -7,11 +7,12 @@ of a foreign site in the user's browser must not reach a server on loopback); th
 as `Authorization: Bearer KEY` or `x-api-key: KEY`, verified as every API request is (the same
 throttle), else 401.
 
-A tool is the API request that does the same: it is dispatched in-process (no socket) to this
-node's FastAPI application, with the caller's own key, so it runs the very handler the HTTP API
-runs, with the key's scope, the same validation, From check, limits and Sent copy, and the same
-error messages naming the field. A failure is a tool result with isError, never a dropped
-session.
+A tool calls the HTTP API's own handler for the same request (the route functions of
+inboxes.py, threads.py, messages.py, drafts.py), with the dependencies FastAPI would have given
+it: the verified caller, the services, a page window, and a copy of the MCP request (for the
+download links it makes). So a tool has the key's scope, the same validation, From check,
+limits and Sent copy, and the same errors naming the field; a failure is a tool result with
+isError, never a dropped session. Nothing goes over HTTP twice, and no SQL is spoken here.
 
 Stateless: every POST is answered on its own, so there are no sessions to bound or to expire,
 and a revoked key stops working at once. Resource subscriptions (told of new mail) need
@@ -24,13 +25,13 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-import httpx
-from fastapi import FastAPI
+from fastapi import Request
+from fastapi.routing import APIRoute
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -42,13 +43,21 @@ from starlette.types import Receive, Scope, Send
 
 from mailgate import __version__
 from mailgate.auth import AuthFailed, LockedOut
+from mailgate.http import downloads, drafts, inboxes, messages, threads
+from mailgate.http.caller import Caller
 from mailgate.http.context import Services
+from mailgate.http.errors import Invalid, Problem, from_store
+from mailgate.http.inboxes import visible_inbox, visible_inboxes
+from mailgate.http.outgoing import SendMessageRequest
+from mailgate.http.pagination import DEFAULT_LIMIT, Paging
 from mailgate.store import errors as store_errors
+
+M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
 PATH = "/mcp"
-# Where the door leaves the verified key for the tools (the request's ASGI scope).
+# Where the door leaves the caller (the verified key) for the tools: the request's ASGI scope.
 KEY = "mailgate.mcp.key"
 # Attachments up to this size are inlined in get_attachment's result (the hosted service
 # inlines up to about 5.95 MB); larger ones give the download URL only.
@@ -275,96 +284,161 @@ class SendDraft(Params):
     )
 
 
-class ToolError(Exception):
-    """A tool's failure, told to the model as the API tells it."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One tool call: the caller the door verified, this node's services, the HTTP API's
+    handlers (by method and path template), and the MCP request they are given a copy of (its
+    scheme, host and client, for download links and the like)."""
 
+    caller: Caller
+    services: Services
+    handlers: Mapping[tuple[str, str], Callable[..., Awaitable[Any]]]
+    scope: Scope
 
-class Api:
-    """The HTTP API, in-process, as one caller: its key and address, and the base URL its
-    request came to (download links are made from it)."""
+    async def handle(self, method: str, path: str, **arguments: Any) -> Any:
+        """The API handler of `method path` (a template, as its router names it) run with
+        `arguments`, the way FastAPI would once its dependencies were resolved."""
+        return await self.handlers[(method, path)](**arguments)
 
-    def __init__(self, app: FastAPI, key: str, client: tuple[str, int], base_url: str) -> None:
-        transport = httpx.ASGITransport(app=app, client=client, raise_app_exceptions=False)
-        self._http = httpx.AsyncClient(
-            transport=transport, base_url=base_url, headers={"Authorization": f"Bearer {key}"}
+    def request(self, method: str, path: str) -> Request:
+        """The request a handler is given: the MCP request's, as for `method path` (the
+        actual path: page tokens and links are made from it). Without an Idempotency-Key
+        (that is the API's; a handler would read the body for it) and without a body."""
+        headers = [
+            (name, value)
+            for name, value in self.scope["headers"]
+            if name not in (b"idempotency-key", b"content-length", b"content-type")
+        ]
+        return Request(
+            {
+                **self.scope,
+                "method": method,
+                "path": path,
+                "raw_path": path.encode(),
+                "query_string": b"",
+                "headers": headers,
+            }
         )
 
-    async def __aenter__(self) -> Api:
-        return self
+    def paging(self, limit: int | None = None, page_token: str | None = None) -> Paging:
+        return Paging(
+            self.services,
+            self.caller.scope_token,
+            DEFAULT_LIMIT if limit is None else limit,
+            page_token,
+        )
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
-
-    async def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = await self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise ToolError(_problem(response))
-        return response
-
-    async def call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
-    ) -> dict[str, Any]:
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        response = await self.raw(method, path, params=query, json=body)
-        if not response.content:
-            return {}
-        return dict(response.json())
+    async def inbox_ids(self, inbox_id: str) -> list[int]:
+        return [(await visible_inbox(self.caller, self.services, None, inbox_id)).id]
 
 
-def _problem(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return f"{body['name']}: {body['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
+def _shown(result: BaseModel) -> dict[str, Any]:
+    """A result as the API answers it (response_model_exclude_none, aliases: `from`)."""
+    return result.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
-def _id(value: str) -> str:
-    # Message IDs carry <, > and @; a thread's attachment id a dot: each is one path segment.
-    return quote(value, safe="")
+def _body(model: type[M], args: BaseModel, *exclude: str) -> M:
+    """The API's request body from a tool's arguments (without the path's ids)."""
+    given = args.model_dump(exclude_none=True, exclude={"inbox_id", "message_id", *exclude})
+    return model.model_validate(given)
 
 
-def _sent(args: BaseModel, *exclude: str) -> dict[str, Any]:
-    return args.model_dump(exclude_none=True, exclude={"inbox_id", "message_id", *exclude})
+def _filters(a: ListInboxItems) -> dict[str, Any]:
+    return {
+        "labels_filter": a.labels,
+        "before": a.before,
+        "after": a.after,
+        "ascending": bool(a.ascending),
+        "include_spam": bool(a.include_spam),
+        "include_trash": bool(a.include_trash),
+    }
 
 
-# The tools: each the API request that does the same.
+# The tools: each the HTTP API's handler for the same request.
+
+INBOX = "/v0/inboxes/{inbox_id}"
+THREAD = "/v0/inboxes/{inbox_id}/threads/{thread_id}"
+MESSAGE = "/v0/inboxes/{inbox_id}/messages/{message_id}"
+DRAFT = "/v0/inboxes/{inbox_id}/drafts/{draft_id}"
 
 
-async def list_inboxes(api: Api, a: ListItems) -> dict[str, Any]:
-    return await api.call("GET", "/v0/inboxes", params=a.model_dump())
+async def list_inboxes(c: Call, a: ListItems) -> dict[str, Any]:
+    paging = c.paging(a.limit, a.page_token)
+    found = await c.handle(
+        "GET", "/v0/inboxes", caller=c.caller, services=c.services, paging=paging, pod=None
+    )
+    return _shown(found)
 
 
-async def get_inbox(api: Api, a: GetInbox) -> dict[str, Any]:
-    return await api.call("GET", f"/v0/inboxes/{_id(a.inbox_id)}")
+async def get_inbox(c: Call, a: GetInbox) -> dict[str, Any]:
+    found = await c.handle(
+        "GET", INBOX, inbox_id=a.inbox_id, caller=c.caller, services=c.services, pod=None
+    )
+    return _shown(found)
 
 
-async def create_inbox(api: Api, a: CreateInbox) -> dict[str, Any]:
-    return await api.call("POST", "/v0/inboxes", body=a.model_dump(exclude_none=True))
+async def create_inbox(c: Call, a: CreateInbox) -> dict[str, Any]:
+    body = _body(inboxes.CreateInboxRequest, a)
+    made = await c.handle(
+        "POST", "/v0/inboxes", caller=c.caller, services=c.services, request=body, pod=None
+    )
+    return _shown(made)
 
 
-async def delete_inbox(api: Api, a: GetInbox) -> dict[str, Any]:
-    await api.call("DELETE", f"/v0/inboxes/{_id(a.inbox_id)}")
+async def delete_inbox(c: Call, a: GetInbox) -> dict[str, Any]:
+    await c.handle(
+        "DELETE", INBOX, inbox_id=a.inbox_id, caller=c.caller, services=c.services, pod=None
+    )
     return {"inbox_id": a.inbox_id, "deleted": True}
 
 
-async def list_threads(api: Api, a: ListInboxItems) -> dict[str, Any]:
-    return await api.call(
-        "GET", f"/v0/inboxes/{_id(a.inbox_id)}/threads", params=a.model_dump(exclude={"inbox_id"})
+async def list_threads(c: Call, a: ListInboxItems) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        f"{INBOX}/threads",
+        caller=c.caller,
+        services=c.services,
+        paging=c.paging(a.limit, a.page_token),
+        request=c.request("GET", f"/v0/inboxes/{a.inbox_id}/threads"),
+        inbox_ids=await c.inbox_ids(a.inbox_id),
+        **_filters(a),
     )
+    return _shown(found)
 
 
-async def get_thread(api: Api, a: GetThread) -> dict[str, Any]:
-    return await api.call("GET", f"/v0/inboxes/{_id(a.inbox_id)}/threads/{_id(a.thread_id)}")
+async def get_thread(c: Call, a: GetThread) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        THREAD,
+        thread_id=a.thread_id,
+        caller=c.caller,
+        services=c.services,
+        paging=c.paging(),
+        inbox_ids=await c.inbox_ids(a.inbox_id),
+    )
+    return _shown(found)
 
 
-async def get_attachment(api: Api, a: GetAttachment) -> dict[str, Any]:
-    path = f"/v0/inboxes/{_id(a.inbox_id)}/threads/{_id(a.thread_id)}"
-    found = await api.call("GET", f"{path}/attachments/{_id(a.attachment_id)}")
+async def get_attachment(c: Call, a: GetAttachment) -> dict[str, Any]:
+    path = f"/v0/inboxes/{a.inbox_id}/threads/{a.thread_id}/attachments/{a.attachment_id}"
+    found = _shown(
+        await c.handle(
+            "GET",
+            f"{THREAD}/attachments/{{attachment_id}}",
+            thread_id=a.thread_id,
+            attachment_id=a.attachment_id,
+            caller=c.caller,
+            services=c.services,
+            request=c.request("GET", path),
+            inbox_ids=await c.inbox_ids(a.inbox_id),
+        )
+    )
     if found.get("size", 0) > MAX_INLINE:
         found["note"] = f"larger than {MAX_INLINE} bytes: not inlined, fetch download_url"
         return found
-    data = (await api.raw("GET", urlsplit(found["download_url"]).path)).content
+    # The bytes, as the link just made serves them (the same checks).
+    token = urlsplit(found["download_url"]).path.rsplit("/", 1)[-1]
+    data = bytes((await downloads.download(token, c.services)).body)
     return {**found, **attachment_content(found.get("content_type"), found.get("filename"), data)}
 
 
@@ -381,77 +455,213 @@ def attachment_content(
     return {"content": base64.b64encode(data).decode("ascii")}
 
 
-async def send_message(api: Api, a: SendMessage) -> dict[str, Any]:
-    return await api.call("POST", f"/v0/inboxes/{_id(a.inbox_id)}/messages/send", body=_sent(a))
-
-
-async def reply_to_message(api: Api, a: ReplyToMessage) -> dict[str, Any]:
-    path = f"/v0/inboxes/{_id(a.inbox_id)}/messages/{_id(a.message_id)}/reply"
-    return await api.call("POST", path, body=_sent(a))
-
-
-async def forward_message(api: Api, a: ForwardMessage) -> dict[str, Any]:
-    path = f"/v0/inboxes/{_id(a.inbox_id)}/messages/{_id(a.message_id)}/forward"
-    return await api.call("POST", path, body=_sent(a))
-
-
-async def update_message(api: Api, a: UpdateMessage) -> dict[str, Any]:
-    path = f"/v0/inboxes/{_id(a.inbox_id)}/messages/{_id(a.message_id)}"
-    return await api.call("PATCH", path, body=_sent(a))
-
-
-async def list_messages(api: Api, a: ListInboxItems) -> dict[str, Any]:
-    return await api.call(
-        "GET", f"/v0/inboxes/{_id(a.inbox_id)}/messages", params=a.model_dump(exclude={"inbox_id"})
+async def send_message(c: Call, a: SendMessage) -> dict[str, Any]:
+    sent = await c.handle(
+        "POST",
+        f"{INBOX}/messages/send",
+        inbox_id=a.inbox_id,
+        caller=c.caller,
+        services=c.services,
+        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/send"),
+        body=_body(SendMessageRequest, a),
     )
+    return _shown(sent)
 
 
-async def get_message(api: Api, a: GetMessage) -> dict[str, Any]:
-    path = f"/v0/inboxes/{_id(a.inbox_id)}/messages/{_id(a.message_id)}"
-    return await api.call("GET", path)
+async def reply_to_message(c: Call, a: ReplyToMessage) -> dict[str, Any]:
+    sent = await c.handle(
+        "POST",
+        f"{MESSAGE}/reply",
+        inbox_id=a.inbox_id,
+        message_id=a.message_id,
+        caller=c.caller,
+        services=c.services,
+        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/reply"),
+        body=_body(messages.ReplyRequest, a),
+    )
+    return _shown(sent)
 
 
-async def search(api: Api, a: Search) -> dict[str, Any]:
-    params = {"q": a.query, "limit": a.limit, "page_token": a.page_token}
+async def forward_message(c: Call, a: ForwardMessage) -> dict[str, Any]:
+    sent = await c.handle(
+        "POST",
+        f"{MESSAGE}/forward",
+        inbox_id=a.inbox_id,
+        message_id=a.message_id,
+        caller=c.caller,
+        services=c.services,
+        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/forward"),
+        body=_body(messages.ForwardRequest, a),
+    )
+    return _shown(sent)
+
+
+async def update_message(c: Call, a: UpdateMessage) -> dict[str, Any]:
+    changed = await c.handle(
+        "PATCH",
+        MESSAGE,
+        inbox_id=a.inbox_id,
+        message_id=a.message_id,
+        caller=c.caller,
+        services=c.services,
+        request=_body(messages.UpdateMessageRequest, a),
+    )
+    return _shown(changed)
+
+
+async def list_messages(c: Call, a: ListInboxItems) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        f"{INBOX}/messages",
+        inbox_id=a.inbox_id,
+        caller=c.caller,
+        services=c.services,
+        paging=c.paging(a.limit, a.page_token),
+        **_filters(a),
+    )
+    return _shown(found)
+
+
+async def get_message(c: Call, a: GetMessage) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        MESSAGE,
+        inbox_id=a.inbox_id,
+        message_id=a.message_id,
+        caller=c.caller,
+        services=c.services,
+    )
+    return _shown(found)
+
+
+async def search(c: Call, a: Search) -> dict[str, Any]:
+    paging = c.paging(a.limit, a.page_token)
     if a.type == "messages":
         if a.inbox_id is None:
-            raise ToolError("ValidationError: inbox_id: required to search messages")
-        return await api.call(
-            "GET", f"/v0/inboxes/{_id(a.inbox_id)}/messages/search", params=params
+            raise Invalid.field("inbox_id", "required to search messages")
+        found = await c.handle(
+            "GET",
+            f"{INBOX}/messages/search",
+            inbox_id=a.inbox_id,
+            caller=c.caller,
+            services=c.services,
+            paging=paging,
+            q=a.query,
         )
-    scope = "" if a.inbox_id is None else f"/inboxes/{_id(a.inbox_id)}"
-    return await api.call("GET", f"/v0{scope}/threads/search", params=params)
+        return _shown(found)
+    if a.inbox_id is None:
+        template, path = "/v0/threads/search", "/v0/threads/search"
+        ids = [i.id for i in await visible_inboxes(c.caller, c.services, None)]
+    else:
+        template = f"{INBOX}/threads/search"
+        path = f"/v0/inboxes/{a.inbox_id}/threads/search"
+        ids = await c.inbox_ids(a.inbox_id)
+    found = await c.handle(
+        "GET",
+        template,
+        caller=c.caller,
+        services=c.services,
+        paging=paging,
+        request=c.request("GET", path),
+        q=a.query,
+        inbox_ids=ids,
+    )
+    return _shown(found)
 
 
-def _drafts(a: Any) -> str:
-    return f"/v0/inboxes/{_id(a.inbox_id)}/drafts"
+async def create_draft(c: Call, a: CreateDraft) -> dict[str, Any]:
+    made = await c.handle(
+        "POST",
+        f"{INBOX}/drafts",
+        inbox_id=a.inbox_id,
+        caller=c.caller,
+        services=c.services,
+        body=_body(drafts.CreateDraftRequest, a),
+    )
+    return _shown(made)
 
 
-async def create_draft(api: Api, a: CreateDraft) -> dict[str, Any]:
-    return await api.call("POST", _drafts(a), body=_sent(a))
+async def list_drafts(c: Call, a: ListDrafts) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        f"{INBOX}/drafts",
+        services=c.services,
+        paging=c.paging(a.limit, a.page_token),
+        scope=await drafts._in_inbox(a.inbox_id, c.caller, c.services),
+    )
+    return _shown(found)
 
 
-async def list_drafts(api: Api, a: ListDrafts) -> dict[str, Any]:
-    return await api.call("GET", _drafts(a), params=a.model_dump(exclude={"inbox_id"}))
+async def get_draft(c: Call, a: GetDraft) -> dict[str, Any]:
+    found = await c.handle(
+        "GET",
+        DRAFT,
+        draft_id=a.draft_id,
+        services=c.services,
+        scope=await drafts._in_inbox(a.inbox_id, c.caller, c.services),
+    )
+    return _shown(found)
 
 
-async def get_draft(api: Api, a: GetDraft) -> dict[str, Any]:
-    return await api.call("GET", f"{_drafts(a)}/{_id(a.draft_id)}")
+async def update_draft(c: Call, a: UpdateDraft) -> dict[str, Any]:
+    changed = await c.handle(
+        "PATCH",
+        DRAFT,
+        inbox_id=a.inbox_id,
+        draft_id=a.draft_id,
+        caller=c.caller,
+        services=c.services,
+        body=_body(drafts.UpdateDraftRequest, a, "draft_id"),
+    )
+    return _shown(changed)
 
 
-async def update_draft(api: Api, a: UpdateDraft) -> dict[str, Any]:
-    body = _sent(a, "draft_id")
-    return await api.call("PATCH", f"{_drafts(a)}/{_id(a.draft_id)}", body=body)
+async def send_draft(c: Call, a: SendDraft) -> dict[str, Any]:
+    sent = await c.handle(
+        "POST",
+        f"{DRAFT}/send",
+        inbox_id=a.inbox_id,
+        draft_id=a.draft_id,
+        caller=c.caller,
+        services=c.services,
+        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/drafts/{a.draft_id}/send"),
+        body=_body(drafts.SendDraftRequest, a, "draft_id"),
+    )
+    return _shown(sent)
 
 
-async def send_draft(api: Api, a: SendDraft) -> dict[str, Any]:
-    body = _sent(a, "draft_id")
-    return await api.call("POST", f"{_drafts(a)}/{_id(a.draft_id)}/send", body=body)
-
-
-async def delete_draft(api: Api, a: GetDraft) -> dict[str, Any]:
-    await api.call("DELETE", f"{_drafts(a)}/{_id(a.draft_id)}")
+async def delete_draft(c: Call, a: GetDraft) -> dict[str, Any]:
+    await c.handle(
+        "DELETE",
+        DRAFT,
+        inbox_id=a.inbox_id,
+        draft_id=a.draft_id,
+        caller=c.caller,
+        services=c.services,
+    )
     return {"draft_id": a.draft_id, "deleted": True}
+
+
+# The API's routers whose handlers the tools call.
+ROUTERS = (
+    inboxes.top_level_routes,
+    threads.all_routes,
+    threads.inbox_routes,
+    messages.router,
+    drafts.inbox_reading,
+    drafts.writing,
+)
+
+
+def handlers() -> dict[tuple[str, str], Callable[..., Awaitable[Any]]]:
+    """The API's handlers by (method, path template)."""
+    found: dict[tuple[str, str], Callable[..., Awaitable[Any]]] = {}
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                for method in route.methods or ():
+                    found.setdefault((method, route.path), route.endpoint)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,7 +669,7 @@ class Tool:
     name: str
     description: str
     params: type[BaseModel]
-    run: Callable[[Api, Any], Awaitable[dict[str, Any]]]
+    run: Callable[[Call, Any], Awaitable[dict[str, Any]]]
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
@@ -666,10 +876,10 @@ class McpServer:
     """The MCP endpoint of one node: its ASGI app (mounted at /mcp by http/server.py) and the
     SDK's session manager, started and stopped with the ApiServer."""
 
-    def __init__(self, services: Services, app: FastAPI) -> None:
+    def __init__(self, services: Services) -> None:
         self._services = services
-        self._app = app
         self._tools = {t.name: t for t in TOOLS}
+        self._handlers = handlers()
         self._server: Server[Any] = Server(
             "mailgate",
             version=__version__,
@@ -723,7 +933,7 @@ class McpServer:
             return
         client = scope.get("client") or ("unknown", 0)
         try:
-            await self._services.authenticator.verify_key(token, client[0], protocol="api")
+            key = await self._services.authenticator.verify_key(token, client[0], protocol="api")
         except AuthFailed:
             message = "invalid API key (unknown or revoked)"
             await _refusal(401, "UnauthorizedError", message)(scope, receive, send)
@@ -736,7 +946,7 @@ class McpServer:
             message = "the store is unavailable; try again"
             await _refusal(503, "ServiceUnavailableError", message)(scope, receive, send)
             return
-        scope[KEY] = token
+        scope[KEY] = Caller(key)
         await self._manager.handle_request(scope, receive, send)
 
     def _allowed(self, origin: str, scope: Scope) -> bool:
@@ -772,15 +982,17 @@ class McpServer:
         if request is None or KEY not in request.scope:
             # Only the door's HTTP requests carry a verified key; nothing else reaches here.
             return _failed("UnauthorizedError: no API key came with this call")
-        scope: Scope = request.scope
-        host = Headers(scope=scope).get("host", "localhost")
-        base_url = f"{scope.get('scheme', 'http')}://{host}"
-        client = scope.get("client") or ("unknown", 0)
+        call = Call(request.scope[KEY], self._services, self._handlers, request.scope)
         try:
-            async with Api(self._app, scope[KEY], tuple(client), base_url) as api:
-                result = await tool.run(api, arguments)
-        except ToolError as exc:
-            return _failed(str(exc))
+            result = await tool.run(call, arguments)
+        except Problem as exc:
+            return _failed(f"{exc.name}: {exc.message}")
+        except ValidationError as exc:  # the API's request model refused the arguments
+            return _failed(_invalid(exc))
+        except store_errors.StoreError as exc:
+            self._services.metrics.store_error(exc)
+            problem = from_store(exc)
+            return _failed(f"{problem.name}: {problem.message}")
         except Exception:
             log.exception("MCP tool %s failed", tool.name)
             return _failed("InternalServerError: the tool failed; the server's log says why")

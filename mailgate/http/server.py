@@ -218,7 +218,7 @@ class ApiServer:
         self.app.state.event_hub = self.events
         # The MCP endpoint: an ASGI app of its own (the mcp SDK's), first, before the
         # catch-all paths of `unsupported`.
-        self.mcp = McpServer(services, self.app)
+        self.mcp = McpServer(services)
         self.app.router.routes.insert(0, Route(MCP_PATH, self.mcp))
         self._config = uvicorn.Config(
             self.app,

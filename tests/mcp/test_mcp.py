@@ -257,6 +257,14 @@ def test_a_conversation_made_and_read_with_tools(server: Server, org: Api) -> No
         assert "unread" not in labelled["labels"]
         found = ok(await client.call_tool("search", {"query": "Thursday", "inbox_id": a_id}))
         assert [t["thread_id"] for t in found["threads"]] == [back[0]["thread_id"]]
+        everywhere = ok(await client.call_tool("search", {"query": "Thursday"}))["threads"]
+        assert {t["inbox_id"] for t in everywhere} >= {a_id, b_id}
+        hits = ok(
+            await client.call_tool(
+                "search", {"query": "Thursday", "inbox_id": a_id, "type": "messages"}
+            )
+        )["messages"]
+        assert [m["message_id"] for m in hits] == [reply["message_id"]]
         listed = ok(await client.call_tool("list_messages", {"inbox_id": b_id}))["messages"]
         assert received_id in {m["message_id"] for m in listed}
         return seen
@@ -300,6 +308,9 @@ def test_a_pod_key_sees_only_its_pod(server: Server, org: Api, pod: str) -> None
         )
         listed = ok(await client.call_tool("list_inboxes", {}))["inboxes"]
         foreign = await client.call_tool("get_inbox", {"inbox_id": outside})
+        ok(await client.call_tool("delete_inbox", {"inbox_id": made["inbox_id"]}))
+        after = ok(await client.call_tool("list_inboxes", {}))["inboxes"]
+        assert after == []
         return made, listed, foreign
 
     made, listed, foreign = with_tools(server, bearer(server.pod_key(pod)), use)
@@ -318,10 +329,13 @@ def test_argument_errors_are_tool_results_and_the_session_goes_on(server: Server
             "send_message", {"inbox_id": inbox, "to": ["not an address"], "text": "x"}
         )
         unknown = await client.call_tool("get_thread", {"inbox_id": inbox, "thread_id": "nope"})
+        nowhere = await client.call_tool("search", {"query": "x", "type": "messages"})
         after = ok(await client.call_tool("get_inbox", {"inbox_id": inbox}))
-        return missing, wrong, invalid, unknown, after
+        return missing, wrong, invalid, unknown, nowhere, after
 
-    missing, wrong, invalid, unknown, after = with_tools(server, bearer(org.key), use)
+    missing, wrong, invalid, unknown, nowhere, after = with_tools(server, bearer(org.key), use)
+    assert error(nowhere).startswith("ValidationError: ")
+    assert "inbox_id" in error(nowhere)
     assert "thread_id: Field required" in error(missing)
     assert "limt" in error(wrong)
     assert error(invalid).startswith("ValidationError: ")
