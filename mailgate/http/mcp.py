@@ -27,6 +27,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -49,7 +50,7 @@ from mailgate.http.context import Services
 from mailgate.http.errors import Invalid, Problem, from_store
 from mailgate.http.inboxes import visible_inbox, visible_inboxes
 from mailgate.http.outgoing import SendMessageRequest
-from mailgate.http.pagination import DEFAULT_LIMIT, Paging
+from mailgate.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paging
 from mailgate.store import errors as store_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,7 +87,9 @@ class Params(BaseModel):
 
 
 class ListItems(Params):
-    limit: int | None = Field(default=10, ge=1, description="Number of items per page")
+    limit: int | None = Field(
+        default=10, ge=1, le=MAX_LIMIT, description="Number of items per page"
+    )
     page_token: str | None = Field(
         default=None,
         description="next_page_token from the previous page's result; omit for the first page",
@@ -114,10 +117,10 @@ class ListInboxItems(ListItems):
     labels: list[str] | None = Field(
         default=None, description="Only items carrying all of these labels, such as unread"
     )
-    before: str | None = Field(
+    before: datetime | None = Field(
         default=None, description=f"Only items before this time, as {UTC_EXAMPLE}"
     )
-    after: str | None = Field(
+    after: datetime | None = Field(
         default=None, description=f"Only items at or after this time, as {UTC_EXAMPLE}"
     )
     ascending: bool | None = Field(
@@ -219,7 +222,9 @@ class Search(Params):
     type: Literal["threads", "messages"] = Field(
         default="threads", description="Find threads (default) or single messages"
     )
-    limit: int | None = Field(default=10, ge=1, description="Number of results per page")
+    limit: int | None = Field(
+        default=10, ge=1, le=MAX_LIMIT, description="Number of results per page"
+    )
     page_token: str | None = Field(
         default=None, description="next_page_token from the previous page's result"
     )

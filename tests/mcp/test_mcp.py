@@ -290,6 +290,12 @@ def test_an_inbox_key_sees_only_its_inbox(server: Server, org: Api) -> None:
             "send_message", {"inbox_id": other.address, "to": [mine.address], "text": "x"}
         )
         own = ok(await client.call_tool("list_threads", {"inbox_id": mine.address}))
+        later = {"inbox_id": mine.address, "after": "2999-01-01T00:00:00Z"}
+        assert ok(await client.call_tool("list_threads", later))["threads"] == []
+        earlier = {"inbox_id": mine.address, "before": "2999-01-01T00:00:00Z", "limit": 1}
+        assert len(ok(await client.call_tool("list_messages", earlier))["messages"]) == 1
+        too_many = await client.call_tool("list_threads", {"inbox_id": mine.address, "limit": 101})
+        assert "limit: " in error(too_many)
         return listed, foreign, denied, own
 
     listed, foreign, denied, own = with_tools(server, {"x-api-key": mine.key}, use)
