@@ -132,6 +132,11 @@ class ListInboxItems(ListItems):
     include_trash: bool | None = Field(
         default=None, description="Also return items labeled trash, left out when omitted"
     )
+    include_blocked: bool | None = Field(
+        default=None,
+        description="Also return mail labeled blocked (its sender is on a block list), left out "
+        "when omitted",
+    )
 
 
 class GetThread(Params):
@@ -356,6 +361,7 @@ def _filters(a: ListInboxItems) -> dict[str, Any]:
         "ascending": bool(a.ascending),
         "include_spam": bool(a.include_spam),
         "include_trash": bool(a.include_trash),
+        "include_blocked": bool(a.include_blocked),
     }
 
 
