@@ -160,6 +160,7 @@ class App:
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
             metrics.on_scrape(self._webhook_metrics)
+            await self.api.start()
             await self._listen_api(ssl_context)
             self.outbound.start()
             self.webhooks.start()
@@ -396,7 +397,7 @@ class App:
                 winding_down.append(smtp.task)
         if self.api is not None:
             winding_down += self.api.cut()
-            await self.api.events.stop()
+            await self.api.stop()
         # Their tasks end before the store closes under them.
         if winding_down:
             await asyncio.wait(winding_down, timeout=DRAIN_SECONDS)

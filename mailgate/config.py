@@ -61,6 +61,14 @@ def _networks(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _origins(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        scheme, sep, rest = value.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            return f'must be origins ("https://app.example.com"), not {value!r}'
+    return None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     hostname: str = "localhost"
@@ -201,6 +209,9 @@ class APISettings:
     # Let webhooks reach loopback, private, link-local and other non-public addresses (a lab,
     # or receivers on this machine); otherwise such URLs are refused (SSRF).
     allow_private_webhooks: bool = False
+    # Origins (scheme://host[:port]) a browser may call /mcp from; empty: only loopback ones
+    # (http://localhost:PORT, http://127.0.0.1:PORT). Requests without Origin are not browsers'.
+    mcp_allowed_origins: tuple[str, ...] = field(default=(), metadata=_check(_origins))
 
 
 @dataclass(frozen=True)

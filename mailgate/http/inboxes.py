@@ -174,8 +174,10 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
     return routes
 
 
+# The top-level tree by name too: the MCP tools (http/mcp.py) call its handlers.
+top_level_routes = _routes("/v0/inboxes", top_level)
 router = APIRouter()
-router.include_router(_routes("/v0/inboxes", top_level))
+router.include_router(top_level_routes)
 router.include_router(_routes("/v0/pods/{pod_id}/inboxes", in_pod))
 
 

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.routing import Route
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -45,6 +46,8 @@ from mailgate.http import (
 )
 from mailgate.http.context import Services
 from mailgate.http.limits import BodyLimit
+from mailgate.http.mcp import PATH as MCP_PATH
+from mailgate.http.mcp import McpServer
 
 Address = tuple[str, int]
 
@@ -213,6 +216,10 @@ class ApiServer:
         self.app = build_app(services, services.settings.api.max_request_size)
         self.events = stream.EventHub(services)
         self.app.state.event_hub = self.events
+        # The MCP endpoint: an ASGI app of its own (the mcp SDK's), first, before the
+        # catch-all paths of `unsupported`.
+        self.mcp = McpServer(services)
+        self.app.router.routes.insert(0, Route(MCP_PATH, self.mcp))
         self._config = uvicorn.Config(
             self.app,
             http="auto",
@@ -239,6 +246,16 @@ class ApiServer:
         self._proxied_class: Any = type(
             f"Proxied{self._protocol_class.__name__}", (_ProxiedClient, self._protocol_class), {}
         )
+
+    async def start(self) -> None:
+        """Start what serves requests beyond the handlers (the MCP session manager); there is
+        no ASGI lifespan (uvicorn's is off), so the node starts it, before listening."""
+        await self.mcp.start()
+
+    async def stop(self) -> None:
+        """Stop what `start` started, once no request is running any more."""
+        await self.mcp.stop()
+        await self.events.stop()
 
     def protocol(self, client: Address | None = None) -> asyncio.Protocol:
         """A protocol for one connection; `client`: its address from a PROXY header."""

@@ -294,10 +294,13 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
     return routes
 
 
+# The organization and inbox trees by name too: the MCP tools (http/mcp.py) call their handlers.
+all_routes = _routes("/v0/threads", _all)
+inbox_routes = _routes("/v0/inboxes/{inbox_id}/threads", _inbox)
 router = APIRouter()
-router.include_router(_routes("/v0/threads", _all))
+router.include_router(all_routes)
 router.include_router(_routes("/v0/pods/{pod_id}/threads", _pod))
-router.include_router(_routes("/v0/inboxes/{inbox_id}/threads", _inbox))
+router.include_router(inbox_routes)
 
 
 async def _messages(
