@@ -51,6 +51,7 @@ from mailgate.http.errors import Invalid, Problem, from_store
 from mailgate.http.inboxes import visible_inbox, visible_inboxes
 from mailgate.http.outgoing import SendMessageRequest
 from mailgate.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paging
+from mailgate.mime.extract import extract_text_async
 from mailgate.store import errors as store_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -450,20 +451,26 @@ async def get_attachment(c: Call, a: GetAttachment) -> dict[str, Any]:
     # The bytes, as the link just made serves them (the same checks).
     token = urlsplit(found["download_url"]).path.rsplit("/", 1)[-1]
     data = bytes((await downloads.download(token, c.services)).body)
-    return {**found, **attachment_content(found.get("content_type"), found.get("filename"), data)}
+    shown = await attachment_content(found.get("content_type"), found.get("filename"), data)
+    return {**found, **shown}
 
 
-def attachment_content(
+async def attachment_content(
     content_type: str | None, filename: str | None, data: bytes
 ) -> dict[str, Any]:
-    """What a model reads of an attachment: text/* as its text, anything else as base64.
-
-    The call site for mailgate.mime.extract.extract_text (PDF, DOCX, HTML text), built on
-    another branch: once merged, its text goes in `text` here for those types too."""
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind.startswith("text/"):
-        return {"text": data.decode("utf-8", errors="replace")}
-    return {"content": base64.b64encode(data).decode("ascii")}
+    """What a model reads of an attachment: the text of a PDF, a DOCX, HTML or a text file
+    (mime/extract.py; a scanned PDF says it has none), anything else (an image) as base64."""
+    found = await extract_text_async(content_type, filename, data)
+    if found.kind == "unsupported":
+        return {"content": base64.b64encode(data).decode("ascii")}
+    shown: dict[str, Any] = {}
+    if found.text is not None:
+        shown["text"] = found.text
+    if found.truncated:
+        shown["truncated"] = True
+    if found.note:
+        shown["note"] = found.note
+    return shown
 
 
 async def send_message(c: Call, a: SendMessage) -> dict[str, Any]:

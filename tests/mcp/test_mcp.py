@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from tests.documents import docx_of, text_pdf
 from tests.harness import DOMAIN, Server
 from tests.http.sdk import Api, username
 
@@ -273,6 +274,61 @@ def test_a_conversation_made_and_read_with_tools(server: Server, org: Api) -> No
     flags = imap_keywords(server, seen["ids"][1], seen["received"])
     assert re.search(r"\burgent\b", flags), flags
     assert "\\Seen" in flags
+
+
+def test_a_model_reads_the_text_of_pdf_and_docx_attachments(server: Server, org: Api) -> None:
+    sender, recipient = server.account(), server.account()
+    pdf_sentence, docx_sentence = "The invoice is due on Friday.", "Ship the order to Lyon."
+    files = [
+        ("invoice.pdf", "application/pdf", text_pdf(pdf_sentence)),
+        (
+            "order.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            docx_of("Order", docx_sentence),
+        ),
+        ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n not really a picture"),
+    ]
+    org.client.inboxes.messages.send(
+        sender.address,
+        to=recipient.address,
+        subject="Papers",
+        text="Attached.",
+        attachments=[
+            {"filename": n, "content_type": t, "content": base64.b64encode(d).decode()}
+            for n, t, d in files
+        ],
+    )
+
+    async def use(client: Client) -> list[dict[str, Any]]:
+        # The recipient's thread: each inbox has its own.
+        listed = ok(await client.call_tool("list_threads", {"inbox_id": recipient.address}))
+        thread_id = listed["threads"][0]["thread_id"]
+        thread = ok(
+            await client.call_tool(
+                "get_thread", {"inbox_id": recipient.address, "thread_id": thread_id}
+            )
+        )
+        return [
+            ok(
+                await client.call_tool(
+                    "get_attachment",
+                    {
+                        "inbox_id": recipient.address,
+                        "thread_id": thread_id,
+                        "attachment_id": attachment["attachment_id"],
+                    },
+                )
+            )
+            for attachment in thread["attachments"]
+        ]
+
+    pdf, word, picture = with_tools(server, bearer(org.key), use)
+    assert (pdf["filename"], pdf["text"]) == ("invoice.pdf", pdf_sentence)
+    assert word["filename"] == "order.docx"
+    assert word["text"].split("\n") == ["Order", docx_sentence]
+    # What is not text comes as it is, for a model that reads images.
+    assert "text" not in picture
+    assert base64.b64decode(picture["content"]) == files[2][2]
 
 
 def test_an_inbox_key_sees_only_its_inbox(server: Server, org: Api) -> None:

@@ -28,6 +28,7 @@ from mailgate.mime.extract import (
     extract_text,
     extract_text_async,
 )
+from tests.documents import pdf_of, pdf_stream, pdf_string, text_pdf
 from tests.mime.helpers import mutate
 
 SENTENCE = "A known sentence."
@@ -39,66 +40,20 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 # Writing PDFs
 
 
-def _stream(data: bytes, entries: bytes = b"") -> bytes:
-    return b"<< /Length %d %s>>\nstream\n%s\nendstream" % (len(data), entries, data)
-
-
-def _pdf(objects: list[bytes]) -> bytes:
-    """A PDF of `objects` (object 1 is the catalog), numbered from 1, with its xref table."""
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
-def _pdf_string(text: str) -> bytes:
-    escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-    return b"(" + escaped.encode("latin-1") + b")"
-
-
-def text_pdf(*pages: str) -> bytes:
-    """One page per string, each line of it drawn in Helvetica."""
-    font = 3 + 2 * len(pages)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>"
-        % (b" ".join(b"%d 0 R" % (3 + 2 * i) for i in range(len(pages))), len(pages)),
-    ]
-    for i, page in enumerate(pages):
-        lines = b" T* ".join(_pdf_string(line) + b" Tj" for line in page.split("\n"))
-        content = b"BT /F1 12 Tf 14 TL 72 712 Td " + lines + b" ET"
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R"
-            b" /Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + 2 * i, font)
-        )
-        objects.append(_stream(content))
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    return _pdf(objects)
-
-
 def scanned_pdf() -> bytes:
     """One page that draws a (tiny grey) image and no text, as a scanner writes it."""
-    return _pdf(
+    return pdf_of(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 5 0 R"
             b" /Resources << /XObject << /Im1 4 0 R >> >> >>",
-            _stream(
+            pdf_stream(
                 b"\x00\x80\x80\x00",
                 b"/Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceGray"
                 b" /BitsPerComponent 8 ",
             ),
-            _stream(b"q 468 0 0 648 72 72 cm /Im1 Do Q"),
+            pdf_stream(b"q 468 0 0 648 72 72 cm /Im1 Do Q"),
         ]
     )
 
@@ -247,7 +202,7 @@ def token_bomb_pdf(operators: int, then: str | None = None) -> bytes:
     content = b"BT /F1 12 Tf 72 712 Td " + b"(x) Tj " * operators + b"ET"
     pages = [(zlib.compress(content), b"/Filter /FlateDecode ")]
     if then is not None:
-        pages.append((b"BT /F1 12 Tf 72 712 Td " + _pdf_string(then) + b" Tj ET", b""))
+        pages.append((b"BT /F1 12 Tf 72 712 Td " + pdf_string(then) + b" Tj ET", b""))
     kids = b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(len(pages)))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -259,8 +214,8 @@ def token_bomb_pdf(operators: int, then: str | None = None) -> bytes:
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R"
             b" /Resources << /Font << /F1 3 0 R >> >> >>" % (5 + 2 * i)
         )
-        objects.append(_stream(data, entries))
-    return _pdf(objects)
+        objects.append(pdf_stream(data, entries))
+    return pdf_of(objects)
 
 
 def test_a_page_of_millions_of_operators_is_given_up_on_in_about_a_second() -> None:
