@@ -359,7 +359,7 @@ async def send_draft(
     return SendMessageResponse(message_id=sent.message_id, thread_id=sent.thread)
 
 
-# An inbox's reading routes by name too: the MCP tools (http/mcp.py) call their handlers.
+# An inbox's reading routes by name too: the MCP tools (http/mcp/tools.py) call their handlers.
 inbox_reading = _reading("/v0/inboxes/{inbox_id}/drafts", _in_inbox)
 router = APIRouter()
 router.include_router(_reading("/v0/drafts", _everywhere))

@@ -174,7 +174,7 @@ def _routes(prefix: str, pod_lookup: PodLookup) -> APIRouter:
     return routes
 
 
-# The top-level tree by name too: the MCP tools (http/mcp.py) call its handlers.
+# The top-level tree by name too: the MCP tools (http/mcp/tools.py) call its handlers.
 top_level_routes = _routes("/v0/inboxes", top_level)
 router = APIRouter()
 router.include_router(top_level_routes)

@@ -294,7 +294,8 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
     return routes
 
 
-# The organization and inbox trees by name too: the MCP tools (http/mcp.py) call their handlers.
+# The organization and inbox trees by name too: the MCP tools (http/mcp/tools.py) call
+# their handlers.
 all_routes = _routes("/v0/threads", _all)
 inbox_routes = _routes("/v0/inboxes/{inbox_id}/threads", _inbox)
 router = APIRouter()
