@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -77,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the IMAP, SMTP and HTTP API server")
     serve.set_defaults(run=_serve)
+
+    mcp = sub.add_parser(
+        "mcp",
+        parents=[common],
+        help="serve MCP over stdio, through a running mailgate's /mcp",
+        description="Serve MCP (the tools of /mcp) on stdin and stdout, for clients that start "
+        "a command. The API key comes from $MAILGATE_API_KEY or --api-key-file, never from "
+        "the command line.",
+    )
+    mcp.add_argument("--url", help="the server's /mcp (default: the [api] address configured)")
+    mcp.add_argument("--api-key-file", metavar="PATH", help="a file holding the API key")
+    mcp.add_argument("--tools", help="offer only these tools (comma-separated names)")
+    mcp.set_defaults(run=_mcp)
 
     db = sub.add_parser("db", parents=[common], help="database schema")
     db_sub = db.add_subparsers(metavar="ACTION")
@@ -363,6 +378,35 @@ def _pod_create(args: argparse.Namespace, settings: Settings) -> int:
     pod = _with_store(settings, lambda store: provision.create_pod(store, args.name))
     _emit(args, asdict(pod), f"created pod {pod.name}")
     return 0
+
+
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.http.mcp.bridge import bridge
+
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text().strip()
+        except OSError as exc:
+            raise Failed(f"cannot read --api-key-file: {exc.strerror}") from None
+    else:
+        key = os.environ.get("MAILGATE_API_KEY", "").strip()
+    if not key:
+        raise Failed("give an API key in $MAILGATE_API_KEY or --api-key-file")
+    url = args.url or _api_url(settings) + "/mcp"
+    tools = {t.strip() for t in args.tools.split(",") if t.strip()} if args.tools else None
+    asyncio.run(bridge(url, key, tools))
+    return 0
+
+
+def _api_url(settings: Settings) -> str:
+    """The configured API's address, as a client on this machine reaches it."""
+    host = settings.server.bind
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.api.tls else "http"
+    return f"{scheme}://{host}:{settings.api.port}"
 
 
 def _pod_list(args: argparse.Namespace, settings: Settings) -> int:

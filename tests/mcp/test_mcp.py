@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -493,3 +496,53 @@ def test_configured_origins_are_the_only_ones_allowed(make_server: Callable[...,
         assert post(origin) == 200
         assert post(f"http://localhost:{port}") == 403
         assert post("https://app.example.evil") == 403
+
+
+def test_mailgate_mcp_serves_the_tools_over_stdio(server: Server, tmp_path: Any) -> None:
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    account = server.account()
+    key_file = tmp_path / "key"
+    key_file.write_text(account.key + "\n")
+    command = str(Path(sys.executable).parent / "mailgate")
+    params = StdioServerParameters(
+        command=command,
+        args=[
+            "mcp",
+            "--url",
+            mcp_url(server),
+            "--api-key-file",
+            str(key_file),
+            "--tools",
+            "list_inboxes,list_threads",
+        ],
+    )
+
+    async def run() -> tuple[list[str], dict[str, Any], str]:
+        async with Client(stdio_client(params)) as client:
+            names = sorted(t.name for t in (await client.list_tools()).tools)
+            inboxes = ok(await client.call_tool("list_inboxes", {}))
+            refused = error(await client.call_tool("get_inbox", {"inbox_id": account.address}))
+            return names, inboxes, refused
+
+    names, inboxes, refused = asyncio.run(run())
+    assert names == ["list_inboxes", "list_threads"]
+    # The key's scope, as over HTTP: an inbox key sees its inbox.
+    assert [i["inbox_id"] for i in inboxes["inboxes"]] == [account.address]
+    assert "unknown tool get_inbox" in refused
+
+
+def test_mailgate_mcp_wants_a_key_outside_the_command_line(server: Server) -> None:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "MAILGATE_API_KEY"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mailgate"), "mcp", "--url", mcp_url(server)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode != 0
+    assert "MAILGATE_API_KEY" in done.stderr
