@@ -357,6 +357,8 @@ def _configure_logging() -> None:
     # httpx logs every webhook delivery at INFO, its full URL (and any token in it) included;
     # the webhook worker logs what matters itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The MCP SDK tells of its session manager starting and stopping at INFO.
+    logging.getLogger("mcp").setLevel(logging.WARNING)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     observer: Any = STDLibLogObserver()  # provides ILogObserver (zope), which mypy cannot see
