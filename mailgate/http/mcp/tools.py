@@ -4,6 +4,8 @@ would have given it."""
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,8 +66,12 @@ class Call:
 
     async def handle(self, method: str, path: str, **arguments: Any) -> Any:
         """The API handler of `method path` (a template, as its router names it) run with
-        `arguments`, the way FastAPI would once its dependencies were resolved."""
-        return await self.handlers[(method, path)](**arguments)
+        `arguments` and this call's caller and services, the way FastAPI would once its
+        dependencies were resolved."""
+        handler = self.handlers[(method, path)]
+        given = {"caller": self.caller, "services": self.services}
+        wanted = {name: value for name, value in given.items() if name in _parameters(handler)}
+        return await handler(**wanted, **arguments)
 
     def request(self, method: str, path: str) -> Request:
         """The request a handler is given: the MCP request's, as for `method path` (the
@@ -97,6 +103,12 @@ class Call:
 
     async def inbox_ids(self, inbox_id: str) -> list[int]:
         return [(await visible_inbox(self.caller, self.services, None, inbox_id)).id]
+
+
+@functools.cache
+def _parameters(handler: Callable[..., Any]) -> frozenset[str]:
+    """The names a handler takes (some take the caller and services, some what they made)."""
+    return frozenset(inspect.signature(handler).parameters)
 
 
 def _shown(result: BaseModel) -> dict[str, Any]:
@@ -132,31 +144,23 @@ DRAFT = "/v0/inboxes/{inbox_id}/drafts/{draft_id}"
 
 async def list_inboxes(c: Call, a: ListItems) -> dict[str, Any]:
     paging = c.paging(a.limit, a.page_token)
-    found = await c.handle(
-        "GET", "/v0/inboxes", caller=c.caller, services=c.services, paging=paging, pod=None
-    )
+    found = await c.handle("GET", "/v0/inboxes", paging=paging, pod=None)
     return _shown(found)
 
 
 async def get_inbox(c: Call, a: GetInbox) -> dict[str, Any]:
-    found = await c.handle(
-        "GET", INBOX, inbox_id=a.inbox_id, caller=c.caller, services=c.services, pod=None
-    )
+    found = await c.handle("GET", INBOX, inbox_id=a.inbox_id, pod=None)
     return _shown(found)
 
 
 async def create_inbox(c: Call, a: CreateInbox) -> dict[str, Any]:
     body = _body(inboxes.CreateInboxRequest, a)
-    made = await c.handle(
-        "POST", "/v0/inboxes", caller=c.caller, services=c.services, request=body, pod=None
-    )
+    made = await c.handle("POST", "/v0/inboxes", request=body, pod=None)
     return _shown(made)
 
 
 async def delete_inbox(c: Call, a: GetInbox) -> dict[str, Any]:
-    await c.handle(
-        "DELETE", INBOX, inbox_id=a.inbox_id, caller=c.caller, services=c.services, pod=None
-    )
+    await c.handle("DELETE", INBOX, inbox_id=a.inbox_id, pod=None)
     return {"inbox_id": a.inbox_id, "deleted": True}
 
 
@@ -164,8 +168,6 @@ async def list_threads(c: Call, a: ListInboxItems) -> dict[str, Any]:
     found = await c.handle(
         "GET",
         f"{INBOX}/threads",
-        caller=c.caller,
-        services=c.services,
         paging=c.paging(a.limit, a.page_token),
         request=c.request("GET", f"/v0/inboxes/{a.inbox_id}/threads"),
         inbox_ids=await c.inbox_ids(a.inbox_id),
@@ -179,8 +181,6 @@ async def get_thread(c: Call, a: GetThread) -> dict[str, Any]:
         "GET",
         THREAD,
         thread_id=a.thread_id,
-        caller=c.caller,
-        services=c.services,
         paging=c.paging(),
         inbox_ids=await c.inbox_ids(a.inbox_id),
     )
@@ -195,8 +195,6 @@ async def get_attachment(c: Call, a: GetAttachment) -> dict[str, Any]:
             f"{THREAD}/attachments/{{attachment_id}}",
             thread_id=a.thread_id,
             attachment_id=a.attachment_id,
-            caller=c.caller,
-            services=c.services,
             request=c.request("GET", path),
             inbox_ids=await c.inbox_ids(a.inbox_id),
         )
@@ -234,8 +232,6 @@ async def send_message(c: Call, a: SendMessage) -> dict[str, Any]:
         "POST",
         f"{INBOX}/messages/send",
         inbox_id=a.inbox_id,
-        caller=c.caller,
-        services=c.services,
         request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/send"),
         body=_body(SendMessageRequest, a),
     )
@@ -248,8 +244,6 @@ async def reply_to_message(c: Call, a: ReplyToMessage) -> dict[str, Any]:
         f"{MESSAGE}/reply",
         inbox_id=a.inbox_id,
         message_id=a.message_id,
-        caller=c.caller,
-        services=c.services,
         request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/reply"),
         body=_body(messages.ReplyRequest, a),
     )
@@ -262,8 +256,6 @@ async def forward_message(c: Call, a: ForwardMessage) -> dict[str, Any]:
         f"{MESSAGE}/forward",
         inbox_id=a.inbox_id,
         message_id=a.message_id,
-        caller=c.caller,
-        services=c.services,
         request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/forward"),
         body=_body(messages.ForwardRequest, a),
     )
@@ -276,8 +268,6 @@ async def update_message(c: Call, a: UpdateMessage) -> dict[str, Any]:
         MESSAGE,
         inbox_id=a.inbox_id,
         message_id=a.message_id,
-        caller=c.caller,
-        services=c.services,
         request=_body(messages.UpdateMessageRequest, a),
     )
     return _shown(changed)
@@ -288,8 +278,6 @@ async def list_messages(c: Call, a: ListInboxItems) -> dict[str, Any]:
         "GET",
         f"{INBOX}/messages",
         inbox_id=a.inbox_id,
-        caller=c.caller,
-        services=c.services,
         paging=c.paging(a.limit, a.page_token),
         **_filters(a),
     )
@@ -302,8 +290,6 @@ async def get_message(c: Call, a: GetMessage) -> dict[str, Any]:
         MESSAGE,
         inbox_id=a.inbox_id,
         message_id=a.message_id,
-        caller=c.caller,
-        services=c.services,
     )
     return _shown(found)
 
@@ -317,8 +303,6 @@ async def search(c: Call, a: Search) -> dict[str, Any]:
             "GET",
             f"{INBOX}/messages/search",
             inbox_id=a.inbox_id,
-            caller=c.caller,
-            services=c.services,
             paging=paging,
             q=a.query,
         )
@@ -333,8 +317,6 @@ async def search(c: Call, a: Search) -> dict[str, Any]:
     found = await c.handle(
         "GET",
         template,
-        caller=c.caller,
-        services=c.services,
         paging=paging,
         request=c.request("GET", path),
         q=a.query,
@@ -348,8 +330,6 @@ async def create_draft(c: Call, a: CreateDraft) -> dict[str, Any]:
         "POST",
         f"{INBOX}/drafts",
         inbox_id=a.inbox_id,
-        caller=c.caller,
-        services=c.services,
         body=_body(drafts.CreateDraftRequest, a),
     )
     return _shown(made)
@@ -359,7 +339,6 @@ async def list_drafts(c: Call, a: ListDrafts) -> dict[str, Any]:
     found = await c.handle(
         "GET",
         f"{INBOX}/drafts",
-        services=c.services,
         paging=c.paging(a.limit, a.page_token),
         scope=await drafts._in_inbox(a.inbox_id, c.caller, c.services),
     )
@@ -371,7 +350,6 @@ async def get_draft(c: Call, a: GetDraft) -> dict[str, Any]:
         "GET",
         DRAFT,
         draft_id=a.draft_id,
-        services=c.services,
         scope=await drafts._in_inbox(a.inbox_id, c.caller, c.services),
     )
     return _shown(found)
@@ -383,8 +361,6 @@ async def update_draft(c: Call, a: UpdateDraft) -> dict[str, Any]:
         DRAFT,
         inbox_id=a.inbox_id,
         draft_id=a.draft_id,
-        caller=c.caller,
-        services=c.services,
         body=_body(drafts.UpdateDraftRequest, a, "draft_id"),
     )
     return _shown(changed)
@@ -396,8 +372,6 @@ async def send_draft(c: Call, a: SendDraft) -> dict[str, Any]:
         f"{DRAFT}/send",
         inbox_id=a.inbox_id,
         draft_id=a.draft_id,
-        caller=c.caller,
-        services=c.services,
         request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/drafts/{a.draft_id}/send"),
         body=_body(drafts.SendDraftRequest, a, "draft_id"),
     )
@@ -410,8 +384,6 @@ async def delete_draft(c: Call, a: GetDraft) -> dict[str, Any]:
         DRAFT,
         inbox_id=a.inbox_id,
         draft_id=a.draft_id,
-        caller=c.caller,
-        services=c.services,
     )
     return {"draft_id": a.draft_id, "deleted": True}
 
