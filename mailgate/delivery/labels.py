@@ -35,12 +35,11 @@ from mailgate.store.labelling import (
     SENT_LABEL,
     SPAM_LABEL,
     STARRED,
-    TRASH,
     TRASH_LABEL,
     UNREAD,
     labels_of_copies,
 )
-from mailgate.store.records import BOUNCED, FLAGGED, INBOX, SEEN, SENT, SPAM
+from mailgate.store.records import BOUNCED, FLAGGED, INBOX, SEEN, SENT, SPAM, TRASH
 
 MAILBOX_OF = {label: mailbox for mailbox, label in FOLDER_LABELS.items()}
 SYSTEM = frozenset({RECEIVED, SENT_LABEL, DRAFT, BOUNCED_LABEL, BOUNCED.casefold()})

@@ -73,8 +73,7 @@ from mailgate.mime.reply import forward as forwarded
 from mailgate.mime.reply import forward_subject, reattach
 from mailgate.mime.reply import reply as replied
 from mailgate.store.conversations import Criterion, Mail, Page, blob_message_id
-from mailgate.store.labelling import DRAFTS
-from mailgate.store.records import DRAFT, SEEN
+from mailgate.store.records import DRAFT, DRAFTS, SEEN
 from mailgate.store.records import Inbox as InboxRecord
 
 FORWARD_OF = "X-Mailgate-Forward-Of"

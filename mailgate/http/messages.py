@@ -56,12 +56,11 @@ from mailgate.mime.reply import forward as forwarded
 from mailgate.mime.reply import forward_subject
 from mailgate.mime.reply import reply as replied
 from mailgate.store.conversations import Mail, Page
-from mailgate.store.records import DELETED, SPAM, Inbox
+from mailgate.store.records import DELETED, DRAFTS, SPAM, TRASH, Inbox
 from mailgate.store.search import Found, Search
 
 router = APIRouter(prefix="/v0/inboxes/{inbox_id}/messages", tags=["messages"])
 
-DRAFTS, TRASH = "Drafts", "Trash"
 MAX_BATCH = 100
 
 

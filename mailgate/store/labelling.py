@@ -33,10 +33,19 @@ from mailgate.store.base import StoreBase
 from mailgate.store.conversations import blob_message_id
 from mailgate.store.database import Conn
 from mailgate.store.models import entries, label_events, mailboxes, messages
-from mailgate.store.records import BOUNCED, FLAGGED, INBOX, SEEN, SENT, SPAM, join_flags
+from mailgate.store.records import (
+    BOUNCED,
+    DRAFTS,
+    FLAGGED,
+    INBOX,
+    SEEN,
+    SENT,
+    SPAM,
+    TRASH,
+    join_flags,
+)
 from mailgate.store.rows import chunks, now
 
-DRAFTS, TRASH = "Drafts", "Trash"
 RECEIVED, SENT_LABEL, DRAFT, SPAM_LABEL, TRASH_LABEL = "received", "sent", "draft", "spam", "trash"
 UNREAD, READ, STARRED, BOUNCED_LABEL = "unread", "read", "starred", "bounced"
 ADDED, REMOVED = "label.added", "label.removed"

@@ -25,7 +25,7 @@ from mailgate.mime.addresses import domain_of
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.models import domains, entries, events, inboxes, mailboxes, messages, pods
-from mailgate.store.records import Inbox, Pod
+from mailgate.store.records import DRAFTS, Inbox, Pod
 
 STORAGE_BYTES = "storage_bytes"
 MESSAGE_COUNT = "message_count"
@@ -37,7 +37,6 @@ USAGE_TYPES = (STORAGE_BYTES, MESSAGE_COUNT, THREAD_COUNT, INBOX_COUNT, POD_COUN
 
 # Drafts are stored (they count in storage_bytes) but are not messages: the API lists them as
 # drafts, never among an inbox's messages or threads.
-_DRAFTS = "Drafts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +250,7 @@ def _held(scope: Scope) -> Any:
             mailboxes.c.inbox_id,
             entries.c.message_id.label("blob"),
             func.min(entries.c.internaldate).label("arrived"),
-            func.max(case((mailboxes.c.name != _DRAFTS, 1), else_=0)).label("listed"),
+            func.max(case((mailboxes.c.name != DRAFTS, 1), else_=0)).label("listed"),
             func.min(entries.c.thread_id).label("thread"),
         )
         .select_from(entries.join(mailboxes, mailboxes.c.id == entries.c.mailbox_id))

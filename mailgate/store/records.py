@@ -21,13 +21,15 @@ SYSTEM_FLAGS: tuple[str, ...] = tuple(FLAG_BITS)
 INBOX = "INBOX"
 SENT = "Sent"
 SPAM = "Spam"
+DRAFTS = "Drafts"
+TRASH = "Trash"
 # The mailboxes every inbox has, with their RFC 6154 special-use attribute.
 BUILTIN_MAILBOXES: dict[str, str | None] = {
     INBOX: None,
     SENT: "\\Sent",
-    "Trash": "\\Trash",
+    TRASH: "\\Trash",
     SPAM: "\\Junk",
-    "Drafts": "\\Drafts",
+    DRAFTS: "\\Drafts",
 }
 HIERARCHY_DELIMITER = "/"
 # The keyword on a sent message that some recipient's server refused for good (the bounce is
