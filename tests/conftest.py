@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.dnsserver import ZoneServer
 from tests.harness import PG_URL_ENV, Account, Server, postgres, running_server, settings_for
+from tests.smtppeer import SMTPPeer
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -80,3 +82,17 @@ def make_message(
     }
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (head + "\r\n" + body).encode()
+
+
+@pytest.fixture
+def zone() -> Iterator[ZoneServer]:
+    """A DNS server on loopback whose records the test sets."""
+    with ZoneServer() as dns:
+        yield dns
+
+
+@pytest.fixture
+def peer() -> Iterator[SMTPPeer]:
+    """Another mail server on loopback (the MX the test's zone points at)."""
+    with SMTPPeer() as started:
+        yield started

@@ -10,7 +10,7 @@ import email.policy
 import json
 import re
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +42,6 @@ from tests.smtppeer import SMTPPeer, Transaction, refusing_port, silent_port
 BOB = f"bob@{REMOTE}"
 CAROL = f"carol@{REMOTE}"
 DAVE = f"dave@{REMOTE}"
-
-
-@pytest.fixture
-def zone() -> Iterator[ZoneServer]:
-    with ZoneServer() as dns:
-        yield dns
-
-
-@pytest.fixture
-def peer() -> Iterator[SMTPPeer]:
-    with SMTPPeer() as started:
-        yield started
 
 
 Sender = tuple[Server, Account]

@@ -8,10 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.dnsserver import ZoneServer
 from tests.harness import Server
 from tests.http.sdk import Api
-from tests.smtppeer import SMTPPeer
 
 
 @pytest.fixture
@@ -41,17 +39,3 @@ def pod(org: Api) -> str:
     name = f"pod-{uuid.uuid4().hex[:10]}"
     org.client.pods.create(name=name)
     return name
-
-
-@pytest.fixture
-def zone() -> Iterator[ZoneServer]:
-    """A DNS server on loopback whose records the test sets."""
-    with ZoneServer() as dns:
-        yield dns
-
-
-@pytest.fixture
-def peer() -> Iterator[SMTPPeer]:
-    """Another mail server on loopback (the MX the test's zone points at)."""
-    with SMTPPeer() as started:
-        yield started
