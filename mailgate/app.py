@@ -28,6 +28,7 @@ from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
 from mailgate.http.context import Services
 from mailgate.http.hooks import WebhookWorker
+from mailgate.http.mcp import offered as offered_tools
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
 from mailgate.provision import backfill_domains
@@ -117,6 +118,7 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
+        offered_tools(settings.api.mcp_tools)  # the one setting config.py cannot check alone
         self.certificate = ensure_certificate(settings)
         ssl_context = server_ssl_context(self.certificate)
         tls_factory = OpenSSLContextFactory(self.certificate)

@@ -212,6 +212,13 @@ class APISettings:
     # Origins (scheme://host[:port]) a browser may call /mcp from; empty: only loopback ones
     # (http://localhost:PORT, http://127.0.0.1:PORT). Requests without Origin are not browsers'.
     mcp_allowed_origins: tuple[str, ...] = field(default=(), metadata=_check(_origins))
+    # The MCP tools the server offers (names, as tools/list gives them); empty: all of them.
+    mcp_tools: tuple[str, ...] = ()
+    # MCP sessions (handshake-era clients) and subscription streams one API key may hold open
+    # at once; one more is refused (503) until one ends.
+    mcp_sessions_per_key: int = field(default=100, metadata=_check(_positive))
+    # Seconds an MCP session may stay idle (no request, no open stream) before it expires.
+    mcp_session_timeout: int = field(default=1800, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)

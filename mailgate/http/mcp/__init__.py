@@ -14,14 +14,19 @@ download links it makes). So a tool has the key's scope, the same validation, Fr
 limits and Sent copy, and the same errors naming the field; a failure is a tool result with
 isError, never a dropped session. Nothing goes over HTTP twice, and no SQL is spoken here.
 
-Stateless: every POST is answered on its own, so there are no sessions to bound or to expire,
-and a revoked key stops working at once. Resource subscriptions (told of new mail) need
-sessions and are not served yet.
+Inboxes are resources (`mailgate://inboxes/{inbox_id}`: the inbox's newest threads), and a
+client subscribed to one is told when it changes (watch.py), by either protocol era:
+`resources/subscribe` on a handshake-era session, `subscriptions/listen` at 2026-07-28.
+Handshake-era clients hold a session (the SDK's, in memory on this node): bound to the key
+that opened it, at most `[api] mcp_sessions_per_key` per key, expired after
+`[api] mcp_session_timeout` idle seconds. Every request is authenticated on its own still, so a
+revoked key stops working at once. 2026-07-28 requests need no session.
 
-Three modules: arguments.py (each tool's arguments, as agentmail-toolkit names them), tools.py
-(the tools, each the API's handler for the same request), server.py (the door and the SDK).
+Modules: arguments.py (each tool's arguments, as agentmail-toolkit names them), tools.py (the
+tools, each the API's handler for the same request), resources.py (inboxes as resources),
+watch.py (subscriptions), server.py (the door and the SDK), bridge.py (`mailgate mcp`).
 """
 
-from mailgate.http.mcp.server import PATH, McpServer
+from mailgate.http.mcp.server import PATH, McpServer, offered
 
-__all__ = ["PATH", "McpServer"]
+__all__ = ["PATH", "McpServer", "offered"]
