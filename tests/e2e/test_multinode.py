@@ -317,3 +317,42 @@ def test_websocket_on_one_node_gets_the_event_of_mail_sent_through_the_other(
         event = MessageReceivedEvent.model_validate(json.loads(ws.recv(10)))
     assert event.message.inbox_id == bob.address
     assert event.message.subject == "Across nodes"
+
+
+def test_an_mcp_subscriber_on_one_node_is_told_of_mail_sent_through_the_other(
+    nodes: Cluster,
+) -> None:
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.client.subscriptions import ResourceUpdated
+
+    a, b = nodes.nodes
+    alice, bob = nodes.account("alice"), nodes.account("bob")
+    uri = f"mailgate://inboxes/{bob.address}"
+
+    async def subscribe_and_wait() -> ResourceUpdated:
+        headers = {"Authorization": f"Bearer {bob.key}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            transport = streamable_http_client(
+                f"http://127.0.0.1:{b.ports['api']}/mcp", http_client=http
+            )
+            async with (
+                Client(transport) as client,
+                client.listen(resource_subscriptions=[uri]) as subscription,
+            ):
+                events = aiter(subscription)
+
+                def submit() -> None:
+                    with smtp(a, alice) as sender:
+                        message = make_message(alice.address, bob.address, subject="Across")
+                        sender.sendmail(alice.address, [bob.address], message)
+
+                await asyncio.get_running_loop().run_in_executor(None, submit)
+                event = await asyncio.wait_for(anext(events), 10)
+                assert isinstance(event, ResourceUpdated)
+                return event
+
+    assert asyncio.run(subscribe_and_wait()).uri == uri
