@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
@@ -246,3 +247,25 @@ def test_malformed_requests_get_the_specifications_errors(server: Server) -> Non
         still = http.post(mcp_url(server), json=listing, headers=session)
         assert still.status_code == 200
         assert still.json()["result"]["tools"]
+
+
+def test_an_idle_session_expires(make_server: Callable[..., Server]) -> None:
+    # One session per key: the next can open only once the first has expired (watched that
+    # way because a request in the first session would keep it alive).
+    server = make_server(api={"mcp_session_timeout": 1, "mcp_sessions_per_key": 1})
+    account = server.account()
+    headers = {**ACCEPT, **bearer(account.key)}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    with httpx.Client(timeout=30) as http:
+        opened = http.post(mcp_url(server), json=INITIALIZE, headers=headers)
+        session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
+        assert http.post(mcp_url(server), json=listing, headers=session).status_code == 200
+        deadline = time.monotonic() + 30
+        while (
+            again := http.post(mcp_url(server), json=INITIALIZE, headers=headers)
+        ).status_code != 200:
+            assert again.status_code == 503
+            assert time.monotonic() < deadline, "the session never expired"
+            time.sleep(0.2)
+        # The expired session is gone for good.
+        assert http.post(mcp_url(server), json=listing, headers=session).status_code == 404
