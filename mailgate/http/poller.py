@@ -212,7 +212,11 @@ async def poll(
             parts.append(_message(event, await rendered(services, event)))
             size += len(parts[-1])
     done = not full and len(found) <= limit
-    if last > position.after and lease_ms:
+    if last > position.after and not parts and position.after == position.committed:
+        # Nothing since its commit was for it (the store cannot filter on a destination's
+        # channels): done with, or a consumer without a lease would read them again forever.
+        await services.store.commit_polling(hook, consumer, last)
+    elif last > position.after and lease_ms:
         await services.store.lease_polling(hook, consumer, through=last, until_ms=now_ms + lease_ms)
     body = '{"data":[' + ",".join(parts) + '],"done":' + ("true" if done else "false") + "}"
     return Response(body, media_type="application/json")

@@ -341,6 +341,14 @@ def test_the_async_consumer_and_a_narrower_subscription(server: Server, org: Api
         out = await reader.receive_async("async")
         await reader.commit_async("async", out.data[-1].offset)
         assert (await reader.receive_async("async")).data == []
+        # The recipient's message.sent events are not on its channel: passed over, not left
+        # in the way of a consumer that reads without a lease.
+        send(server, recipient, sender.address, count=2)
+        unleased = Options(limit=1, lease_duration_ms=0)
+        first = await reader.receive_async("async", unleased)
+        assert (first.data, first.done) == ([], False)
+        second = await reader.receive_async("async", unleased)
+        assert (second.data, second.done) == ([], True)
         return out.data
 
     (sent,) = asyncio.run(read())
