@@ -284,6 +284,19 @@ class Authenticator:
             client, name, protocol, lambda: self._key(token), "invalid API key"
         )
 
+    async def verify_token(
+        self,
+        name: str,
+        client: str,
+        verify: Callable[[], Awaitable[T | None]],
+        *,
+        protocol: str,
+    ) -> T:
+        """What `verify` finds for a bearer token other than an API key (a polling webhook's,
+        `name` being what it opens), throttled, counted and logged as a login is; AuthFailed
+        when it finds nothing."""
+        return await self._throttled(client, name, protocol, verify, "invalid token")
+
     async def _throttled(
         self,
         client: str,

@@ -39,6 +39,8 @@ from mailgate.http import (
     messages,
     metrics,
     pods,
+    poller,
+    polling,
     stream,
     threads,
     unsupported,
@@ -67,6 +69,9 @@ RESOURCES = (
     inbox_events.router,
     stream.router,
     autoconfig.router,
+    # Before webhooks.router, whose /v0/webhooks/{webhook_id} would take /v0/webhooks/polling.
+    polling.router,
+    poller.router,
     webhooks.router,
     unsupported.router,
 )
@@ -90,6 +95,8 @@ def build_app(services: Services, max_request_size: int) -> FastAPI:
     )
     api.state.services = services
     errors.install(api)
+    # Svix's consumer API answers failures in Svix's shape.
+    api.add_exception_handler(poller.Refused, poller.refused)
     api.add_middleware(BodyLimit, limit=max_request_size)
     for router in RESOURCES:
         api.include_router(router)

@@ -17,7 +17,7 @@ webhooks (403).
 
 The secret (Svix's format, `whsec_` and base64) signs every delivery; the SDK's Webhook requires
 it, so it is shown whenever the webhook is. `client_id` makes creating idempotent per owner.
-Header values are write-only: only their names are shown. Polling webhooks answer 501.
+Header values are write-only: only their names are shown. Polling webhooks are polling.py's.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from mailgate.http import destinations
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
-from mailgate.http.errors import FieldError, Invalid, NotFound, NotImplementedHere
+from mailgate.http.errors import FieldError, Invalid, NotFound
 from mailgate.http.events import EVENT_TYPES
 from mailgate.http.fields import ClientId
 from mailgate.http.inboxes import in_inbox
@@ -154,30 +154,12 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _refuse_polling() -> None:
-    raise NotImplementedHere(
-        "polling webhooks: not served by mailgate yet (create a webhook with a URL, or "
-        "subscribe over the websocket at /v0, instead)"
-    )
-
-
 def _routes(prefix: str, path_owner: Any) -> APIRouter:
     """The webhook handlers under `prefix`; `path_owner` gives the pod or inbox the path names
     (or None at the top)."""
     routes = APIRouter(prefix=prefix, tags=["webhooks"])
     # A default value, not an Annotated alias, as in inboxes.py: the dependency is this tree's.
     at: Any = Depends(path_owner)
-
-    async def polling(caller: CallerDep, owner: PathOwner = at) -> None:
-        _refuse_polling()
-
-    for path in ("/polling", "/polling/{rest:path}"):
-        routes.add_api_route(
-            path,
-            polling,
-            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            include_in_schema=False,
-        )
 
     @routes.get("", response_model_exclude_none=True)
     async def list_webhooks(
@@ -321,7 +303,7 @@ async def _visible(
     return hook
 
 
-async def _owner_of(caller: Caller, services: Services, path: PathOwner) -> Owner:
+async def owner_of(caller: Caller, services: Services, path: PathOwner) -> Owner:
     """Who a webhook created here belongs to: the path's inbox or pod, at the top the key's
     own scope."""
     if isinstance(path, InboxRecord):
@@ -337,7 +319,7 @@ async def _owner_of(caller: Caller, services: Services, path: PathOwner) -> Owne
     return Owner()
 
 
-def _event_types(values: Sequence[str], field: str) -> list[str]:
+def event_types_of(values: Sequence[str], field: str) -> list[str]:
     errors = [
         FieldError((field, i), f"{value!r} is not an event type mailgate reports")
         for i, value in enumerate(values)
@@ -348,7 +330,7 @@ def _event_types(values: Sequence[str], field: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-async def _pods(
+async def pods_named(
     caller: Caller, services: Services, owner: Owner, names: Sequence[str], field: str
 ) -> list[str]:
     """The pods named, each one the caller sees and within the owner (else 400)."""
@@ -366,7 +348,7 @@ async def _pods(
     return list(dict.fromkeys(found))
 
 
-async def _inboxes(
+async def inboxes_named(
     caller: Caller, services: Services, owner: Owner, addresses: Sequence[str], field: str
 ) -> list[str]:
     """The inboxes named, each one the caller sees and within the owner (else 400)."""
@@ -387,7 +369,7 @@ async def _inboxes(
     return list(dict.fromkeys(found))
 
 
-def _not_here(given: dict[str, Any], path: PathOwner) -> None:
+def not_here(given: dict[str, Any], path: PathOwner) -> None:
     """Fields the path fixes: an inbox webhook's pods and inboxes, a pod webhook's pods."""
     if isinstance(path, InboxRecord):
         fixed = [f for f in given if "pod_ids" in f or "inbox_ids" in f]
@@ -424,8 +406,8 @@ def _check_headers(headers: dict[str, str], field: str) -> None:
 async def _create(
     caller: Caller, services: Services, path: PathOwner, request: CreateWebhookRequest
 ) -> WebhookRecord:
-    _not_here(request.model_dump(exclude_none=True, include={"pod_ids", "inbox_ids"}), path)
-    owner = await _owner_of(caller, services, path)
+    not_here(request.model_dump(exclude_none=True, include={"pod_ids", "inbox_ids"}), path)
+    owner = await owner_of(caller, services, path)
     why = await destinations.check(
         request.url, services.resolver, services.settings.api.allow_private_webhooks
     )
@@ -433,9 +415,9 @@ async def _create(
         raise Invalid.field("url", why)
     if not request.event_types:
         raise Invalid.field("event_types", "name at least one event type")
-    event_types = _event_types(request.event_types, "event_types")
-    pod_ids = await _pods(caller, services, owner, request.pod_ids or [], "pod_ids")
-    inbox_ids = await _inboxes(caller, services, owner, request.inbox_ids or [], "inbox_ids")
+    event_types = event_types_of(request.event_types, "event_types")
+    pod_ids = await pods_named(caller, services, owner, request.pod_ids or [], "pod_ids")
+    inbox_ids = await inboxes_named(caller, services, owner, request.inbox_ids or [], "inbox_ids")
     if len(pod_ids) + len(inbox_ids) > MAX_FILTERS:
         raise Invalid([FieldError((), f"at most {MAX_FILTERS} pod_ids and inbox_ids in all")])
     # A pod's or inbox's webhook lists its owner when given no narrower list: adding an
@@ -471,16 +453,16 @@ async def _update(
     request: UpdateWebhookRequest,
 ) -> WebhookRecord:
     given = request.model_dump(exclude_none=True)
-    _not_here(given, path)
+    not_here(given, path)
     owner = Owner(
         pod=await services.store.get_pod(hook.pod) if hook.pod and hook.inbox is None else None,
         inbox=await services.store.get_inbox(hook.inbox) if hook.inbox else None,
     )
     event_types: list[str] | Unset = UNSET
     if request.event_types:  # an empty list leaves them as they are (the SDK's rule)
-        event_types = _event_types(request.event_types, "event_types")
-    add_pods = await _pods(caller, services, owner, request.add_pod_ids or [], "add_pod_ids")
-    add_inboxes = await _inboxes(
+        event_types = event_types_of(request.event_types, "event_types")
+    add_pods = await pods_named(caller, services, owner, request.add_pod_ids or [], "add_pod_ids")
+    add_inboxes = await inboxes_named(
         caller, services, owner, request.add_inbox_ids or [], "add_inbox_ids"
     )
     try:

@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics, webhooks),
+domains, senders, the event outbox, metrics, webhooks, polling webhooks),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -32,6 +32,7 @@ from mailgate.store.mailboxes import Mailboxes
 from mailgate.store.metrics import Metrics
 from mailgate.store.models import pods
 from mailgate.store.outbox import Outbox
+from mailgate.store.polling import Polling
 from mailgate.store.queue import Queue
 from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
@@ -55,6 +56,7 @@ class Store(
     Labelling,
     Metrics,
     Webhooks,
+    Polling,
 ):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)

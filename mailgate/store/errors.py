@@ -39,6 +39,10 @@ class WebhookNotFound(NotFound):
     pass
 
 
+class PollingWebhookNotFound(NotFound):
+    pass
+
+
 class AlreadyExists(StoreError):
     pass
 

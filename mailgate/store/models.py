@@ -402,6 +402,59 @@ webhooks = Table(
     sqlite_autoincrement=True,
 )
 
+# Polling webhooks: subscriptions an agent reads with Svix's consumer API instead of receiving
+# them at a URL. The token that reads one is shown once and kept only as its SHA-256.
+polling_webhooks = Table(
+    "polling_webhooks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("public_id", String(64), nullable=False, unique=True),
+    # Who owns it, as for webhooks: an inbox (and its pod), a pod, or the organization.
+    Column("pod_id", Id, ForeignKey("pods.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("owner", String(64), nullable=False),  # "org", "pod:<id>" or "inbox:<id>"
+    Column("client_id", String(255), nullable=False),
+    Column("event_types", Text, nullable=True),  # JSON lists; NULL: every one
+    Column("pod_ids", Text, nullable=True),
+    Column("inbox_ids", Text, nullable=True),
+    Column("token_hash", String(64), nullable=False),
+    # The newest event when it was made: its consumers read the events after it.
+    Column("start_seq", BigInteger, nullable=False),
+    # The destination Svix's consumer subscribed (JSON: uid, event_types, channels, metadata,
+    # when); NULL until it has.
+    Column("destination", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner", "client_id", name="uq_polling_webhooks_owner_client_id"),
+    sqlite_autoincrement=True,
+)
+
+# Each consumer's place in a polling webhook's events (Svix's poller: a consumer id the reader
+# chooses). `committed` is the last event seq it committed; a poll leases the events it returns
+# until `lease_until` (Unix milliseconds), and the next poll in the lease reads after
+# `leased_to` instead, so the events of an uncommitted poll come again once the lease is over.
+polling_consumers = Table(
+    "polling_consumers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column(
+        "webhook_id",
+        Id,
+        ForeignKey("polling_webhooks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("consumer_id", String(255), nullable=False),
+    Column("committed", BigInteger, nullable=False),
+    Column("leased_to", BigInteger, nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint(
+        "webhook_id", "consumer_id", name="uq_polling_consumers_webhook_id_consumer_id"
+    ),
+    sqlite_autoincrement=True,
+)
+
 
 def declared(name: str | None, type_: str, parent_names: object) -> bool:
     """Whether Alembic's autogenerate compares this schema object with the tables above (its

@@ -265,6 +265,37 @@ class Webhook:
 
 
 @dataclass(frozen=True, slots=True)
+class PollingWebhook:
+    """A polling webhook (store/polling.py): whose it is, which events it takes, the hash of
+    the token that reads it, and the destination its consumer subscribed."""
+
+    id: int
+    public_id: str  # the API's webhook_id
+    pod_id: int | None  # the owner's pod (an inbox's: its inbox's); None: organization
+    pod: str | None  # that pod's name
+    inbox_id: int | None  # the owning inbox, if an inbox owns it
+    inbox: str | None  # its address
+    client_id: str
+    event_types: tuple[str, ...] | None  # None: every type
+    pod_ids: tuple[str, ...] | None  # pod names; with inbox_ids None too: every event it may see
+    inbox_ids: tuple[str, ...] | None  # inbox addresses
+    token_hash: str  # SHA-256 (hex) of the token
+    start_seq: int  # consumers read the events after it
+    destination: dict[str, Any] | None  # what Svix's consumer subscribed; None: not yet
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollingPosition:
+    """Where a consumer of a polling webhook reads next: after `after` (its commit, or the
+    end of its lease while that runs)."""
+
+    after: int
+    committed: int
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """One event of the outbox, as it was written with the change it reports."""
 

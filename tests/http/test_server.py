@@ -112,8 +112,6 @@ def test_malformed_json_is_a_validation_error(org: Api) -> None:
         ("/v0/inboxes/{inbox}/messages/m1/agent-armor/release", "agent armor"),
         ("/v0/inboxes/{inbox}/files", "files"),
         ("/v0/organizations/labs", "organizations"),
-        ("/v0/webhooks/polling", "polling webhooks"),
-        ("/v0/inboxes/{inbox}/webhooks/polling", "polling webhooks"),
     ],
 )
 def test_out_of_scope_features_answer_501_naming_them(
@@ -123,8 +121,6 @@ def test_out_of_scope_features_answer_501_naming_them(
     method = "POST" if path.endswith(("authorize", "release", "sign-up")) else "GET"
     message = _error(org.raw(method, url_path), 501, "NotImplementedError")
     assert message.startswith(feature)
-    if feature == "polling webhooks":
-        assert "websocket" in message
     # Like every /v0 request, only with a key.
     _error(httpx.request(method, server.api_url + url_path, timeout=30), 401, "UnauthorizedError")
 

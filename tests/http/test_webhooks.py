@@ -404,9 +404,6 @@ def test_invalid_webhooks_are_refused_naming_the_field(
     assert (at_pod.status_code, at_pod.json()["errors"][0]["path"]) == (400, ["pod_ids"])
     at_inbox = org.raw("POST", f"/v0/inboxes/{inbox}/webhooks", json={**body, "inbox_ids": [inbox]})
     assert (at_inbox.status_code, at_inbox.json()["errors"][0]["path"]) == (400, ["inbox_ids"])
-    # Polling webhooks are not offered.
-    polling = org.raw("GET", "/v0/webhooks/polling")
-    assert (polling.status_code, polling.json()["name"]) == (501, "NotImplementedError")
 
 
 # ------------------------------------------------------------------------------ deliveries
