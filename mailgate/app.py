@@ -139,7 +139,12 @@ class App:
             self.outbound = OutboundWorker(self.store, resolver, settings, self._offload, metrics)
             router = Router(self.store)
             submission = Submission(
-                self.store, router, settings.server.hostname, self.outbound.wake, metrics
+                self.store,
+                router,
+                settings.server.hostname,
+                self.outbound.wake,
+                metrics,
+                settings.limits.messages_per_hour,
             )
             self._handler = SubmissionHandler(
                 submission, router, authenticator, settings.smtp, metrics

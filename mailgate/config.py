@@ -222,6 +222,13 @@ class APISettings:
 
 
 @dataclass(frozen=True)
+class LimitsSettings:
+    # Messages one inbox may send (SMTP submission, the API, MCP tools) in any hour, counted
+    # on every node; one more is refused for now (SMTP 450 4.7.1, API 429). 0: no limit.
+    messages_per_hour: int = field(default=1000, metadata=_check(_non_negative))
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -232,6 +239,7 @@ class Settings:
     dns: DNSSettings = field(default_factory=DNSSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     api: APISettings = field(default_factory=APISettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
     def data_path(self) -> Path:

@@ -1,11 +1,11 @@
 """The one door for sending: what happens to a message a logged-in inbox submits, top to
 bottom, whichever protocol brought it (SMTP submission, and the HTTP API).
 
-    check the envelope sender and the From header  ->  route every recipient (routing.py; an
-    unknown address at one of our domains refuses the message)  ->  add Received (and
-    Message-ID, Date if missing)  ->  one commit: a Sent copy for the sender (\\Seen), an INBOX
-    copy for every hosted recipient, and an outbound queue row for every recipient on another
-    server  ->  wake the delivery worker
+    check the envelope sender, the From header and the sending rate  ->  route every
+    recipient (routing.py; an unknown address at one of our domains refuses the message)  ->
+    add Received (and Message-ID, Date if missing)  ->  one commit: a Sent copy for the sender
+    (\\Seen), an INBOX copy for every hosted recipient, and an outbound queue row for every
+    recipient on another server  ->  wake the delivery worker
 
 Nothing here knows a protocol's wire. A protocol may check the sender and route recipients
 early, to refuse them in its own terms (SMTP at MAIL and RCPT); `submit` checks everything again.
@@ -13,7 +13,9 @@ early, to refuse them in its own terms (SMTP at MAIL and RCPT); `submit` checks 
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +57,22 @@ class UnknownRecipients(Exception):
         self.addresses = addresses
 
 
+class SendingRateExceeded(Exception):
+    """The inbox sent its `[limits] messages_per_hour` within the last hour."""
+
+    def __init__(self, address: str, limit: int, retry_after: float) -> None:
+        self.retry_after = retry_after
+        wait = math.ceil(retry_after)
+        super().__init__(
+            f"{address} sent {limit} messages within the last hour, its limit; "
+            f"try again in {wait} s"
+        )
+
+
+# The window of the sending rate, in seconds.
+HOUR = 3600
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     trace_id: str
@@ -78,12 +96,27 @@ class Submission:
         hostname: str,
         on_queued: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        hourly_limit: int = 0,
     ) -> None:
         self.store = store
         self.router = router
         self.hostname = hostname
         self._on_queued = on_queued
         self.metrics = metrics or Metrics()
+        self.hourly_limit = hourly_limit  # messages per inbox per hour; 0: no limit
+
+    async def check_rate(self, principal: Principal) -> None:
+        """SendingRateExceeded if the inbox sent its hourly limit already. Counted from the
+        message.sent events, which every node writes in the commit of the message: a few sent
+        at the same moment may pass together, none once the count is known."""
+        if not self.hourly_limit:
+            return
+        now = time.time()
+        since = int(now) - HOUR
+        reached = await self.store.sent_in_window(principal.address, since, self.hourly_limit)
+        if reached is not None:
+            retry_after = max(1.0, reached + HOUR - now)
+            raise SendingRateExceeded(principal.address, self.hourly_limit, retry_after)
 
     async def submit(
         self,
@@ -100,10 +133,11 @@ class Submission:
         `mail_from` is the envelope sender where the protocol has one (SMTP); the inbox's own
         address otherwise. `idempotency` is a key and the fingerprint of the request that
         carried it: kept in the same commit, and AlreadySent if the inbox used the key lately.
-        Raises SenderNotAuthorized, InvalidAddress for a malformed recipient, or
-        UnknownRecipients; nothing is stored then.
+        Raises SenderNotAuthorized, SendingRateExceeded, InvalidAddress for a malformed
+        recipient, or UnknownRecipients; nothing is stored then.
         """
         check_sender(principal, principal.address if mail_from is None else mail_from)
+        await self.check_rate(principal)
         raw = normalize_crlf(data)
         header, body = split_header(raw)
         senders = address_list(header, "From")

@@ -23,12 +23,23 @@ from pydantic import BaseModel
 
 from mailgate.auth import Principal
 from mailgate.delivery import labels
-from mailgate.delivery.submission import SenderNotAuthorized, UnknownRecipients
+from mailgate.delivery.submission import (
+    SenderNotAuthorized,
+    SendingRateExceeded,
+    UnknownRecipients,
+)
 from mailgate.delivery.trace import Origin
 from mailgate.http import idempotency
 from mailgate.http.caller import Caller
 from mailgate.http.context import Services
-from mailgate.http.errors import ContentTooLarge, FieldError, Forbidden, Invalid, NotImplementedHere
+from mailgate.http.errors import (
+    ContentTooLarge,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotImplementedHere,
+    RateLimited,
+)
 from mailgate.http.idempotency import Once
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.compose import Attachment, Composed, NamedAddress, compose
@@ -239,6 +250,8 @@ async def send(
         return await idempotency.replay(services, inbox, key, exc.message_id, exc.fingerprint)
     except SenderNotAuthorized as exc:
         raise MessageRejected(f"sender not authorized: {exc}") from None
+    except SendingRateExceeded as exc:
+        raise RateLimited(str(exc), exc.retry_after) from None
     except UnknownRecipients as exc:
         raise MessageRejected(f"no such recipient here: {', '.join(exc.addresses)}") from None
     except InvalidAddress as exc:

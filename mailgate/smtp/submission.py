@@ -25,6 +25,7 @@ from mailgate.config import SMTPSettings
 from mailgate.delivery.routing import Route, Router
 from mailgate.delivery.submission import (
     SenderNotAuthorized,
+    SendingRateExceeded,
     Submission,
     UnknownRecipients,
     check_sender,
@@ -130,8 +131,15 @@ class SubmissionHandler:
         principal = _principal(session)
         try:
             check_sender(principal, address)
+            # Refused before the message is sent; DATA checks again.
+            await self.submission.check_rate(principal)
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
+        except SendingRateExceeded as exc:
+            return f"{replies.SENDING_RATE} {exc}"
+        except Unavailable as exc:
+            self.metrics.store_error(exc)
+            return replies.TEMPORARY_FAILURE
         routed(envelope).started = time.perf_counter()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -189,6 +197,8 @@ class SubmissionHandler:
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
+        except SendingRateExceeded as exc:
+            return f"{replies.SENDING_RATE} {exc}"
         except UnknownRecipients:
             # An inbox deleted between RCPT and DATA.
             return replies.UNKNOWN_RECIPIENT

@@ -346,6 +346,7 @@ events = Table(
     Index("ix_events_inbox_seq", "inbox", "seq"),
     Index("ix_events_pod_seq", "pod", "seq"),
     Index("ix_events_created_at", "created_at"),
+    Index("ix_events_inbox_created_at", "inbox", "created_at"),  # the sending rate
     sqlite_autoincrement=True,
 )
 

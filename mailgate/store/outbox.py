@@ -27,7 +27,7 @@ from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, EventsRecorded
 from mailgate.store.models import events, inboxes, pods, threads
-from mailgate.store.records import OutboxEvent
+from mailgate.store.records import SENT_EVENT, OutboxEvent
 from mailgate.store.rows import now
 
 # Any constant, the same on every node: the advisory lock that orders event writers.
@@ -175,6 +175,24 @@ class Outbox(StoreBase):
         async with self.db.read() as conn:
             rows = await conn.execute(query.order_by(order).limit(limit))
             return [_event(r) for r in rows]
+
+    async def sent_in_window(self, inbox: str, since: int, limit: int) -> int | None:
+        """When `inbox` sent the `limit`-th newest of its messages sent at or after `since`
+        (Unix seconds): None while it sent fewer. (When it sent its limit in a window.)"""
+        query = (
+            select(events.c.created_at)
+            .where(
+                events.c.inbox == inbox,
+                events.c.created_at >= since,
+                events.c.event_type == SENT_EVENT,
+            )
+            .order_by(events.c.created_at.desc())
+            .offset(limit - 1)
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            found = await conn.scalar(query)
+            return int(found) if found is not None else None
 
     async def get_event(self, event_id: str) -> OutboxEvent | None:
         async with self.db.read() as conn:
