@@ -26,6 +26,7 @@ from mailgate.delivery.outbound import OutboundWorker, node_id
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
+from mailgate.fairness import PerAddress
 from mailgate.http.context import Services
 from mailgate.http.hooks import WebhookWorker
 from mailgate.http.mcp import offered as offered_tools
@@ -109,6 +110,7 @@ class App:
     api: ApiServer | None = None
     _api_server: asyncio.Server | None = None
     _offload: Offload = field(default_factory=Offload)
+    _connections: PerAddress = field(default_factory=lambda: PerAddress(0, ()))
     _pruning: asyncio.Task[None] | None = None
     # This node's own metrics (GET /metrics), apart from any other node's in the process.
     metrics: Metrics = field(default_factory=Metrics)
@@ -118,6 +120,8 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
+        limits = settings.limits
+        self._connections = PerAddress(limits.connections_per_ip, limits.exempt_networks)
         offered_tools(settings.api.mcp_tools)  # the one setting config.py cannot check alone
         self.certificate = ensure_certificate(settings)
         ssl_context = server_ssl_context(self.certificate)
@@ -133,7 +137,9 @@ class App:
             metrics = self.metrics
             authenticator = Authenticator(self.store, settings.auth, metrics)
             load_commands()
-            self._imap = ServerContext(settings, self.store, authenticator, tls_factory, metrics)
+            self._imap = ServerContext(
+                settings, self.store, authenticator, tls_factory, metrics, self._connections
+            )
             self._imap.start()
             resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
             self.outbound = OutboundWorker(self.store, resolver, settings, self._offload, metrics)
@@ -303,6 +309,7 @@ class App:
             sessions=self._smtp_sessions,
             mx=mx,
             client=client,
+            connections=self._connections,
         )
 
     def _count_sessions(self) -> None:

@@ -226,6 +226,13 @@ class LimitsSettings:
     # Messages one inbox may send (SMTP submission, the API, MCP tools) in any hour, counted
     # on every node; one more is refused for now (SMTP 450 4.7.1, API 429). 0: no limit.
     messages_per_hour: int = field(default=1000, metadata=_check(_non_negative))
+    # IMAP and SMTP connections one client address may hold open at once; the next is told so
+    # (IMAP BYE [UNAVAILABLE], SMTP 421 4.7.0) and closed. 0: no limit.
+    connections_per_ip: int = field(default=100, metadata=_check(_non_negative))
+    # Addresses not counted: loopback by default (a local relay or webmail holds many).
+    exempt_networks: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"), metadata=_check(_networks)
+    )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""Sharing the one event loop: long work (a SEARCH over a big mailbox, a FETCH of thousands of
-messages) runs in slices, and between slices every other client is served.
+"""Sharing the server fairly. Connections per client address are bounded (`PerAddress`), so
+one address cannot take every socket and session. And the one event loop is shared: long work
+(a SEARCH over a big mailbox, a FETCH of thousands of messages) runs in slices, and between
+slices every other client is served.
 
     with Pace() as pace:
         for message in messages:
@@ -15,7 +17,9 @@ that is fast anyway never yields.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
+from collections.abc import Iterable
 from types import TracebackType
 
 # What one turn of the loop may spend on long work, all of it together.
@@ -48,3 +52,40 @@ class Pace:
         if time.monotonic() >= self._until:
             await asyncio.sleep(0)
             self._until = time.monotonic() + SLICE / max(Pace.active, 1)
+
+
+class PerAddress:
+    """Connections open per client address, IMAP and SMTP together (the PROXY header's address
+    where a balancer sends one). Addresses in the exempt networks (loopback, by default) are
+    not counted: a local relay, a webmail or a benchmark may hold many."""
+
+    def __init__(self, limit: int, exempt: Iterable[str]) -> None:
+        self.limit = limit  # 0: no limit
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in exempt]
+        self._open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        """Count a connection from `address`, unless it has `limit` open already (False)."""
+        if not self.limit or self._exempted(address):
+            return True
+        held = self._open.get(address, 0)
+        if held >= self.limit:
+            return False
+        self._open[address] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        held = self._open.get(address)
+        if held is None:
+            return
+        if held <= 1:
+            del self._open[address]
+        else:
+            self._open[address] = held - 1
+
+    def _exempted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._exempt)

@@ -33,6 +33,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
+from mailgate.fairness import PerAddress
 from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
 from mailgate.imap.interfaces import LOGGED_IN, Holder, State
@@ -64,8 +65,11 @@ class ServerContext:
         authenticator: Authenticator,
         tls_factory: Any,
         metrics: Metrics | None = None,
+        connections: PerAddress | None = None,
     ) -> None:
         self.settings = settings
+        # Connections per client address (shared with SMTP): none counted without one.
+        self.connections = connections or PerAddress(0, ())
         self.store = store
         self.authenticator = authenticator
         self.tls_factory = tls_factory
@@ -153,6 +157,7 @@ class IMAPServer(IMAP4Server):
     _line_waiter: asyncio.Future[bytes] | None = None
     _background: asyncio.Task[None] | None = None
     _closed = False  # no more output: we said BYE, or the connection is gone
+    _address: str | None = None  # the client's, while it counts in the per-address limit
     _lost = False  # the connection is gone
 
     def __init__(self, ctx: ServerContext, *, implicit_tls: bool) -> None:
@@ -192,6 +197,13 @@ class IMAPServer(IMAP4Server):
         return getattr(peer, "host", "unknown")
 
     def connectionMade(self) -> None:
+        address = self.client_ip
+        if not self.context.connections.admit(address):
+            self._closed = True
+            self.transport.write(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            self.transport.loseConnection()
+            return
+        self._address = address
         self.context.sessions.add(self)
         # Twisted leaves Nagle on; with the client's delayed ACKs every multi-segment
         # response (a header-sync FETCH) would stall about 40 ms.
@@ -201,6 +213,9 @@ class IMAPServer(IMAP4Server):
         self.transport.write(b"* OK [CAPABILITY " + caps + b"] mailgate IMAP ready\r\n")
 
     def connectionLost(self, reason: Any = None) -> None:
+        if self._address is not None:
+            self.context.connections.release(self._address)
+            self._address = None
         self._closed = True
         self._lost = True
         self.context.sessions.discard(self)

@@ -33,6 +33,8 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary server error, try again later"
 SESSION_EXPIRED = "421 4.4.2 Session time limit exceeded, closing connection"
 IDLE_TIMEOUT = "421 4.4.2 Timeout waiting for a command, closing connection"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+# [limits] connections_per_ip: said in place of the greeting.
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 # Replies go out as ASCII: aiosmtpd cannot send anything else without SMTPUTF8.
 LINE_TOO_LONG = "500 5.5.6 Line too long"

@@ -17,12 +17,14 @@ from aiosmtpd.smtp import SMTP, Envelope, syntax
 
 from mailgate.config import SMTPSettings
 from mailgate.delivery.trace import Origin
+from mailgate.fairness import PerAddress
 from mailgate.smtp.replies import (
     GREETING_IDENT,
     IDLE_TIMEOUT,
     SESSION_EXPIRED,
     SHUTTING_DOWN,
     TLS_ALREADY_ACTIVE,
+    TOO_MANY_CONNECTIONS,
     rewrite,
 )
 from mailgate.store.records import Inbox
@@ -64,6 +66,7 @@ class MailgateSMTP(SMTP):
         sessions: set[MailgateSMTP],
         mx: bool = False,
         client: tuple[str, int] | None = None,
+        connections: PerAddress | None = None,
     ) -> None:
         with warnings.catch_warnings():
             # On the implicit-TLS port aiosmtpd cannot see that TLS is in place and warns
@@ -92,6 +95,9 @@ class MailgateSMTP(SMTP):
         self._session_limit = settings.session_timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._sessions = sessions
+        self._connections = connections or PerAddress(0, ())
+        self._address: str | None = None  # counted in the per-address limit while open
+        self._refused = False  # over that limit: told so instead of greeted, and closed
         # Set while a message is being committed, so a shutdown can wait for it.
         self.running: asyncio.Future[None] | None = None
 
@@ -141,6 +147,12 @@ class MailgateSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
+            if self._refused and status.startswith("220 "):
+                # In place of the greeting (aiosmtpd's to send): the refusal, then the close.
+                await super().push(TOO_MANY_CONNECTIONS)
+                if self.transport is not None:
+                    self.transport.close()
+                return
             status = rewrite(status)
         await super().push(status)
 
@@ -152,10 +164,18 @@ class MailgateSMTP(SMTP):
             # aiosmtpd types peer as str, but sets it to the socket's (host, port) too.
             self.session.peer = self._client  # type: ignore[assignment]
         if first:
+            address = self.peer_ip
+            if self._connections.admit(address):
+                self._address = address
+            else:
+                self._refused = True
             self._sessions.add(self)
             self._deadline = self.loop.call_later(self._session_limit, self._expire)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._address is not None:
+            self._connections.release(self._address)
+            self._address = None
         self._sessions.discard(self)
         if self._deadline is not None:
             self._deadline.cancel()
