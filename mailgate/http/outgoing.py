@@ -2,6 +2,7 @@
 attachments, headers, labels) made into a message by mime/compose.py and submitted through the
 one door every protocol sends by (delivery/submission.py), as the logged-in inbox: the same
 checks, trace headers, Sent copy, local delivery and outbound queue as SMTP submission.
+An attachment without a content type gets its filename's (`type_of`).
 
 What mailgate does not do answers 501 naming it: attachments by URL (the server would fetch
 what a client names, and has no business reaching the internet for it) and open tracking.
@@ -15,8 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -131,6 +134,25 @@ def addresses(value: Addresses | None, field: str) -> tuple[NamedAddress, ...]:
     return tuple(found)
 
 
+# The type of an attachment sent without one, by its filename's extension: Python's own table,
+# not the machine's /etc/mime.types, so that every installation agrees, with the Office formats
+# that table has only from Python 3.13. Anything else is application/octet-stream.
+_TYPES = mimetypes.MimeTypes()
+for _extension, _type in (
+    (".docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    (".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    (".pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+):
+    _TYPES.add_type(_type, _extension)
+
+
+def type_of(filename: str | None) -> str:
+    """The content type a file named `filename` has, as far as its extension says."""
+    extension = PurePosixPath(filename or "").suffix.lower()
+    strict, loose = _TYPES.types_map
+    return strict.get(extension) or loose.get(extension) or "application/octet-stream"
+
+
 def attachments(items: Sequence[SendAttachment] | None) -> tuple[Attachment, ...]:
     found = []
     for index, item in enumerate(items or ()):
@@ -149,7 +171,7 @@ def attachments(items: Sequence[SendAttachment] | None) -> tuple[Attachment, ...
         found.append(
             Attachment(
                 filename=item.filename or "",
-                content_type=item.content_type or "application/octet-stream",
+                content_type=item.content_type or type_of(item.filename),
                 data=data,
                 content_id=item.content_id,
                 inline=inline and item.content_id is not None,

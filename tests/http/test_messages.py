@@ -111,6 +111,31 @@ def test_send_to_another_inbox_and_read_it_over_the_api_and_imap(
     assert "read" in a_view.labels
 
 
+def test_an_attachment_without_a_content_type_gets_its_filenames(
+    server: Server, pair: tuple[Api, Api]
+) -> None:
+    """As agentmail-toolkit sends every attachment: its schema has no content_type."""
+    a, b = pair
+    names = ["invoice.pdf", "Order.DOCX", "notes.txt", "blob", "archive.tar.gz"]
+    sent = send(
+        a,
+        address(b),
+        subject="Files",
+        text="Files.",
+        attachments=[{"filename": n, "content": base64.b64encode(b"x").decode()} for n in names],
+    )
+    got = b.client.inboxes.messages.get(address(b), sent.message_id)
+    assert [(x.filename, x.content_type) for x in got.attachments or []] == [
+        ("invoice.pdf", "application/pdf"),
+        ("Order.DOCX", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("notes.txt", "text/plain"),
+        ("blob", "application/octet-stream"),
+        ("archive.tar.gz", "application/octet-stream"),
+    ]
+    (stored,) = read_mailbox(server, account(b))
+    assert b"Content-Type: application/pdf" in stored.raw
+
+
 def test_download_links_for_the_raw_message_and_an_attachment(
     server: Server, pair: tuple[Api, Api]
 ) -> None:
