@@ -228,6 +228,7 @@ def test_a_conversation_through_the_toolkit(toolkit: AgentMailToolkit) -> None:
     assert answered.message_count == 2
     read = call(toolkit, "get_thread", inbox_id=a.inbox_id, thread_id=answered.thread_id)
     assert [m.subject for m in read.messages] == ["Papers", "Re: Papers"]
+    assert {"sent", "papers"} <= set(read.messages[0].labels)
     assert read.messages[-1].from_ == b.inbox_id
     assert read.messages[-1].text.startswith("Paid on Thursday.")
 
