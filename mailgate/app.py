@@ -358,6 +358,8 @@ class App:
                 retention = self.settings.api.event_retention
                 events = await self.store.prune_events(int(time.time()) - retention)
                 events += await self.store.prune_label_events(int(time.time()) - retention)
+                stale = int(time.time()) - self.settings.auth.failure_window
+                await self.store.prune_login_failures(stale)
             except StoreError as exc:  # the database is down: next time
                 log.warning("forgetting old expunge records, send keys and events failed: %s", exc)
             else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -29,6 +30,7 @@ from mailgate.config import AuthSettings
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.store import errors
 from mailgate.store.api import Store
+from mailgate.store.logins import Failures
 from mailgate.store.records import ApiKey, Inbox
 from mailgate.telemetry import (
     LOGIN_FAILED,
@@ -137,12 +139,15 @@ class Throttle:
     failed answer from it waits a little too. A correct key is never refused for someone
     else's mistakes: it is answered at once, unless its own name has failed from that address
     `max_failures` times in a row, and then it is delayed, not refused. Refusing an address
-    outright is the operator's choice (`ban_after`). Kept in memory per node: with 256-bit
-    keys, guessing is hopeless; the delays only keep a guesser's cost to the server small.
+    outright is the operator's choice (`ban_after`). Kept in memory, and each failure counted
+    in the store too (store/logins.py): what every node saw of a name and an address decides the
+    delay and the ban, so N nodes give a guesser no more tries than one. With 256-bit keys,
+    guessing is hopeless; the delays only keep a guesser's cost to the server small.
     """
 
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
+        self.window = settings.failure_window
         self._streaks: dict[tuple[str, str], _Streak] = {}
         self._addresses: dict[str, _Address] = {}
         self._banned_until: dict[str, float] = {}
@@ -161,30 +166,35 @@ class Throttle:
             return 0.0
         return self._pair_delay(streak.count)
 
-    def failed(self, client: str, name: str) -> float:
-        """Record a failure; returns how long to wait before answering it."""
+    def failed(self, client: str, name: str, shared: Failures | None = None) -> float:
+        """Record a failure, with what every node counted of it (`shared`, from the store)
+        where known; returns how long to wait before answering it."""
         now = time.monotonic()
         streak = self._current(self._streaks.get((client, name)), now) or _Streak()
-        streak.count += 1
+        streak.count = max(streak.count + 1, shared.in_a_row if shared else 0)
         streak.last = now
         self._streaks[(client, name)] = streak
         address = self._addresses.get(client)
         if address is None or now - address.last > self._settings.failure_window:
             address = self._addresses[client] = _Address()
         address.note(name, now, self._settings.failure_window)
+        failures = max(len(address.failures), shared.from_address if shared else 0)
+        names = max(len(address.names), shared.names if shared else 0)
         ban_after = self._settings.ban_after
-        if ban_after and len(address.failures) >= ban_after:
+        if ban_after and failures >= ban_after:
             self._banned_until[client] = now + self._settings.lockout
             address.failures.clear()
         self._forget_stale(now)
-        return max(self._pair_delay(streak.count), self._address_delay(len(address.names)))
+        return max(self._pair_delay(streak.count), self._address_delay(names))
 
-    def succeeded(self, client: str, name: str) -> None:
-        self._streaks.pop((client, name), None)
+    def succeeded(self, client: str, name: str) -> bool:
+        """Forget the name's failures from the address; whether there were any (here)."""
+        failing = self._streaks.pop((client, name), None) is not None
         address = self._addresses.get(client)
         if address is not None:
             # A ban counts failures in a row from the address, as the streaks do per name.
             address.failures.clear()
+        return failing
 
     def _current(self, streak: _Streak | None, now: float) -> _Streak | None:
         if streak is None or now - streak.last > self._settings.failure_window:
@@ -321,7 +331,7 @@ class Authenticator:
             raise
         if verified is None:
             self.metrics.login(protocol, LOGIN_FAILED)
-            delay = self.throttle.failed(client, name)
+            delay = self.throttle.failed(client, name, await self._shared_failure(client, name))
             # One line per failure, for an operator's fail2ban: "login failed ... from <ip>".
             log.warning("%s login failed for %r from %s", protocol, name, client)
             if delay:
@@ -329,9 +339,21 @@ class Authenticator:
             raise AuthFailed(failure)
         if wait:
             await asyncio.sleep(wait)
-        self.throttle.succeeded(client, name)
+        if self.throttle.succeeded(client, name):
+            with contextlib.suppress(errors.StoreError):  # stale failures age out anyway
+                await self.store.login_succeeded(client, name)
         self.metrics.login(protocol, LOGIN_OK)
         return verified
+
+    async def _shared_failure(self, client: str, name: str) -> Failures | None:
+        """The failure counted in the store, with every node's before it; None if the store
+        cannot say now (this node's own count decides then)."""
+        try:
+            window = self.throttle.window
+            return await self.store.login_failed(client, name, int(time.time()), window)
+        except errors.StoreError as exc:
+            log.warning("cannot count a failed login in the store: %s", exc)
+            return None
 
     async def _key(self, token: str) -> ApiKey | None:
         parts = split_token(token.strip())

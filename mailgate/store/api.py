@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics, webhooks, polling webhooks),
+domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -28,6 +28,7 @@ from mailgate.store.domains import Domains
 from mailgate.store.entries import Entries
 from mailgate.store.events import EventBus
 from mailgate.store.labelling import Labelling
+from mailgate.store.logins import Logins
 from mailgate.store.mailboxes import Mailboxes
 from mailgate.store.metrics import Metrics
 from mailgate.store.models import pods
@@ -57,6 +58,7 @@ class Store(
     Metrics,
     Webhooks,
     Polling,
+    Logins,
 ):
     def __init__(self, db: Database, bus: EventBus | None = None) -> None:
         super().__init__(db, bus)

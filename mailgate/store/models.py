@@ -350,6 +350,19 @@ events = Table(
     sqlite_autoincrement=True,
 )
 
+# Failed logins in a row, per client address and login name, shared by every node
+# (store/logins.py); rows go when the name logs in, or once stale.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("client", String(64), primary_key=True),
+    Column("name", String(320), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", BigInteger, nullable=False),
+    Index("ix_login_failures_client_last_at", "client", "last_at"),
+    Index("ix_login_failures_last_at", "last_at"),
+)
+
 # Inbox events: a label a message gained or lost (label.added, label.removed), written in the
 # transaction of the change (store/labelling.py); `id` orders them, and names them to the API.
 label_events = Table(
