@@ -3,8 +3,9 @@
 
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
-                                            api_list,crossnode,fetch,outbound,inbound,stall,
-                                            memory,api_memory,ws_memory]
+                                            mcp_notify,mcp_call,api_list,crossnode,fetch,
+                                            outbound,inbound,stall,memory,api_memory,ws_memory,
+                                            mcp_memory]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -38,6 +39,15 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   [api] allow_private_webhooks = true for it.
 - ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
   measures it, run right after api_memory.
+- mcp_notify: the MCP server's twin of ws_event, run right after webhook: from the SMTP 250
+  after DATA to notifications/resources/updated at an MCP client (the official mcp SDK)
+  subscribed to the inbox's resource, in both protocol eras (resources/subscribe on a session,
+  subscriptions/listen at 2026-07-28).
+- mcp_call: MCP tool calls over streamable HTTP (/mcp), send_message and list_threads: latency
+  of one client in each era, with the REST API's twins beside them, then calls/s of several.
+- mcp_memory: server memory per open MCP session (initialize, its GET stream open, one resource
+  subscription), as memory measures it, run right after ws_memory. The server gets
+  [api] mcp_sessions_per_key = 10000 for it (one key opens them all).
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -86,6 +96,9 @@ import events
 import fetch
 import idle
 import inbound
+import mcp_calls
+import mcp_memory
+import mcp_notify
 import memory
 import outbound
 import reference
@@ -117,6 +130,8 @@ PHASES: tuple[Phase, ...] = (
     api_idle.PHASE,
     events.PHASE,
     webhooks.PHASE,
+    mcp_notify.PHASE,
+    mcp_calls.PHASE,
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
@@ -126,6 +141,7 @@ PHASES: tuple[Phase, ...] = (
     memory.PHASE,
     api_memory.PHASE,
     ws_memory.PHASE,
+    mcp_memory.PHASE,
 )
 
 FULL = Counts(
@@ -143,6 +159,7 @@ FULL = Counts(
     list_runs=5,
     api_connections=500,
     ws_connections=1000,
+    mcp_sessions=500,
 )
 QUICK = Counts(
     messages=80,
@@ -159,6 +176,7 @@ QUICK = Counts(
     list_runs=3,
     api_connections=200,
     ws_connections=200,
+    mcp_sessions=100,
 )
 
 
@@ -267,12 +285,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
     )
     p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
+    p.add_argument("--mcp-sessions", type=int, help="mcp_memory: subscribed MCP sessions (500)")
     p.add_argument(
         "--memory-rounds",
         type=int,
         default=2,
-        help="memory, ws_memory: times to open and close all connections; a second round "
-        "shows leaks (2)",
+        help="memory, ws_memory, mcp_memory: times to open and close all connections; a second "
+        "round shows leaks (2)",
     )
     p.add_argument(
         "--set",
@@ -324,6 +343,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,
         ws_connections=args.ws_connections or base.ws_connections,
+        mcp_sessions=args.mcp_sessions or base.mcp_sessions,
     )
     return args
 
@@ -368,7 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _terminate)
     began = time.perf_counter()
     fd_limit = raise_fd_limit(
-        max(counts.connections, counts.api_connections, counts.ws_connections) * 2 + 1024
+        max(
+            counts.connections,
+            counts.api_connections,
+            counts.ws_connections,
+            counts.mcp_sessions * 2,
+        )
+        * 2
+        + 1024
     )
     if "memory" in args.phases and fd_limit < counts.connections + 256:
         print(f"warning: open-file limit {fd_limit} is low for {counts.connections} connections")
@@ -490,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts.inbound_messages} msgs, memory {counts.connections} connections, "
             f"api_list {counts.list_messages} msgs x {counts.list_runs} runs, api_memory "
             f"{counts.api_connections} connections, ws_memory {counts.ws_connections} "
-            f"websockets; open-file limit {fd_limit}"
+            f"websockets, mcp_memory {counts.mcp_sessions} sessions; open-file limit {fd_limit}"
         )
         print(f"  phases    {', '.join(args.phases)}")
         if nodes > 1:

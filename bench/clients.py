@@ -1,7 +1,7 @@
 """The clients every phase uses: a TLS context that trusts the run's certificates, a raw IMAP
 client for exact timing, an authenticated SMTP submission client, the official `agentmail` SDK
-pointed at the HTTP API, client threads that start together; and the throw-away certificates of
-the servers the benchmark runs itself."""
+pointed at the HTTP API and the official `mcp` SDK at its /mcp, client threads that start
+together; and the throw-away certificates of the servers the benchmark runs itself."""
 
 from __future__ import annotations
 
@@ -15,14 +15,18 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import httpx2
 from agentmail import AgentMail, AgentMailEnvironment
 from agentmail.core import RequestOptions
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def client_tls() -> ssl.SSLContext:
@@ -227,3 +231,23 @@ def api_client(port: int, account: Account) -> Iterator[AgentMail]:
         )
     finally:
         http.close()
+
+
+def mcp_url(port: int) -> str:
+    return f"{api_url(port)}/mcp"
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(
+    port: int, account: Account, mode: str = "auto", handler: Any = None
+) -> AsyncIterator[Client]:
+    """The official `mcp` SDK's client over streamable HTTP, as an agent's MCP host connects it:
+    the account's key as Bearer token on an httpx2 client of its own (so its own connections).
+    `mode` "auto" speaks the 2026-07-28 revision (server/discover, no session), "legacy" the
+    initialize handshake (a session, whose standalone GET stream the SDK opens after it);
+    `handler` gets every message the server sends unasked (notifications)."""
+    headers = {"Authorization": f"Bearer {account.key}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=SOCKET_TIMEOUT) as http:
+        transport = streamable_http_client(mcp_url(port), http_client=http)
+        async with Client(transport, mode=mode, message_handler=handler) as client:  # type: ignore[arg-type]
+            yield client

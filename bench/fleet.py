@@ -1,6 +1,7 @@
-"""What the connection-memory phases (memory.py, ws_memory.py) share: many client connections held
-open by a few spawned load-generator processes, and the server's memory read before, with them
-all open and after they are closed, over rounds; then the same rows of their sections.
+"""What the connection-memory phases (memory.py, ws_memory.py, mcp_memory.py) share: many client
+connections held open by a few spawned load-generator processes, and the server's memory read
+before, with them all open and after they are closed, over rounds; then the same rows of their
+sections.
 
 A load generator is a spawned process running one asyncio loop. It opens its share of the
 connections with `opener(*args)` (a module-level function, so that the spawned process can find
@@ -168,10 +169,13 @@ def measure_rounds(
     return Rounds(samples, opened, seconds, cpu, workers)
 
 
-def memory_rows(section: Section, run: Rounds, budget_kib: float, *, rate: str, setup: str) -> str:
+def memory_rows(
+    section: Section, run: Rounds, budget_kib: float | None, *, rate: str, setup: str
+) -> str:
     """The rows every connection-memory section has; the verdict ("OK" or "OVER") on the
-    anonymous memory per connection. `rate`: what the connections per second are
-    ("handshakes+logins"), `setup`: what setting one up is ("TLS handshake, LOGIN, ...")."""
+    anonymous memory per connection ("" without a budget). `rate`: what the connections per
+    second are ("handshakes+logins"), `setup`: what setting one up is ("TLS handshake, LOGIN,
+    ...")."""
     opened, seconds, cpu = run.opened, run.seconds, run.cpu
     section.add(
         "time to open all (round 1)",
@@ -193,14 +197,14 @@ def memory_rows(section: Section, run: Rounds, budget_kib: float, *, rate: str, 
     # with file-backed pages shared with other processes (the load generators run the same
     # Python and libraries), by a few MB either way, which is noise at a few KiB per session.
     per = run.per_connection()
-    verdict = "OK" if per["Anonymous"] <= budget_kib else "OVER"
+    verdict = ""
+    note = "KiB  (private heap)"
+    if budget_kib is not None:
+        verdict = "OK" if per["Anonymous"] <= budget_kib else "OVER"
+        note = f"KiB  (private heap; budget {budget_kib:.0f}: {verdict})"
     section.add("RSS per connection", f"{per['Rss']:.1f}", "KiB")
     section.add("PSS per connection", f"{per['Pss']:.1f}", "KiB")
-    section.add(
-        "anonymous memory per connection",
-        f"{per['Anonymous']:.1f}",
-        f"KiB  (private heap; budget {budget_kib:.0f}: {verdict})",
-    )
+    section.add("anonymous memory per connection", f"{per['Anonymous']:.1f}", note)
     opens = [mem["Anonymous"] for label, mem, _ in run.samples if " open " in label]
     if len(opens) > 1:
         # Slope of the "open" samples, round over round: what each connection leaves behind.

@@ -29,6 +29,7 @@ class Counts:
     list_runs: int
     api_connections: int  # api_memory: keep-alive HTTP connections
     ws_connections: int  # ws_memory: websockets subscribed to the event stream
+    mcp_sessions: int  # mcp_memory: MCP sessions, each with its GET stream and a subscription
 
 
 @dataclass
