@@ -70,6 +70,9 @@ class McpServer:
         self._services = services
         settings = services.settings.api
         self._tools = offered(settings.mcp_tools)
+        # The tools never change: listed (their JSON schemas built) once, not per request.
+        self._listed = [t.listed() for t in self._tools.values()]
+        schemas = {t.name: t.input_schema for t in self._listed}
         self._handlers = handlers()
         self._watch = InboxWatch(services.store.bus)
         self._sessions = Sessions(self._watch)
@@ -77,6 +80,9 @@ class McpServer:
             "mailgate",
             version=__version__,
             instructions=INSTRUCTIONS,
+            # For the SDK's Mcp-Param-* header check at 2026-07-28, which would list the tools
+            # on every call without it.
+            get_tool_input_schema=schemas.get,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
             on_list_resources=self._list_resources,
@@ -174,7 +180,7 @@ class McpServer:
     async def _list_tools(
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[t.listed() for t in self._tools.values()])
+        return types.ListToolsResult(tools=self._listed)
 
     async def _call_tool(
         self, ctx: Any, params: types.CallToolRequestParams
