@@ -25,6 +25,7 @@ RUN pip install --no-cache-dir -c constraints.txt . \
     && rm -rf /src
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint
 COPY docker/mailgate /usr/local/bin/mailgate
+COPY docker/healthcheck.py /usr/local/libexec/mailgate-healthcheck
 
 COPY config/mailgate.toml /etc/mailgate/mailgate.toml
 
@@ -40,9 +41,10 @@ ENV MAILGATE_CONFIG=/etc/mailgate/mailgate.toml \
     MAILGATE_API_PORT=8080 \
     PYTHONUNBUFFERED=1
 
-# Healthy while the API answers /healthz with 200, that is while the database answers (the
-# slim image has no curl: Python's urllib asks; it exits non-zero on a 503 or no answer).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", "import os, ssl, urllib.request as u; tls = os.environ.get('MAILGATE_API_TLS') == 'true'; u.urlopen(('https' if tls else 'http') + '://127.0.0.1:' + os.environ.get('MAILGATE_API_PORT', '8080') + '/healthz', timeout=4, context=ssl._create_unverified_context() if tls else None)"]
+# Healthy while the API answers /healthz with 200, that is while the database answers; asked
+# where serve listens ([server] bind, [api] port and tls, from the same settings), so a node
+# bound to one address (`--network host`) is checked there (docker/healthcheck.py).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-I", "/usr/local/libexec/mailgate-healthcheck"]
 
 WORKDIR /data
 VOLUME ["/data"]

@@ -162,23 +162,53 @@ def test_as_another_user_it_only_runs_the_command(place: Path) -> None:
 
 
 def healthcheck() -> list[str]:
-    """The Dockerfile's HEALTHCHECK command, run with this interpreter as the image's python."""
+    """The Dockerfile's HEALTHCHECK command, run with this interpreter as the image's python
+    and the repository's copy of each file the Dockerfile copies in."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     match = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", dockerfile, re.MULTILINE)
     assert match, "the Dockerfile has no HEALTHCHECK in exec form"
     command = list(json.loads(match.group(1)))
     assert command[0] == "python"
-    return [sys.executable, *command[1:]]
+    copies = re.findall(r"^COPY (\S+) (\S+)$", dockerfile, re.MULTILINE)
+    copied = {target: str(ROOT / source) for source, target in copies}
+    return [sys.executable, *(copied.get(arg, arg) for arg in command[1:])]
 
 
-def probe(server: Server) -> int:
-    env = {"PATH": os.environ.get("PATH", ""), "MAILGATE_API_PORT": str(server.port("api"))}
+def probe(server: Server, **settings: str) -> int:
+    """The HEALTHCHECK's exit status, with the image's settings for this server (its API port,
+    and MAILGATE_* variables as given)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "MAILGATE_API_PORT": str(server.port("api")),
+        **settings,
+    }
     done = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30, check=False)
     return done.returncode
 
 
 def test_the_image_healthcheck_passes_on_a_healthy_node(server: Server) -> None:
-    assert probe(server) == 0
+    # The image's MAILGATE_SERVER_BIND, every address: the check asks loopback.
+    assert probe(server, MAILGATE_SERVER_BIND="0.0.0.0") == 0
+    assert probe(server, MAILGATE_SERVER_BIND=server.host) == 0
+
+
+def test_the_image_healthcheck_asks_where_the_node_listens(
+    make_server: Callable[..., Server],
+) -> None:
+    # As with --network host and MAILGATE_SERVER_BIND set to one of the host's addresses:
+    # nothing answers on 127.0.0.1, and the node is healthy all the same.
+    elsewhere = make_server(server={"bind": "127.0.0.2"})
+    assert probe(elsewhere, MAILGATE_SERVER_BIND="127.0.0.2") == 0
+    assert probe(elsewhere, MAILGATE_SERVER_BIND="0.0.0.0") != 0  # it does ask
+    # HTTPS on the API's port, with the self-signed certificate.
+    https = make_server(api={"tls": True})
+    assert probe(https, MAILGATE_API_TLS="true") == 0
+    assert probe(https) != 0
+
+
+def test_the_image_healthcheck_goes_past_a_proxy(server: Server) -> None:
+    # Docker hands the client's proxy settings to containers; loopback is not behind them.
+    assert probe(server, http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9") == 0
 
 
 def test_the_image_healthcheck_fails_once_the_database_is_gone(
