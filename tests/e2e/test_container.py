@@ -224,4 +224,8 @@ def test_the_image_healthcheck_fails_once_the_database_is_gone(
 def test_the_image_installs_the_pinned_versions() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
-    assert "constraints.txt" in dockerfile.split("RUN pip install")[0]  # copied in before
+    # The pinned dependencies first, in a layer that only constraints.txt invalidates.
+    before = dockerfile.split("RUN pip install")[0]
+    assert re.search(r"^COPY constraints.txt ./$", before, re.MULTILINE)
+    assert not re.search(r"^COPY (?!constraints.txt ).*\./$", before, re.MULTILINE)
+    assert "RUN pip install --no-cache-dir -r constraints.txt\n" in dockerfile
