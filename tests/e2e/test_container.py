@@ -29,12 +29,14 @@ import json, os, socket, sys
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines())
 key = os.environ["MAILGATE_TLS_KEY"]
 listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+home = os.environ["HOME"]  # asyncpg looks in ~/.postgresql
 with open(os.path.join(os.environ["MAILGATE_SERVER_DATA_DIR"], "written"), "w") as f:
     f.write("ok")
 print(json.dumps({
     "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
     "key_path": key, "key": open(key).read(), "bound": listener.getsockname()[1],
     "ambient": int(status["CapAmb"], 16), "no_new_privs": int(status["NoNewPrivs"]),
+    "home": home, "home_usable": os.access(home, os.R_OK | os.X_OK),
 }))
 """
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -115,6 +117,7 @@ def test_as_root_it_hands_data_and_a_root_only_key_to_mailgate_then_drops_root(
         PROBE,
         str(port),
         env={
+            "HOME": "/root",  # as Docker sets it for root
             "MAILGATE_SERVER_DATA_DIR": str(data),
             "MAILGATE_TLS_KEY": str(key),
             "MAILGATE_RUNTIME_DIR": str(place / "run"),
@@ -129,6 +132,9 @@ def test_as_root_it_hands_data_and_a_root_only_key_to_mailgate_then_drops_root(
     assert became["bound"] == port
     assert became["ambient"] == CAP_NET_BIND_SERVICE
     assert became["no_new_privs"] == 1
+    # Its own home (the image's /data; here, with no such user, the data directory), not root's.
+    assert became["home"] != "/root"
+    assert became["home_usable"]
     for path in (data, data / "certs", database, data / "written"):
         assert (path.stat().st_uid, path.stat().st_gid) == (MAILGATE_ID, MAILGATE_ID), path
 
