@@ -6,6 +6,8 @@
 #   - the data directory ($MAILGATE_SERVER_DATA_DIR, /data) and what is in it are given to it;
 #   - a TLS key or certificate (MAILGATE_TLS_KEY, MAILGATE_TLS_CERT) it cannot read, such as a
 #     secret mounted for root only, is copied for it into a private directory in /run;
+#   - HOME becomes that user's (/data), not root's: asyncpg looks in ~/.postgresql for client
+#     certificates and stops at a /root it may not enter (PermissionError);
 # then drop root for good, keeping only the right to bind ports below 1024 (an ambient
 # capability), which --network host needs: Docker lets unprivileged processes bind low ports
 # only inside a network namespace of the container's own.
@@ -28,6 +30,9 @@ then
 fi
 
 as_mailgate() { setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"; }
+
+home=$(getent passwd "$uid" | cut -d: -f6) || true
+export HOME="${home:-$data}"
 
 runtime="${MAILGATE_RUNTIME_DIR:-/run/mailgate}"
 for name in MAILGATE_TLS_KEY MAILGATE_TLS_CERT; do

@@ -29,12 +29,14 @@ import json, os, socket, sys
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines())
 key = os.environ["MAILGATE_TLS_KEY"]
 listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+home = os.environ["HOME"]  # asyncpg looks in ~/.postgresql
 with open(os.path.join(os.environ["MAILGATE_SERVER_DATA_DIR"], "written"), "w") as f:
     f.write("ok")
 print(json.dumps({
     "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
     "key_path": key, "key": open(key).read(), "bound": listener.getsockname()[1],
     "ambient": int(status["CapAmb"], 16), "no_new_privs": int(status["NoNewPrivs"]),
+    "home": home, "home_usable": os.access(home, os.R_OK | os.X_OK),
 }))
 """
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -115,6 +117,7 @@ def test_as_root_it_hands_data_and_a_root_only_key_to_mailgate_then_drops_root(
         PROBE,
         str(port),
         env={
+            "HOME": "/root",  # as Docker sets it for root
             "MAILGATE_SERVER_DATA_DIR": str(data),
             "MAILGATE_TLS_KEY": str(key),
             "MAILGATE_RUNTIME_DIR": str(place / "run"),
@@ -129,6 +132,9 @@ def test_as_root_it_hands_data_and_a_root_only_key_to_mailgate_then_drops_root(
     assert became["bound"] == port
     assert became["ambient"] == CAP_NET_BIND_SERVICE
     assert became["no_new_privs"] == 1
+    # Its own home (the image's /data; here, with no such user, the data directory), not root's.
+    assert became["home"] != "/root"
+    assert became["home_usable"]
     for path in (data, data / "certs", database, data / "written"):
         assert (path.stat().st_uid, path.stat().st_gid) == (MAILGATE_ID, MAILGATE_ID), path
 
@@ -162,23 +168,53 @@ def test_as_another_user_it_only_runs_the_command(place: Path) -> None:
 
 
 def healthcheck() -> list[str]:
-    """The Dockerfile's HEALTHCHECK command, run with this interpreter as the image's python."""
+    """The Dockerfile's HEALTHCHECK command, run with this interpreter as the image's python
+    and the repository's copy of each file the Dockerfile copies in."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     match = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", dockerfile, re.MULTILINE)
     assert match, "the Dockerfile has no HEALTHCHECK in exec form"
     command = list(json.loads(match.group(1)))
     assert command[0] == "python"
-    return [sys.executable, *command[1:]]
+    copies = re.findall(r"^COPY (\S+) (\S+)$", dockerfile, re.MULTILINE)
+    copied = {target: str(ROOT / source) for source, target in copies}
+    return [sys.executable, *(copied.get(arg, arg) for arg in command[1:])]
 
 
-def probe(server: Server) -> int:
-    env = {"PATH": os.environ.get("PATH", ""), "MAILGATE_API_PORT": str(server.port("api"))}
+def probe(server: Server, **settings: str) -> int:
+    """The HEALTHCHECK's exit status, with the image's settings for this server (its API port,
+    and MAILGATE_* variables as given)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "MAILGATE_API_PORT": str(server.port("api")),
+        **settings,
+    }
     done = subprocess.run(healthcheck(), env=env, capture_output=True, timeout=30, check=False)
     return done.returncode
 
 
 def test_the_image_healthcheck_passes_on_a_healthy_node(server: Server) -> None:
-    assert probe(server) == 0
+    # The image's MAILGATE_SERVER_BIND, every address: the check asks loopback.
+    assert probe(server, MAILGATE_SERVER_BIND="0.0.0.0") == 0
+    assert probe(server, MAILGATE_SERVER_BIND=server.host) == 0
+
+
+def test_the_image_healthcheck_asks_where_the_node_listens(
+    make_server: Callable[..., Server],
+) -> None:
+    # As with --network host and MAILGATE_SERVER_BIND set to one of the host's addresses:
+    # nothing answers on 127.0.0.1, and the node is healthy all the same.
+    elsewhere = make_server(server={"bind": "127.0.0.2"})
+    assert probe(elsewhere, MAILGATE_SERVER_BIND="127.0.0.2") == 0
+    assert probe(elsewhere, MAILGATE_SERVER_BIND="0.0.0.0") != 0  # it does ask
+    # HTTPS on the API's port, with the self-signed certificate.
+    https = make_server(api={"tls": True})
+    assert probe(https, MAILGATE_API_TLS="true") == 0
+    assert probe(https) != 0
+
+
+def test_the_image_healthcheck_goes_past_a_proxy(server: Server) -> None:
+    # Docker hands the client's proxy settings to containers; loopback is not behind them.
+    assert probe(server, http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9") == 0
 
 
 def test_the_image_healthcheck_fails_once_the_database_is_gone(
@@ -194,4 +230,8 @@ def test_the_image_healthcheck_fails_once_the_database_is_gone(
 def test_the_image_installs_the_pinned_versions() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
-    assert "constraints.txt" in dockerfile.split("RUN pip install")[0]  # copied in before
+    # The pinned dependencies first, in a layer that only constraints.txt invalidates.
+    before = dockerfile.split("RUN pip install")[0]
+    assert re.search(r"^COPY constraints.txt ./$", before, re.MULTILINE)
+    assert not re.search(r"^COPY (?!constraints.txt ).*\./$", before, re.MULTILINE)
+    assert "RUN pip install --no-cache-dir -r constraints.txt\n" in dockerfile
