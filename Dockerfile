@@ -15,11 +15,13 @@ RUN groupadd --system --gid 10001 mailgate \
     && chown mailgate:mailgate /data
 
 WORKDIR /src
-# The dependency versions the tests ran against (constraints.txt), in a layer of their own: a
-# change to mailgate's code or README rebuilds in seconds instead of installing them all again.
-COPY constraints.txt ./
-RUN pip install --no-cache-dir -r constraints.txt
-COPY pyproject.toml README.md ./
+# The runtime dependencies (pyproject.toml's, not the test extra's that constraints.txt also
+# pins) at the versions the tests ran against, in a layer of their own: a change to mailgate's
+# code or README rebuilds in seconds instead of installing them all again.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
+COPY README.md ./
 COPY mailgate ./mailgate
 # Then mailgate, held to the same versions. pip's `mailgate` script moves aside:
 # /usr/local/bin/mailgate runs it through the entrypoint, so `docker exec <container> mailgate
