@@ -16,6 +16,7 @@ the attachment's part in it.
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -195,14 +196,11 @@ def _routes(prefix: str, scope: Any) -> APIRouter:
         )
         shown = await paging.page(window, found, ranked, descending=True)
         texts = await bodies(services, shown.items)
+        of_threads = await _messages_of(
+            services, [f.item for f in shown.items], include_spam=False, include_trash=False
+        )
         described = [
-            (f, messages)
-            for f in shown.items
-            if (
-                messages := await _messages(
-                    services, f.item, include_spam=False, include_trash=False
-                )
-            )
+            (f, messages) for f in shown.items if (messages := of_threads[f.item.public_id])
         ]
         highlighter = Highlighter(terms)
 
@@ -318,17 +316,34 @@ async def _messages(
     return await services.store.mail_page([thread.inbox_id], page)
 
 
+async def _messages_of(
+    services: Services, threads: Sequence[Thread], *, include_spam: bool, include_trash: bool
+) -> defaultdict[str, list[Mail]]:
+    """The messages a list admits of each of the threads (by public id), oldest first: one
+    read for a whole page of threads, not one per thread."""
+    if not threads:
+        return defaultdict(list)
+    page = mail_page(
+        include_spam=include_spam,
+        include_trash=include_trash,
+        ascending=True,
+        limit=MAX_THREAD_MESSAGES * len(threads),
+    )
+    page = dataclasses.replace(page, threads=frozenset(t.id for t in threads))
+    inbox_ids = sorted({t.inbox_id for t in threads})
+    found: defaultdict[str, list[Mail]] = defaultdict(list)
+    for mail in await services.store.mail_page(inbox_ids, page):
+        found[mail.thread].append(mail)
+    return found
+
+
 async def _describe(
     services: Services, threads: Sequence[Thread], include_spam: bool, include_trash: bool
 ) -> list[ThreadItem]:
-    described = []
-    for thread in threads:
-        messages = await _messages(
-            services, thread, include_spam=include_spam, include_trash=include_trash
-        )
-        if messages:
-            described.append(_summary(thread, messages))
-    return described
+    of_threads = await _messages_of(
+        services, threads, include_spam=include_spam, include_trash=include_trash
+    )
+    return [_summary(t, of_threads[t.public_id]) for t in threads if of_threads[t.public_id]]
 
 
 def counted_messages() -> Page:
