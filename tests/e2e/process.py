@@ -23,11 +23,17 @@ from typing import Any
 from tests.harness import Loop, postgres
 
 MAILGATE = str(Path(sys.executable).parent / "mailgate")
+# The checkout these tests belong to. The console script runs with the temporary directory as
+# its working directory, where the interpreter's editable install would import whichever
+# checkout it was installed from (another worktree's code, maybe): PYTHONPATH puts this one first.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
-    """This process's environment without any MAILGATE_* setting, plus `overrides`."""
+    """This process's environment without any MAILGATE_* setting, importing this checkout's
+    mailgate, plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
     env.update(overrides)
     return env
 
