@@ -5,11 +5,9 @@ remote received: every acknowledged message, exactly once per recipient."""
 from __future__ import annotations
 
 import contextlib
-import json
 import smtplib
 import socket
 import threading
-import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,15 +21,18 @@ from mailgate.store.api import Store
 from mailgate.store.records import QueuedRecipient
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
-from tests.e2e.process import Serve, run
+from tests.e2e.process import Serve
 from tests.e2e.world import (
     REMOTE,
     REMOTE_MX,
+    create_inbox,
     eventually,
     free_port,
+    mailgate,
     outbound_settings,
     point_mx,
     queue_of,
+    wait_queue,
     write_config,
 )
 from tests.harness import Account, Loop, Server, client_tls, postgres, settings_for
@@ -39,21 +40,6 @@ from tests.smtppeer import SMTPPeer
 
 BOB = f"bob@{REMOTE}"
 CAROL = f"carol@{REMOTE}"
-
-
-@pytest.fixture
-def database(backend: str) -> Iterator[str]:
-    """ "" (SQLite in each node's data directory) or a fresh PostgreSQL database's URL."""
-    pg = postgres()
-    if backend != "postgres" or pg is None:
-        yield ""
-        return
-    name = f"mailgate_outq_{uuid.uuid4().hex[:12]}"
-    Loop.get().run(pg.create(name))
-    try:
-        yield pg.database_url(name)
-    finally:
-        Loop.get().run(pg.drop(name))
 
 
 @pytest.fixture
@@ -72,31 +58,6 @@ def nodes() -> Iterator[list[Serve]]:
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def mailgate(config: Path, *args: str) -> Any:
-    done = run(*args, "--json", "--config", str(config), cwd=config.parent)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def create_inbox(config: Path, local: str = "alice") -> Account:
-    created = mailgate(config, "inbox", "create", f"{local}-{uuid.uuid4().hex[:6]}@example.test")
-    return Account(created["inbox"]["address"], created["api_key"])
-
-
-def queue(config: Path) -> list[dict[str, Any]]:
-    """`mailgate queue list --json`."""
-    rows: list[dict[str, Any]] = mailgate(config, "queue", "list")
-    return rows
-
-
-def wait_queue(config: Path, check: Any, what: str, timeout: float = 30) -> list[dict[str, Any]]:
-    def rows() -> tuple[list[dict[str, Any]]] | None:
-        found = queue(config)
-        return (found,) if check(found) else None  # a tuple: an empty queue is an answer too
-
-    return eventually(rows, timeout, what)[0]
 
 
 def submit(node: Serve, account: Account, to: list[str], subject: str) -> str:
