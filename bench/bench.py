@@ -81,6 +81,7 @@ import api_idle
 import api_list
 import api_memory
 import api_send
+import crash
 import crossnode
 import events
 import fetch
@@ -123,6 +124,7 @@ PHASES: tuple[Phase, ...] = (
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
+    crash.PHASE,
     memory.PHASE,
     api_memory.PHASE,
     ws_memory.PHASE,
@@ -143,6 +145,8 @@ FULL = Counts(
     list_runs=5,
     api_connections=500,
     ws_connections=1000,
+    kills=100,
+    seed=0,
 )
 QUICK = Counts(
     messages=80,
@@ -159,6 +163,8 @@ QUICK = Counts(
     list_runs=3,
     api_connections=200,
     ws_connections=200,
+    kills=20,
+    seed=0,
 )
 
 
@@ -238,7 +244,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         help=f"comma-separated subset of {','.join(names)} (default: all of them; "
-        f"{','.join(x.name for x in PHASES if x.min_nodes > 1)} only with --nodes 2 or more)",
+        f"{','.join(x.name for x in PHASES if x.min_nodes > 1)} only with --nodes 2 or more; "
+        f"{','.join(x.name for x in PHASES if not x.default)} only when named here)",
     )
     p.add_argument(
         "--database-url",
@@ -267,6 +274,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--api-connections", type=int, help="api_memory: keep-alive HTTP connections (500)"
     )
     p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
+    p.add_argument("--kills", type=int, help="crash: SIGKILLs (100)")
+    p.add_argument("--seed", type=int, help="crash: seed of the kill moments (random)")
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -299,7 +308,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--nodes 2 or more needs --database-url: SQLite serves one node only")
     available = [x.name for x in PHASES if args.nodes >= x.min_nodes]
     if args.only is None:
-        args.phases = available
+        args.phases = [x.name for x in PHASES if x.name in available and x.default]
     else:
         only = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = set(only) - set(names)
@@ -324,6 +333,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,
         ws_connections=args.ws_connections or base.ws_connections,
+        kills=args.kills or base.kills,
+        seed=args.seed or base.seed,
     )
     return args
 
