@@ -268,8 +268,8 @@ class Appender(Client):
                 self.load.stopping.wait(PAUSE)  # "try again later": not at once
         except imaplib.IMAP4.abort as exc:  # the connection is gone
             reply, alive = _describe(exc), False
-        except imaplib.IMAP4.error as exc:  # BAD
-            reply, alive = _describe(exc), False
+        except imaplib.IMAP4.error as exc:  # imaplib raises for BAD
+            reply, alive = f"BAD {exc}", False
         except OSError as exc:
             reply, alive = _describe(exc), False
         self.attempts.append(
@@ -593,15 +593,15 @@ def _check_mailbox(
         (a.ended, uid_of[a.message_id]) for a in wanted if a.acknowledged and a.message_id in uid_of
     )
     highest: list[int] = []
-    for _, uid in done:
-        highest.append(max(uid, highest[-1]) if highest else uid)
+    for _, earlier in done:
+        highest.append(max(earlier, highest[-1]) if highest else earlier)
     ends = [end for end, _ in done]
     for a in wanted:
-        uid = uid_of.get(a.message_id)
+        mine = uid_of.get(a.message_id)
         before = bisect.bisect_left(ends, a.started)
-        if uid is not None and before and highest[before - 1] >= uid:
+        if mine is not None and before and highest[before - 1] >= mine:
             out.uids.append(
-                f"{name}: {a.message_id} got UID {uid}, not above UID {highest[before - 1]} "
+                f"{name}: {a.message_id} got UID {mine}, not above UID {highest[before - 1]} "
                 "acknowledged before it was sent"
             )
 
@@ -652,6 +652,11 @@ def _runs(uids: list[int]) -> str:
         else:
             parts.append(str(uid))
     return ",".join(parts)[:300]
+
+
+def refusal(reply: str) -> bool:
+    """A reply that refuses (5xx, NO, BAD), rather than a lost connection or a 4xx."""
+    return re.match(r"(5\d\d|NO|BAD)\b", reply) is not None
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
