@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             api_list,crossnode,fetch,outbound,inbound,stall,
-                                            memory,api_memory,ws_memory]
+                                            memory,api_memory,ws_memory,crash]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -38,6 +38,9 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
   [api] allow_private_webhooks = true for it.
 - ws_memory: server memory per open websocket on /v0 (authenticated, subscribed), as memory
   measures it, run right after api_memory.
+- crash (only when --only names it): clients submit and APPEND while the server is killed with
+  SIGKILL --kills times at random moments (--seed) and restarted on the same data; then every
+  acknowledged message must be in its mailbox (or at the sink) exactly once.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
