@@ -52,6 +52,7 @@ from tests.e2e.world import (
     free_port,
     outbound_settings,
     point_mx,
+    queue,
     wait_queue,
     write_config,
 )
@@ -157,7 +158,11 @@ class Rig:
         load = self.load
         load.stop()
         assert not load.failures, load.failures
-        wait_queue(self.config, lambda rows: rows == [], "the outbound queue to empty", 60)
+        try:
+            wait_queue(self.config, lambda rows: rows == [], "the outbound queue to empty", 60)
+        except AssertionError as exc:
+            log = "".join(self.node.serve._stderr[-60:])
+            raise AssertionError(f"{exc}: {queue(self.config)}\nserver log:\n{log}") from None
         mailboxes: dict[tuple[str, str], Listing] = {
             (self.target.address, "INBOX"): read_mailbox(load, self.target),
             **{(s.address, "Sent"): read_mailbox(load, s, "Sent") for s in self.senders},
