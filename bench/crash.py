@@ -22,7 +22,16 @@ from report import Section, ms, percentile, progress
 from server import Server, create_inbox
 from world import SINK_DOMAIN
 
-from tests.e2e.crash import APPEND, LOCAL, Listing, Load, kill_loop, read_mailbox, verdict
+from tests.e2e.crash import (
+    APPEND,
+    LOCAL,
+    Listing,
+    Load,
+    kill_loop,
+    read_mailbox,
+    recorded_deliveries,
+    verdict,
+)
 from tests.e2e.crash import OUTBOUND as TO_SINK
 from tests.harness import Account
 
@@ -58,7 +67,7 @@ def bench_crash(bench: Bench, kills: int, seed: int) -> Section:
     for sender in local:
         load.submitter(sender, target.address, LOCAL)
     for i, sender in enumerate(outbound):
-        load.submitter(sender, f"crash{i}@{SINK_DOMAIN}", TO_SINK)
+        load.submitter(sender, f"crash{i}+{{n}}@{SINK_DOMAIN}", TO_SINK)
     for _ in range(max(1, clients // 4)):
         load.appender(target)
     load.observer(target)
@@ -92,7 +101,9 @@ def bench_crash(bench: Bench, kills: int, seed: int) -> Section:
         **{(s.address, "Sent"): read_mailbox(load, s, "Sent") for s in local + outbound},
     }
     arrivals = [(a[0], a[5]) for a in bench.sink.arrivals(base)]
-    result = verdict(load.attempts, mailboxes, arrivals, done.at, load.observers)
+    log = "".join(p.read_text(errors="replace") for p in server.workdir.glob("server-*.log"))
+    recorded = recorded_deliveries(log)
+    result = verdict(load.attempts, mailboxes, arrivals, done.at, load.observers, recorded)
 
     attempts = load.attempts
     acknowledged = {

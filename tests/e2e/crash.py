@@ -84,6 +84,7 @@ class Load:
     failures: list[str] = field(default_factory=list)  # a client thread's unexpected error
 
     def submitter(self, account: Account, recipient: str, kind: str = LOCAL) -> None:
+        """`recipient` may hold "{n}", the attempt's number: a recipient of its own each."""
         self.clients.append(Submitter(self, f"{kind}{len(self.clients)}", account, recipient, kind))
 
     def appender(self, account: Account) -> None:
@@ -199,13 +200,14 @@ class Submitter(Client):
     def step(self, session: smtplib.SMTP_SSL) -> bool:
         message_id = self.message_id()
         sender = self.account.address
+        recipient = self.recipient.format(n=self._serial)
         message = make_message(
-            sender, self.recipient, f"{self.name} {self._serial}", extra={"Message-ID": message_id}
+            sender, recipient, f"{self.name} {self._serial}", extra={"Message-ID": message_id}
         )
         started = time.monotonic()
         alive = True
         try:
-            session.sendmail(sender, [self.recipient], message)
+            session.sendmail(sender, [recipient], message)
             reply = "250"
         except smtplib.SMTPResponseException as exc:  # a reply to MAIL or DATA
             reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
@@ -223,7 +225,7 @@ class Submitter(Client):
                 self.name,
                 message_id,
                 sender,
-                self.recipient,
+                recipient,
                 reply == "250",
                 reply,
                 started,
@@ -505,9 +507,15 @@ def verdict(
     arrivals: Iterable[tuple[float, bytes]],
     kills: Sequence[float] = (),
     observers: Sequence[Observer] = (),
+    recorded: Counter[str] | None = None,
 ) -> Verdict:
     """Hold the mailboxes ((address, mailbox) -> Listing, every mailbox the attempts went to)
-    and the remote peer's arrivals ((time.monotonic(), message)) against the attempts."""
+    and the remote peer's arrivals ((time.monotonic(), message)) against the attempts.
+
+    A second copy at the peer needs a kill between the two, soon after the first; with
+    `recorded` (recorded_deliveries of the server's log, each outbound attempt to a recipient
+    of its own), the server must also have recorded at most one delivery of it: a copy sent
+    after its delivery was recorded is a duplicate, however soon a kill came."""
     out = Verdict(attempts=len(attempts), acknowledged=sum(a.acknowledged for a in attempts))
     out.replies.update(a.reply[:40] for a in attempts if not a.acknowledged)
     expected: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
@@ -532,7 +540,7 @@ def verdict(
             out.torn.append(f"{a.message_id} in {dict(zip(places, here, strict=True))}")
     out.stored_unacknowledged = len(unacknowledged_stored)
 
-    _check_remote(out, attempts, stored, arrivals, kills)
+    _check_remote(out, attempts, stored, arrivals, kills, recorded)
     for observer in observers:
         listing = mailboxes[(observer.account.address, "INBOX")]
         final = dict(listing.entries)
@@ -545,6 +553,15 @@ def verdict(
                     f"{observer.name} saw UID {uid} as {message_id}, now {final.get(uid)}"
                 )
     return out
+
+
+_RECORDED = re.compile(r"outbound: \S+ -> (\S+) via .*: 250 ")
+
+
+def recorded_deliveries(log: str) -> Counter[str]:
+    """Recipient -> how many times the server's log says it recorded a delivery to it (the
+    line comes after the commit that takes the recipient off the queue)."""
+    return Counter(_RECORDED.findall(log))
 
 
 def _places(a: Attempt) -> list[tuple[str, str]]:
@@ -612,6 +629,7 @@ def _check_remote(
     stored: Mapping[tuple[str, str], Counter[str]],
     arrivals: Iterable[tuple[float, bytes]],
     kills: Sequence[float],
+    recorded: Counter[str] | None,
 ) -> None:
     times: dict[str, list[float]] = defaultdict(list)
     for when, data in arrivals:
@@ -630,6 +648,11 @@ def _check_remote(
             out.losses.append(f"remote peer: {message_id} ({state}) never arrived")
         elif at and not queued:
             out.torn.append(f"remote peer: {message_id} arrived but is not in Sent")
+        if recorded is not None and recorded[a.recipient] > 1:
+            out.duplicates.append(
+                f"remote peer: {message_id} to {a.recipient} recorded as delivered "
+                f"{recorded[a.recipient]} times, and arrived {len(at)} times"
+            )
         for first, again in itertools.pairwise(at):
             kill = next((k for k in kills if first <= k <= min(again, first + RESEND_WINDOW)), None)
             if kill is not None:

@@ -175,6 +175,11 @@ class Serve:
         if not forking:
             self._wait_ready(timeout)
 
+    @property
+    def log(self) -> str:
+        """What it (and, forking, every server it forked) wrote to stderr so far."""
+        return "".join(self._stderr)
+
     def fork(self, timeout: float = 60) -> None:
         """Forking: start a server; returns once it is ready."""
         assert self.proc.stdin is not None

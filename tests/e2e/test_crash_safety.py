@@ -42,6 +42,7 @@ from tests.e2e.crash import (
     kill_loop,
     outage_loop,
     read_mailbox,
+    recorded_deliveries,
     refusal,
     verdict,
 )
@@ -161,14 +162,15 @@ class Rig:
         try:
             wait_queue(self.config, lambda rows: rows == [], "the outbound queue to empty", 60)
         except AssertionError as exc:
-            log = "".join(self.node.serve._stderr[-60:])
+            log = "".join(self.node.serve.log.splitlines(keepends=True)[-60:])
             raise AssertionError(f"{exc}: {queue(self.config)}\nserver log:\n{log}") from None
         mailboxes: dict[tuple[str, str], Listing] = {
             (self.target.address, "INBOX"): read_mailbox(load, self.target),
             **{(s.address, "Sent"): read_mailbox(load, s, "Sent") for s in self.senders},
         }
         arrivals = [(t.at, t.data) for t in peer.messages]
-        return verdict(load.attempts, mailboxes, arrivals, kills, load.observers)
+        recorded = recorded_deliveries(self.node.serve.log)
+        return verdict(load.attempts, mailboxes, arrivals, kills, load.observers, recorded)
 
 
 @contextlib.contextmanager
@@ -181,7 +183,7 @@ def rig(
     load = Load(lambda: ports, client_tls())
     for sender in senders[:-1]:
         load.submitter(sender, target.address)
-    load.submitter(senders[-1], f"bob-{uuid.uuid4().hex[:6]}@{REMOTE}", OUTBOUND)
+    load.submitter(senders[-1], f"bob-{uuid.uuid4().hex[:6]}+{{n}}@{REMOTE}", OUTBOUND)
     load.appender(target)
     load.appender(target)
     load.observer(target)

@@ -4,7 +4,7 @@ peer with no kill to explain it. Books and mailboxes made up here; no server."""
 
 from __future__ import annotations
 
-from tests.e2e.crash import APPEND, LOCAL, OUTBOUND, Attempt, Listing, verdict
+from tests.e2e.crash import APPEND, LOCAL, OUTBOUND, Attempt, Listing, recorded_deliveries, verdict
 
 TARGET, SENDER, REMOTE = "t@example.test", "s@example.test", "bob@remote.test"
 
@@ -73,3 +73,14 @@ def test_a_second_copy_at_the_peer_passes_only_after_a_kill_right_after_the_firs
         assert verdict(attempts, boxes, twice, kills=kills).duplicates, kills
     lost = verdict(attempts, boxes, [])
     assert lost.losses == ["remote peer: <1@x> (acknowledged) never arrived"]
+
+
+def test_a_copy_sent_after_its_delivery_was_recorded_is_a_duplicate_even_after_a_kill() -> None:
+    attempts = [attempt(OUTBOUND, 1)]
+    boxes = {(SENDER, "Sent"): listing(1)}
+    twice = [(10.0, message(1)), (15.0, message(1))]
+    log = f"x INFO outbound: {SENDER} -> {REMOTE} via mx.remote.test: 250 2.0.0 OK\n"
+    once = verdict(attempts, boxes, twice, kills=[10.1], recorded=recorded_deliveries(log))
+    assert once.problems == []
+    again = verdict(attempts, boxes, twice, kills=[10.1], recorded=recorded_deliveries(log * 2))
+    assert len(again.duplicates) == 1
