@@ -5,7 +5,7 @@
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
                                             outbound,inbound,stall,memory,api_memory,ws_memory,
-                                            mcp_memory]
+                                            mcp_memory,crash]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -48,6 +48,9 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - mcp_memory: server memory per open MCP session (initialize, its GET stream open, one resource
   subscription), as memory measures it, run right after ws_memory. The server gets
   [api] mcp_sessions_per_key = 10000 for it (one key opens them all).
+- crash (only when --only names it): clients submit and APPEND while the server is killed with
+  SIGKILL --kills times at random moments (--seed) and restarted on the same data; then every
+  acknowledged message must be in its mailbox (or at the sink) exactly once.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -91,6 +94,7 @@ import api_idle
 import api_list
 import api_memory
 import api_send
+import crash
 import crossnode
 import events
 import fetch
@@ -138,6 +142,7 @@ PHASES: tuple[Phase, ...] = (
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
+    crash.PHASE,
     memory.PHASE,
     api_memory.PHASE,
     ws_memory.PHASE,
@@ -160,6 +165,8 @@ FULL = Counts(
     api_connections=500,
     ws_connections=1000,
     mcp_sessions=500,
+    kills=100,
+    seed=0,
 )
 QUICK = Counts(
     messages=80,
@@ -177,6 +184,8 @@ QUICK = Counts(
     api_connections=200,
     ws_connections=200,
     mcp_sessions=100,
+    kills=20,
+    seed=0,
 )
 
 
@@ -256,7 +265,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         help=f"comma-separated subset of {','.join(names)} (default: all of them; "
-        f"{','.join(x.name for x in PHASES if x.min_nodes > 1)} only with --nodes 2 or more)",
+        f"{','.join(x.name for x in PHASES if x.min_nodes > 1)} only with --nodes 2 or more; "
+        f"{','.join(x.name for x in PHASES if not x.default)} only when named here)",
     )
     p.add_argument(
         "--database-url",
@@ -286,6 +296,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
     p.add_argument("--mcp-sessions", type=int, help="mcp_memory: subscribed MCP sessions (500)")
+    p.add_argument("--kills", type=int, help="crash: SIGKILLs (100)")
+    p.add_argument("--seed", type=int, help="crash: seed of the kill moments (random)")
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -318,7 +330,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--nodes 2 or more needs --database-url: SQLite serves one node only")
     available = [x.name for x in PHASES if args.nodes >= x.min_nodes]
     if args.only is None:
-        args.phases = available
+        args.phases = [x.name for x in PHASES if x.name in available and x.default]
     else:
         only = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = set(only) - set(names)
@@ -344,6 +356,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         api_connections=args.api_connections or base.api_connections,
         ws_connections=args.ws_connections or base.ws_connections,
         mcp_sessions=args.mcp_sessions or base.mcp_sessions,
+        kills=args.kills or base.kills,
+        seed=args.seed or base.seed,
     )
     return args
 

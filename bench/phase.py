@@ -30,6 +30,8 @@ class Counts:
     api_connections: int  # api_memory: keep-alive HTTP connections
     ws_connections: int  # ws_memory: websockets subscribed to the event stream
     mcp_sessions: int  # mcp_memory: MCP sessions, each with its GET stream and a subscription
+    kills: int  # crash: SIGKILLs
+    seed: int  # crash: the seed of the kill moments (0: a random one)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Phase:
     labels: Callable[[Counts, int], list[str]]  # its summary rows (counts, nodes): FAILED ones
     nodes: str = "first"  # with several: "first" (node A alone), "all" (round-robin), "across"
     min_nodes: int = 1
+    default: bool = True  # runs without --only; False: only when --only names it
     dns: bool = False  # needs the loopback DNS server
     sink: bool = False  # needs the SMTP sink
     # Server settings it needs ("SECTION.KEY": value), in the config of every run that includes

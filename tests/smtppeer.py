@@ -33,6 +33,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -72,6 +73,7 @@ class Transaction:
     helo: str | None  # the EHLO/HELO name
     connection: int  # which connection it came on, counting from 1
     mail_options: tuple[str, ...]  # MAIL FROM parameters, e.g. ("BODY=8BITMIME", "SIZE=123")
+    at: float = 0.0  # time.monotonic() when the peer answered the final dot
 
     @property
     def accepted(self) -> bool:
@@ -492,6 +494,7 @@ class _Handler:
                 helo=session.host_name,
                 connection=server.serial,
                 mail_options=tuple(envelope.mail_options),
+                at=time.monotonic(),
             )
         )
         return reply

@@ -9,7 +9,9 @@
 Recipients that got 250 are recorded at once, before the next message on the connection: a
 crash after that never sends them again. If that commit fails it is retried until it holds.
 While a delivery runs its claims are renewed, so a slow one never loses them to another node;
-a node that dies stops renewing, and another takes them over once the lease has run out.
+a node that dies stops renewing, and another takes them over once the lease has run out. A
+claim whose answer was lost with the database (it may have been committed) is given back as
+soon as the database answers again, rather than when its lease runs out.
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ class OutboundWorker:
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.outbound.concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # queue ids claimed by deliveries running now
+        # A claim failed, and may have been committed all the same (the database went away
+        # before its answer came): rows this node may hold that no delivery works on.
+        self._claims_unsure = False
         # Built once: a context per connection cost ~23 ms of CPU each (the CA store loaded
         # every time), half of what a delivery took.
         self._tls_options = _tls_options(settings.outbound)
@@ -152,10 +158,13 @@ class OutboundWorker:
         while True:
             self._wake.clear()
             try:
+                if self._claims_unsure:
+                    await self._release_unsure_claims()
                 claimed = await self._claim()
             except StoreError as exc:
                 log.warning("outbound: cannot read the queue: %s", exc)
                 self.metrics.store_error(exc)
+                self._claims_unsure = True
                 claimed = False
             if not claimed:
                 with contextlib.suppress(TimeoutError):
@@ -163,6 +172,14 @@ class OutboundWorker:
                     # Woken by new mail: a burst submitted together is claimed together,
                     # so that one connection per destination carries all of it.
                     await asyncio.sleep(COALESCE)
+
+    async def _release_unsure_claims(self) -> None:
+        """Give back what a claim whose outcome never came may have taken: it would wait for
+        its lease to run out (minutes) before anyone delivered it."""
+        released = await self.store.release_leases(self.node, keep=self._held)
+        self._claims_unsure = False
+        if released:
+            log.info("outbound: gave back %d claims of a claim whose outcome was lost", released)
 
     async def _claim(self) -> bool:
         """Claim what is due and start delivering it; True if there was anything."""
@@ -180,6 +197,7 @@ class OutboundWorker:
         # Renewed from the start: waiting for a free slot counts against the lease too.
         keeper = asyncio.create_task(self._keep_claims([i.id for i in items]))
         batch = _Batch(items, len(groups), keeper)
+        self._held.update(i.id for i in items)
         for destination, group in groups.items():
             task = asyncio.create_task(self._deliver(destination, group, batch))
             self._running.add(task)
@@ -211,6 +229,7 @@ class OutboundWorker:
                 await self._bounce(batch)
             if not batch.open:
                 batch.keeper.cancel()
+                self._held.difference_update(i.id for i in batch.items)
         self.wake()
 
     async def _keep_claims(self, ids: list[int]) -> None:

@@ -3,7 +3,7 @@ with a lease so that, on PostgreSQL, several nodes share it and each recipient i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -166,15 +166,15 @@ class Queue(StoreBase):
 
         await self._change(work)
 
-    async def release_leases(self, owner: str) -> int:
-        """Give back what `owner` had claimed (a node starting again after a crash)."""
+    async def release_leases(self, owner: str, keep: Collection[int] = ()) -> int:
+        """Give back what `owner` had claimed (a node starting again after a crash), but for
+        the rows in `keep` (those its deliveries hold)."""
 
         async def work(conn: Conn) -> int:
-            result = await conn.execute(
-                update(outbound)
-                .where(outbound.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+            query = update(outbound).where(outbound.c.lease_owner == owner)
+            if keep:
+                query = query.where(outbound.c.id.not_in(list(keep)))
+            result = await conn.execute(query.values(lease_owner=None, lease_until=None))
             return int(result.rowcount or 0)
 
         return await self.db.write(work)

@@ -83,6 +83,12 @@ class CuttableProxy:
         with self._lock:
             self._cut = False
 
+    @classmethod
+    def before(cls, url: str) -> CuttableProxy:
+        """A proxy to the database server of a SQLAlchemy URL (`via` gives the URL to use)."""
+        parts = urlsplit(url)
+        return cls((parts.hostname or "127.0.0.1", parts.port or 5432))
+
     def close(self) -> None:
         self._closed = True
         self.cut()
@@ -129,7 +135,8 @@ def _write_config(directory: Path, database_url: str) -> Path:
     return path
 
 
-def _via(url: str, port: int) -> str:
+def via(url: str, port: int) -> str:
+    """`url` with its host and port replaced by the proxy's on loopback."""
     parts = urlsplit(url)
     user = parts.netloc.rsplit("@", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{port}"))
@@ -143,7 +150,7 @@ def cluster(
     name = f"mailgate_nodes_{uuid.uuid4().hex[:12]}"
     Loop.get().run(pg.create(name))
     url = pg.database_url(name)
-    node_url = _via(url, proxy.port) if proxy is not None else url
+    node_url = via(url, proxy.port) if proxy is not None else url
     result = Cluster(directory, url)
     try:
         for i in range(nodes):

@@ -23,11 +23,17 @@ from typing import Any
 from tests.harness import Loop, postgres
 
 MAILGATE = str(Path(sys.executable).parent / "mailgate")
+# The checkout these tests belong to. The console script runs with the temporary directory as
+# its working directory, where the interpreter's editable install would import whichever
+# checkout it was installed from (another worktree's code, maybe): PYTHONPATH puts this one first.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
-    """This process's environment without any MAILGATE_* setting, plus `overrides`."""
+    """This process's environment without any MAILGATE_* setting, importing this checkout's
+    mailgate, plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
     env.update(overrides)
     return env
 
@@ -92,16 +98,63 @@ class Finished:
     stderr: str
 
 
+# A process that imports what `mailgate serve` needs once, then forks a server for each line on
+# its stdin (the child prints its pid first); at the end of its stdin it kills its children.
+# A restart then costs what the server does to start, not the imports: on a busy machine those
+# are most of it, and nothing to do with what a restart has to recover.
+_FORKING = """
+import os, signal, sys
+import alembic.command, mailgate.app, mailgate.cli
+
+def reap(*_):
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+signal.signal(signal.SIGCHLD, reap)
+children = []
+for _ in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        print(f"child {os.getpid()}", flush=True)
+        code = mailgate.cli.main(sys.argv[1:])
+        sys.stdout.flush()
+        os._exit(code)
+    children.append(pid)
+for pid in children:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
 class Serve:
-    """`mailgate serve` in a subprocess; `ports` are those it printed, read before `ready`."""
+    """`mailgate serve` in a subprocess; `ports` are those it printed, read before `ready`.
+
+    `forking`: the subprocess imports mailgate and waits; each fork() starts a server as its
+    child (the one kill() kills), so a server can be killed and started again quickly."""
 
     def __init__(
-        self, config: Path, cwd: Path, timeout: float = 60, *, as_json: bool = False
+        self,
+        config: Path,
+        cwd: Path,
+        timeout: float = 60,
+        *,
+        as_json: bool = False,
+        forking: bool = False,
     ) -> None:
+        args = ["serve", "--config", str(config), *(["--json"] if as_json else [])]
         self.proc = subprocess.Popen(
-            [MAILGATE, "serve", "--config", str(config), *(["--json"] if as_json else [])],
+            [sys.executable, "-c", _FORKING, *args] if forking else [MAILGATE, *args],
             cwd=cwd,
             env=clean_env(),
+            stdin=subprocess.PIPE if forking else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -117,17 +170,47 @@ class Serve:
             reader.start()
         self.ports: dict[str, int] = {}
         self.ready: dict[str, Any] = {}  # with as_json, what the ready line said
+        self.child: int | None = None  # forking: the server running now
+        self._as_json = as_json
+        if not forking:
+            self._wait_ready(timeout)
+
+    @property
+    def log(self) -> str:
+        """What it (and, forking, every server it forked) wrote to stderr so far."""
+        return "".join(self._stderr)
+
+    def fork(self, timeout: float = 60) -> None:
+        """Forking: start a server; returns once it is ready."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self._wait_ready(timeout)
+
+    def kill_child(self, timeout: float = 10) -> None:
+        """Forking: SIGKILL the server running now, and wait (bounded) until it is gone."""
+        assert self.child is not None
+        child, self.child = self.child, None
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _alive(child):
+            assert time.monotonic() < deadline, f"server {child} outlived SIGKILL"
+            time.sleep(0.01)  # between polls of a bounded wait
+
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             line = self._next_line(deadline)
             if line is None:
                 self.proc.wait(timeout=10)
                 raise AssertionError(f"serve exited before ready: {self.stdout} {self._stderr}")
+            if line.startswith("child "):
+                self.child = int(line.split()[1])
             if m := _LISTENING.match(line):
                 self.ports[m.group(1)] = int(m.group(2))
             if line == "ready":
                 return
-            if as_json and line.startswith("{"):
+            if self._as_json and line.startswith("{"):
                 self.ready = json.loads(line)
                 self.ports = {ln["name"]: ln["port"] for ln in self.ready["listeners"]}
                 return
@@ -172,6 +255,17 @@ class Serve:
         return Finished(code, "\n".join(self.stdout) + "\n", "".join(self._stderr))
 
     def kill(self) -> None:
+        if self.child is not None:
+            self.kill_child()
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    """Running still (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

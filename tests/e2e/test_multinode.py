@@ -204,10 +204,7 @@ def test_concurrent_senders_through_both_nodes_arrive_once_in_uid_order(nodes: C
 def test_database_outage_loses_nothing_acknowledged_and_idle_resumes(tmp_path: Path) -> None:
     pg = postgres()
     assert pg is not None
-    target = pg.database_url("x")
-    host_port = target.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    proxy = CuttableProxy((host or "127.0.0.1", int(port or 5432)))
+    proxy = CuttableProxy.before(pg.url)
     try:
         with cluster(tmp_path, pg, nodes=2, proxy=proxy) as running:
             _outage(running, proxy)

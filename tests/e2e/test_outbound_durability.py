@@ -5,11 +5,9 @@ remote received: every acknowledged message, exactly once per recipient."""
 from __future__ import annotations
 
 import contextlib
-import json
 import smtplib
 import socket
 import threading
-import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,19 +17,25 @@ from typing import Any
 import pytest
 
 from mailgate.config import Settings
+from mailgate.delivery.outbound import node_id
 from mailgate.store.api import Store
 from mailgate.store.records import QueuedRecipient
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
-from tests.e2e.process import Serve, run
+from tests.e2e.cluster import CuttableProxy, via
+from tests.e2e.process import Serve
 from tests.e2e.world import (
     REMOTE,
     REMOTE_MX,
+    attempted,
+    create_inbox,
     eventually,
     free_port,
+    mailgate,
     outbound_settings,
     point_mx,
     queue_of,
+    wait_queue,
     write_config,
 )
 from tests.harness import Account, Loop, Server, client_tls, postgres, settings_for
@@ -39,21 +43,6 @@ from tests.smtppeer import SMTPPeer
 
 BOB = f"bob@{REMOTE}"
 CAROL = f"carol@{REMOTE}"
-
-
-@pytest.fixture
-def database(backend: str) -> Iterator[str]:
-    """ "" (SQLite in each node's data directory) or a fresh PostgreSQL database's URL."""
-    pg = postgres()
-    if backend != "postgres" or pg is None:
-        yield ""
-        return
-    name = f"mailgate_outq_{uuid.uuid4().hex[:12]}"
-    Loop.get().run(pg.create(name))
-    try:
-        yield pg.database_url(name)
-    finally:
-        Loop.get().run(pg.drop(name))
 
 
 @pytest.fixture
@@ -72,31 +61,6 @@ def nodes() -> Iterator[list[Serve]]:
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def mailgate(config: Path, *args: str) -> Any:
-    done = run(*args, "--json", "--config", str(config), cwd=config.parent)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def create_inbox(config: Path, local: str = "alice") -> Account:
-    created = mailgate(config, "inbox", "create", f"{local}-{uuid.uuid4().hex[:6]}@example.test")
-    return Account(created["inbox"]["address"], created["api_key"])
-
-
-def queue(config: Path) -> list[dict[str, Any]]:
-    """`mailgate queue list --json`."""
-    rows: list[dict[str, Any]] = mailgate(config, "queue", "list")
-    return rows
-
-
-def wait_queue(config: Path, check: Any, what: str, timeout: float = 30) -> list[dict[str, Any]]:
-    def rows() -> tuple[list[dict[str, Any]]] | None:
-        found = queue(config)
-        return (found,) if check(found) else None  # a tuple: an empty queue is an answer too
-
-    return eventually(rows, timeout, what)[0]
 
 
 def submit(node: Serve, account: Account, to: list[str], subject: str) -> str:
@@ -359,3 +323,50 @@ def test_a_node_that_dies_mid_delivery_leaves_its_claims_to_another(
             assert delivered.helo == "node1.example.test"
             wait_queue(configs[1], lambda rows: rows == [], "the queue to empty")
             assert len(remote.messages) == 1
+
+
+@pytest.mark.usefixtures("pg_only")
+def test_a_claim_whose_answer_was_lost_is_given_back_when_the_database_returns(
+    database: str, zone: ZoneServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL went away while the worker claimed: the claim may have been committed without
+    the worker hearing of it. Once the database is back, such rows are given back and sent,
+    not left until their lease (minutes) runs out. Found by tests/e2e/test_crash_safety.py."""
+    proxy = CuttableProxy.before(database)
+    try:
+        with SMTPPeer() as remote:
+            point_mx(zone)
+            zone.answering = False  # the first attempt is deferred for an hour
+            settings, _ = settings_for(
+                tmp_path,
+                "sqlite",  # no database of its own: the test's, through the proxy
+                database={"url": via(database, proxy.port), "pool_timeout": 3.0},
+                **outbound_settings(zone, remote.port, retry_intervals=[3600]),
+            )
+            server = Server(settings, "postgres")
+            try:
+                alice = server.account()
+                with server.smtp_client(alice) as smtp:
+                    smtp.sendmail(alice.address, [BOB], make_message(alice.address, BOB, "lost"))
+                (row,) = attempted(server)
+                zone.answering = True
+                # Due again, and claimed for the worker's node as by a claim whose answer the
+                # worker never got.
+                server.call(server.store.retry_outbound())
+                [claimed] = server.call(server.store.claim_outbound(node_id(settings), 600, 10))
+                assert claimed.id == row.id
+                proxy.cut()
+                server.wake_outbound()  # its claim fails
+                eventually(
+                    lambda: any("cannot read the queue" in r.getMessage() for r in caplog.records),
+                    20,
+                    "the worker to fail to claim",
+                )
+                proxy.restore()
+                server.wake_outbound()
+                (delivered,) = remote.wait_for(1, timeout=20)
+                assert str(delivered.message()["Subject"]) == "lost"
+            finally:
+                server.stop()
+    finally:
+        proxy.close()

@@ -14,8 +14,10 @@ wait, bounded, for what the delivery worker does.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from dns import resolver as dns_resolver
 from mailgate.delivery.domains import dns_records
 from mailgate.store.records import QueuedRecipient
 from tests.dnsserver import ZoneServer
+from tests.e2e.process import run
 from tests.harness import Account, Server, running_server
 
 T = TypeVar("T")
@@ -249,3 +252,29 @@ def write_config(directory: Path, *, database_url: str = "", **sections: dict[st
         )
     )
     return path
+
+
+def mailgate(config: Path, *args: str) -> Any:
+    """A one-shot `mailgate ... --json --config <config>` command; its parsed answer."""
+    done = run(*args, "--json", "--config", str(config), cwd=config.parent)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def create_inbox(config: Path, local: str = "alice") -> Account:
+    created = mailgate(config, "inbox", "create", f"{local}-{uuid.uuid4().hex[:6]}@example.test")
+    return Account(created["inbox"]["address"], created["api_key"])
+
+
+def queue(config: Path) -> list[dict[str, Any]]:
+    """`mailgate queue list --json`."""
+    rows: list[dict[str, Any]] = mailgate(config, "queue", "list")
+    return rows
+
+
+def wait_queue(config: Path, check: Any, what: str, timeout: float = 30) -> list[dict[str, Any]]:
+    def rows() -> tuple[list[dict[str, Any]]] | None:
+        found = queue(config)
+        return (found,) if check(found) else None  # a tuple: an empty queue is an answer too
+
+    return eventually(rows, timeout, what)[0]
