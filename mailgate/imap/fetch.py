@@ -202,6 +202,9 @@ async def fetch(s: Session, request: Request) -> str:
     else:
         plan = batches(selected, ranges, META_BATCH)
     changedsince = args.changedsince
+    # A FETCH carrying a keyword this session has not been told of (another session's STORE
+    # not yet caught up) is preceded by FLAGS naming it (RFC 3501 §7.2.6).
+    tells_flags = "FLAGS" in names or marks_seen
     with Pace() as pace:
         for batch in plan:
             rows = await s.store.fetch(selected.mailbox_id, batch, columns)
@@ -211,6 +214,9 @@ async def fetch(s: Session, request: Request) -> str:
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
+                if tells_flags and selected.unknown_keywords(row.flags):
+                    for line in selected.announce_keywords(row.flags):
+                        s.untagged(line)
                 s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
                 if with_data:
                     # Message bytes go out as they are rendered: one message waits, not a batch.

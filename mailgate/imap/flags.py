@@ -25,6 +25,8 @@ async def store(s: Session, request: Request) -> str:
     result = await s.store.store_flags(
         selected.mailbox_id, ranges, args.mode, args.flags, unchangedsince=args.unchangedsince
     )
+    for line in selected.announce_keywords(f for state in result.updated for f in state.flags):
+        s.untagged(line)
     for state in result.updated:
         selected.note_reported(state.uid, state.modseq)
         seq = selected.seq_of(state.uid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from mailgate.imap.errors import bad
@@ -225,11 +225,34 @@ class SelectedMailbox:
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))
-        if changes.keywords != self.keywords:
-            self.keywords = changes.keywords
-            lines.extend(self.flags_lines())
+        # New keywords are announced first: RFC 3501 §7.2.6, a FETCH may carry only flags the
+        # session has been told of (and imaptest checks that it was).
+        known = set(self.keywords)
+        if any(k not in known for k in changes.keywords):
+            self.keywords = (
+                *changes.keywords,
+                *(k for k in self.keywords if k not in changes.keywords),
+            )
+            lines[:0] = self.flags_lines()
         self.modseq = max(self.modseq, changes.highestmodseq)
         return lines
+
+    def unknown_keywords(self, flags: tuple[str, ...]) -> bool:
+        """Whether `flags` has a keyword this session has not been told of (cheap: flags of a
+        message are few, and so, mostly, are a mailbox's keywords)."""
+        keywords = self.keywords
+        return any(f not in keywords and not f.startswith("\\") for f in flags)
+
+    def announce_keywords(self, flags: Iterable[str]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS to send before a FETCH that carries keywords among `flags`
+        that this session has not been told of (RFC 3501 §7.2.6); nothing if there are none.
+        A keyword another session added reaches this one here or at its next catch-up."""
+        known = set(self.keywords)
+        new = sorted({f for f in flags if f not in known and not f.startswith("\\")})
+        if not new:
+            return []
+        self.keywords = (*self.keywords, *new)
+        return self.flags_lines()
 
     def flags_lines(self) -> list[bytes]:
         flags = SYSTEM_FLAGS + self.keywords

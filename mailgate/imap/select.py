@@ -61,6 +61,8 @@ async def _resync(s: Session, selected: SelectedMailbox, resync: Qresync, uidnex
     for entry in changes.changed:
         seq = selected.seq_of(entry.uid)
         if seq is not None:
+            for line in selected.announce_keywords(entry.flags):
+                s.untagged(line)
             s.untagged(flags_fetch(seq, entry.flags, uid=entry.uid, modseq=entry.modseq))
 
 
