@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import bad
 from mailgate.imap.ext.objectid import email_item, thread_item
 from mailgate.imap.interfaces import Session, State
@@ -171,7 +172,7 @@ async def fetch(s: Session, request: Request) -> str:
     items = list(args.items)
     names = {item.name for item in items}
     if args.changedsince is not None or "MODSEQ" in names:
-        s.condstore = True  # RFC 7162 §3.1: using CONDSTORE syntax enables it
+        enable_condstore(s)  # RFC 7162 §3.1: using CONDSTORE syntax enables it
     if args.changedsince is not None and "MODSEQ" not in names:
         items.append(_item("MODSEQ"))
     if args.vanished and not s.qresync:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import no
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
@@ -18,7 +19,7 @@ async def store(s: Session, request: Request) -> str:
     if selected.readonly:
         raise no("The mailbox is open read-only (EXAMINE)", "CANNOT")
     if args.unchangedsince is not None:
-        s.condstore = True
+        enable_condstore(s)
     ranges = selected.uid_ranges(args.sequence, request.uid)
     if not ranges:
         return "STORE completed"
@@ -36,7 +37,8 @@ async def store(s: Session, request: Request) -> str:
             flags_fetch(
                 seq,
                 state.flags,
-                uid=state.uid if request.uid else None,
+                # RFC 7162 §3.1: with CONDSTORE on, a STORE's FETCH carries UID and MODSEQ.
+                uid=state.uid if request.uid or s.condstore else None,
                 modseq=state.modseq if s.condstore else None,
             )
         )

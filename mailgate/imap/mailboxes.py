@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import Reply
 from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session
@@ -142,7 +143,7 @@ async def status(s: Session, request: Request) -> str:
     assert isinstance(args, Status)
     box = await s.store.get_mailbox(_inbox_id(s), args.mailbox)
     if "HIGHESTMODSEQ" in args.items:
-        s.condstore = True  # RFC 7162 §3.1: using a CONDSTORE item enables it
+        enable_condstore(s)  # RFC 7162 §3.1: using a CONDSTORE item enables it
     s.untagged(await _status_line(s, box, args.items))
     return "STATUS completed"
 

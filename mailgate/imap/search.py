@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
@@ -123,7 +124,7 @@ async def search(s: Session, request: Request) -> str:
     need = needs(args.key)
     with_modseq = _uses(args.key, _is_modseq)
     if with_modseq:
-        s.condstore = True
+        enable_condstore(s)
     columns: set[str] = set()
     if need.headers:
         columns.add("header")
@@ -169,11 +170,18 @@ async def search(s: Session, request: Request) -> str:
             line += b" (MODSEQ %d)" % max(m for _, _, m in hits)
         s.untagged(line)
     else:
-        s.untagged(_esearch(request, numbers, args.returns))
+        modseqs = [m for _, _, m in hits] if with_modseq else None
+        s.untagged(_esearch(request, numbers, args.returns, modseqs))
     return "SEARCH completed"
 
 
-def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> bytes:
+def _esearch(
+    request: Request, numbers: list[int], returns: tuple[str, ...], modseqs: list[int] | None
+) -> bytes:
+    """The ESEARCH response (RFC 4731). `numbers` ascend; `modseqs` are theirs when the
+    search had a MODSEQ key, and then the response ends with the highest MODSEQ of the
+    messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, or all of them for ALL and
+    COUNT."""
     wanted = set(returns) or {"ALL"}
     parts = [f'(TAG "{request.tag}")'.encode()]
     if request.uid:
@@ -187,4 +195,11 @@ def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> 
             parts.append(b"ALL " + uid_set(sorted(numbers)))
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
+    if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT"}:
+        if wanted & {"ALL", "COUNT"}:
+            reported = modseqs
+        else:
+            reported = [modseqs[0]] if "MIN" in wanted else []
+            reported += [modseqs[-1]] if "MAX" in wanted else []
+        parts.append(b"MODSEQ %d" % max(reported))
     return b"ESEARCH " + b" ".join(parts)
