@@ -112,6 +112,8 @@ def _mailbox(tokens: list[_Token]) -> Address | None:
     else:
         name = None
         addr = b"".join(text for kind, text in tokens if kind in ("word", "quoted"))
+        if not addr:  # only comments and spaces, e.g. the empty group "g: (foo) ;"
+            return None
     if name is None and comments:  # "user@host (Real Name)", as Dovecot reads it
         name = comments[-1].strip() or None
     if not addr and name is None:

@@ -358,3 +358,30 @@ def test_bare_lf_message_size_matches_its_bytes(imap: Transcript) -> None:
     literal = item.split(b"BODY[] ", 1)[1]
     head, _, data = literal.partition(b"\r\n")
     assert int(head.strip(b"{}")) == len(data) == size
+
+
+def test_header_fields_echo_the_clients_list_repeats_included(box: Transcript) -> None:
+    """imaptest's fetch-body: the response names the section as asked, each field sent once."""
+    item = one(box, "FETCH 1 (BODY.PEEK[HEADER.FIELDS (from from)])")
+    wanted = b"From: Alice Example <alice@example.test>\r\n\r\n"
+    assert item == b"BODY[HEADER.FIELDS (FROM FROM)] {%d}\r\n" % len(wanted) + wanted
+
+
+def test_envelope_groups_empty_and_with_only_a_comment(imap: Transcript) -> None:
+    """imaptest's fetch-envelope: RFC 3501 group syntax in ENVELOPE; a group holding only a
+    comment is an empty group, not an address made of the comment."""
+    append(
+        imap,
+        b"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: user@domain (Real Name)\r\n"
+        b"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n"
+        b"Cc: group:;, group2: (foo) ;\r\n\r\nbody\r\n",
+    )
+    imap.ok("SELECT INBOX")
+    assert one(imap, "FETCH 1 ENVELOPE") == (
+        b'ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" NIL (("Real Name" NIL "user" "domain")) '
+        b'(("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) '
+        b'((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)'
+        b'(NIL NIL "group2" NIL)(NIL NIL "g3" "d3.org")(NIL NIL NIL NIL)) '
+        b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) '
+        b"NIL NIL NIL)"
+    )

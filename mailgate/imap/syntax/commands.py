@@ -372,7 +372,8 @@ def _section(r: Reader, *, binary: bool) -> Section:
     fields: tuple[str, ...] = ()
     if text.startswith("HEADER.FIELDS"):
         r.sp()
-        fields = dedupe(r.paren_list(_header_field, empty_ok=False))
+        # Kept as given, repeats too: the response echoes the client's list (as Dovecot does).
+        fields = tuple(r.paren_list(_header_field, empty_ok=False))
     r.expect(RBRACKET, "]")
     return Section(tuple(parts), text, fields)
 
