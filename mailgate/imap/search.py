@@ -30,10 +30,24 @@ from mailgate.imap.syntax.values import (
     SearchKey,
 )
 from mailgate.imap.wire import uid_set
+from mailgate.mime.addresses import Address, parse_addresses
 from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
 from mailgate.mime.parts import body_text
 from mailgate.store.records import FetchRow
+
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
+def _address_text(address: Address) -> str:
+    """``Name <mailbox@host>``, or ``mailbox@host`` without a name: what SEARCH matches."""
+    mailbox = (address.mailbox or b"").decode("utf-8", "replace")
+    if address.host:
+        mailbox += "@" + address.host.decode("utf-8", "replace")
+    if address.name:
+        return f"{decode_words(address.name)} <{mailbox}>"
+    return mailbox
+
 
 # Above this size a message's body is decoded and matched in a worker thread.
 BIG_MESSAGE = 256 * 1024
@@ -85,7 +99,20 @@ class _View:
     def header_values(self, name: str) -> list[str]:
         if self._fields is None:
             self._fields = fields_by_name(self._row.header or b"")
-        return [decode_words(v) for v in self._fields.get(encode_utf8(name).lower(), ())]
+        raw = self._fields.get(encode_utf8(name).lower(), ())
+        values = [decode_words(v) for v in raw]
+        if name.lower() in _ADDRESS_FIELDS:
+            # Address fields also match as parsed, without comments and quoting (as Dovecot):
+            # "<user (c)@ (c) host>" is found by FROM user@host. Values with neither say the
+            # same parsed as raw, so they are not parsed again.
+            values += [
+                _address_text(a)
+                for v in raw
+                if b"(" in v or b'"' in v
+                for a in parse_addresses(v)
+                if not a.group
+            ]
+        return values
 
     def header_text(self) -> str:
         return (self._row.header or b"").decode("utf-8", "replace")

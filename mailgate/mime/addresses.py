@@ -100,13 +100,21 @@ def _phrase(tokens: list[_Token]) -> bytes | None:
     return b"".join(words) or None
 
 
+def _without_cfws(addr: bytes) -> bytes:
+    """An angle-addr's content without comments and folding whitespace (RFC 5322 §3.4.1
+    allows CFWS around its parts: ``<user (c)@ (c) host>`` is ``user@host``)."""
+    if b"(" not in addr and b" " not in addr and b"\t" not in addr:
+        return addr
+    return b"".join(text for kind, text in _address_tokens(addr) if kind not in ("ws", "comment"))
+
+
 def _mailbox(tokens: list[_Token]) -> Address | None:
     """One mailbox: ``name <addr>``, ``addr`` or ``addr (name)``."""
     angle = next((i for i, (kind, _) in enumerate(tokens) if kind == "angle"), None)
     comments = [text for kind, text in tokens if kind == "comment"]
     if angle is not None:
         name = _phrase(tokens[:angle])
-        addr = tokens[angle][1][1:].removesuffix(b">").strip()
+        addr = _without_cfws(tokens[angle][1][1:].removesuffix(b">"))
         if addr.startswith(b"@") and b":" in addr:  # obsolete route: adl is reported as NIL
             addr = addr.partition(b":")[2].strip()
     else:
