@@ -13,7 +13,7 @@ from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
 from mailgate.store.errors import StoreError
-from mailgate.store.names import canonical_mailbox_name
+from mailgate.store.names import canonical_mailbox_name, parents
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
 DELIMITER = HIERARCHY_DELIMITER.encode()
@@ -85,15 +85,24 @@ async def list_mailboxes(s: Session, request: Request) -> str:
     parents = _parents(boxes)
     regexes = [pattern_regex(args.reference, p) for p in args.patterns]
     want_subscribed = "SUBSCRIBED" in args.selection or "SUBSCRIBED" in args.returns
+    # RFC 5258 §3.5, RECURSIVEMATCH: a mailbox that matches the patterns is also listed, with
+    # CHILDINFO ("SUBSCRIBED"), when one of its descendants is subscribed but does not match
+    # them (a descendant that matches is listed itself).
+    hidden: list[str] = []
+    if "RECURSIVEMATCH" in args.selection and "SUBSCRIBED" in args.selection:
+        hidden = [b.name for b in boxes if b.subscribed and not _matches(regexes, b.name)]
     for box in boxes:
         if not _matches(regexes, box.name):
             continue
-        if "SUBSCRIBED" in args.selection and not box.subscribed:
+        prefix = box.name + HIERARCHY_DELIMITER
+        childinfo = any(name.startswith(prefix) for name in hidden)
+        if "SUBSCRIBED" in args.selection and not box.subscribed and not childinfo:
             continue
         if "SPECIAL-USE" in args.selection and not box.special_use:
             continue
         attrs = _attributes(box, parents, want_subscribed)
-        s.untagged(b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name))
+        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name)
+        s.untagged(line + (b' (CHILDINFO ("SUBSCRIBED"))' if childinfo else b""))
         if args.status_items:
             # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
             try:
@@ -110,11 +119,16 @@ async def lsub(s: Session, request: Request) -> str:
     if args.pattern == "":
         s.untagged(b'LSUB (\\Noselect) "' + DELIMITER + b'" ""')
         return "LSUB completed"
-    boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
+    boxes = await s.store.list_mailboxes(_inbox_id(s))
     regexes = [pattern_regex(args.reference, args.pattern)]
-    for box in boxes:
-        if box.subscribed and _matches(regexes, box.name):
-            s.untagged(b'LSUB () "' + DELIMITER + b'" ' + wire_mailbox(box.name))
+    subscribed = {box.name for box in boxes if box.subscribed}
+    # RFC 3501 §6.3.9: an unsubscribed parent of a subscribed mailbox that the pattern matches
+    # (with "%", where the child does not) is answered with \Noselect.
+    above = {parent for name in subscribed for parent in parents(name)} - subscribed
+    found = [(name, b"()") for name in subscribed if _matches(regexes, name)]
+    found += [(name, b"(\\Noselect)") for name in above if _matches(regexes, name)]
+    for name, attrs in sorted(found, key=lambda item: (item[0] != INBOX, item[0])):
+        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name))
     return "LSUB completed"
 
 

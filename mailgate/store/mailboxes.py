@@ -87,7 +87,9 @@ class Mailboxes(StoreBase):
         return sent, found
 
     async def create_mailbox(self, inbox_id: int, name: str) -> Mailbox:
-        """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3)."""
+        """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3). They are
+        not subscribed: CREATE does not subscribe (as in Dovecot and Cyrus; a client that
+        wants it sends SUBSCRIBE, as Thunderbird does). The built-in mailboxes are."""
         name = valid_mailbox_name(name)
 
         async def work(conn: Conn) -> tuple[Mailbox, list[Change]]:
@@ -95,7 +97,7 @@ class Mailboxes(StoreBase):
             if await mailbox_row(conn, inbox_id, name) is not None:
                 raise errors.MailboxExists(f"mailbox {name} already exists")
             created = await _create_parents(conn, inbox_id, name)
-            box = await insert_mailbox(conn, inbox_id, name, None)
+            box = await insert_mailbox(conn, inbox_id, name, None, subscribed=False)
             created.append(box)
             return box, [MailboxCreated(inbox_id, b.id, b.highestmodseq, b.name) for b in created]
 
@@ -249,7 +251,7 @@ async def _create_parents(conn: Conn, inbox_id: int, name: str) -> list[Mailbox]
     created = []
     for parent in parents(name):
         if await mailbox_row(conn, inbox_id, parent) is None:
-            created.append(await insert_mailbox(conn, inbox_id, parent, None))
+            created.append(await insert_mailbox(conn, inbox_id, parent, None, subscribed=False))
     return created
 
 

@@ -211,7 +211,9 @@ async def bump_mailbox(
     await conn.execute(update(mailboxes).where(mailboxes.c.id == box.id).values(**values))
 
 
-async def insert_mailbox(conn: Conn, inbox_id: int, name: str, special_use: str | None) -> Mailbox:
+async def insert_mailbox(
+    conn: Conn, inbox_id: int, name: str, special_use: str | None, *, subscribed: bool = True
+) -> Mailbox:
     created = now()
     # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY. Time-based
     # (so a database rebuilt from scratch does not repeat one either), and strictly rising even
@@ -237,7 +239,7 @@ async def insert_mailbox(conn: Conn, inbox_id: int, name: str, special_use: str 
                 uidvalidity=uidvalidity,
                 uidnext=1,
                 highestmodseq=1,
-                subscribed=True,
+                subscribed=subscribed,
                 keywords="",
                 created_at=created,
             )

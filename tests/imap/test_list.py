@@ -155,8 +155,8 @@ def test_list_errors(imap: Transcript) -> None:
 
 def test_lsub(imap: Transcript) -> None:
     imap.ok("CREATE Watched")
+    imap.ok("SUBSCRIBE Watched")
     imap.ok("CREATE Unwatched")
-    imap.ok("UNSUBSCRIBE Unwatched")
     r = imap.ok('LSUB "" "*"')
     names = list_names(r, b"LSUB")
     assert "Watched" in names
