@@ -32,6 +32,7 @@ class Address(NamedTuple):
     mailbox: bytes | None
     host: bytes | None
     group: bool = False  # a group start (mailbox = group name) or end (all None) marker
+    route: bytes | None = None  # an obsolete source route ("@a,@b"), ENVELOPE's adl
 
 
 _ADDR_TOKEN = re.compile(
@@ -115,10 +116,11 @@ def _mailbox(tokens: list[_Token]) -> Address | None:
     if angle is not None:
         name = _phrase(tokens[:angle])
         addr = _without_cfws(tokens[angle][1][1:].removesuffix(b">"))
-        if addr.startswith(b"@") and b":" in addr:  # obsolete route: adl is reported as NIL
-            addr = addr.partition(b":")[2].strip()
+        route = None
+        if addr.startswith(b"@") and b":" in addr:  # obsolete route (RFC 5322 §4.4): the adl
+            route, _, addr = addr.partition(b":")
     else:
-        name = None
+        name = route = None
         addr = b"".join(text for kind, text in tokens if kind in ("word", "quoted"))
         if not addr:  # only comments and spaces, e.g. the empty group "g: (foo) ;"
             return None
@@ -128,8 +130,8 @@ def _mailbox(tokens: list[_Token]) -> Address | None:
         return None
     mailbox, at, host = addr.rpartition(b"@")
     if not at:
-        return Address(name, addr, None)
-    return Address(name, mailbox, host or None)
+        return Address(name, addr, None, route=route)
+    return Address(name, mailbox, host or None, route=route)
 
 
 def parse_addresses(value: bytes) -> list[Address]:

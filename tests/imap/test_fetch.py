@@ -385,3 +385,11 @@ def test_envelope_groups_empty_and_with_only_a_comment(imap: Transcript) -> None
         b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) '
         b"NIL NIL NIL)"
     )
+
+
+def test_envelope_reports_a_source_route_as_the_adl(imap: Transcript) -> None:
+    """imaptest's fetch-envelope: <@route:user@domain> (RFC 5322 §4.4 obsolete syntax) keeps its
+    route in the address's second member, as RFC 3501 §7.4.2 defines it."""
+    append(imap, b"From: <@route:user@domain>\r\n\r\nbody\r\n")
+    imap.ok("SELECT INBOX")
+    assert b'((NIL "@route" "user" "domain"))' in one(imap, "FETCH 1 ENVELOPE")
