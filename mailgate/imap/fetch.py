@@ -97,12 +97,12 @@ def _columns(item: FetchItem) -> set[str]:
     return set()
 
 
-def _renderer(item: FetchItem) -> Renderer:
+def _renderer(item: FetchItem, selected: SelectedMailbox) -> Renderer:
     name = item.name
     if name == "UID":
         return lambda row: b"UID %d" % row.uid
     if name == "FLAGS":
-        return lambda row: b"FLAGS " + flag_list(row.flags)
+        return lambda row: b"FLAGS " + flag_list(selected.with_recent(row.uid, row.flags))
     if name == "INTERNALDATE":
         return lambda row: b"INTERNALDATE " + internaldate(row.internaldate)
     if name == "RFC822.SIZE":
@@ -182,7 +182,7 @@ async def fetch(s: Session, request: Request) -> str:
     marks_seen = not selected.readonly and any(i.sets_seen for i in items)
     if marks_seen and "FLAGS" not in names:
         items.append(_item("FLAGS"))
-    renderers = [_renderer(item) for item in items]
+    renderers = [_renderer(item, selected) for item in items]
     columns: set[str] = set()
     for item in items:
         columns |= _columns(item)

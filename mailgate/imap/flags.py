@@ -36,7 +36,7 @@ async def store(s: Session, request: Request) -> str:
         s.untagged(
             flags_fetch(
                 seq,
-                state.flags,
+                selected.with_recent(state.uid, state.flags),
                 # RFC 7162 §3.1: with CONDSTORE on, a STORE's FETCH carries UID and MODSEQ.
                 uid=state.uid if request.uid or s.condstore else None,
                 modseq=state.modseq if s.condstore else None,

@@ -61,6 +61,7 @@ class SelectedMailbox:
         "modseq",
         "name",
         "readonly",
+        "recent",
         "uids",
         "uidvalidity",
     )
@@ -82,6 +83,10 @@ class SelectedMailbox:
         self._pending_expunges: set[int] | None = None
         # FETCH (FLAGS) this session already sent for its own STORE: uid -> modseq.
         self._reported: dict[int, int] | None = None
+        # UID ranges that are \Recent in this session (RFC 3501 §2.3.2): claimed from the store
+        # by SELECT and by each catch-up that finds new mail, so that one session, on any node,
+        # sees each new message as recent; EXAMINE only looks. None: none (most sessions).
+        self.recent: list[tuple[int, int]] | None = None
 
     # ---------------------------------------------------------------- numbering
 
@@ -108,6 +113,49 @@ class SelectedMailbox:
         if not count or any(lo < 1 or hi > count for lo, hi in ranges):
             raise bad("Invalid message sequence number", "CLIENTBUG")
         return [(self.uids[lo - 1], self.uids[hi - 1]) for lo, hi in ranges]
+
+    # ---------------------------------------------------------------- \Recent
+
+    async def take_recent(self, store: Store, recent_uid: int) -> None:
+        """Make the messages from `recent_uid` (the mailbox's first unclaimed UID, as last read)
+        to the last one this view knows recent here: claimed from the store when the mailbox
+        is selected read-write (nothing to write when there is nothing to claim), looked at
+        only under EXAMINE (RFC 3501 §6.3.2: EXAMINE does not take \\Recent away)."""
+        last = self.last_uid
+        if recent_uid > last:
+            return
+        if self.readonly:
+            self._add_recent(recent_uid, last)
+            return
+        claimed = await store.claim_recent(self.mailbox_id, last)
+        if claimed is not None:
+            self._add_recent(*claimed)
+
+    def _add_recent(self, first: int, last: int) -> None:
+        ranges = self.recent
+        if ranges is None:
+            self.recent = [(first, last)]
+        elif ranges[-1][1] + 1 >= first:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], last))
+        else:
+            ranges.append((first, last))
+
+    def is_recent(self, uid: int) -> bool:
+        ranges = self.recent
+        return ranges is not None and any(lo <= uid <= hi for lo, hi in ranges)
+
+    def with_recent(self, uid: int, flags: tuple[str, ...]) -> tuple[str, ...]:
+        """A message's flags as this session reports them: \\Recent first where it applies."""
+        return ("\\Recent", *flags) if self.is_recent(uid) else flags
+
+    @property
+    def recent_count(self) -> int:
+        if not self.recent:
+            return 0
+        uids = self.uids
+        return sum(
+            bisect.bisect_right(uids, hi) - bisect.bisect_left(uids, lo) for lo, hi in self.recent
+        )
 
     @property
     def needs_catch_up(self) -> bool:
@@ -210,7 +258,10 @@ class SelectedMailbox:
                 continue
             lines.append(
                 flags_fetch(
-                    seq, entry.flags, uid=entry.uid, modseq=entry.modseq if condstore else None
+                    seq,
+                    self.with_recent(entry.uid, entry.flags),
+                    uid=entry.uid,
+                    modseq=entry.modseq if condstore else None,
                 )
             )
         self._reported = None
@@ -225,6 +276,8 @@ class SelectedMailbox:
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))
+            await self.take_recent(store, max(changes.recent_uid, fresh[0]))
+            lines.append(b"%d RECENT" % self.recent_count)
         # New keywords are announced first: RFC 3501 §7.2.6, a FETCH may carry only flags the
         # session has been told of (and imaptest checks that it was).
         known = set(self.keywords)

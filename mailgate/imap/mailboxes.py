@@ -136,7 +136,7 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
     status = await s.store.status(box.id)
     values = {
         "MESSAGES": status.messages,
-        "RECENT": 0,  # mailgate keeps no \Recent flag (as IMAP4rev2 dropped it)
+        "RECENT": status.recent,  # not yet claimed by any session (RFC 3501 §6.3.10)
         "UIDNEXT": status.uidnext,
         "UIDVALIDITY": status.uidvalidity,
         "UNSEEN": status.unseen,

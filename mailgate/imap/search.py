@@ -57,11 +57,12 @@ class _View:
     """One message as matching.py sees it, decoding headers and body only when asked. Its header
     is split into fields once, however many keys (and field names) the program has."""
 
-    __slots__ = ("_fields", "_row", "seq")
+    __slots__ = ("_fields", "_recent", "_row", "seq")
 
-    def __init__(self, row: FetchRow, seq: int) -> None:
+    def __init__(self, row: FetchRow, seq: int, recent: bool) -> None:
         self._row = row
         self.seq = seq
+        self._recent = recent
         self._fields: dict[bytes, list[bytes]] | None = None
 
     @property
@@ -70,7 +71,8 @@ class _View:
 
     @property
     def flags(self) -> frozenset[str]:
-        return frozenset(self._row.flags)
+        flags = frozenset(self._row.flags)
+        return flags | {"\\Recent"} if self._recent else flags
 
     @property
     def internaldate(self) -> datetime.datetime:
@@ -180,7 +182,7 @@ async def search(s: Session, request: Request) -> str:
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
-                view = _View(row, seq)
+                view = _View(row, seq, selected.is_recent(row.uid))
                 if need.body and row.size > BIG_MESSAGE:
                     hit = await asyncio.to_thread(matches, args.key, view, largest_seq, largest_uid)
                 else:

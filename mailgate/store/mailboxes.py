@@ -209,6 +209,7 @@ class Mailboxes(StoreBase):
                             ),
                             0,
                         ),
+                        func.coalesce(func.sum((entries.c.uid >= box.recent_uid).cast(Integer)), 0),
                     )
                     .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
                     .where(entries.c.mailbox_id == mailbox_id)
@@ -222,7 +223,28 @@ class Mailboxes(StoreBase):
             uidnext=box.uidnext,
             uidvalidity=box.uidvalidity,
             highestmodseq=box.highestmodseq,
+            recent=int(row[4]),
         )
+
+    async def claim_recent(self, mailbox_id: int, last_uid: int) -> tuple[int, int] | None:
+        """\\Recent (RFC 3501 §2.3.2): claim for the calling session the UIDs up to `last_uid`
+        that no session has claimed yet. Returns the first and last UID it got, or None. One
+        row, locked: whichever session asks first, on any node, gets each UID, and only it."""
+
+        async def work(conn: Conn) -> tuple[int, int] | None:
+            first = await conn.scalar(
+                select(mailboxes.c.recent_uid).where(mailboxes.c.id == mailbox_id).with_for_update()
+            )
+            if first is None or first > last_uid:
+                return None
+            await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id)
+                .values(recent_uid=last_uid + 1)
+            )
+            return int(first), last_uid
+
+        return await self.db.write(work)
 
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         """What SELECT shows: every UID in order, and where the unseen messages start."""

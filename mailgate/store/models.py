@@ -112,6 +112,9 @@ mailboxes = Table(
     Column("created_at", BigInteger, nullable=False),
     # Expunge records up to this MODSEQ have been forgotten (Store.prune_expunged).
     Column("pruned_modseq", BigInteger, nullable=False, server_default="0"),
+    # \Recent (RFC 3501 §2.3.2): UIDs from here on have not been claimed as recent by any
+    # session yet (Store.claim_recent); one session, on any node, gets each.
+    Column("recent_uid", BigInteger, nullable=False, server_default="1"),
     UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
     sqlite_autoincrement=True,
 )

@@ -156,6 +156,7 @@ def mailbox_record(row: Row[Any]) -> Mailbox:
         highestmodseq=row.highestmodseq,
         subscribed=bool(row.subscribed),
         keywords=keywords(row.keywords),
+        recent_uid=row.recent_uid,
     )
 
 
@@ -240,6 +241,7 @@ async def insert_mailbox(
                 uidnext=1,
                 highestmodseq=1,
                 subscribed=subscribed,
+                recent_uid=1,
                 keywords="",
                 created_at=created,
             )

@@ -84,7 +84,7 @@ def test_another_sessions_keyword_is_announced_before_fetch(
     r = box.ok("FETCH 1:3 (FLAGS)")
     assert_told_before_fetch(r, {"$FromElsewhere"})
     # (the end of the command then tells of the change as well: a second FETCH for 2)
-    assert b"* 2 FETCH (FLAGS ($FromElsewhere))" in r.untagged
+    assert b"* 2 FETCH (FLAGS (\\Recent $FromElsewhere))" in r.untagged
     other.ok("STORE 3 +FLAGS ($Second)")
     r = box.ok("NOOP")  # the catch-up's FETCH (FLAGS) comes after FLAGS too
     assert_told_before_fetch(r, {"$Second"})

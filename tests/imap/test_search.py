@@ -104,9 +104,9 @@ def search(s: Transcript, criteria: str) -> list[int]:
         ("KEYWORD $Work", [2]),
         ("UNKEYWORD $Work", [1, 3, 4]),
         ("KEYWORD $Nothing", []),
-        ("RECENT", []),  # mailgate keeps no \Recent
-        ("NEW", []),
-        ("OLD", [1, 2, 3, 4]),
+        ("RECENT", [1, 2, 3, 4]),  # this session selected INBOX first (test_recent.py)
+        ("NEW", [2, 3, 4]),  # recent and unseen
+        ("OLD", []),
     ],
 )
 def test_flag_keys(box: Transcript, criteria: str, expected: list[int]) -> None:
