@@ -54,7 +54,7 @@ def _attributes(box: Mailbox, parents: set[str], subscribed: bool) -> bytes:
     attrs = [b"\\HasChildren" if box.name in parents else b"\\HasNoChildren"]
     if box.special_use:
         attrs.append(box.special_use.encode())
-    if subscribed and box.subscribed:
+    if subscribed:
         attrs.append(b"\\Subscribed")
     return b"(" + b" ".join(attrs) + b")"
 
@@ -84,26 +84,38 @@ async def list_mailboxes(s: Session, request: Request) -> str:
     boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
     parents = _parents(boxes)
     regexes = [pattern_regex(args.reference, p) for p in args.patterns]
-    want_subscribed = "SUBSCRIBED" in args.selection or "SUBSCRIBED" in args.returns
+    selected_subscribed = "SUBSCRIBED" in args.selection
+    want_subscribed = selected_subscribed or "SUBSCRIBED" in args.returns
+    subscribed = await s.store.subscriptions(_inbox_id(s)) if want_subscribed else set()
     # RFC 5258 §3.5, RECURSIVEMATCH: a mailbox that matches the patterns is also listed, with
     # CHILDINFO ("SUBSCRIBED"), when one of its descendants is subscribed but does not match
     # them (a descendant that matches is listed itself).
     hidden: list[str] = []
-    if "RECURSIVEMATCH" in args.selection and "SUBSCRIBED" in args.selection:
-        hidden = [b.name for b in boxes if b.subscribed and not _matches(regexes, b.name)]
-    for box in boxes:
-        if not _matches(regexes, box.name):
+    if "RECURSIVEMATCH" in args.selection and selected_subscribed:
+        hidden = [name for name in subscribed if not _matches(regexes, name)]
+    # With the SUBSCRIBED selection, a subscribed name whose mailbox is gone is listed too, as
+    # \NonExistent (RFC 5258 §3; the subscription outlives the mailbox, RFC 3501 §6.3.6).
+    entries: list[tuple[str, Mailbox | None]] = [(box.name, box) for box in boxes]
+    if selected_subscribed:
+        present = {box.name for box in boxes}
+        entries += [(name, None) for name in subscribed - present]
+        entries.sort(key=lambda entry: (entry[0] != INBOX, entry[0]))
+    for name, box in entries:
+        if not _matches(regexes, name):
             continue
-        prefix = box.name + HIERARCHY_DELIMITER
-        childinfo = any(name.startswith(prefix) for name in hidden)
-        if "SUBSCRIBED" in args.selection and not box.subscribed and not childinfo:
+        prefix = name + HIERARCHY_DELIMITER
+        childinfo = any(other.startswith(prefix) for other in hidden)
+        if selected_subscribed and name not in subscribed and not childinfo:
             continue
-        if "SPECIAL-USE" in args.selection and not box.special_use:
-            continue
-        attrs = _attributes(box, parents, want_subscribed)
-        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name)
+        if box is None:
+            attrs = b"(\\NonExistent \\Subscribed)"
+        else:
+            if "SPECIAL-USE" in args.selection and not box.special_use:
+                continue
+            attrs = _attributes(box, parents, name in subscribed)
+        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name)
         s.untagged(line + (b' (CHILDINFO ("SUBSCRIBED"))' if childinfo else b""))
-        if args.status_items:
+        if args.status_items and box is not None:
             # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
             try:
                 s.untagged(await _status_line(s, box, args.status_items))
@@ -119,9 +131,8 @@ async def lsub(s: Session, request: Request) -> str:
     if args.pattern == "":
         s.untagged(b'LSUB (\\Noselect) "' + DELIMITER + b'" ""')
         return "LSUB completed"
-    boxes = await s.store.list_mailboxes(_inbox_id(s))
     regexes = [pattern_regex(args.reference, args.pattern)]
-    subscribed = {box.name for box in boxes if box.subscribed}
+    subscribed = await s.store.subscriptions(_inbox_id(s))
     # RFC 3501 §6.3.9: an unsubscribed parent of a subscribed mailbox that the pattern matches
     # (with "%", where the child does not) is answered with \Noselect.
     above = {parent for name in subscribed for parent in parents(name)} - subscribed

@@ -6,14 +6,15 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 
-from sqlalchemy import Integer, delete, func, or_, select, update
+from sqlalchemy import Integer, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, MailboxCreated, MailboxDeleted, MailboxRenamed
-from mailgate.store.models import entries, expunged, inboxes, mailboxes, messages
+from mailgate.store.models import entries, expunged, inboxes, mailboxes, messages, subscriptions
 from mailgate.store.names import (
     existing_mailbox_name,
     no_mailbox,
@@ -163,6 +164,7 @@ class Mailboxes(StoreBase):
                 for b in await _create_parents(conn, inbox_id, new)
             ]
             await conn.execute(update(mailboxes).where(mailboxes.c.id == row.id).values(name=new))
+            await _move_subscription(conn, inbox_id, old, new)
             events.append(MailboxRenamed(inbox_id, row.id, row.highestmodseq, new, old))
             for child in children:
                 # A longer new prefix can push a child past the length limit.
@@ -170,6 +172,7 @@ class Mailboxes(StoreBase):
                 await conn.execute(
                     update(mailboxes).where(mailboxes.c.id == child.id).values(name=renamed)
                 )
+                await _move_subscription(conn, inbox_id, child.name, renamed)
                 events.append(
                     MailboxRenamed(inbox_id, child.id, child.highestmodseq, renamed, child.name)
                 )
@@ -177,16 +180,38 @@ class Mailboxes(StoreBase):
 
         await self._change(work)
 
+    async def subscriptions(self, inbox_id: int) -> set[str]:
+        """The names the inbox subscribes to, whether or not such a mailbox exists now."""
+        async with self.db.read() as conn:
+            return set(
+                await conn.scalars(
+                    select(subscriptions.c.name).where(subscriptions.c.inbox_id == inbox_id)
+                )
+            )
+
     async def set_subscribed(self, inbox_id: int, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE an existing mailbox, or UNSUBSCRIBE a name (a mailbox deleted since keeps
+        its subscription until then, RFC 3501 §6.3.6). Either is idempotent; a name that is
+        neither a mailbox nor subscribed is MailboxNotFound."""
         name = existing_mailbox_name(name)
+        dialect_insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
 
         async def work(conn: Conn) -> None:
+            if subscribed:
+                if await mailbox_row(conn, inbox_id, name) is None:
+                    raise no_mailbox(name)
+                await conn.execute(
+                    dialect_insert(subscriptions)
+                    .values(inbox_id=inbox_id, name=name)
+                    .on_conflict_do_nothing(index_elements=["inbox_id", "name"])
+                )
+                return
             result = await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
-                .values(subscribed=subscribed)
+                delete(subscriptions).where(
+                    subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == name
+                )
             )
-            if result.rowcount == 0:
+            if result.rowcount == 0 and await mailbox_row(conn, inbox_id, name) is None:
                 raise no_mailbox(name)
 
         await self.db.write(work)
@@ -266,6 +291,22 @@ class Mailboxes(StoreBase):
                     if first_unseen is None:
                         first_unseen = len(uids)
         return Snapshot(box, uids, unseen, first_unseen)
+
+
+async def _move_subscription(conn: Conn, inbox_id: int, old: str, new: str) -> None:
+    """A renamed mailbox keeps its subscription under its new name (as in Dovecot)."""
+    moved = await conn.execute(
+        delete(subscriptions).where(
+            subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == old
+        )
+    )
+    if moved.rowcount:
+        await conn.execute(
+            delete(subscriptions).where(
+                subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == new
+            )
+        )
+        await conn.execute(insert(subscriptions).values(inbox_id=inbox_id, name=new))
 
 
 async def _create_parents(conn: Conn, inbox_id: int, name: str) -> list[Mailbox]:

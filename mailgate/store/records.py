@@ -122,7 +122,6 @@ class Mailbox:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
     keywords: tuple[str, ...]
     recent_uid: int = 1  # the lowest UID no session has claimed as \Recent yet
 

@@ -27,6 +27,7 @@ from mailgate.store.models import (
     outbound,
     pods,
     search_texts,
+    subscriptions,
 )
 from mailgate.store.records import Inbox, Mailbox, Pod
 
@@ -154,7 +155,6 @@ def mailbox_record(row: Row[Any]) -> Mailbox:
         uidvalidity=row.uidvalidity,
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
-        subscribed=bool(row.subscribed),
         keywords=keywords(row.keywords),
         recent_uid=row.recent_uid,
     )
@@ -240,7 +240,6 @@ async def insert_mailbox(
                 uidvalidity=uidvalidity,
                 uidnext=1,
                 highestmodseq=1,
-                subscribed=subscribed,
                 recent_uid=1,
                 keywords="",
                 created_at=created,
@@ -248,6 +247,8 @@ async def insert_mailbox(
             .returning(*mailboxes.c)
         )
     ).one()
+    if subscribed:
+        await conn.execute(insert(subscriptions).values(inbox_id=inbox_id, name=name))
     return mailbox_record(row)
 
 

@@ -130,3 +130,27 @@ def test_list_subscribed_recursivematch_childinfo(imap: Transcript) -> None:
     assert "\\Subscribed" in attrs["m/test1"]
     assert "\\Subscribed" not in attrs["m/test2"]
     assert "\\HasChildren" in attrs["m/test2"]
+
+
+def test_a_deleted_mailbox_stays_subscribed_as_nonexistent(imap: Transcript) -> None:
+    """imaptest's listext group (RFC 3501 §6.3.6, RFC 5258 §3): DELETE leaves the subscription;
+    LIST (SUBSCRIBED) answers it \\NonExistent and LSUB still names it, until UNSUBSCRIBE."""
+    imap.ok("CREATE Gone")
+    imap.ok("SUBSCRIBE Gone")
+    imap.ok("DELETE Gone")
+    assert imap.ok('LIST (SUBSCRIBED) "" "G*"').lines(b"LIST") == [
+        b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"'
+    ]
+    assert imap.ok('LIST "" "G*"').lines(b"LIST") == []  # not a mailbox
+    assert "Gone" in _lsub(imap)
+    imap.ok("UNSUBSCRIBE Gone")
+    assert imap.ok('LIST (SUBSCRIBED) "" "G*"').lines(b"LIST") == []
+    imap.no("UNSUBSCRIBE Gone", code="NONEXISTENT")
+
+
+def test_rename_keeps_the_subscription(imap: Transcript) -> None:
+    imap.ok("CREATE Before")
+    imap.ok("SUBSCRIBE Before")
+    imap.ok("RENAME Before After")
+    assert "After" in _lsub(imap)
+    assert "Before" not in _lsub(imap)

@@ -277,12 +277,31 @@ def test_delete_mailbox_removes_its_messages(store: Store, inbox: Inbox) -> None
 
 def test_subscribe_and_unsubscribe(store: Store, inbox: Inbox) -> None:
     run(store.create_mailbox(inbox.id, "Lists"))
-    run(store.set_subscribed(inbox.id, "Lists", False))
-    assert not run(store.get_mailbox(inbox.id, "Lists")).subscribed
+    assert "Lists" not in run(store.subscriptions(inbox.id))  # CREATE does not subscribe
     run(store.set_subscribed(inbox.id, "Lists", True))
-    assert run(store.get_mailbox(inbox.id, "Lists")).subscribed
+    run(store.set_subscribed(inbox.id, "Lists", True))  # idempotent
+    assert "Lists" in run(store.subscriptions(inbox.id))
+    run(store.set_subscribed(inbox.id, "Lists", False))
+    assert "Lists" not in run(store.subscriptions(inbox.id))
     with pytest.raises(errors.MailboxNotFound):
         run(store.set_subscribed(inbox.id, "lists", True))
+
+
+def test_a_subscription_outlives_its_mailbox_and_follows_a_rename(
+    store: Store, inbox: Inbox
+) -> None:
+    run(store.create_mailbox(inbox.id, "Old/Child"))
+    run(store.set_subscribed(inbox.id, "Old", True))
+    run(store.set_subscribed(inbox.id, "Old/Child", True))
+    run(store.rename_mailbox(inbox.id, "Old", "New"))
+    assert {"New", "New/Child"} <= run(store.subscriptions(inbox.id))
+    assert not {"Old", "Old/Child"} & run(store.subscriptions(inbox.id))
+    run(store.delete_mailbox(inbox.id, "New/Child"))
+    assert "New/Child" in run(store.subscriptions(inbox.id))  # RFC 3501 §6.3.6
+    run(store.set_subscribed(inbox.id, "New/Child", False))  # and can be dropped then
+    assert "New/Child" not in run(store.subscriptions(inbox.id))
+    with pytest.raises(errors.MailboxNotFound):
+        run(store.set_subscribed(inbox.id, "New/Child", False))
 
 
 # ------------------------------------------------------------------------ status / snapshot

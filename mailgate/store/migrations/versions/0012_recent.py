@@ -16,11 +16,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("mailboxes") as batch:
+    with op.batch_alter_table("mailboxes", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("recent_uid", sa.BigInteger, nullable=False, server_default="1"))
     op.execute("UPDATE mailboxes SET recent_uid = uidnext")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("mailboxes") as batch:
+    with op.batch_alter_table("mailboxes", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("recent_uid")
