@@ -254,7 +254,12 @@ class Mailboxes(StoreBase):
     async def claim_recent(self, mailbox_id: int, last_uid: int) -> tuple[int, int] | None:
         """\\Recent (RFC 3501 §2.3.2): claim for the calling session the UIDs up to `last_uid`
         that no session has claimed yet. Returns the first and last UID it got, or None. One
-        row, locked: whichever session asks first, on any node, gets each UID, and only it."""
+        row, locked: whichever session asks first, on any node, gets each UID, and only it.
+        Sessions of this node that hear of the same new mail after a claim covered it are
+        answered from memory, so a delivery costs one claim per node, not one per session."""
+        claimed = self._recent_claimed
+        if claimed.get(mailbox_id, 0) >= last_uid:
+            return None
 
         async def work(conn: Conn) -> tuple[int, int] | None:
             first = await conn.scalar(
@@ -269,7 +274,15 @@ class Mailboxes(StoreBase):
             )
             return int(first), last_uid
 
-        return await self.db.write(work)
+        async with self._recent_lock:
+            if claimed.get(mailbox_id, 0) >= last_uid:
+                return None
+            got = await self.db.write(work)
+            if len(claimed) >= RECENT_CACHE:
+                claimed.clear()
+            # Either way every UID up to last_uid is claimed now, by us or before us.
+            claimed[mailbox_id] = max(claimed.get(mailbox_id, 0), last_uid)
+            return got
 
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         """What SELECT shows: every UID in order, and where the unseen messages start."""
@@ -291,6 +304,11 @@ class Mailboxes(StoreBase):
                     if first_unseen is None:
                         first_unseen = len(uids)
         return Snapshot(box, uids, unseen, first_unseen)
+
+
+# Mailboxes whose \\Recent claims a node remembers (Mailboxes.claim_recent) before it forgets
+# them all and asks the database again: a bound on the memory, not on correctness.
+RECENT_CACHE = 10_000
 
 
 async def _move_subscription(conn: Conn, inbox_id: int, old: str, new: str) -> None:

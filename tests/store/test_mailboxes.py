@@ -346,3 +346,29 @@ def test_delete_pod_while_another_node_adds_an_inbox_to_it(
         assert deleted is None or isinstance(deleted, errors.CannotModify), repr(deleted)
         assert run(store.get_inbox(f"xp{i}@example.test")).pod == f"p{i}"
         assert len(run(store.list_mailboxes(created.id))) == 5  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------ \Recent
+
+
+def test_recent_is_claimed_once_across_nodes(
+    store: Store, open_store: Callable[..., Store], inbox: Inbox, mailbox: Mailbox
+) -> None:
+    """claim_recent hands each unclaimed UID to exactly one caller, whichever node it is on,
+    however many ask at once; STATUS RECENT counts what is left."""
+    other = open_store()  # a second node on the same database
+    for i in range(6):
+        run(store.append(mailbox.id, message(i)))
+    assert run(store.status(mailbox.id)).recent == 6
+
+    async def race() -> list[tuple[int, int] | None]:
+        claims = [s.claim_recent(mailbox.id, 4) for s in (store, other, store, other)]
+        return list(await asyncio.gather(*claims))
+
+    got = [claim for claim in run(race()) if claim is not None]
+    assert got == [(1, 4)]
+    assert run(store.status(mailbox.id)).recent == 2
+    assert run(other.claim_recent(mailbox.id, 6)) == (5, 6)
+    assert run(store.claim_recent(mailbox.id, 6)) is None
+    assert run(store.status(mailbox.id)).recent == 0
+    assert run(store.get_mailbox(inbox.id, "INBOX")).recent_uid == 7
