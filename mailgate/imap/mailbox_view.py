@@ -62,6 +62,7 @@ class SelectedMailbox:
         "name",
         "readonly",
         "recent",
+        "recent_from",
         "uids",
         "uidvalidity",
     )
@@ -87,6 +88,8 @@ class SelectedMailbox:
         # by SELECT and by each catch-up that finds new mail, so that one session, on any node,
         # sees each new message as recent; EXAMINE only looks. None: none (most sessions).
         self.recent: list[tuple[int, int]] | None = None
+        # New mail a catch-up found, from this UID on, still to be claimed (see catch_up).
+        self.recent_from: int | None = None
 
     # ---------------------------------------------------------------- numbering
 
@@ -130,6 +133,13 @@ class SelectedMailbox:
         claimed = await store.claim_recent(self.mailbox_id, last)
         if claimed is not None:
             self._add_recent(*claimed)
+
+    async def recent_after_exists(self, store: Store) -> bytes:
+        """After a catch-up that found new mail (recent_from set): claim it and say RECENT."""
+        recent_from, self.recent_from = self.recent_from, None
+        if recent_from is not None:
+            await self.take_recent(store, recent_from)
+        return b"%d RECENT" % self.recent_count
 
     def _add_recent(self, first: int, last: int) -> None:
         ranges = self.recent
@@ -276,8 +286,13 @@ class SelectedMailbox:
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))
-            await self.take_recent(store, max(changes.recent_uid, fresh[0]))
-            lines.append(b"%d RECENT" % self.recent_count)
+            if self.readonly:
+                await self.take_recent(store, max(changes.recent_uid, fresh[0]))
+                lines.append(b"%d RECENT" % self.recent_count)
+            else:
+                # Claimed by recent_after_exists() once EXISTS is on its way: the claim is a
+                # durable write, and new mail must not wait for it.
+                self.recent_from = max(changes.recent_uid, fresh[0])
         # New keywords are announced first: RFC 3501 §7.2.6, a FETCH may carry only flags the
         # session has been told of (and imaptest checks that it was).
         known = set(self.keywords)

@@ -492,6 +492,10 @@ class IMAPServer(IMAP4Server):
             self.store, expunges_ok=expunges_ok, condstore=self.condstore, vanished=self.qresync
         ):
             self.untagged(line)
+        if selected.recent_from is not None:
+            # EXISTS goes out first; then \Recent is claimed (a write) and RECENT follows.
+            self.flush()
+            self.untagged(await selected.recent_after_exists(self.store))
 
     # ---------------------------------------------------------------- states
 
