@@ -125,6 +125,7 @@ class App:
         offered_tools(settings.api.mcp_tools)  # the one setting config.py cannot check alone
         self.certificate = ensure_certificate(settings)
         ssl_context = server_ssl_context(self.certificate)
+        mx_ssl_context = server_ssl_context(self.certificate, mx=True)
         tls_factory = OpenSSLContextFactory(self.certificate)
         self.store = await Store.open(
             settings.database_url,
@@ -161,7 +162,7 @@ class App:
             )
             self._mx = MXHandler(inbound, settings.smtp, metrics)
             await self._listen_imap(tls_factory)
-            await self._listen_smtp(ssl_context)
+            await self._listen_smtp(ssl_context, mx_ssl_context)
             # After IMAP and SMTP: the API tells mail clients the ports they really listen on.
             client_ports = [ClientPort(name, self.port(name)) for name in CLIENT_SERVICES]
             services = Services(
@@ -214,7 +215,8 @@ class App:
             self._imap_ports.append(port)
             self.listeners.append(Listener(name, bind, port.getHost().port, security))
 
-    async def _listen_smtp(self, ssl_context: Any) -> None:
+    async def _listen_smtp(self, client_context: Any, mx_context: Any) -> None:
+        """Submission on 465/587 with the client ports' TLS; the MX with its broader one."""
         loop = asyncio.get_running_loop()
         bind = self.settings.server.bind
         for name, key, implicit in (
@@ -224,10 +226,15 @@ class App:
         ):
             requested = getattr(self.settings.smtp, key)
             security = "TLS" if implicit else "STARTTLS"
+            ssl_context = mx_context if name == "mx" else client_context
             if self.settings.server.proxy_networks:
 
                 async def handoff(
-                    sock: Any, client: Address, implicit: bool = implicit, mx: bool = name == "mx"
+                    sock: Any,
+                    client: Address,
+                    implicit: bool = implicit,
+                    mx: bool = name == "mx",
+                    ssl_context: Any = ssl_context,
                 ) -> None:
                     await loop.connect_accepted_socket(
                         lambda: self._smtp_session(
@@ -241,7 +248,9 @@ class App:
                 self.listeners.append(Listener(name, bind, port, security))
                 continue
 
-            def protocol(implicit: bool = implicit, mx: bool = name == "mx") -> MailgateSMTP:
+            def protocol(
+                implicit: bool = implicit, mx: bool = name == "mx", ssl_context: Any = ssl_context
+            ) -> MailgateSMTP:
                 return self._smtp_session(ssl_context, implicit=implicit, mx=mx)
 
             try:

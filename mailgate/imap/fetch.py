@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import bad
 from mailgate.imap.ext.objectid import email_item, thread_item
 from mailgate.imap.interfaces import Session, State
@@ -96,12 +97,12 @@ def _columns(item: FetchItem) -> set[str]:
     return set()
 
 
-def _renderer(item: FetchItem) -> Renderer:
+def _renderer(item: FetchItem, selected: SelectedMailbox) -> Renderer:
     name = item.name
     if name == "UID":
         return lambda row: b"UID %d" % row.uid
     if name == "FLAGS":
-        return lambda row: b"FLAGS " + flag_list(row.flags)
+        return lambda row: b"FLAGS " + flag_list(selected.with_recent(row.uid, row.flags))
     if name == "INTERNALDATE":
         return lambda row: b"INTERNALDATE " + internaldate(row.internaldate)
     if name == "RFC822.SIZE":
@@ -171,7 +172,7 @@ async def fetch(s: Session, request: Request) -> str:
     items = list(args.items)
     names = {item.name for item in items}
     if args.changedsince is not None or "MODSEQ" in names:
-        s.condstore = True  # RFC 7162 §3.1: using CONDSTORE syntax enables it
+        enable_condstore(s)  # RFC 7162 §3.1: using CONDSTORE syntax enables it
     if args.changedsince is not None and "MODSEQ" not in names:
         items.append(_item("MODSEQ"))
     if args.vanished and not s.qresync:
@@ -181,7 +182,7 @@ async def fetch(s: Session, request: Request) -> str:
     marks_seen = not selected.readonly and any(i.sets_seen for i in items)
     if marks_seen and "FLAGS" not in names:
         items.append(_item("FLAGS"))
-    renderers = [_renderer(item) for item in items]
+    renderers = [_renderer(item, selected) for item in items]
     columns: set[str] = set()
     for item in items:
         columns |= _columns(item)
@@ -202,6 +203,9 @@ async def fetch(s: Session, request: Request) -> str:
     else:
         plan = batches(selected, ranges, META_BATCH)
     changedsince = args.changedsince
+    # A FETCH carrying a keyword this session has not been told of (another session's STORE
+    # not yet caught up) is preceded by FLAGS naming it (RFC 3501 §7.2.6).
+    tells_flags = "FLAGS" in names or marks_seen
     with Pace() as pace:
         for batch in plan:
             rows = await s.store.fetch(selected.mailbox_id, batch, columns)
@@ -211,6 +215,9 @@ async def fetch(s: Session, request: Request) -> str:
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
+                if tells_flags and selected.unknown_keywords(row.flags):
+                    for line in selected.announce_keywords(row.flags):
+                        s.untagged(line)
                 s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join([r(row) for r in renderers])))
                 if with_data:
                     # Message bytes go out as they are rendered: one message waits, not a batch.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import no
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
@@ -18,13 +19,15 @@ async def store(s: Session, request: Request) -> str:
     if selected.readonly:
         raise no("The mailbox is open read-only (EXAMINE)", "CANNOT")
     if args.unchangedsince is not None:
-        s.condstore = True
+        enable_condstore(s)
     ranges = selected.uid_ranges(args.sequence, request.uid)
     if not ranges:
         return "STORE completed"
     result = await s.store.store_flags(
         selected.mailbox_id, ranges, args.mode, args.flags, unchangedsince=args.unchangedsince
     )
+    for line in selected.announce_keywords(f for state in result.updated for f in state.flags):
+        s.untagged(line)
     for state in result.updated:
         selected.note_reported(state.uid, state.modseq)
         seq = selected.seq_of(state.uid)
@@ -33,8 +36,9 @@ async def store(s: Session, request: Request) -> str:
         s.untagged(
             flags_fetch(
                 seq,
-                state.flags,
-                uid=state.uid if request.uid else None,
+                selected.with_recent(state.uid, state.flags),
+                # RFC 7162 §3.1: with CONDSTORE on, a STORE's FETCH carries UID and MODSEQ.
+                uid=state.uid if request.uid or s.condstore else None,
                 modseq=state.modseq if s.condstore else None,
             )
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from mailgate.imap.errors import bad
@@ -61,6 +61,8 @@ class SelectedMailbox:
         "modseq",
         "name",
         "readonly",
+        "recent",
+        "recent_from",
         "uids",
         "uidvalidity",
     )
@@ -82,6 +84,12 @@ class SelectedMailbox:
         self._pending_expunges: set[int] | None = None
         # FETCH (FLAGS) this session already sent for its own STORE: uid -> modseq.
         self._reported: dict[int, int] | None = None
+        # UID ranges that are \Recent in this session (RFC 3501 §2.3.2): claimed from the store
+        # by SELECT and by each catch-up that finds new mail, so that one session, on any node,
+        # sees each new message as recent; EXAMINE only looks. None: none (most sessions).
+        self.recent: list[tuple[int, int]] | None = None
+        # New mail a catch-up found, from this UID on, still to be claimed (see catch_up).
+        self.recent_from: int | None = None
 
     # ---------------------------------------------------------------- numbering
 
@@ -108,6 +116,56 @@ class SelectedMailbox:
         if not count or any(lo < 1 or hi > count for lo, hi in ranges):
             raise bad("Invalid message sequence number", "CLIENTBUG")
         return [(self.uids[lo - 1], self.uids[hi - 1]) for lo, hi in ranges]
+
+    # ---------------------------------------------------------------- \Recent
+
+    async def take_recent(self, store: Store, recent_uid: int) -> None:
+        """Make the messages from `recent_uid` (the mailbox's first unclaimed UID, as last read)
+        to the last one this view knows recent here: claimed from the store when the mailbox
+        is selected read-write (nothing to write when there is nothing to claim), looked at
+        only under EXAMINE (RFC 3501 §6.3.2: EXAMINE does not take \\Recent away)."""
+        last = self.last_uid
+        if recent_uid > last:
+            return
+        if self.readonly:
+            self._add_recent(recent_uid, last)
+            return
+        claimed = await store.claim_recent(self.mailbox_id, last)
+        if claimed is not None:
+            self._add_recent(*claimed)
+
+    async def recent_after_exists(self, store: Store) -> bytes:
+        """After a catch-up that found new mail (recent_from set): claim it and say RECENT."""
+        recent_from, self.recent_from = self.recent_from, None
+        if recent_from is not None:
+            await self.take_recent(store, recent_from)
+        return b"%d RECENT" % self.recent_count
+
+    def _add_recent(self, first: int, last: int) -> None:
+        ranges = self.recent
+        if ranges is None:
+            self.recent = [(first, last)]
+        elif ranges[-1][1] + 1 >= first:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], last))
+        else:
+            ranges.append((first, last))
+
+    def is_recent(self, uid: int) -> bool:
+        ranges = self.recent
+        return ranges is not None and any(lo <= uid <= hi for lo, hi in ranges)
+
+    def with_recent(self, uid: int, flags: tuple[str, ...]) -> tuple[str, ...]:
+        """A message's flags as this session reports them: \\Recent first where it applies."""
+        return ("\\Recent", *flags) if self.is_recent(uid) else flags
+
+    @property
+    def recent_count(self) -> int:
+        if not self.recent:
+            return 0
+        uids = self.uids
+        return sum(
+            bisect.bisect_right(uids, hi) - bisect.bisect_left(uids, lo) for lo, hi in self.recent
+        )
 
     @property
     def needs_catch_up(self) -> bool:
@@ -210,7 +268,10 @@ class SelectedMailbox:
                 continue
             lines.append(
                 flags_fetch(
-                    seq, entry.flags, uid=entry.uid, modseq=entry.modseq if condstore else None
+                    seq,
+                    self.with_recent(entry.uid, entry.flags),
+                    uid=entry.uid,
+                    modseq=entry.modseq if condstore else None,
                 )
             )
         self._reported = None
@@ -225,11 +286,41 @@ class SelectedMailbox:
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))
-        if changes.keywords != self.keywords:
-            self.keywords = changes.keywords
-            lines.extend(self.flags_lines())
+            if self.readonly:
+                await self.take_recent(store, max(changes.recent_uid, fresh[0]))
+                lines.append(b"%d RECENT" % self.recent_count)
+            else:
+                # Claimed by recent_after_exists() once EXISTS is on its way: the claim is a
+                # durable write, and new mail must not wait for it.
+                self.recent_from = max(changes.recent_uid, fresh[0])
+        # New keywords are announced first: RFC 3501 §7.2.6, a FETCH may carry only flags the
+        # session has been told of (and imaptest checks that it was).
+        known = set(self.keywords)
+        if any(k not in known for k in changes.keywords):
+            self.keywords = (
+                *changes.keywords,
+                *(k for k in self.keywords if k not in changes.keywords),
+            )
+            lines[:0] = self.flags_lines()
         self.modseq = max(self.modseq, changes.highestmodseq)
         return lines
+
+    def unknown_keywords(self, flags: tuple[str, ...]) -> bool:
+        """Whether `flags` has a keyword this session has not been told of (cheap: flags of a
+        message are few, and so, mostly, are a mailbox's keywords)."""
+        keywords = self.keywords
+        return any(f not in keywords and not f.startswith("\\") for f in flags)
+
+    def announce_keywords(self, flags: Iterable[str]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS to send before a FETCH that carries keywords among `flags`
+        that this session has not been told of (RFC 3501 §7.2.6); nothing if there are none.
+        A keyword another session added reaches this one here or at its next catch-up."""
+        known = set(self.keywords)
+        new = sorted({f for f in flags if f not in known and not f.startswith("\\")})
+        if not new:
+            return []
+        self.keywords = (*self.keywords, *new)
+        return self.flags_lines()
 
     def flags_lines(self) -> list[bytes]:
         flags = SYSTEM_FLAGS + self.keywords

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import Reply
 from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session
@@ -12,7 +13,7 @@ from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
 from mailgate.store.errors import StoreError
-from mailgate.store.names import canonical_mailbox_name
+from mailgate.store.names import canonical_mailbox_name, parents
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
 DELIMITER = HIERARCHY_DELIMITER.encode()
@@ -53,7 +54,7 @@ def _attributes(box: Mailbox, parents: set[str], subscribed: bool) -> bytes:
     attrs = [b"\\HasChildren" if box.name in parents else b"\\HasNoChildren"]
     if box.special_use:
         attrs.append(box.special_use.encode())
-    if subscribed and box.subscribed:
+    if subscribed:
         attrs.append(b"\\Subscribed")
     return b"(" + b" ".join(attrs) + b")"
 
@@ -83,17 +84,38 @@ async def list_mailboxes(s: Session, request: Request) -> str:
     boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
     parents = _parents(boxes)
     regexes = [pattern_regex(args.reference, p) for p in args.patterns]
-    want_subscribed = "SUBSCRIBED" in args.selection or "SUBSCRIBED" in args.returns
-    for box in boxes:
-        if not _matches(regexes, box.name):
+    selected_subscribed = "SUBSCRIBED" in args.selection
+    want_subscribed = selected_subscribed or "SUBSCRIBED" in args.returns
+    subscribed = await s.store.subscriptions(_inbox_id(s)) if want_subscribed else set()
+    # RFC 5258 §3.5, RECURSIVEMATCH: a mailbox that matches the patterns is also listed, with
+    # CHILDINFO ("SUBSCRIBED"), when one of its descendants is subscribed but does not match
+    # them (a descendant that matches is listed itself).
+    hidden: list[str] = []
+    if "RECURSIVEMATCH" in args.selection and selected_subscribed:
+        hidden = [name for name in subscribed if not _matches(regexes, name)]
+    # With the SUBSCRIBED selection, a subscribed name whose mailbox is gone is listed too, as
+    # \NonExistent (RFC 5258 §3; the subscription outlives the mailbox, RFC 3501 §6.3.6).
+    entries: list[tuple[str, Mailbox | None]] = [(box.name, box) for box in boxes]
+    if selected_subscribed:
+        present = {box.name for box in boxes}
+        entries += [(name, None) for name in subscribed - present]
+        entries.sort(key=lambda entry: (entry[0] != INBOX, entry[0]))
+    for name, box in entries:
+        if not _matches(regexes, name):
             continue
-        if "SUBSCRIBED" in args.selection and not box.subscribed:
+        prefix = name + HIERARCHY_DELIMITER
+        childinfo = any(other.startswith(prefix) for other in hidden)
+        if selected_subscribed and name not in subscribed and not childinfo:
             continue
-        if "SPECIAL-USE" in args.selection and not box.special_use:
-            continue
-        attrs = _attributes(box, parents, want_subscribed)
-        s.untagged(b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name))
-        if args.status_items:
+        if box is None:
+            attrs = b"(\\NonExistent \\Subscribed)"
+        else:
+            if "SPECIAL-USE" in args.selection and not box.special_use:
+                continue
+            attrs = _attributes(box, parents, name in subscribed)
+        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name)
+        s.untagged(line + (b' (CHILDINFO ("SUBSCRIBED"))' if childinfo else b""))
+        if args.status_items and box is not None:
             # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
             try:
                 s.untagged(await _status_line(s, box, args.status_items))
@@ -109,11 +131,15 @@ async def lsub(s: Session, request: Request) -> str:
     if args.pattern == "":
         s.untagged(b'LSUB (\\Noselect) "' + DELIMITER + b'" ""')
         return "LSUB completed"
-    boxes = _sorted(await s.store.list_mailboxes(_inbox_id(s)))
     regexes = [pattern_regex(args.reference, args.pattern)]
-    for box in boxes:
-        if box.subscribed and _matches(regexes, box.name):
-            s.untagged(b'LSUB () "' + DELIMITER + b'" ' + wire_mailbox(box.name))
+    subscribed = await s.store.subscriptions(_inbox_id(s))
+    # RFC 3501 §6.3.9: an unsubscribed parent of a subscribed mailbox that the pattern matches
+    # (with "%", where the child does not) is answered with \Noselect.
+    above = {parent for name in subscribed for parent in parents(name)} - subscribed
+    found = [(name, b"()") for name in subscribed if _matches(regexes, name)]
+    found += [(name, b"(\\Noselect)") for name in above if _matches(regexes, name)]
+    for name, attrs in sorted(found, key=lambda item: (item[0] != INBOX, item[0])):
+        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name))
     return "LSUB completed"
 
 
@@ -121,7 +147,7 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
     status = await s.store.status(box.id)
     values = {
         "MESSAGES": status.messages,
-        "RECENT": 0,  # mailgate keeps no \Recent flag (as IMAP4rev2 dropped it)
+        "RECENT": status.recent,  # not yet claimed by any session (RFC 3501 §6.3.10)
         "UIDNEXT": status.uidnext,
         "UIDVALIDITY": status.uidvalidity,
         "UNSEEN": status.unseen,
@@ -142,7 +168,7 @@ async def status(s: Session, request: Request) -> str:
     assert isinstance(args, Status)
     box = await s.store.get_mailbox(_inbox_id(s), args.mailbox)
     if "HIGHESTMODSEQ" in args.items:
-        s.condstore = True  # RFC 7162 §3.1: using a CONDSTORE item enables it
+        enable_condstore(s)  # RFC 7162 §3.1: using a CONDSTORE item enables it
     s.untagged(await _status_line(s, box, args.items))
     return "STATUS completed"
 

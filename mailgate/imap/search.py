@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
@@ -29,10 +30,24 @@ from mailgate.imap.syntax.values import (
     SearchKey,
 )
 from mailgate.imap.wire import uid_set
+from mailgate.mime.addresses import Address, parse_addresses
 from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
 from mailgate.mime.parts import body_text
 from mailgate.store.records import FetchRow
+
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
+def _address_text(address: Address) -> str:
+    """``Name <mailbox@host>``, or ``mailbox@host`` without a name: what SEARCH matches."""
+    mailbox = (address.mailbox or b"").decode("utf-8", "replace")
+    if address.host:
+        mailbox += "@" + address.host.decode("utf-8", "replace")
+    if address.name:
+        return f"{decode_words(address.name)} <{mailbox}>"
+    return mailbox
+
 
 # Above this size a message's body is decoded and matched in a worker thread.
 BIG_MESSAGE = 256 * 1024
@@ -42,11 +57,12 @@ class _View:
     """One message as matching.py sees it, decoding headers and body only when asked. Its header
     is split into fields once, however many keys (and field names) the program has."""
 
-    __slots__ = ("_fields", "_row", "seq")
+    __slots__ = ("_fields", "_recent", "_row", "seq")
 
-    def __init__(self, row: FetchRow, seq: int) -> None:
+    def __init__(self, row: FetchRow, seq: int, recent: bool) -> None:
         self._row = row
         self.seq = seq
+        self._recent = recent
         self._fields: dict[bytes, list[bytes]] | None = None
 
     @property
@@ -55,7 +71,8 @@ class _View:
 
     @property
     def flags(self) -> frozenset[str]:
-        return frozenset(self._row.flags)
+        flags = frozenset(self._row.flags)
+        return flags | {"\\Recent"} if self._recent else flags
 
     @property
     def internaldate(self) -> datetime.datetime:
@@ -84,7 +101,20 @@ class _View:
     def header_values(self, name: str) -> list[str]:
         if self._fields is None:
             self._fields = fields_by_name(self._row.header or b"")
-        return [decode_words(v) for v in self._fields.get(encode_utf8(name).lower(), ())]
+        raw = self._fields.get(encode_utf8(name).lower(), ())
+        values = [decode_words(v) for v in raw]
+        if name.lower() in _ADDRESS_FIELDS:
+            # Address fields also match as parsed, without comments and quoting (as Dovecot):
+            # "<user (c)@ (c) host>" is found by FROM user@host. Values with neither say the
+            # same parsed as raw, so they are not parsed again.
+            values += [
+                _address_text(a)
+                for v in raw
+                if b"(" in v or b'"' in v
+                for a in parse_addresses(v)
+                if not a.group
+            ]
+        return values
 
     def header_text(self) -> str:
         return (self._row.header or b"").decode("utf-8", "replace")
@@ -123,7 +153,7 @@ async def search(s: Session, request: Request) -> str:
     need = needs(args.key)
     with_modseq = _uses(args.key, _is_modseq)
     if with_modseq:
-        s.condstore = True
+        enable_condstore(s)
     columns: set[str] = set()
     if need.headers:
         columns.add("header")
@@ -152,7 +182,7 @@ async def search(s: Session, request: Request) -> str:
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
-                view = _View(row, seq)
+                view = _View(row, seq, selected.is_recent(row.uid))
                 if need.body and row.size > BIG_MESSAGE:
                     hit = await asyncio.to_thread(matches, args.key, view, largest_seq, largest_uid)
                 else:
@@ -169,11 +199,18 @@ async def search(s: Session, request: Request) -> str:
             line += b" (MODSEQ %d)" % max(m for _, _, m in hits)
         s.untagged(line)
     else:
-        s.untagged(_esearch(request, numbers, args.returns))
+        modseqs = [m for _, _, m in hits] if with_modseq else None
+        s.untagged(_esearch(request, numbers, args.returns, modseqs))
     return "SEARCH completed"
 
 
-def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> bytes:
+def _esearch(
+    request: Request, numbers: list[int], returns: tuple[str, ...], modseqs: list[int] | None
+) -> bytes:
+    """The ESEARCH response (RFC 4731). `numbers` ascend; `modseqs` are theirs when the
+    search had a MODSEQ key, and then the response ends with the highest MODSEQ of the
+    messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, or all of them for ALL and
+    COUNT."""
     wanted = set(returns) or {"ALL"}
     parts = [f'(TAG "{request.tag}")'.encode()]
     if request.uid:
@@ -187,4 +224,11 @@ def _esearch(request: Request, numbers: list[int], returns: tuple[str, ...]) -> 
             parts.append(b"ALL " + uid_set(sorted(numbers)))
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
+    if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT"}:
+        if wanted & {"ALL", "COUNT"}:
+            reported = modseqs
+        else:
+            reported = [modseqs[0]] if "MIN" in wanted else []
+            reported += [modseqs[-1]] if "MAX" in wanted else []
+        parts.append(b"MODSEQ %d" % max(reported))
     return b"ESEARCH " + b" ".join(parts)

@@ -30,7 +30,8 @@ async def _open(s: Session, request: Request, readonly: bool) -> str:
     for line in selected.flags_lines():
         s.untagged(line)
     s.untagged(b"%d EXISTS" % selected.exists)
-    s.untagged(b"0 RECENT")
+    await selected.take_recent(s.store, snapshot.mailbox.recent_uid)
+    s.untagged(b"%d RECENT" % selected.recent_count)
     if snapshot.first_unseen is not None:
         s.untagged(b"OK [UNSEEN %d] First unseen message" % snapshot.first_unseen)
     s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % selected.uidvalidity)
@@ -61,7 +62,10 @@ async def _resync(s: Session, selected: SelectedMailbox, resync: Qresync, uidnex
     for entry in changes.changed:
         seq = selected.seq_of(entry.uid)
         if seq is not None:
-            s.untagged(flags_fetch(seq, entry.flags, uid=entry.uid, modseq=entry.modseq))
+            for line in selected.announce_keywords(entry.flags):
+                s.untagged(line)
+            flags = selected.with_recent(entry.uid, entry.flags)
+            s.untagged(flags_fetch(seq, flags, uid=entry.uid, modseq=entry.modseq))
 
 
 @command("SELECT", LOGGED_IN)

@@ -40,7 +40,7 @@ from mailgate.imap.interfaces import LOGGED_IN, Holder, State
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
 from mailgate.imap.registry import REGISTRY
 from mailgate.imap.syntax.commands import parse_request, parse_tag
-from mailgate.imap.syntax.values import ParseError
+from mailgate.imap.syntax.values import InvalidMailboxName, ParseError
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
 from mailgate.telemetry import OTHER, Metrics
@@ -472,6 +472,8 @@ class IMAPServer(IMAP4Server):
             if exc.code == "BADCHARSET":
                 # RFC 3501 §6.4.4: an unknown charset is NO, naming the ones we know.
                 self.send(Reply("NO", exc.message, "BADCHARSET (UTF-8 US-ASCII)").line(tag))
+            elif isinstance(exc, InvalidMailboxName):
+                self.send(Reply("NO", exc.message, exc.code).line(tag))
             else:
                 self.send(Reply("BAD", exc.message, exc.code).line(tag))
         except Reply as reply:
@@ -505,6 +507,10 @@ class IMAPServer(IMAP4Server):
             self.store, expunges_ok=expunges_ok, condstore=self.condstore, vanished=self.qresync
         ):
             self.untagged(line)
+        if selected.recent_from is not None:
+            # EXISTS goes out first; then \Recent is claimed (a write) and RECENT follows.
+            self.flush()
+            self.untagged(await selected.recent_after_exists(self.store))
 
     # ---------------------------------------------------------------- states
 

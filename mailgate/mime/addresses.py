@@ -32,6 +32,7 @@ class Address(NamedTuple):
     mailbox: bytes | None
     host: bytes | None
     group: bool = False  # a group start (mailbox = group name) or end (all None) marker
+    route: bytes | None = None  # an obsolete source route ("@a,@b"), ENVELOPE's adl
 
 
 _ADDR_TOKEN = re.compile(
@@ -100,26 +101,37 @@ def _phrase(tokens: list[_Token]) -> bytes | None:
     return b"".join(words) or None
 
 
+def _without_cfws(addr: bytes) -> bytes:
+    """An angle-addr's content without comments and folding whitespace (RFC 5322 §3.4.1
+    allows CFWS around its parts: ``<user (c)@ (c) host>`` is ``user@host``)."""
+    if b"(" not in addr and b" " not in addr and b"\t" not in addr:
+        return addr
+    return b"".join(text for kind, text in _address_tokens(addr) if kind not in ("ws", "comment"))
+
+
 def _mailbox(tokens: list[_Token]) -> Address | None:
     """One mailbox: ``name <addr>``, ``addr`` or ``addr (name)``."""
     angle = next((i for i, (kind, _) in enumerate(tokens) if kind == "angle"), None)
     comments = [text for kind, text in tokens if kind == "comment"]
     if angle is not None:
         name = _phrase(tokens[:angle])
-        addr = tokens[angle][1][1:].removesuffix(b">").strip()
-        if addr.startswith(b"@") and b":" in addr:  # obsolete route: adl is reported as NIL
-            addr = addr.partition(b":")[2].strip()
+        addr = _without_cfws(tokens[angle][1][1:].removesuffix(b">"))
+        route = None
+        if addr.startswith(b"@") and b":" in addr:  # obsolete route (RFC 5322 §4.4): the adl
+            route, _, addr = addr.partition(b":")
     else:
-        name = None
+        name = route = None
         addr = b"".join(text for kind, text in tokens if kind in ("word", "quoted"))
+        if not addr:  # only comments and spaces, e.g. the empty group "g: (foo) ;"
+            return None
     if name is None and comments:  # "user@host (Real Name)", as Dovecot reads it
         name = comments[-1].strip() or None
     if not addr and name is None:
         return None
     mailbox, at, host = addr.rpartition(b"@")
     if not at:
-        return Address(name, addr, None)
-    return Address(name, mailbox, host or None)
+        return Address(name, addr, None, route=route)
+    return Address(name, mailbox, host or None, route=route)
 
 
 def parse_addresses(value: bytes) -> list[Address]:

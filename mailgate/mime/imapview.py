@@ -78,7 +78,7 @@ def _address_wire(addresses: list[Address]) -> bytes:
     if not addresses:
         return NIL
     items = [
-        b"(%s NIL %s %s)" % (nstring(a.name), nstring(a.mailbox), nstring(a.host))
+        b"(%s %s %s %s)" % (nstring(a.name), nstring(a.route), nstring(a.mailbox), nstring(a.host))
         for a in addresses
     ]
     return b"(" + b"".join(items) + b")"

@@ -7,6 +7,7 @@ every other node's by a NOTIFY that the commit itself delivers (store/notify.py)
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -26,6 +27,11 @@ class StoreBase:
         self.bus = bus or EventBus()
         # Names this node in its NOTIFY payloads, so that it skips its own.
         self.node = secrets.token_hex(8)
+        # \Recent claims (Mailboxes.claim_recent): per mailbox, the UID up to which this node
+        # knows every message was claimed, so that its other sessions hearing of the same new
+        # mail ask nothing of the database; one claim at a time per node. A cache only.
+        self._recent_claimed: dict[int, int] = {}
+        self._recent_lock = asyncio.Lock()
 
     async def _change(self, work: Callable[[Conn], Awaitable[tuple[T, Sequence[Change]]]]) -> T:
         """Run a write transaction that changes mailboxes and announce its events once it has

@@ -347,7 +347,14 @@ class Entries(StoreBase):
             if row is None:
                 return Changes(modseq, 0, (), [], [], exists=False)
             if row.highestmodseq <= modseq:
-                return Changes(row.highestmodseq, row.uidnext, keywords(row.keywords), [], [])
+                return Changes(
+                    row.highestmodseq,
+                    row.uidnext,
+                    keywords(row.keywords),
+                    [],
+                    [],
+                    recent_uid=row.recent_uid,
+                )
             changed = [
                 EntryState(uid, join_flags(bits, keywords_text), entry_modseq)
                 for uid, bits, keywords_text, entry_modseq in await conn.execute(
@@ -371,7 +378,13 @@ class Entries(StoreBase):
                     )
                 )
         return Changes(
-            row.highestmodseq, row.uidnext, keywords(row.keywords), changed, gone, present=present
+            row.highestmodseq,
+            row.uidnext,
+            keywords(row.keywords),
+            changed,
+            gone,
+            present=present,
+            recent_uid=row.recent_uid,
         )
 
     async def recall_receipt(self, inbox_id: int, key: str) -> tuple[str, str] | None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 
-from sqlalchemy import Integer, delete, func, or_, select, update
+from sqlalchemy import Integer, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
 from mailgate.store.events import Change, MailboxCreated, MailboxDeleted, MailboxRenamed
-from mailgate.store.models import entries, expunged, inboxes, mailboxes, messages
+from mailgate.store.models import entries, expunged, inboxes, mailboxes, messages, subscriptions
 from mailgate.store.names import (
     existing_mailbox_name,
     no_mailbox,
@@ -87,7 +88,9 @@ class Mailboxes(StoreBase):
         return sent, found
 
     async def create_mailbox(self, inbox_id: int, name: str) -> Mailbox:
-        """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3)."""
+        """Create `name`, and any missing parents in the hierarchy (RFC 3501 §6.3.3). They are
+        not subscribed: CREATE does not subscribe (as in Dovecot and Cyrus; a client that
+        wants it sends SUBSCRIBE, as Thunderbird does). The built-in mailboxes are."""
         name = valid_mailbox_name(name)
 
         async def work(conn: Conn) -> tuple[Mailbox, list[Change]]:
@@ -95,7 +98,7 @@ class Mailboxes(StoreBase):
             if await mailbox_row(conn, inbox_id, name) is not None:
                 raise errors.MailboxExists(f"mailbox {name} already exists")
             created = await _create_parents(conn, inbox_id, name)
-            box = await insert_mailbox(conn, inbox_id, name, None)
+            box = await insert_mailbox(conn, inbox_id, name, None, subscribed=False)
             created.append(box)
             return box, [MailboxCreated(inbox_id, b.id, b.highestmodseq, b.name) for b in created]
 
@@ -161,6 +164,7 @@ class Mailboxes(StoreBase):
                 for b in await _create_parents(conn, inbox_id, new)
             ]
             await conn.execute(update(mailboxes).where(mailboxes.c.id == row.id).values(name=new))
+            await _move_subscription(conn, inbox_id, old, new)
             events.append(MailboxRenamed(inbox_id, row.id, row.highestmodseq, new, old))
             for child in children:
                 # A longer new prefix can push a child past the length limit.
@@ -168,6 +172,7 @@ class Mailboxes(StoreBase):
                 await conn.execute(
                     update(mailboxes).where(mailboxes.c.id == child.id).values(name=renamed)
                 )
+                await _move_subscription(conn, inbox_id, child.name, renamed)
                 events.append(
                     MailboxRenamed(inbox_id, child.id, child.highestmodseq, renamed, child.name)
                 )
@@ -175,16 +180,38 @@ class Mailboxes(StoreBase):
 
         await self._change(work)
 
+    async def subscriptions(self, inbox_id: int) -> set[str]:
+        """The names the inbox subscribes to, whether or not such a mailbox exists now."""
+        async with self.db.read() as conn:
+            return set(
+                await conn.scalars(
+                    select(subscriptions.c.name).where(subscriptions.c.inbox_id == inbox_id)
+                )
+            )
+
     async def set_subscribed(self, inbox_id: int, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE an existing mailbox, or UNSUBSCRIBE a name (a mailbox deleted since keeps
+        its subscription until then, RFC 3501 §6.3.6). Either is idempotent; a name that is
+        neither a mailbox nor subscribed is MailboxNotFound."""
         name = existing_mailbox_name(name)
+        dialect_insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
 
         async def work(conn: Conn) -> None:
+            if subscribed:
+                if await mailbox_row(conn, inbox_id, name) is None:
+                    raise no_mailbox(name)
+                await conn.execute(
+                    dialect_insert(subscriptions)
+                    .values(inbox_id=inbox_id, name=name)
+                    .on_conflict_do_nothing(index_elements=["inbox_id", "name"])
+                )
+                return
             result = await conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.inbox_id == inbox_id, mailboxes.c.name == name)
-                .values(subscribed=subscribed)
+                delete(subscriptions).where(
+                    subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == name
+                )
             )
-            if result.rowcount == 0:
+            if result.rowcount == 0 and await mailbox_row(conn, inbox_id, name) is None:
                 raise no_mailbox(name)
 
         await self.db.write(work)
@@ -207,6 +234,7 @@ class Mailboxes(StoreBase):
                             ),
                             0,
                         ),
+                        func.coalesce(func.sum((entries.c.uid >= box.recent_uid).cast(Integer)), 0),
                     )
                     .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
                     .where(entries.c.mailbox_id == mailbox_id)
@@ -220,7 +248,41 @@ class Mailboxes(StoreBase):
             uidnext=box.uidnext,
             uidvalidity=box.uidvalidity,
             highestmodseq=box.highestmodseq,
+            recent=int(row[4]),
         )
+
+    async def claim_recent(self, mailbox_id: int, last_uid: int) -> tuple[int, int] | None:
+        """\\Recent (RFC 3501 §2.3.2): claim for the calling session the UIDs up to `last_uid`
+        that no session has claimed yet. Returns the first and last UID it got, or None. One
+        row, locked: whichever session asks first, on any node, gets each UID, and only it.
+        Sessions of this node that hear of the same new mail after a claim covered it are
+        answered from memory, so a delivery costs one claim per node, not one per session."""
+        claimed = self._recent_claimed
+        if claimed.get(mailbox_id, 0) >= last_uid:
+            return None
+
+        async def work(conn: Conn) -> tuple[int, int] | None:
+            first = await conn.scalar(
+                select(mailboxes.c.recent_uid).where(mailboxes.c.id == mailbox_id).with_for_update()
+            )
+            if first is None or first > last_uid:
+                return None
+            await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == mailbox_id)
+                .values(recent_uid=last_uid + 1)
+            )
+            return int(first), last_uid
+
+        async with self._recent_lock:
+            if claimed.get(mailbox_id, 0) >= last_uid:
+                return None
+            got = await self.db.write(work)
+            if len(claimed) >= RECENT_CACHE:
+                claimed.clear()
+            # Either way every UID up to last_uid is claimed now, by us or before us.
+            claimed[mailbox_id] = max(claimed.get(mailbox_id, 0), last_uid)
+            return got
 
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         """What SELECT shows: every UID in order, and where the unseen messages start."""
@@ -244,12 +306,33 @@ class Mailboxes(StoreBase):
         return Snapshot(box, uids, unseen, first_unseen)
 
 
+# Mailboxes whose \\Recent claims a node remembers (Mailboxes.claim_recent) before it forgets
+# them all and asks the database again: a bound on the memory, not on correctness.
+RECENT_CACHE = 10_000
+
+
+async def _move_subscription(conn: Conn, inbox_id: int, old: str, new: str) -> None:
+    """A renamed mailbox keeps its subscription under its new name (as in Dovecot)."""
+    moved = await conn.execute(
+        delete(subscriptions).where(
+            subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == old
+        )
+    )
+    if moved.rowcount:
+        await conn.execute(
+            delete(subscriptions).where(
+                subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == new
+            )
+        )
+        await conn.execute(insert(subscriptions).values(inbox_id=inbox_id, name=new))
+
+
 async def _create_parents(conn: Conn, inbox_id: int, name: str) -> list[Mailbox]:
     """Create the missing parents of `name`; returns those it created."""
     created = []
     for parent in parents(name):
         if await mailbox_row(conn, inbox_id, parent) is None:
-            created.append(await insert_mailbox(conn, inbox_id, parent, None))
+            created.append(await insert_mailbox(conn, inbox_id, parent, None, subscribed=False))
     return created
 
 

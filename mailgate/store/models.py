@@ -106,13 +106,27 @@ mailboxes = Table(
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uidnext", BigInteger, nullable=False),
     Column("highestmodseq", BigInteger, nullable=False),
-    Column("subscribed", Boolean, nullable=False),
     # Every keyword ever set here, space-separated: the FLAGS a SELECT announces.
     Column("keywords", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     # Expunge records up to this MODSEQ have been forgotten (Store.prune_expunged).
     Column("pruned_modseq", BigInteger, nullable=False, server_default="0"),
+    # \Recent (RFC 3501 §2.3.2): UIDs from here on have not been claimed as recent by any
+    # session yet (Store.claim_recent); one session, on any node, gets each.
+    Column("recent_uid", BigInteger, nullable=False, server_default="1"),
     UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
+    sqlite_autoincrement=True,
+)
+
+# The names an inbox subscribes to (RFC 3501 §6.3.6): kept apart from the mailboxes, since a
+# subscription outlives its mailbox (LIST answers it \NonExistent) until UNSUBSCRIBE.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(1000), nullable=False),
+    UniqueConstraint("inbox_id", "name", name="uq_subscriptions_inbox_id_name"),
     sqlite_autoincrement=True,
 )
 

@@ -122,8 +122,8 @@ class Mailbox:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
     keywords: tuple[str, ...]
+    recent_uid: int = 1  # the lowest UID no session has claimed as \Recent yet
 
     @property
     def builtin(self) -> bool:
@@ -139,6 +139,7 @@ class MailboxStatus:
     uidnext: int
     uidvalidity: int
     highestmodseq: int
+    recent: int = 0  # messages no session has claimed as \Recent yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,7 @@ class Changes:
     # Every UID still present, given instead when expunges after the asked MODSEQ have been
     # forgotten: what a session knows and this lacks is gone.
     present: frozenset[int] | None = None
+    recent_uid: int = 1  # the mailbox's recent_uid at this moment (see Mailbox)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from mailgate.store.models import (
     outbound,
     pods,
     search_texts,
+    subscriptions,
 )
 from mailgate.store.records import Inbox, Mailbox, Pod
 
@@ -154,8 +155,8 @@ def mailbox_record(row: Row[Any]) -> Mailbox:
         uidvalidity=row.uidvalidity,
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
-        subscribed=bool(row.subscribed),
         keywords=keywords(row.keywords),
+        recent_uid=row.recent_uid,
     )
 
 
@@ -211,7 +212,9 @@ async def bump_mailbox(
     await conn.execute(update(mailboxes).where(mailboxes.c.id == box.id).values(**values))
 
 
-async def insert_mailbox(conn: Conn, inbox_id: int, name: str, special_use: str | None) -> Mailbox:
+async def insert_mailbox(
+    conn: Conn, inbox_id: int, name: str, special_use: str | None, *, subscribed: bool = True
+) -> Mailbox:
     created = now()
     # RFC 3501 §2.3.1.1: a re-created mailbox must never repeat an earlier UIDVALIDITY. Time-based
     # (so a database rebuilt from scratch does not repeat one either), and strictly rising even
@@ -237,13 +240,15 @@ async def insert_mailbox(conn: Conn, inbox_id: int, name: str, special_use: str 
                 uidvalidity=uidvalidity,
                 uidnext=1,
                 highestmodseq=1,
-                subscribed=True,
+                recent_uid=1,
                 keywords="",
                 created_at=created,
             )
             .returning(*mailboxes.c)
         )
     ).one()
+    if subscribed:
+        await conn.execute(insert(subscriptions).values(inbox_id=inbox_id, name=name))
     return mailbox_record(row)
 
 

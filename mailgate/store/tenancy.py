@@ -24,6 +24,7 @@ from mailgate.store.models import (
     pods,
     secrets,
     send_receipts,
+    subscriptions,
 )
 from mailgate.store.names import address as valid_address
 from mailgate.store.names import key_label, optional_text, pod_name, storable, valid_key_id
@@ -240,6 +241,7 @@ class Tenancy(StoreBase):
             await conn.execute(delete(api_keys).where(api_keys.c.inbox_id == inbox_id))
             await conn.execute(delete(send_receipts).where(send_receipts.c.inbox_id == inbox_id))
             await conn.execute(delete(mailboxes).where(mailboxes.c.inbox_id == inbox_id))
+            await conn.execute(delete(subscriptions).where(subscriptions.c.inbox_id == inbox_id))
             await conn.execute(delete(inboxes).where(inboxes.c.id == inbox_id))
             await collect_garbage(conn, blob_ids)
             return None, [MailboxDeleted(inbox_id, box.id, 0, box.name) for box in boxes]

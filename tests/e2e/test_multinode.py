@@ -353,3 +353,58 @@ def test_an_mcp_subscriber_on_one_node_is_told_of_mail_sent_through_the_other(
                 return event
 
     assert asyncio.run(subscribe_and_wait()).uri == uri
+
+
+def test_each_new_message_is_recent_on_exactly_one_node(nodes: Cluster) -> None:
+    """\\Recent (RFC 3501 §2.3.2) is decided by the database: sessions on both nodes that
+    select or catch up at once share the new messages out, each one recent exactly once."""
+    a, b = nodes.nodes
+    owner = nodes.account()
+    sessions = [imap(node, owner) for node in (a, b, a, b)]
+    writer = imap(a, owner)
+    for i in range(4):
+        writer.ok("APPEND INBOX \x00", make_message(owner.address, owner.address, subject=f"{i}"))
+    for n, s in enumerate(sessions):  # all at once
+        s.send(f"s{n} SELECT INBOX\r\n")
+    for n, s in enumerate(sessions):
+        assert s.finish(f"s{n}").status == "OK"
+    with smtp(b, owner) as client:  # and more while they have it selected
+        for _ in range(4):
+            client.sendmail(
+                owner.address, [owner.address], make_message(owner.address, owner.address)
+            )
+    # Node A hears of node B's commits through PostgreSQL: NOOP, all at once, until every
+    # session counts 8 (a bounded wait).
+    deadline = time.monotonic() + 10
+    waiting = dict(enumerate(sessions))
+    while waiting and time.monotonic() < deadline:
+        for n, s in waiting.items():
+            s.send(f"n{n} NOOP\r\n")
+        for n, s in list(waiting.items()):
+            if b"* 8 EXISTS" in s.finish(f"n{n}").untagged:
+                del waiting[n]
+    assert not waiting
+    recent: list[int] = []
+    for s in sessions:
+        for line in s.ok("FETCH 1:* (UID FLAGS)").lines(b"FETCH"):
+            if b"\\Recent" in line:
+                recent.append(int(line.split(b"UID ")[1].split()[0]))
+    assert sorted(recent) == list(range(1, 9))
+
+
+def test_a_keyword_set_on_one_node_is_announced_before_use_on_the_other(nodes: Cluster) -> None:
+    a, b = nodes.nodes
+    owner = nodes.account()
+    writer, watcher = imap(a, owner), imap(b, owner)
+    writer.ok("APPEND INBOX \x00", make_message(owner.address, owner.address))
+    writer.ok("SELECT INBOX")
+    watcher.ok("SELECT INBOX")
+    tag = idle(watcher)
+    writer.ok("STORE 1 +FLAGS ($FromNodeA)")
+    lines = watcher.read_until(lambda line: b"FETCH" in line)
+    announced = [i for i, line in enumerate(lines) if line.startswith(b"* FLAGS (")]
+    assert announced, lines
+    assert b"$FromNodeA" in lines[announced[0]]
+    assert b"$FromNodeA" in lines[-1]
+    watcher.send("DONE\r\n")
+    assert watcher.finish(tag).status == "OK"

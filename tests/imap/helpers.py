@@ -135,11 +135,13 @@ def fetches(r: Response) -> dict[int, bytes]:
     return out
 
 
-def flags_of(item: bytes) -> set[str]:
-    """The FLAGS (...) inside one FETCH response."""
+def flags_of(item: bytes, *, recent: bool = False) -> set[str]:
+    """The FLAGS (...) inside one FETCH response. \\Recent, which says which session saw the
+    message first rather than anything stored (test_recent.py), is left out unless asked for."""
     m = re.search(rb"FLAGS \(([^)]*)\)", item)
     assert m is not None, item
-    return set(m.group(1).decode().split())
+    flags = set(m.group(1).decode().split())
+    return flags if recent else flags - {"\\Recent"}
 
 
 def uid_of(item: bytes) -> int:

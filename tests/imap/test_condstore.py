@@ -4,6 +4,7 @@ SEARCH MODSEQ."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -96,3 +97,48 @@ def test_condstore_syntax_errors(box: Transcript) -> None:
     box.bad("FETCH 1 FLAGS (CHANGEDSINCE x)")
     box.bad("STORE 1 (UNCHANGEDSINCE) +FLAGS (\\Seen)")
     box.bad("SELECT INBOX (BOGUS)")
+
+
+def test_the_first_condstore_command_while_selected_reports_highestmodseq(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    """imaptest's esearch-condstore: FETCH MODSEQ after a plain SELECT turns CONDSTORE on and
+    says where the mailbox is (the SELECT did not)."""
+    for i in range(2):
+        append(imap, message(f"m{i}"))
+    other = sessions(account)  # STATUS HIGHESTMODSEQ would turn CONDSTORE on here
+    highest = int(other.ok("STATUS INBOX (HIGHESTMODSEQ)").lines(b"STATUS")[0].split()[-1][:-1])
+    imap.ok("SELECT INBOX")
+    r = imap.ok("FETCH 1 MODSEQ")
+    assert b"* OK [HIGHESTMODSEQ %d] Highest" % highest in r.untagged, r
+    assert not any(b"HIGHESTMODSEQ" in line for line in imap.ok("FETCH 1 MODSEQ").untagged)
+    # From now on a STORE's FETCH carries UID and MODSEQ (RFC 7162 §3.1).
+    item = fetches(imap.ok("STORE 2 +FLAGS (\\Seen)"))[2]
+    assert b"UID 2" in item
+    assert modseq_of(item) > highest
+
+
+def test_esearch_with_a_modseq_key_reports_the_modseq_of_what_it_returns(
+    box: Transcript,
+) -> None:
+    """RFC 7162 §3.1.5 with RFC 4731: MODSEQ in ESEARCH is the highest of the messages the
+    response reports: MIN's or MAX's alone, both of them, or every match for ALL/COUNT."""
+    modseq = {}
+    for seq in (1, 3, 2):  # 2 is changed last, so it has the highest MODSEQ
+        modseq[seq] = modseq_of(fetches(box.ok(f"STORE {seq} +FLAGS (\\Seen)"))[seq])
+    key = 'MODSEQ "/flags/\\\\seen" all 1'
+    line = box.ok(f"SEARCH RETURN (MIN) 1:3 {key}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" MIN 1 MODSEQ %d" % modseq[1]), line
+    line = box.ok(f"SEARCH RETURN (MAX) 1:3 {key}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" MAX 3 MODSEQ %d" % modseq[3]), line
+    line = box.ok(f"SEARCH RETURN () 1:3 {key}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" ALL 1:3 MODSEQ %d" % modseq[2]), line
+    line = box.ok(f"SEARCH RETURN (MIN MAX) 2:3 {key}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" MIN 2 MAX 3 MODSEQ %d" % modseq[2]), line
+    line = box.ok(f"SEARCH RETURN (COUNT) 1:3 {key}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" COUNT 3 MODSEQ %d" % modseq[2]), line
+    line = box.ok(f"UID SEARCH RETURN (ALL) 2:3 MODSEQ {modseq[3]}").lines(b"ESEARCH")[0]
+    assert line.endswith(b" UID ALL 2:3 MODSEQ %d" % modseq[2]), line
+    # Nothing found: no MODSEQ either.
+    line = box.ok(f"SEARCH RETURN (ALL) 1:3 MODSEQ {modseq[2] + 1}").lines(b"ESEARCH")[0]
+    assert b"MODSEQ" not in line, line

@@ -204,12 +204,13 @@ def test_rfc822_items(box: Transcript) -> None:
 def test_internaldate_flags_uid(box: Transcript) -> None:
     box.ok("STORE 1 FLAGS (\\Answered $Label)")
     item = one(box, "FETCH 1 (INTERNALDATE FLAGS UID)")
-    assert item == b'INTERNALDATE "%s" FLAGS (\\Answered $Label) UID 1' % DATE.encode()
+    # \Recent: this session was the first to select INBOX after the message came.
+    assert item == b'INTERNALDATE "%s" FLAGS (\\Recent \\Answered $Label) UID 1' % DATE.encode()
 
 
 def test_macros(box: Transcript) -> None:
     date = f'INTERNALDATE "{DATE}"'.encode()
-    fast = b"FLAGS () " + date + b" RFC822.SIZE %d" % len(PLAIN)
+    fast = b"FLAGS (\\Recent) " + date + b" RFC822.SIZE %d" % len(PLAIN)
     assert one(box, "FETCH 1 FAST") == fast
     assert one(box, "FETCH 1 ALL") == fast + b" " + PLAIN_ENVELOPE
     assert one(box, "FETCH 1 FULL") == (
@@ -358,3 +359,38 @@ def test_bare_lf_message_size_matches_its_bytes(imap: Transcript) -> None:
     literal = item.split(b"BODY[] ", 1)[1]
     head, _, data = literal.partition(b"\r\n")
     assert int(head.strip(b"{}")) == len(data) == size
+
+
+def test_header_fields_echo_the_clients_list_repeats_included(box: Transcript) -> None:
+    """imaptest's fetch-body: the response names the section as asked, each field sent once."""
+    item = one(box, "FETCH 1 (BODY.PEEK[HEADER.FIELDS (from from)])")
+    wanted = b"From: Alice Example <alice@example.test>\r\n\r\n"
+    assert item == b"BODY[HEADER.FIELDS (FROM FROM)] {%d}\r\n" % len(wanted) + wanted
+
+
+def test_envelope_groups_empty_and_with_only_a_comment(imap: Transcript) -> None:
+    """imaptest's fetch-envelope: RFC 3501 group syntax in ENVELOPE; a group holding only a
+    comment is an empty group, not an address made of the comment."""
+    append(
+        imap,
+        b"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: user@domain (Real Name)\r\n"
+        b"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n"
+        b"Cc: group:;, group2: (foo) ;\r\n\r\nbody\r\n",
+    )
+    imap.ok("SELECT INBOX")
+    assert one(imap, "FETCH 1 ENVELOPE") == (
+        b'ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" NIL (("Real Name" NIL "user" "domain")) '
+        b'(("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) '
+        b'((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)'
+        b'(NIL NIL "group2" NIL)(NIL NIL "g3" "d3.org")(NIL NIL NIL NIL)) '
+        b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) '
+        b"NIL NIL NIL)"
+    )
+
+
+def test_envelope_reports_a_source_route_as_the_adl(imap: Transcript) -> None:
+    """imaptest's fetch-envelope: <@route:user@domain> (RFC 5322 §4.4 obsolete syntax) keeps its
+    route in the address's second member, as RFC 3501 §7.4.2 defines it."""
+    append(imap, b"From: <@route:user@domain>\r\n\r\nbody\r\n")
+    imap.ok("SELECT INBOX")
+    assert b'((NIL "@route" "user" "domain"))' in one(imap, "FETCH 1 ENVELOPE")

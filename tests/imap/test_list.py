@@ -155,8 +155,8 @@ def test_list_errors(imap: Transcript) -> None:
 
 def test_lsub(imap: Transcript) -> None:
     imap.ok("CREATE Watched")
+    imap.ok("SUBSCRIBE Watched")
     imap.ok("CREATE Unwatched")
-    imap.ok("UNSUBSCRIBE Unwatched")
     r = imap.ok('LSUB "" "*"')
     names = list_names(r, b"LSUB")
     assert "Watched" in names
@@ -188,9 +188,31 @@ def test_utf8_name_is_listed_in_modified_utf7(imap: Transcript) -> None:
 
 
 def test_invalid_modified_utf7_is_refused(imap: Transcript) -> None:
-    r = imap.command('CREATE "bad&name"')
-    assert r.status in ("BAD", "NO"), r
+    imap.no('CREATE "bad&name"', code="CANNOT")
     assert "bad&name" not in list_names(imap.ok('LIST "" "*"'))
+
+
+# RFC 3501 §9: every one of these characters may appear in an atom (a mailbox name) and, with
+# "%" and "*", in a list-mailbox; "&'+,-" is not valid modified UTF-7, so no such mailbox exists.
+LEGAL_ATOM = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_legal_atoms_as_names_are_no_and_patterns_ok(imap: Transcript) -> None:
+    """imaptest's atoms group: a BAD here made it hang up; a strict client gives up too."""
+    imap.ok('LIST "" ~foo')
+    imap.no("SELECT ~foo", code="NONEXISTENT")
+    imap.no(f"SELECT {LEGAL_ATOM}", code="NONEXISTENT")
+    imap.no(f"EXAMINE {LEGAL_ATOM}", code="NONEXISTENT")
+    imap.no(f"STATUS {LEGAL_ATOM} (MESSAGES)", code="NONEXISTENT")
+    imap.no(f"CREATE {LEGAL_ATOM}", code="CANNOT")
+    r = imap.ok(f'LIST "" {LEGAL_ATOM}%*')
+    assert r.untagged == []
+    assert imap.ok(f'LSUB "" {LEGAL_ATOM}%*').untagged == []
+    # A valid name made of the same characters ("&" as "&-") is an ordinary mailbox.
+    valid = LEGAL_ATOM.replace("&", "&-")
+    imap.ok(f"CREATE {valid}")
+    assert list_names(imap.ok(f'LIST "" {valid}%*')) == [valid]
+    imap.ok(f"SELECT {valid}")
 
 
 def test_imaplib_list(server: Server, account: Account) -> None:

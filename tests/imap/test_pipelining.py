@@ -43,8 +43,11 @@ def test_commands_sent_at_once_are_answered_in_order(imap: Transcript) -> None:
     got = responses_by_tag(lines, tags)
     assert all(got[t][-1].startswith(f"{t} OK".encode()) for t in tags), got
     assert b"* 2 EXISTS" in got["p1"]
-    assert got["p2"][:-1] == [b"* 1 FETCH (FLAGS (\\Flagged))"]
-    assert got["p3"][:-1] == [b"* 1 FETCH (UID 1 FLAGS (\\Flagged))", b"* 2 FETCH (UID 2 FLAGS ())"]
+    assert got["p2"][:-1] == [b"* 1 FETCH (FLAGS (\\Recent \\Flagged))"]
+    assert got["p3"][:-1] == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Flagged))",
+        b"* 2 FETCH (UID 2 FLAGS (\\Recent))",
+    ]
     assert got["p4"][:-1] == [b"* SEARCH 1"]
     assert got["p5"][:-1] == []
     assert got["p6"][:-1] == [b'* STATUS "Trash" (MESSAGES 0)']

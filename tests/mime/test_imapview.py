@@ -456,7 +456,7 @@ def test_address_forms() -> None:
     assert env[4] == [[b"Doe, John", None, b"john", b"example.com"]]
     assert env[5] == [
         [None, None, b"localuser", None],  # no @: host NIL
-        [None, None, b"x", b"y.example"],  # source route dropped, adl NIL
+        [None, b"@route.example", b"x", b"y.example"],  # the source route is the adl
         [b"=?utf-8?q?J=C3=B6rg?=", None, b"j", b"z.example"],  # name stays encoded
     ]
     assert env[7] is None  # empty address list

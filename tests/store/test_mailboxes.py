@@ -277,12 +277,31 @@ def test_delete_mailbox_removes_its_messages(store: Store, inbox: Inbox) -> None
 
 def test_subscribe_and_unsubscribe(store: Store, inbox: Inbox) -> None:
     run(store.create_mailbox(inbox.id, "Lists"))
-    run(store.set_subscribed(inbox.id, "Lists", False))
-    assert not run(store.get_mailbox(inbox.id, "Lists")).subscribed
+    assert "Lists" not in run(store.subscriptions(inbox.id))  # CREATE does not subscribe
     run(store.set_subscribed(inbox.id, "Lists", True))
-    assert run(store.get_mailbox(inbox.id, "Lists")).subscribed
+    run(store.set_subscribed(inbox.id, "Lists", True))  # idempotent
+    assert "Lists" in run(store.subscriptions(inbox.id))
+    run(store.set_subscribed(inbox.id, "Lists", False))
+    assert "Lists" not in run(store.subscriptions(inbox.id))
     with pytest.raises(errors.MailboxNotFound):
         run(store.set_subscribed(inbox.id, "lists", True))
+
+
+def test_a_subscription_outlives_its_mailbox_and_follows_a_rename(
+    store: Store, inbox: Inbox
+) -> None:
+    run(store.create_mailbox(inbox.id, "Old/Child"))
+    run(store.set_subscribed(inbox.id, "Old", True))
+    run(store.set_subscribed(inbox.id, "Old/Child", True))
+    run(store.rename_mailbox(inbox.id, "Old", "New"))
+    assert {"New", "New/Child"} <= run(store.subscriptions(inbox.id))
+    assert not {"Old", "Old/Child"} & run(store.subscriptions(inbox.id))
+    run(store.delete_mailbox(inbox.id, "New/Child"))
+    assert "New/Child" in run(store.subscriptions(inbox.id))  # RFC 3501 §6.3.6
+    run(store.set_subscribed(inbox.id, "New/Child", False))  # and can be dropped then
+    assert "New/Child" not in run(store.subscriptions(inbox.id))
+    with pytest.raises(errors.MailboxNotFound):
+        run(store.set_subscribed(inbox.id, "New/Child", False))
 
 
 # ------------------------------------------------------------------------ status / snapshot
@@ -327,3 +346,29 @@ def test_delete_pod_while_another_node_adds_an_inbox_to_it(
         assert deleted is None or isinstance(deleted, errors.CannotModify), repr(deleted)
         assert run(store.get_inbox(f"xp{i}@example.test")).pod == f"p{i}"
         assert len(run(store.list_mailboxes(created.id))) == 5  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------ \Recent
+
+
+def test_recent_is_claimed_once_across_nodes(
+    store: Store, open_store: Callable[..., Store], inbox: Inbox, mailbox: Mailbox
+) -> None:
+    """claim_recent hands each unclaimed UID to exactly one caller, whichever node it is on,
+    however many ask at once; STATUS RECENT counts what is left."""
+    other = open_store()  # a second node on the same database
+    for i in range(6):
+        run(store.append(mailbox.id, message(i)))
+    assert run(store.status(mailbox.id)).recent == 6
+
+    async def race() -> list[tuple[int, int] | None]:
+        claims = [s.claim_recent(mailbox.id, 4) for s in (store, other, store, other)]
+        return list(await asyncio.gather(*claims))
+
+    got = [claim for claim in run(race()) if claim is not None]
+    assert got == [(1, 4)]
+    assert run(store.status(mailbox.id)).recent == 2
+    assert run(other.claim_recent(mailbox.id, 6)) == (5, 6)
+    assert run(store.claim_recent(mailbox.id, 6)) is None
+    assert run(store.status(mailbox.id)).recent == 0
+    assert run(store.get_mailbox(inbox.id, "INBOX")).recent_uid == 7

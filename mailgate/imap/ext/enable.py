@@ -3,6 +3,7 @@ the extensions that need turning on."""
 
 from __future__ import annotations
 
+from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Enable, Request
@@ -14,7 +15,7 @@ async def enable(s: Session, request: Request) -> str:
     assert isinstance(args, Enable)
     enabled = [c.upper() for c in args.capabilities if c.upper() in ("CONDSTORE", "QRESYNC")]
     if enabled:
-        s.condstore = True
+        enable_condstore(s)
     if "QRESYNC" in enabled:
         s.qresync = True
     s.untagged(b"ENABLED" + b"".join(b" " + c.encode() for c in enabled))

@@ -46,6 +46,7 @@ from mailgate.imap.syntax.values import (
     Fetch,
     FetchItem,
     Id,
+    InvalidMailboxName,
     List,
     Login,
     Lsub,
@@ -371,7 +372,8 @@ def _section(r: Reader, *, binary: bool) -> Section:
     fields: tuple[str, ...] = ()
     if text.startswith("HEADER.FIELDS"):
         r.sp()
-        fields = dedupe(r.paren_list(_header_field, empty_ok=False))
+        # Kept as given, repeats too: the response echoes the client's list (as Dovecot does).
+        fields = tuple(r.paren_list(_header_field, empty_ok=False))
     r.expect(RBRACKET, "]")
     return Section(tuple(parts), text, fields)
 
@@ -575,6 +577,7 @@ def parse_tag(chunks: Sequence[bytes]) -> str | None:
 def parse_request(chunks: Sequence[bytes]) -> Request:
     """Parse one framed command; raises ParseError (and only ParseError) if it is malformed."""
     tag = parse_tag(chunks)
+    name = ""
     try:
         if tag is None:
             raise ParseError("Missing or invalid tag")
@@ -594,6 +597,10 @@ def parse_request(chunks: Sequence[bytes]) -> Request:
         if handler is None:
             raise ParseError("Unknown command")
         return Request(tag, name, uid, handler(r, uid))
+    except InvalidMailboxName as exc:
+        exc.tag = exc.tag or tag
+        exc.code = exc.code or ("CANNOT" if name in ("CREATE", "RENAME") else "NONEXISTENT")
+        raise
     except ParseError as exc:
         if exc.tag is None:
             exc.tag = tag

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from mailgate.imap.syntax.utf7 import decode_mailbox
+from mailgate.imap.syntax.utf7 import decode_mailbox, decode_pattern
 from mailgate.imap.syntax.values import ParseError, SeqRange, SequenceSet
 
 MAX_NUMBER = 0xFFFF_FFFF  # RFC 3501 §9: number and nz-number are unsigned 32-bit
@@ -62,8 +62,8 @@ def _calendar_date(m: re.Match[bytes]) -> dt.date:
         raise ParseError("Invalid date") from None
 
 
-def _mailbox_name(raw: bytes) -> str:
-    name = decode_mailbox(raw)
+def _mailbox_name(raw: bytes, *, pattern: bool = False) -> str:
+    name = decode_pattern(raw) if pattern else decode_mailbox(raw)
     # RFC 3501 §5.1: INBOX is case-insensitive; every other name is case-sensitive.
     if name.isascii() and name.upper() == "INBOX":
         return "INBOX"
@@ -208,11 +208,11 @@ class Reader:
     def list_mailbox(self) -> str:
         # RFC 3501 §9: list-mailbox = 1*list-char / string ("%" and "*" may go unquoted).
         if self.peek() == DQUOTE or self.is_literal():
-            return _mailbox_name(self.string())
+            return _mailbox_name(self.string(), pattern=True)
         token = self.match(_LIST_ATOM)
         if token is None:
             raise self.fail("a mailbox pattern")
-        return _mailbox_name(token)
+        return _mailbox_name(token, pattern=True)
 
     def sequence_set(self) -> SequenceSet:
         if self.peek() == DOLLAR:

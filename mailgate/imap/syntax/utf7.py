@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 
-from mailgate.imap.syntax.values import ParseError
+from mailgate.imap.syntax.values import InvalidMailboxName
 
+_INVALID = "Mailbox name is not valid modified UTF-7"
 _MB64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
 _MB64_VALUE = {c: i for i, c in enumerate(_MB64)}
 
@@ -42,16 +43,16 @@ def decode_mailbox(raw: bytes) -> str:
         try:
             name = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            raise ParseError("Invalid mailbox name") from None
+            raise InvalidMailboxName(_INVALID) from None
         if any(_is_control(ch) for ch in name):
-            raise ParseError("Invalid mailbox name")
+            raise InvalidMailboxName(_INVALID)
         return name
     out: list[str] = []
     i, n = 0, len(raw)
     while i < n:
         c = raw[i]
         if c < 0x20 or c > 0x7E:  # only printable US-ASCII stands for itself
-            raise ParseError("Invalid mailbox name")
+            raise InvalidMailboxName(_INVALID)
         if c != 0x26:  # "&"
             j = i + 1
             while j < n and raw[j] != 0x26 and 0x20 <= raw[j] <= 0x7E:
@@ -61,7 +62,7 @@ def decode_mailbox(raw: bytes) -> str:
             continue
         end = raw.find(b"-", i + 1)
         if end < 0:
-            raise ParseError("Invalid mailbox name")
+            raise InvalidMailboxName(_INVALID)
         if end == i + 1:  # "&-" is "&"
             out.append("&")
         else:
@@ -70,23 +71,33 @@ def decode_mailbox(raw: bytes) -> str:
     return "".join(out)
 
 
+def decode_pattern(raw: bytes) -> str:
+    """A LIST/LSUB pattern: decoded like a name where it is valid modified UTF-7, else taken
+    as it is (ASCII, or UTF-8 with bad bytes replaced). Such a pattern is legal (RFC 3501's
+    list-mailbox) and simply matches no mailbox that was named in valid modified UTF-7."""
+    try:
+        return decode_mailbox(raw)
+    except InvalidMailboxName:
+        return bytes(raw).decode("utf-8", "replace")
+
+
 def _decode_mb64(chunk: bytes) -> str:
     if any(c not in _MB64_VALUE for c in chunk):
-        raise ParseError("Invalid mailbox name")
+        raise InvalidMailboxName(_INVALID)
     # The bits left over after the last whole octet must be zero padding (fewer than 6),
     # and the octets must make whole UTF-16 code units.
     bits = 6 * len(chunk)
     leftover = bits % 8
     if leftover >= 6 or (bits // 8) % 2 or _MB64_VALUE[chunk[-1]] & ((1 << leftover) - 1):
-        raise ParseError("Invalid mailbox name")
+        raise InvalidMailboxName(_INVALID)
     std = chunk.replace(b",", b"/") + b"=" * (-len(chunk) % 4)
     try:
         text = base64.b64decode(std, validate=True).decode("utf-16-be")
     except (binascii.Error, UnicodeDecodeError):
-        raise ParseError("Invalid mailbox name") from None
+        raise InvalidMailboxName(_INVALID) from None
     # RFC 3501 §5.1.3: printable US-ASCII must represent itself, never be base64-encoded.
     if any(" " <= ch <= "~" or _is_control(ch) for ch in text):
-        raise ParseError("Invalid mailbox name")
+        raise InvalidMailboxName(_INVALID)
     return text
 
 

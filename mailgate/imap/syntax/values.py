@@ -49,6 +49,13 @@ class ParseError(Exception):
         self.code = code
 
 
+class InvalidMailboxName(ParseError):
+    """A mailbox name the grammar allows (RFC 3501's astring) that is not valid modified UTF-7
+    (or UTF-8). No such mailbox can exist or be made, so the command answers NO, not BAD: a
+    BAD on legal input makes strict clients give up (Dovecot answers NO as well). ``code`` is
+    set by parse_request for the command (NONEXISTENT, or CANNOT when creating)."""
+
+
 _SCAN_RANGES = 8
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailgate.imap.syntax.utf7 import decode_mailbox, encode_mailbox
-from mailgate.imap.syntax.values import ParseError
+from mailgate.imap.syntax.values import InvalidMailboxName, ParseError
 from tests.imap.syntax.helpers import error
 
 
@@ -49,4 +49,12 @@ def test_invalid_mailbox_names(wire: bytes) -> None:
     with pytest.raises(ParseError):
         decode_mailbox(wire)
     err = error(b"a1 CREATE {%d}" % len(wire), wire, b"")
-    assert (err.tag, err.message) == ("a1", "Invalid mailbox name")
+    # Legal syntax, but no such name can be made: NO [CANNOT] (NONEXISTENT for the others).
+    assert isinstance(err, InvalidMailboxName)
+    assert (err.tag, err.message, err.code) == (
+        "a1",
+        "Mailbox name is not valid modified UTF-7",
+        "CANNOT",
+    )
+    err = error(b"a2 SELECT {%d}" % len(wire), wire, b"")
+    assert (err.tag, err.code) == ("a2", "NONEXISTENT")
