@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AnyStr, Literal, TypeVar
 
@@ -73,7 +73,8 @@ class Transaction:
     helo: str | None  # the EHLO/HELO name
     connection: int  # which connection it came on, counting from 1
     mail_options: tuple[str, ...]  # MAIL FROM parameters, e.g. ("BODY=8BITMIME", "SIZE=123")
-    at: float = 0.0  # time.monotonic() when the peer answered the final dot
+    # time.monotonic() when the peer answered the final dot (not part of what was sent)
+    at: float = field(default=0.0, compare=False)
 
     @property
     def accepted(self) -> bool:

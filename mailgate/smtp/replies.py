@@ -15,8 +15,6 @@ AUTH_MALFORMED = "501 5.5.2 Malformed authentication data"
 
 SENDER_OK = "250 2.1.0 Sender OK"
 SENDER_NOT_AUTHORIZED = "550 5.7.1 Sender not authorized"
-# The inbox sent its hourly limit; the reason (and when to try again) follows.
-SENDING_RATE = "450 4.7.1"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
 UNKNOWN_RECIPIENT = "550 5.1.1 No such recipient here"
@@ -93,3 +91,8 @@ def rewrite(reply: str) -> str:
         if reply.startswith(stock):
             return ours + reply[len(stock) :]
     return reply
+
+
+def sending_rate(reason: str) -> str:
+    """The inbox sent its hourly limit: `reason` says how many and when to try again."""
+    return f"450 4.7.1 {reason}"

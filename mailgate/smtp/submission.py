@@ -136,7 +136,7 @@ class SubmissionHandler:
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
         except SendingRateExceeded as exc:
-            return f"{replies.SENDING_RATE} {exc}"
+            return replies.sending_rate(str(exc))
         except Unavailable as exc:
             self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
@@ -198,7 +198,7 @@ class SubmissionHandler:
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED
         except SendingRateExceeded as exc:
-            return f"{replies.SENDING_RATE} {exc}"
+            return replies.sending_rate(str(exc))
         except UnknownRecipients:
             # An inbox deleted between RCPT and DATA.
             return replies.UNKNOWN_RECIPIENT

@@ -166,9 +166,7 @@ def test_a_pdf_encrypted_only_against_editing_is_read() -> None:
 
 def test_a_pdf_of_ten_thousand_pages_stops_at_the_limit() -> None:
     data = text_pdf(*(f"This is page {n}." for n in range(1, 10_001)))
-    start = time.monotonic()
     got = extract_text(PDF, None, data, limit=1000)
-    elapsed = time.monotonic() - start
     assert got.truncated
     assert got.text is not None
     assert len(got.text) == 1000
@@ -176,7 +174,6 @@ def test_a_pdf_of_ten_thousand_pages_stops_at_the_limit() -> None:
     assert got.note is not None
     assert got.note.startswith("read the first ")
     assert got.note.endswith(" of 10000 pages")
-    assert elapsed < 10, elapsed
 
 
 def test_a_pdf_stops_after_max_pages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,12 +215,11 @@ def token_bomb_pdf(operators: int, then: str | None = None) -> bytes:
     return pdf_of(objects)
 
 
-def test_a_page_of_millions_of_operators_is_given_up_on_in_about_a_second() -> None:
+def test_a_page_of_millions_of_operators_is_given_up_on() -> None:
+    # Given up at the token limit (the note names it), not read to its end: no clock asserted.
     data = token_bomb_pdf(5_000_000)
     assert len(data) < 100_000
-    start = time.monotonic()
     got = extract_text(PDF, None, data)
-    assert time.monotonic() - start < 5
     assert got.text is None
     assert got.note is not None
     assert got.note.startswith("could not be read: LimitReachedError")
