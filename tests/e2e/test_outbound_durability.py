@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from mailgate.config import Settings
 from mailgate.delivery.outbound import node_id
 from mailgate.store.api import Store
+from mailgate.store.models import outbound
 from mailgate.store.records import QueuedRecipient
+from mailgate.store.rows import now
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
 from tests.e2e.cluster import CuttableProxy, via
@@ -351,10 +354,8 @@ def test_a_claim_whose_answer_was_lost_is_given_back_when_the_database_returns(
                 (row,) = attempted(server)
                 zone.answering = True
                 # Due again, and claimed for the worker's node as by a claim whose answer the
-                # worker never got.
-                server.call(server.store.retry_outbound())
-                [claimed] = server.call(server.store.claim_outbound(node_id(settings), 600, 10))
-                assert claimed.id == row.id
+                # worker never got: in one statement, so the worker cannot claim it first.
+                server.call(claim_as(server.store, row.id, node_id(settings), 600))
                 proxy.cut()
                 server.wake_outbound()  # its claim fails
                 eventually(
@@ -370,3 +371,17 @@ def test_a_claim_whose_answer_was_lost_is_given_back_when_the_database_returns(
                 server.stop()
     finally:
         proxy.close()
+
+
+async def claim_as(store: Store, queue_id: int, owner: str, lease: int) -> None:
+    """Make a queued recipient due and leased to `owner`, as a claim the database committed."""
+
+    async def work(conn: Any) -> None:
+        current = now()
+        await conn.execute(
+            update(outbound)
+            .where(outbound.c.id == queue_id)
+            .values(next_attempt_at=current, lease_owner=owner, lease_until=current + lease)
+        )
+
+    await store.db.write(work)
