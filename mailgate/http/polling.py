@@ -28,20 +28,23 @@ from mailgate.auth import hash_secret
 from mailgate.http import poller
 from mailgate.http.caller import Caller, CallerDep
 from mailgate.http.context import Services, ServicesDep
-from mailgate.http.errors import FieldError, Invalid, NotFound
+from mailgate.http.errors import FieldError, Invalid
 from mailgate.http.fields import ClientId
 from mailgate.http.inboxes import in_inbox
-from mailgate.http.pagination import Cursor, PageFields, PagingDep
+from mailgate.http.pagination import PageFields, PagingDep
 from mailgate.http.pods import in_pod, top_level
 from mailgate.http.webhooks import (
     MAX_FILTERS,
     Owner,
     PathOwner,
+    age,
     event_types_of,
     inboxes_named,
     not_here,
     owner_of,
     pods_named,
+    sees,
+    visible_to,
 )
 from mailgate.store import errors as store_errors
 from mailgate.store.records import Inbox as InboxRecord
@@ -110,8 +113,8 @@ def _routes(prefix: str, path_owner: Any) -> APIRouter:
         held = _held_by(caller, owner)
         window = await paging.window(f"polling-webhooks:{held}:ascending={ascending}")
         found = await services.store.list_polling_webhooks(pod_id=held[0], inbox_id=held[1])
-        hooks = sorted((h for h in found if _sees(caller, h)), key=_age, reverse=not ascending)
-        page = await paging.page(window, hooks, _age, descending=not ascending)
+        hooks = sorted((h for h in found if sees(caller, h)), key=age, reverse=not ascending)
+        page = await paging.page(window, hooks, age, descending=not ascending)
         return ListPollingWebhooksResponse(
             **page.fields(), polling_webhooks=[PollingWebhook.of(h) for h in page.items]
         )
@@ -168,36 +171,14 @@ def _held_by(caller: Caller, path: PathOwner) -> tuple[int | None, int | None]:
     return caller.key.pod_id, caller.key.inbox_id
 
 
-def _age(hook: PollingRecord) -> Cursor:
-    return (hook.created_at, hook.id)
-
-
-def _sees(caller: Caller, hook: PollingRecord) -> bool:
-    """Whether the key's scope covers the polling webhook's owner."""
-    key = caller.key
-    if key.inbox_id is not None:
-        return hook.inbox_id == key.inbox_id
-    if key.pod_id is not None:
-        return hook.pod_id == key.pod_id
-    return True
-
-
 async def _visible(
     caller: Caller, services: Services, owner: PathOwner, webhook_id: str
 ) -> PollingRecord:
-    """The polling webhook if the caller sees it (under the path's pod or inbox, if any);
-    else NotFound, the same as for one that does not exist."""
     try:
         hook: PollingRecord | None = await services.store.get_polling_webhook(webhook_id)
     except store_errors.PollingWebhookNotFound:
         hook = None
-    if hook is not None and isinstance(owner, InboxRecord) and hook.inbox_id != owner.id:
-        hook = None
-    if hook is not None and isinstance(owner, PodRecord) and hook.pod_id != owner.id:
-        hook = None
-    if hook is None or not _sees(caller, hook):
-        raise NotFound(f"no polling webhook {webhook_id}")
-    return hook
+    return visible_to(caller, owner, hook, f"polling webhook {webhook_id}")
 
 
 async def _create(

@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Response
 from pydantic import BaseModel
@@ -175,8 +175,8 @@ def _routes(prefix: str, path_owner: Any) -> APIRouter:
             pod_id=owner.id if isinstance(owner, PodRecord) else None,
             inbox_id=owner.id if isinstance(owner, InboxRecord) else None,
         )
-        hooks = sorted((h for h in found if _sees(caller, h)), key=_age, reverse=not ascending)
-        page = await paging.page(window, hooks, _age, descending=not ascending)
+        hooks = sorted((h for h in found if sees(caller, h)), key=age, reverse=not ascending)
+        page = await paging.page(window, hooks, age, descending=not ascending)
         return ListWebhooksResponse(**page.fields(), webhooks=[Webhook.of(h) for h in page.items])
 
     @routes.get("/{webhook_id}", response_model_exclude_none=True)
@@ -271,12 +271,28 @@ def _where(owner: PathOwner) -> str:
     return f"pod={owner.id}" if isinstance(owner, PodRecord) else "all"
 
 
-def _age(hook: WebhookRecord) -> Cursor:
+class Hook(Protocol):
+    """What webhooks and polling webhooks share for listing and access: age and owner."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def created_at(self) -> int: ...
+    @property
+    def pod_id(self) -> int | None: ...
+    @property
+    def inbox_id(self) -> int | None: ...
+
+
+H = TypeVar("H", bound=Hook)
+
+
+def age(hook: Hook) -> Cursor:
     return (hook.created_at, hook.id)
 
 
-def _sees(caller: Caller, hook: WebhookRecord) -> bool:
-    """Whether the key's scope covers the webhook's owner."""
+def sees(caller: Caller, hook: Hook) -> bool:
+    """Whether the key's scope covers the hook's owner."""
     key = caller.key
     if key.inbox_id is not None:
         return hook.inbox_id == key.inbox_id
@@ -285,22 +301,26 @@ def _sees(caller: Caller, hook: WebhookRecord) -> bool:
     return True
 
 
-async def _visible(
-    caller: Caller, services: Services, owner: PathOwner, webhook_id: str
-) -> WebhookRecord:
-    """The webhook if the caller sees it (under the path's pod or inbox, if any); else
-    NotFound, the same as for one that does not exist."""
-    try:
-        hook: WebhookRecord | None = await services.store.get_webhook(webhook_id)
-    except store_errors.WebhookNotFound:
-        hook = None
+def visible_to(caller: Caller, owner: PathOwner, hook: H | None, what: str) -> H:
+    """`hook` if the caller sees it under the path's pod or inbox (if any); else NotFound
+    naming `what`, the same as for one that does not exist."""
     if hook is not None and isinstance(owner, InboxRecord) and hook.inbox_id != owner.id:
         hook = None
     if hook is not None and isinstance(owner, PodRecord) and hook.pod_id != owner.id:
         hook = None
-    if hook is None or not _sees(caller, hook):
-        raise NotFound(f"no webhook {webhook_id}")
+    if hook is None or not sees(caller, hook):
+        raise NotFound(f"no {what}")
     return hook
+
+
+async def _visible(
+    caller: Caller, services: Services, owner: PathOwner, webhook_id: str
+) -> WebhookRecord:
+    try:
+        hook: WebhookRecord | None = await services.store.get_webhook(webhook_id)
+    except store_errors.WebhookNotFound:
+        hook = None
+    return visible_to(caller, owner, hook, f"webhook {webhook_id}")
 
 
 async def owner_of(caller: Caller, services: Services, path: PathOwner) -> Owner:

@@ -26,39 +26,11 @@ from sqlalchemy.engine import Row
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
-from mailgate.store.models import events, inboxes, pods, polling_consumers, polling_webhooks
+from mailgate.store.models import events, polling_consumers, polling_webhooks
 from mailgate.store.names import optional_text
 from mailgate.store.records import PollingPosition, PollingWebhook
 from mailgate.store.rows import now
-
-
-def _owner(pod_id: int | None, inbox_id: int | None) -> str:
-    if inbox_id is not None:
-        return f"inbox:{inbox_id}"
-    return "org" if pod_id is None else f"pod:{pod_id}"
-
-
-def _select() -> Any:
-    return (
-        select(
-            polling_webhooks,
-            pods.c.name.label("pod_name"),
-            inboxes.c.address.label("inbox_address"),
-        )
-        .outerjoin(pods, pods.c.id == polling_webhooks.c.pod_id)
-        .outerjoin(inboxes, inboxes.c.id == polling_webhooks.c.inbox_id)
-    )
-
-
-def _names(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    found = json.loads(value)
-    return tuple(str(v) for v in found) if isinstance(found, list) else None
-
-
-def _json(values: Sequence[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), separators=(",", ":"))
+from mailgate.store.webhooks import json_of, names_of, owner_key, select_hooks
 
 
 def _record(row: Row[Any]) -> PollingWebhook:
@@ -77,9 +49,9 @@ def _record(row: Row[Any]) -> PollingWebhook:
         inbox_id=row.inbox_id,
         inbox=row.inbox_address,
         client_id=row.client_id,
-        event_types=_names(row.event_types),
-        pod_ids=_names(row.pod_ids),
-        inbox_ids=_names(row.inbox_ids),
+        event_types=names_of(row.event_types),
+        pod_ids=names_of(row.pod_ids),
+        inbox_ids=names_of(row.inbox_ids),
         token_hash=row.token_hash,
         start_seq=int(row.start_seq),
         destination=destination,
@@ -89,7 +61,11 @@ def _record(row: Row[Any]) -> PollingWebhook:
 
 
 async def _one(conn: Conn, public_id: str) -> PollingWebhook:
-    row = (await conn.execute(_select().where(polling_webhooks.c.public_id == public_id))).first()
+    row = (
+        await conn.execute(
+            select_hooks(polling_webhooks).where(polling_webhooks.c.public_id == public_id)
+        )
+    ).first()
     if row is None:
         raise errors.PollingWebhookNotFound(f"no polling webhook {public_id}")
     return _record(row)
@@ -126,7 +102,7 @@ class Polling(StoreBase):
         checked_id = optional_text(client_id, "client id")
         if checked_id is None:
             raise errors.InvalidName("a client id is required")
-        owner = _owner(pod_id, inbox_id)
+        owner = owner_key(pod_id, inbox_id)
 
         async def work(conn: Conn) -> tuple[PollingWebhook, bool]:
             if not self.db.is_sqlite:
@@ -161,9 +137,9 @@ class Polling(StoreBase):
                     inbox_id=inbox_id,
                     owner=owner,
                     client_id=checked_id,
-                    event_types=_json(event_types),
-                    pod_ids=_json(pod_ids),
-                    inbox_ids=_json(inbox_ids),
+                    event_types=json_of(event_types),
+                    pod_ids=json_of(pod_ids),
+                    inbox_ids=json_of(inbox_ids),
                     token_hash=token_hash,
                     # seq order is commit order: every event committed after this is after it.
                     start_seq=await _newest(conn),
@@ -180,7 +156,9 @@ class Polling(StoreBase):
     ) -> list[PollingWebhook]:
         """The subscriptions the inbox owns (with `inbox_id`), else the pod (with `pod_id`),
         else the organization itself."""
-        query = _select().where(polling_webhooks.c.owner == _owner(pod_id, inbox_id))
+        query = select_hooks(polling_webhooks).where(
+            polling_webhooks.c.owner == owner_key(pod_id, inbox_id)
+        )
         async with self.db.read() as conn:
             rows = await conn.execute(query.order_by(polling_webhooks.c.id))
             return [_record(r) for r in rows]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from mailgate.store import errors
@@ -26,28 +26,31 @@ from mailgate.store.records import UNSET, Unset, Webhook
 from mailgate.store.rows import now
 
 
-def _owner(pod_id: int | None, inbox_id: int | None) -> str:
+def owner_key(pod_id: int | None, inbox_id: int | None) -> str:
+    """The owner a client_id is unique within: an inbox, a pod or the organization."""
     if inbox_id is not None:
         return f"inbox:{inbox_id}"
     return "org" if pod_id is None else f"pod:{pod_id}"
 
 
-def _select() -> Any:
+def select_hooks(table: Table) -> Any:
+    """Rows of `table` (webhooks or polling webhooks) with their owner's pod name and address."""
     return (
-        select(webhooks, pods.c.name.label("pod_name"), inboxes.c.address.label("inbox_address"))
-        .outerjoin(pods, pods.c.id == webhooks.c.pod_id)
-        .outerjoin(inboxes, inboxes.c.id == webhooks.c.inbox_id)
+        select(table, pods.c.name.label("pod_name"), inboxes.c.address.label("inbox_address"))
+        .outerjoin(pods, pods.c.id == table.c.pod_id)
+        .outerjoin(inboxes, inboxes.c.id == table.c.inbox_id)
     )
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
+def names_of(text: str | None) -> tuple[str, ...] | None:
+    """A stored JSON list of names (None: no list)."""
     if text is None:
         return None
     value = json.loads(text)
     return tuple(str(v) for v in value) if isinstance(value, list) else None
 
 
-def _json(values: Sequence[str] | None) -> str | None:
+def json_of(values: Sequence[str] | None) -> str | None:
     return None if values is None else json.dumps(list(values), separators=(",", ":"))
 
 
@@ -65,9 +68,9 @@ def _record(row: Row[Any]) -> Webhook:
         inbox=row.inbox_address,
         url=row.url,
         secret=row.secret,
-        event_types=_names(row.event_types),
-        pod_ids=_names(row.pod_ids),
-        inbox_ids=_names(row.inbox_ids),
+        event_types=names_of(row.event_types),
+        pod_ids=names_of(row.pod_ids),
+        inbox_ids=names_of(row.inbox_ids),
         headers=tuple((str(k), str(v)) for k, v in dict(headers).items()),
         client_id=row.client_id,
         enabled=bool(row.enabled),
@@ -85,7 +88,7 @@ def _record(row: Row[Any]) -> Webhook:
 
 
 async def _one(conn: Conn, public_id: str, *, lock: bool = False) -> Webhook:
-    query = _select().where(webhooks.c.public_id == public_id)
+    query = select_hooks(webhooks).where(webhooks.c.public_id == public_id)
     if lock:
         query = query.with_for_update(of=webhooks)
     row = (await conn.execute(query)).first()
@@ -124,12 +127,14 @@ class Webhooks(StoreBase):
         events committed from now on. With a `client_id` a webhook of the same owner has, that
         webhook (creating twice is creating once)."""
         client_id = optional_text(client_id, "client id")
-        owner = _owner(pod_id, inbox_id)
+        owner = owner_key(pod_id, inbox_id)
 
         async def work(conn: Conn) -> Webhook:
             if client_id is not None:
                 same = await conn.execute(
-                    _select().where(webhooks.c.owner == owner, webhooks.c.client_id == client_id)
+                    select_hooks(webhooks).where(
+                        webhooks.c.owner == owner, webhooks.c.client_id == client_id
+                    )
                 )
                 if (row := same.first()) is not None:
                     return _record(row)
@@ -144,9 +149,9 @@ class Webhooks(StoreBase):
                     inbox_id=inbox_id,
                     url=url,
                     secret=secret,
-                    event_types=_json(event_types),
-                    pod_ids=_json(pod_ids),
-                    inbox_ids=_json(inbox_ids),
+                    event_types=json_of(event_types),
+                    pod_ids=json_of(pod_ids),
+                    inbox_ids=json_of(inbox_ids),
                     headers=json.dumps(dict(headers), separators=(",", ":")),
                     owner=owner,
                     client_id=client_id,
@@ -167,7 +172,7 @@ class Webhooks(StoreBase):
     ) -> list[Webhook]:
         """Every webhook; with `pod_id`, the pod's (its inboxes' included); with `inbox_id`,
         the inbox's."""
-        query = _select()
+        query = select_hooks(webhooks)
         if pod_id is not None:
             query = query.where(webhooks.c.pod_id == pod_id)
         if inbox_id is not None:
@@ -204,7 +209,7 @@ class Webhooks(StoreBase):
             hook = await _one(conn, public_id, lock=True)
             values: dict[str, Any] = {}
             if not isinstance(event_types, Unset):
-                values["event_types"] = _json(event_types)
+                values["event_types"] = json_of(event_types)
             if hook.pod_ids is not None or hook.inbox_ids is not None:
                 pod_list = _merged(hook.pod_ids, add_pod_ids, remove_pod_ids)
                 inbox_list = _merged(hook.inbox_ids, add_inbox_ids, remove_inbox_ids)
@@ -217,8 +222,8 @@ class Webhooks(StoreBase):
                     raise errors.LimitExceeded(
                         f"a webhook lists at most {max_filters} pods and inboxes"
                     )
-                values["pod_ids"] = _json(pod_list) if pod_list else None
-                values["inbox_ids"] = _json(inbox_list) if inbox_list else None
+                values["pod_ids"] = json_of(pod_list) if pod_list else None
+                values["inbox_ids"] = json_of(inbox_list) if inbox_list else None
             if not isinstance(enabled, Unset) and enabled != hook.enabled:
                 # A delivery running now stops at its next step (its claim is gone).
                 values.update(enabled=enabled, lease_owner=None, lease_until=None)
@@ -328,7 +333,7 @@ class Webhooks(StoreBase):
                 .values(lease_owner=owner, lease_until=current + lease)
             )
             rows = await conn.execute(
-                _select().where(webhooks.c.id.in_(ids)).order_by(webhooks.c.id)
+                select_hooks(webhooks).where(webhooks.c.id.in_(ids)).order_by(webhooks.c.id)
             )
             return [_record(r) for r in rows]
 
@@ -391,7 +396,9 @@ class Webhooks(StoreBase):
                     ],
                 )
             await conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(values))
-            found = (await conn.execute(_select().where(webhooks.c.id == webhook_id))).first()
+            found = (
+                await conn.execute(select_hooks(webhooks).where(webhooks.c.id == webhook_id))
+            ).first()
             return _record(found) if found is not None else None
 
         return await self.db.write(work)
