@@ -239,25 +239,24 @@ async def send_message(c: Call, a: SendMessage) -> dict[str, Any]:
 
 
 async def reply_to_message(c: Call, a: ReplyToMessage) -> dict[str, Any]:
-    sent = await c.handle(
-        "POST",
-        f"{MESSAGE}/reply",
-        inbox_id=a.inbox_id,
-        message_id=a.message_id,
-        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/reply"),
-        body=_body(messages.ReplyRequest, a),
-    )
-    return _shown(sent)
+    return await _respond(c, a, "reply", messages.ReplyRequest)
 
 
 async def forward_message(c: Call, a: ForwardMessage) -> dict[str, Any]:
+    return await _respond(c, a, "forward", messages.ForwardRequest)
+
+
+async def _respond(
+    c: Call, a: ReplyToMessage | ForwardMessage, verb: str, body: type[BaseModel]
+) -> dict[str, Any]:
+    """Reply to or forward a message through its REST route (`verb`)."""
     sent = await c.handle(
         "POST",
-        f"{MESSAGE}/forward",
+        f"{MESSAGE}/{verb}",
         inbox_id=a.inbox_id,
         message_id=a.message_id,
-        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/forward"),
-        body=_body(messages.ForwardRequest, a),
+        request=c.request("POST", f"/v0/inboxes/{a.inbox_id}/messages/{a.message_id}/{verb}"),
+        body=_body(body, a),
     )
     return _shown(sent)
 
