@@ -148,7 +148,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     """`nodes` serve processes sharing one fresh database (reached through `proxy` if given)."""
     name = f"mailgate_nodes_{uuid.uuid4().hex[:12]}"
-    Loop.get().run(pg.create(name))
+    Loop.get().run(pg.create(name, migrated=False))  # `db upgrade` below migrates it
     url = pg.database_url(name)
     node_url = via(url, proxy.port) if proxy is not None else url
     result = Cluster(directory, url)

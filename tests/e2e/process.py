@@ -65,7 +65,7 @@ def config_file(directory: Path, backend: str, *, password: str = "") -> Iterato
     if backend == "postgres":
         assert pg is not None
         name = f"mailgate_cli_{uuid.uuid4().hex[:12]}"
-        Loop.get().run(pg.create(name))
+        Loop.get().run(pg.create(name, migrated=False))  # as a new install: empty
         database = pg.database_url(name)
         if password:
             database = database.replace("@", f":{password}@", 1)

@@ -14,7 +14,7 @@ import httpx
 from agentmail import AgentMail, AgentMailEnvironment
 from pydantic import BaseModel
 
-from tests.harness import Server, unique_address
+from tests.harness import Server, client_tls, unique_address
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -29,7 +29,10 @@ class Api:
         self.server = server
         self.key = key
         self.last: httpx.Response | None = None
-        self.http = httpx.Client(timeout=30, event_hooks={"response": [self._keep]})
+        # verify: a context without the CA certificates httpx would load for every client.
+        self.http = httpx.Client(
+            timeout=30, event_hooks={"response": [self._keep]}, verify=client_tls()
+        )
         base = server.api_url
         self.client = AgentMail(
             api_key=key,

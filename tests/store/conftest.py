@@ -8,6 +8,7 @@ code, so every coroutine runs on the one shared loop (`run`).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from mailgate.store.api import Store
 from mailgate.store.records import Inbox, Mailbox
-from tests.harness import DOMAIN, Loop, postgres
+from tests.harness import DOMAIN, Loop, migrated_sqlite, postgres
 
 T = TypeVar("T")
 
@@ -45,20 +46,32 @@ def address(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}@{DOMAIN}"
 
 
-@pytest.fixture
-def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database of this backend, removed after the test."""
+@contextlib.contextmanager
+def database(backend: str, tmp_path: Path, *, migrated: bool) -> Iterator[str]:
+    """The URL of a new database of this backend, removed afterwards: empty, or (`migrated`)
+    with the newest schema and no data."""
     if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        path = tmp_path / "store.db"
+        if migrated:
+            migrated_sqlite(path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     pg = postgres()
     assert pg is not None
     name = f"mailgate_store_{uuid.uuid4().hex[:12]}"
-    run(pg.create(name))
+    run(pg.create(name, migrated=migrated))
     try:
         yield pg.database_url(name)
     finally:
         run(pg.drop(name))
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new database of this backend with the newest schema, removed after the
+    test (tests/store/test_migrations.py: an empty one)."""
+    with database(backend, tmp_path, migrated=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ nodes start at once, and in step with models.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,15 @@ from mailgate.store import errors
 from mailgate.store.api import Store
 from mailgate.store.database import MIGRATIONS
 from mailgate.store.models import declared, metadata
-from tests.store.conftest import address, downgrade, message, rows, run
+from tests.store.conftest import address, database, downgrade, message, rows, run
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database: the migrations run on it (elsewhere tests start from a copy of one
+    they ran on)."""
+    with database(backend, tmp_path, migrated=False) as url:
+        yield url
 
 
 def head() -> str:
