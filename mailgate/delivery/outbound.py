@@ -545,7 +545,8 @@ def _tls_options(out: OutboundSettings) -> _TLSOptions:
     as MTAs use it), without certificate checks, since MX certificates are commonly not
     verifiable; to a smarthost, as configured, with its certificate checked."""
     if not out.smarthost:
-        context = ssl.create_default_context()
+        # A client context without the CA store: it would never be consulted.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return {"start_tls": None, "tls_context": context}

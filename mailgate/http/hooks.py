@@ -131,8 +131,9 @@ class WebhookWorker:
         # Each endpoint's HTTP client (its URL, the client), least recently used first.
         self._clients: dict[int, tuple[str, httpx.AsyncClient]] = {}
         self._closing: set[asyncio.Future[None]] = set()
-        # One TLS context for every connection: building one loads the CA store each time.
-        self._tls = ssl.create_default_context()
+        # One TLS context for every connection, made at the first: building one loads the CA
+        # store (time and memory), which a server without webhooks never needs.
+        self._tls: ssl.SSLContext | None = None
 
     def start(self) -> None:
         self._subscription = self.store.bus.subscribe_outbox(self._heard)
@@ -355,6 +356,8 @@ class WebhookWorker:
     def _client(self) -> httpx.AsyncClient:
         """Connections of one endpoint only: they were made for its host name (its TLS name
         was checked), which another endpoint at the same address must not reuse."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
         return httpx.AsyncClient(
             verify=self._tls,
             follow_redirects=False,
