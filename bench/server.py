@@ -198,6 +198,10 @@ def server_env() -> dict[str, str]:
     # MAILGATE_* variables would override the generated config (ports, database): drop them.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # This checkout's mailgate, not whichever one the interpreter's editable install points at
+    # (another worktree's): the servers run in a temporary directory.
+    checkout = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))
     # The load generator's senders send thousands an hour. An environment variable, not the
     # config file: a mailgate that has no [limits] (a baseline checkout) ignores it.
     env["MAILGATE_LIMITS_MESSAGES_PER_HOUR"] = "0"
