@@ -29,11 +29,13 @@ from mailgate.app import App, install_reactor
 from mailgate.config import Settings, with_overrides
 from mailgate.provision import create_inbox, issue_key
 from mailgate.store.api import Store
+from mailgate.tls import ensure_certificate
 
 T = TypeVar("T")
 
 PG_URL_ENV = "MAILGATE_TEST_DATABASE_URL"
 DOMAIN = "example.test"
+HOSTNAME = "mail.example.test"  # test servers' [server] hostname
 
 
 class Loop:
@@ -150,6 +152,24 @@ def _sqlite_template() -> Path:
 
     Loop.get().run(migrate())
     return path
+
+
+@functools.cache
+def _certificate_template(hostname: str) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="mailgate-certs-"))
+    atexit.register(shutil.rmtree, directory, True)
+    settings = with_overrides(Settings(), server={"hostname": hostname, "data_dir": str(directory)})
+    return ensure_certificate(settings).cert_path.parent
+
+
+def certificate_copy(data_dir: Path, hostname: str) -> None:
+    """Unless it has one: a copy, in `data_dir`, of a self-signed certificate for `hostname`
+    made once per test process (an RSA key for each server started was 1.5% of the suite's
+    CPU). The server generates its own where a test says where the data goes
+    otherwise, as in tests/unit/test_tls.py and the `mailgate serve` tests."""
+    certs = data_dir / "certs"
+    if not certs.exists():
+        shutil.copytree(_certificate_template(hostname), certs)
 
 
 def migrated_sqlite(path: Path) -> None:
@@ -305,9 +325,10 @@ def settings_for(
         db_url = pg.database_url(database)
     else:
         migrated_sqlite(tmp / "mailgate.db")
+    certificate_copy(tmp, HOSTNAME)
     base = with_overrides(
         Settings(),
-        server={"hostname": "mail.example.test", "bind": "127.0.0.1", "data_dir": str(tmp)},
+        server={"hostname": HOSTNAME, "bind": "127.0.0.1", "data_dir": str(tmp)},
         database={"url": db_url},
         imap={"port": 0, "tls_port": 0},
         # Shared servers see many deliberate failures from 127.0.0.1; throttling has its own tests.

@@ -1,4 +1,5 @@
-"""The `mailgate` console script, run as a subprocess in a temp directory: inboxes and keys,
+"""The `mailgate` commands, run in a temp directory (by this process's `mailgate.cli.main`,
+as a subprocess where the environment or serving is the point): inboxes and keys,
 --json for scripts, --config / MAILGATE_CONFIG / MAILGATE_* overrides, one-line configuration
 errors with exit code 2, and `mailgate check` naming the step that failed."""
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_message
-from tests.e2e.process import clean_env, config_file, run
+from tests.e2e.process import clean_env, config_file, run, run_here
 from tests.harness import Account, Server
 from tests.smtp.helpers import imap_login, smtp_login
 
@@ -32,6 +33,8 @@ class CLI:
     def __call__(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        if env is None and args[:1] != ("serve",):
+            return run_here(*args, "--config", str(self.config), cwd=self.cwd)
         return run(*args, "--config", str(self.config), cwd=self.cwd, env=env)
 
     def ok(self, *args: str) -> str:

@@ -1,6 +1,7 @@
-"""The `mailgate` commands for mail to and from the world, run as subprocesses: domains and
-their DNS records, DKIM key rotation, the outbound queue, allow and block lists. Where a
-command's effect shows elsewhere (a bounce, a refused sender) a real server shows it."""
+"""The `mailgate` commands for mail to and from the world (run as tests/e2e/test_cli.py runs
+them): domains and their DNS records, DKIM key rotation, the outbound queue, allow and block
+lists. Where a command's effect shows elsewhere (a bounce, a refused sender) a real server
+shows it."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from dns import resolver as dns_resolver
 from mailgate.delivery.domains import dns_records
 from mailgate.store.records import QueuedRecipient
 from tests.dnsserver import ZoneServer
-from tests.e2e.process import run
+from tests.e2e.process import run_here
 from tests.harness import Account, Server, running_server
 
 T = TypeVar("T")
@@ -255,8 +255,9 @@ def write_config(directory: Path, *, database_url: str = "", **sections: dict[st
 
 
 def mailgate(config: Path, *args: str) -> Any:
-    """A one-shot `mailgate ... --json --config <config>` command; its parsed answer."""
-    done = run(*args, "--json", "--config", str(config), cwd=config.parent)
+    """A one-shot `mailgate ... --json --config <config>` command (run as
+    tests/e2e/process.py's `run_here` runs it); its parsed answer."""
+    done = run_here(*args, "--json", "--config", str(config), cwd=config.parent)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
