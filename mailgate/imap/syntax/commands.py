@@ -9,7 +9,8 @@ nothing else, whatever the bytes) for anything malformed. No I/O, no server stat
 Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS (RFC 4315),
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
-BINARY (RFC 3516, FETCH only) and SASL-IR (RFC 4959). SEARCH has a module of its own
+BINARY (RFC 3516), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514), PREVIEW (RFC 8970) and
+SASL-IR (RFC 4959). SEARCH has a module of its own
 (search.py); the tokens all commands share are read by reader.py.
 """
 
@@ -167,6 +168,8 @@ def _qresync(r: Reader) -> Qresync:
 
 def _uids_without_star(r: Reader) -> SequenceSet:
     uids = r.sequence_set()
+    if uids.saved:
+        raise ParseError("Known UIDs cannot be $")
     if any(part.start is None or part.end is None for part in uids.ranges):
         raise ParseError("Known UIDs cannot contain *")
     return uids
@@ -310,6 +313,7 @@ _FETCH_SIMPLE = frozenset(
         "MODSEQ",  # RFC 7162 §3.1.4.1
         "EMAILID",  # RFC 8474 §5
         "THREADID",
+        "SAVEDATE",  # RFC 8514 §4.3
     }
 )
 _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
@@ -325,6 +329,8 @@ def _fetch_att(r: Reader) -> FetchItem:
     if token is None:
         raise r.fail("a FETCH item")
     name = token.decode("ascii").upper()
+    if name == "PREVIEW":
+        return _preview(r)
     has_section = r.peek() == LBRACKET
     if name in _FETCH_SIMPLE or (name == "BODY" and not has_section):
         if has_section:
@@ -348,6 +354,21 @@ def _fetch_att(r: Reader) -> FetchItem:
         r.expect(GT, ">")
         partial = (start, length)
     return FetchItem(base, section, partial, peek)
+
+
+_PREVIEW_MODIFIERS = re.compile(rb" \((?i:LAZY)[ )]")
+
+
+def _preview(r: Reader) -> FetchItem:
+    """RFC 8970 §6: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod = "LAZY".
+    LAZY changes nothing here: every preview is computed at ingest, so it is always at hand."""
+    # A bare "FETCH 1 PREVIEW (CHANGEDSINCE 5)" is followed by FETCH modifiers, not its own.
+    if _PREVIEW_MODIFIERS.match(r.line, r.pos):
+        r.pos += 1
+        for modifier in r.paren_list(Reader.word, empty_ok=False):
+            if modifier != "LAZY":
+                raise ParseError("Unknown PREVIEW modifier")
+    return FetchItem("PREVIEW")
 
 
 def _section(r: Reader, *, binary: bool) -> Section:

@@ -305,6 +305,15 @@ _PLUS_1 = timezone(timedelta(hours=1))
     ("chunks", "expected"),
     [
         ([b"a APPEND INBOX {3}", b"abc", b""], Append("INBOX", (AppendMessage((), None, b"abc"),))),
+        # RFC 3516 §4.4: literal8, with LITERAL+ too.
+        (
+            [b"a APPEND INBOX ~{3}", b"a\x00c", b""],
+            Append("INBOX", (AppendMessage((), None, b"a\x00c"),)),
+        ),
+        (
+            [b"a APPEND INBOX ~{3+}", b"abc", b""],
+            Append("INBOX", (AppendMessage((), None, b"abc"),)),
+        ),
         (
             [b"a APPEND Drafts (\\draft $Label \\SEEN) {3+}", b"abc", b""],
             Append("Drafts", (AppendMessage(("\\Draft", "$Label", "\\Seen"), None, b"abc"),)),
@@ -377,7 +386,6 @@ def test_append(chunks: list[bytes], expected: Append) -> None:
         ([b'a APPEND INBOX "01-Jan-2024 00:00:00 +0000" "x"'], "Expected a message literal"),
         ([b"a APPEND INBOX"], "Missing argument"),
         ([b"a APPEND INBOX (\\Seen)"], "Missing argument"),
-        ([b"a APPEND INBOX ~{1}", b"x", b""], "Binary literals are not supported"),
         ([b"a APPEND INBOX {1}", b"x", b" junk"], "Expected a message literal"),
         ([b"a APPEND INBOX {1}", b"x", b" (\\Seen"], "Missing argument"),
     ],
@@ -553,6 +561,10 @@ _FAST = (FetchItem("FLAGS"), FetchItem("INTERNALDATE"), FetchItem("RFC822.SIZE")
         (b"BINARY.PEEK[1.2]<5.10>", (FetchItem("BINARY", Section((1, 2)), (5, 10), peek=True),)),
         (b"BINARY.SIZE[3]", (FetchItem("BINARY.SIZE", Section((3,))),)),
         (b"BINARY[]", (FetchItem("BINARY", Section()),)),
+        (b"SAVEDATE", (FetchItem("SAVEDATE"),)),
+        (b"PREVIEW", (FetchItem("PREVIEW"),)),
+        (b"(PREVIEW (LAZY) UID)", (FetchItem("PREVIEW"), FetchItem("UID"))),
+        (b"(preview (lazy lazy))", (FetchItem("PREVIEW"),)),
     ],
 )
 def test_fetch_items(text: bytes, items: tuple[FetchItem, ...]) -> None:
@@ -619,6 +631,16 @@ def test_response_name(item: bytes, label: bytes, sets_seen: bool) -> None:
     [
         (b"a FETCH 1 ()", "Expected a FETCH item"),
         (b"a FETCH 1 (ALL)", "Unknown FETCH item"),
+        (b"a FETCH 1 (PREVIEW (FUZZY))", "Expected a FETCH item"),
+        (b"a FETCH 1 (PREVIEW (LAZY FUZZY))", "Unknown PREVIEW modifier"),
+        (b"a FETCH 1 (PREVIEW ())", "Expected a FETCH item"),
+        (b"a FETCH 1 PREVIEW (LAZY", "Unknown FETCH modifier"),
+        (b"a FETCH 1 (SAVEDATE[])", "Unexpected section"),
+        (b"a FETCH $,1 FLAGS", "Expected a space"),
+        (b"a FETCH 1 BINARY[1.TEXT]", "Invalid section"),
+        (b"a FETCH 1 BINARY.SIZE[1]<0.1>", "Unexpected characters at end of command"),
+        (b"a FETCH 1 BINARY.SIZE.PEEK[1]", "Unknown FETCH item"),
+        (b"a FETCH 1 BINARY", "Expected a section"),
         (b"a FETCH 1 (FLAGS FAST)", "Unknown FETCH item"),
         (b"a FETCH 1 FLAGS FAST", "Expected ("),
         (b"a FETCH 1 BOGUS", "Unknown FETCH item"),
