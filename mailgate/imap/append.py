@@ -8,6 +8,7 @@ from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Append, Request
 from mailgate.imap.wire import uid_set
+from mailgate.mime.transfer import encode_binary_parts
 from mailgate.store.records import INBOX, RECEIVED, Notice, Parcel, Target
 from mailgate.telemetry import SOURCE_APPEND
 
@@ -25,7 +26,10 @@ async def append(s: Session, request: Request) -> str:
     dest = await destination(s, args.mailbox)
     # Mail put into INBOX is mail received, as the API reports it (an importer, a fetcher).
     notices = (Notice(RECEIVED),) if dest.name == INBOX else ()
-    parcels = [Parcel(m.data, (Target(dest.id, m.flags, notices),), m.date) for m in args.messages]
+    parcels = [
+        Parcel(encode_binary_parts(m.data), (Target(dest.id, m.flags, notices),), m.date)
+        for m in args.messages
+    ]
     # All messages of a MULTIAPPEND commit together, or none does (RFC 3502 §6.3.11).
     placed = await s.store.deliver(parcels)
     for _ in placed:

@@ -17,6 +17,7 @@ children, a message/rfc822 part appends ``2`` and the encapsulated message (whos
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import json
 import re
@@ -26,13 +27,21 @@ from typing import Any
 
 from mailgate.mime.addresses import Address, parse_addresses
 from mailgate.mime.decoding import decode_words, encode_utf8
-from mailgate.mime.headers import MAX_STRUCTURED, header_fields, msg_ids, strip_comments
+from mailgate.mime.headers import (
+    MAX_STRUCTURED,
+    first_fields,
+    header_fields,
+    msg_ids,
+    strip_comments,
+)
 from mailgate.mime.parts import TOKEN, Entity, Params, mime_value, parse, transfer_encoding
 
 __all__ = [
     "MAX_REFERENCES",
     "NIL",
     "MessageIndex",
+    "UnknownTransferEncoding",
+    "binary_section",
     "extract_section",
     "index_message",
     "nstring",
@@ -324,3 +333,47 @@ def _message_section(
     if specifier in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
         return header_fields(raw[start:body], fields, exclude=specifier.endswith(".NOT"))
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoded sections (RFC 3516 BINARY)
+
+
+class UnknownTransferEncoding(ValueError):
+    """A part's Content-Transfer-Encoding is not one we know, or its content does not decode
+    (RFC 3516 §4.3: the server answers NO [UNKNOWN-CTE])."""
+
+
+_CTE = frozenset({b"content-transfer-encoding"})
+_IDENTITY = frozenset({b"", b"7bit", b"8bit", b"binary"})
+
+
+def binary_section(raw: bytes, parts: bytes, part: tuple[int, ...]) -> bytes | None:
+    """The content of BINARY[part]: a leaf part's body with its transfer encoding undone; the
+    whole message for ``()``, and a multipart or message/rfc822 part as it is (only leaves are
+    encoded, RFC 2045 §6.4). None when the part does not exist."""
+    if not part:
+        return raw
+    node: _Node | None = _message_part(json.loads(parts), part[0])
+    for number in part[1:]:
+        if node is None:
+            return None
+        node = _subpart(node, number)
+    if node is None:
+        return None
+    start, body, end = node[0], node[1], node[2]
+    content = raw[body:end]
+    if len(node) > 3:
+        return content
+    value = first_fields(raw[start:body], _CTE).get(b"content-transfer-encoding", b"")
+    encoding = strip_comments(value[:MAX_STRUCTURED]).strip().lower()
+    if encoding in _IDENTITY:
+        return content
+    if encoding == b"quoted-printable":
+        return binascii.a2b_qp(content)
+    if encoding == b"base64":
+        try:
+            return binascii.a2b_base64(content)
+        except binascii.Error:
+            raise UnknownTransferEncoding("The part's base64 content is broken") from None
+    raise UnknownTransferEncoding("The part's Content-Transfer-Encoding is unknown")
