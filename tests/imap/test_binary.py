@@ -73,6 +73,20 @@ def test_decoded_parts_and_sizes(imap: Transcript) -> None:
     assert b"BINARY[9] NIL" in imap.ok("FETCH 1 BINARY.PEEK[9]").untagged[0]
 
 
+def test_quoted_printable_as_rfc_2045_has_it(imap: Transcript) -> None:
+    # Trailing white space is transport padding; "=" followed by it is still a soft break.
+    raw = (
+        b"From: alice@example.test\r\nSubject: qp\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"hello  \r\nfoo\t= \r\nbar =3d=3D=xx\r\nend="
+    )
+    append(imap, raw)
+    imap.ok("SELECT INBOX")
+    assert (
+        item(imap.ok("FETCH 1 BINARY.PEEK[1]"), b"BINARY[1]") == b"hello\r\nfoo\tbar ===xx\r\nend"
+    )
+
+
 def test_binary_sets_seen_and_peek_does_not(imap: Transcript) -> None:
     append(imap, MULTIPART)
     imap.ok("SELECT INBOX")
