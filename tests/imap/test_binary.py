@@ -154,7 +154,8 @@ def test_append_literal8(imap: Transcript) -> None:
 def test_literal8_only_for_message_data(imap: Transcript) -> None:
     imap.send(b"b1 CREATE ~{3+}\r\nabc\r\n")
     r = imap.finish("b1")
-    assert r.status == "BAD" and b"literal8" in r.tagged, r
+    assert r.status == "BAD", r
+    assert b"literal8" in r.tagged, r
 
 
 def test_malformed_binary_fetches_are_bad(imap: Transcript) -> None:
