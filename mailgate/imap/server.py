@@ -313,6 +313,11 @@ class IMAPServer(IMAP4Server):
             b"OBJECTID",
             b"STATUS=SIZE",
             b"APPENDLIMIT=%d" % limit,
+            b"BINARY",
+            b"SEARCHRES",
+            b"WITHIN",
+            b"SAVEDATE",
+            b"PREVIEW",
         ]
 
     # ---------------------------------------------------------------- output
