@@ -314,6 +314,7 @@ class IMAPServer(IMAP4Server):
             b"STATUS=SIZE",
             b"APPENDLIMIT=%d" % limit,
             b"BINARY",
+            b"CATENATE",
             b"SEARCHRES",
             b"WITHIN",
             b"SAVEDATE",

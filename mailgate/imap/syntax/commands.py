@@ -9,9 +9,9 @@ nothing else, whatever the bytes) for anything malformed. No I/O, no server stat
 Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS (RFC 4315),
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
-BINARY (RFC 3516), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514), PREVIEW (RFC 8970) and
-SASL-IR (RFC 4959). SEARCH has a module of its own
-(search.py); the tokens all commands share are read by reader.py.
+BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
+PREVIEW (RFC 8970) and SASL-IR (RFC 4959). SEARCH has a module of its own (search.py); the
+tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from mailgate.imap.syntax.values import (
     AppendMessage,
     Arguments,
     Authenticate,
+    CatenatePart,
     CopyMove,
     Enable,
     Fetch,
@@ -281,15 +282,40 @@ def _append(r: Reader, uid: bool) -> Append:
         if r.peek() == DQUOTE:
             when = r.date_time()
             r.sp()
-        if not r.is_literal():
-            raise r.fail("a message literal")
-        # Message data is stored as given; NUL bytes are the MIME layer's business.
-        data = r.literal(allow_nul=True)
-        messages.append(AppendMessage(flags, when, bytes(data)))
+        if r.is_literal():
+            # Message data is stored as given; NUL bytes are the MIME layer's business.
+            data = r.literal(allow_nul=True)
+            messages.append(AppendMessage(flags, when, bytes(data)))
+        elif r.match(_CATENATE) is not None:
+            r.sp()
+            parts = tuple(r.paren_list(_cat_part, empty_ok=False))
+            messages.append(AppendMessage(flags, when, b"", parts))
+        else:
+            raise r.fail("a message literal or CATENATE")
         if not r.more():
             break
     r.finish()
     return Append(mailbox, tuple(messages))
+
+
+_CATENATE = re.compile(rb"(?i:CATENATE)(?![^ ])")
+_CAT_PART = re.compile(rb"(?i:TEXT|URL)(?![^ ])")
+
+
+def _cat_part(r: Reader) -> CatenatePart:
+    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516)."""
+    kind = r.match(_CAT_PART)
+    if kind is None:
+        raise r.fail("TEXT or URL")
+    r.sp()
+    if kind.upper() == b"TEXT":
+        if not r.is_literal():
+            raise r.fail("a literal")
+        return CatenatePart(text=bytes(r.literal(allow_nul=True)))
+    url = bytes(r.astring())
+    if not url.isascii():
+        raise ParseError("An IMAP URL is ASCII (RFC 5092)")
+    return CatenatePart(url=url.decode("ascii"))
 
 
 _FETCH_MACROS = {
@@ -397,6 +423,15 @@ def _section(r: Reader, *, binary: bool) -> Section:
         fields = tuple(r.paren_list(_header_field, empty_ok=False))
     r.expect(RBRACKET, "]")
     return Section(tuple(parts), text, fields)
+
+
+def parse_section(text: bytes) -> Section:
+    """A BODY section spec on its own ("1.2.MIME", "HEADER.FIELDS (From)"), as an IMAP URL's
+    ;SECTION= carries it (RFC 5092 §9)."""
+    r = Reader([text + b"]"])
+    section = _section(r, binary=False)
+    r.finish()
+    return section
 
 
 def _header_field(r: Reader) -> str:

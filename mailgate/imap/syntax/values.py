@@ -404,10 +404,23 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """One part of RFC 4469's CATENATE: literal ``text``, or an IMAP ``url`` (as given; the
+    server resolves it and answers NO [BADURL] where it cannot)."""
+
+    text: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
+    """One message of an APPEND: its literal ``data``, or with CATENATE (RFC 4469) the parts
+    it is made of (``data`` is then empty)."""
+
     flags: tuple[str, ...]
     date: datetime | None
     data: bytes
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
