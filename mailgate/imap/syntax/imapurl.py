@@ -21,7 +21,8 @@ from mailgate.imap.syntax.values import ParseError, Section
 __all__ = ["ImapUrl", "parse_imap_url"]
 
 _PATH = re.compile(
-    r"/(?P<mailbox>[^?#]+?)(?:;UIDVALIDITY=(?P<uidvalidity>[1-9][0-9]{0,9}))?"
+    # enc-mailbox: bchar has no ";" (RFC 5092 §9), and "//" starts a network path instead.
+    r"/(?!/)(?P<mailbox>[^?#;]+?)(?:;UIDVALIDITY=(?P<uidvalidity>[1-9][0-9]{0,9}))?"
     r"/;UID=(?P<uid>[1-9][0-9]{0,9})"
     r"(?:/;SECTION=(?P<section>[^/;?#]+))?"
     r"(?:/;PARTIAL=(?P<offset>[0-9]{1,10})(?:\.(?P<length>[1-9][0-9]{0,9}))?)?",

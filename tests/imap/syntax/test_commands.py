@@ -11,6 +11,7 @@ from mailgate.imap.syntax.values import (
     Append,
     AppendMessage,
     Authenticate,
+    CatenatePart,
     CopyMove,
     Enable,
     Fetch,
@@ -305,6 +306,32 @@ _PLUS_1 = timezone(timedelta(hours=1))
     ("chunks", "expected"),
     [
         ([b"a APPEND INBOX {3}", b"abc", b""], Append("INBOX", (AppendMessage((), None, b"abc"),))),
+        # RFC 4469: CATENATE, mixed with a plain message (MULTIAPPEND), TEXT as literal8 too.
+        (
+            [
+                b'a APPEND INBOX (\\Seen) catenate (URL "/INBOX/;UID=1" text ~{2}',
+                b"a\x00",
+                b") {1}",
+                b"x",
+                b"",
+            ],
+            Append(
+                "INBOX",
+                (
+                    AppendMessage(
+                        ("\\Seen",),
+                        None,
+                        b"",
+                        (CatenatePart(url="/INBOX/;UID=1"), CatenatePart(text=b"a\x00")),
+                    ),
+                    AppendMessage((), None, b"x"),
+                ),
+            ),
+        ),
+        (
+            [b"a APPEND INBOX CATENATE (URL /INBOX/;UID=1)"],
+            Append("INBOX", (AppendMessage((), None, b"", (CatenatePart(url="/INBOX/;UID=1"),)),)),
+        ),
         # RFC 3516 §4.4: literal8, with LITERAL+ too.
         (
             [b"a APPEND INBOX ~{3}", b"a\x00c", b""],
@@ -383,10 +410,22 @@ def test_append(chunks: list[bytes], expected: Append) -> None:
         ([b'a APPEND INBOX "01-Jan-2024 24:00:00 +0000" {1}', b"x", b""], "Invalid date-time"),
         ([b'a APPEND INBOX "01-Jan-2024 00:00:00 +2400" {1}', b"x", b""], "Invalid date-time"),
         ([b'a APPEND INBOX "01-Jan-2024 00:00:00" {1}', b"x", b""], "Invalid date-time"),
-        ([b'a APPEND INBOX "01-Jan-2024 00:00:00 +0000" "x"'], "Expected a message literal"),
+        (
+            [b'a APPEND INBOX "01-Jan-2024 00:00:00 +0000" "x"'],
+            "Expected a message literal or CATENATE",
+        ),
         ([b"a APPEND INBOX"], "Missing argument"),
         ([b"a APPEND INBOX (\\Seen)"], "Missing argument"),
-        ([b"a APPEND INBOX {1}", b"x", b" junk"], "Expected a message literal"),
+        ([b"a APPEND INBOX {1}", b"x", b" junk"], "Expected a message literal or CATENATE"),
+        ([b"a APPEND INBOX CATENATE"], "Missing argument"),
+        ([b"a APPEND INBOX CATENATE ()"], "Expected TEXT or URL"),
+        ([b"a APPEND INBOX CATENATE (URL)"], "Expected TEXT or URL"),
+        ([b"a APPEND INBOX CATENATE (URL "], "Missing argument"),
+        ([b'a APPEND INBOX CATENATE (TEXT "x")'], "Expected a literal"),
+        ([b'a APPEND INBOX CATENATE (FILE "x")'], "Expected TEXT or URL"),
+        ([b'a APPEND INBOX CATENATE (URL "x"'], "Missing argument"),
+        ([b'a APPEND INBOX CATENATE (URL "\xc3\xa4")'], "An IMAP URL is ASCII (RFC 5092)"),
+        ([b'a APPEND INBOX CATENATES (URL "x")'], "Expected a message literal or CATENATE"),
         ([b"a APPEND INBOX {1}", b"x", b" (\\Seen"], "Missing argument"),
     ],
 )
