@@ -17,6 +17,7 @@ from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
+from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
@@ -176,6 +177,15 @@ async def search(s: Session, request: Request) -> str:
     assert isinstance(args, Search)
     selected = s.selected
     assert selected is not None
+    try:
+        return await _search(s, request, args, selected)
+    except Exception:
+        if args.returns is not None and "SAVE" in args.returns:
+            selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
+        raise
+
+
+async def _search(s: Session, request: Request, args: Search, selected: SelectedMailbox) -> str:
     key = args.key
     if _uses(key, _is_saved_set):
         saved = SequenceSet(tuple(SeqRange(lo, hi) for lo, hi in selected.saved))
