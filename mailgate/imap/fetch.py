@@ -1,26 +1,33 @@
 """FETCH: the hot path of every client's folder sync.
 
-ENVELOPE, BODYSTRUCTURE, sizes and the header section were computed at ingest; a range FETCH
-of them is one store query and one buffered write. Message bytes are read only for the items
-that need them, in batches, and written as the client reads them.
+ENVELOPE, BODYSTRUCTURE, sizes, the header section and the preview (RFC 8970) were computed at
+ingest; a range FETCH of them is one store query and one buffered write. Message bytes are read
+only for the items that need them, in batches, and written as the client reads them. BINARY
+(RFC 3516) decodes parts per FETCH: a big message's in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Callable
 
 from mailgate.fairness import Pace
 from mailgate.imap.condstore import enable_condstore
-from mailgate.imap.errors import bad
+from mailgate.imap.errors import bad, no
 from mailgate.imap.ext.objectid import email_item, thread_item
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Fetch, FetchItem, Request, SequenceSet
-from mailgate.imap.wire import flag_list, internaldate, literal
+from mailgate.imap.wire import flag_list, internaldate, literal, literal8
 from mailgate.mime.headers import header_fields
-from mailgate.mime.imapview import extract_section
+from mailgate.mime.imapview import (
+    UnknownTransferEncoding,
+    binary_section,
+    extract_section,
+    string,
+)
 from mailgate.store.records import SEEN, FetchRow
 
 Renderer = Callable[[FetchRow], bytes]
@@ -32,6 +39,11 @@ DATA_BUDGET = 4 * 1024 * 1024
 META_BATCH = 5000
 # Responses go out once this much is buffered, waiting while the client is not reading.
 WRITE_CHUNK = 256 * 1024
+# Above this size a message's parts are decoded (BINARY) or its body searched in a worker
+# thread, where the work cannot hold the loop; below it the thread would cost more than it saves.
+BIG_MESSAGE = 256 * 1024
+# The decoded parts of the message being rendered, by part number, for the BINARY items.
+Decoded = dict[tuple[int, ...], bytes | None]
 
 
 def _partial(data: bytes | None, partial: tuple[int, int] | None) -> bytes | None:
@@ -80,6 +92,13 @@ def _columns(item: FetchItem) -> set[str]:
         return {"blob_id"}
     if name == "THREADID":
         return {"thread"}
+    if name == "SAVEDATE":
+        return {"saved_date"}
+    if name == "PREVIEW":
+        return {"preview"}
+    if name in ("BINARY", "BINARY.SIZE"):
+        assert item.section is not None
+        return {"data", "parts"} if item.section.part else {"data"}
     if name == "BODY" and item.section is None:
         return {"body"}
     if name == "RFC822.HEADER":
@@ -97,7 +116,7 @@ def _columns(item: FetchItem) -> set[str]:
     return set()
 
 
-def _renderer(item: FetchItem, selected: SelectedMailbox) -> Renderer:
+def _renderer(item: FetchItem, selected: SelectedMailbox, decoded: Decoded) -> Renderer:
     name = item.name
     if name == "UID":
         return lambda row: b"UID %d" % row.uid
@@ -119,12 +138,44 @@ def _renderer(item: FetchItem, selected: SelectedMailbox) -> Renderer:
         return lambda row: email_item(row.blob_id)
     if name == "THREADID":
         return lambda row: thread_item(row.thread)
+    if name == "SAVEDATE":
+        # RFC 8514 §4.3: NIL where the mailbox keeps no save dates; ours always does.
+        return lambda row: (
+            b"SAVEDATE " + (internaldate(row.saved_date) if row.saved_date else b"NIL")
+        )
+    if name == "PREVIEW":
+        # RFC 8970 §5: the preview is never NIL without LAZY; a message without text has "".
+        return lambda row: b"PREVIEW " + string(row.preview or "")
     if name in ("BINARY", "BINARY.SIZE"):
-        raise bad("BINARY is not supported", "CANNOT")
+        return _binary_renderer(item, decoded)
     label = item.response_name() + b" "
     get = _section_bytes(item)
     partial = item.partial
     return lambda row: label + literal(_partial(get(row), partial))
+
+
+def _binary_renderer(item: FetchItem, decoded: Decoded) -> Renderer:
+    assert item.section is not None
+    part = item.section.part
+    if item.name == "BINARY.SIZE":
+        label = item.response_name() + b" "
+        return lambda row: label + b"%d" % len(decoded[part] or b"")
+    label = item.response_name() + b" "
+    partial = item.partial
+
+    def render(row: FetchRow) -> bytes:
+        data = _partial(decoded[part], partial)
+        # RFC 3516 §4.2: content with NUL goes as a literal8, other content as a literal.
+        return label + (literal8(data) if data is not None and b"\x00" in data else literal(data))
+
+    return render
+
+
+def _decode_parts(row: FetchRow, parts: list[tuple[int, ...]]) -> Decoded:
+    try:
+        return {part: binary_section(row.data or b"", row.parts or b"", part) for part in parts}
+    except UnknownTransferEncoding as exc:
+        raise no(str(exc), "UNKNOWN-CTE") from None
 
 
 def batches(
@@ -182,7 +233,11 @@ async def fetch(s: Session, request: Request) -> str:
     marks_seen = not selected.readonly and any(i.sets_seen for i in items)
     if marks_seen and "FLAGS" not in names:
         items.append(_item("FLAGS"))
-    renderers = [_renderer(item, selected) for item in items]
+    binary_parts = list(
+        dict.fromkeys(i.section.part for i in items if i.name.startswith("BINARY") and i.section)
+    )
+    decoded: Decoded = {}
+    renderers = [_renderer(item, selected, decoded) for item in items]
     columns: set[str] = set()
     for item in items:
         columns |= _columns(item)
@@ -215,6 +270,11 @@ async def fetch(s: Session, request: Request) -> str:
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
+                if binary_parts:
+                    if row.size > BIG_MESSAGE:
+                        decoded.update(await asyncio.to_thread(_decode_parts, row, binary_parts))
+                    else:
+                        decoded.update(_decode_parts(row, binary_parts))
                 if tells_flags and selected.unknown_keywords(row.flags):
                     for line in selected.announce_keywords(row.flags):
                         s.untagged(line)
@@ -232,7 +292,8 @@ async def _vanished(s: Session, selected: SelectedMailbox, uids: SequenceSet, mo
     set that were expunged after n."""
     changes = await s.store.changes_since(selected.mailbox_id, modseq)
     if changes.exists:
-        gone = selected.vanished_earlier(changes, uids.resolve(changes.uidnext - 1))
+        known = selected.saved if uids.saved else uids.resolve(changes.uidnext - 1)
+        gone = selected.vanished_earlier(changes, known)
         if gone:
             s.untagged(b"VANISHED (EARLIER) " + gone)
 

@@ -63,6 +63,7 @@ class SelectedMailbox:
         "readonly",
         "recent",
         "recent_from",
+        "saved",
         "uids",
         "uidvalidity",
     )
@@ -90,6 +91,9 @@ class SelectedMailbox:
         self.recent: list[tuple[int, int]] | None = None
         # New mail a catch-up found, from this UID on, still to be claimed (see catch_up).
         self.recent_from: int | None = None
+        # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found, as ranges; "$" names them.
+        # A new selection starts with none, which "$" reads as the empty set (§2.1).
+        self.saved: tuple[tuple[int, int], ...] = ()
 
     # ---------------------------------------------------------------- numbering
 
@@ -107,6 +111,10 @@ class SelectedMailbox:
 
     def uid_ranges(self, sequence: SequenceSet, by_uid: bool) -> list[tuple[int, int]]:
         """The UID ranges a sequence set names, limited to messages this session knows of."""
+        if sequence.saved:
+            # RFC 5182 §2.1: "$" names the saved UIDs in FETCH and UID FETCH alike; expunged
+            # ones simply match nothing.
+            return list(self.saved)
         if by_uid:
             last = self.last_uid
             # RFC 3501 §9: "*" is the largest UID in use; UIDs we do not know are ignored.

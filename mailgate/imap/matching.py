@@ -9,10 +9,11 @@ the tree reads, so it loads them only when they are needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from mailgate.imap.syntax.values import (
+    AgeKey,
     All,
     And,
     BodyKey,
@@ -48,6 +49,11 @@ class SearchMessage(Protocol):
     def modseq(self) -> int: ...
     @property
     def sent_date(self) -> datetime | None: ...
+    @property
+    def saved_date(self) -> datetime:
+        """RFC 8514's save date: when the message was put into this mailbox."""
+        ...
+
     @property
     def email_id(self) -> str:
         """RFC 8474's EMAILID."""
@@ -105,22 +111,32 @@ def _needs(key: SearchKey) -> tuple[bool, bool]:
     return False, False
 
 
-def matches(key: SearchKey, msg: SearchMessage, largest_seq: int, largest_uid: int) -> bool:
+def matches(
+    key: SearchKey,
+    msg: SearchMessage,
+    largest_seq: int,
+    largest_uid: int,
+    now: datetime | None = None,
+) -> bool:
     """Whether ``msg`` satisfies ``key``.
 
-    ``largest_seq``/``largest_uid`` are what ``*`` stands for (RFC 3501 §9, seq-number).
+    ``largest_seq``/``largest_uid`` are what ``*`` stands for (RFC 3501 §9, seq-number);
+    ``now`` is the time OLDER and YOUNGER count back from (one for the whole search).
     Header and body text are fetched from ``msg`` at most once per call.
     """
-    return _Evaluation(msg, largest_seq, largest_uid).test(key)
+    return _Evaluation(msg, largest_seq, largest_uid, now or datetime.now(UTC)).test(key)
 
 
 class _Evaluation:
     """One message under test, with its casefolded texts cached for the whole key tree."""
 
-    __slots__ = ("_body", "_header_text", "_headers", "largest_seq", "largest_uid", "msg")
+    __slots__ = ("_body", "_header_text", "_headers", "largest_seq", "largest_uid", "msg", "now")
 
-    def __init__(self, msg: SearchMessage, largest_seq: int, largest_uid: int) -> None:
+    def __init__(
+        self, msg: SearchMessage, largest_seq: int, largest_uid: int, now: datetime
+    ) -> None:
         self.msg = msg
+        self.now = now
         self.largest_seq = largest_seq
         self.largest_uid = largest_uid
         self._headers: dict[str, list[str]] = {}
@@ -173,6 +189,8 @@ class _Evaluation:
             case DateKey(field=field, op=op, date=when):
                 if field == "internal":
                     day = msg.internaldate.date()
+                elif field == "saved":
+                    day = msg.saved_date.date()
                 else:
                     sent = msg.sent_date
                     if sent is None:  # no (parsable) Date: header: no SENT* key matches
@@ -181,6 +199,10 @@ class _Evaluation:
                     # in the header, i.e. in the message's own timezone.
                     day = sent.date()
                 return _compare_date(day, op, when)
+            case AgeKey(op=op, seconds=seconds):
+                # RFC 5032 §3: YOUNGER n is "within the last n seconds", OLDER n the rest.
+                young = msg.internaldate >= self.now - timedelta(seconds=seconds)
+                return young if op == "younger" else not young
             case SizeKey(op=op, size=size):
                 return msg.size > size if op == "larger" else msg.size < size
             case SeqKey(sequence=sequence):

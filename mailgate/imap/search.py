@@ -1,4 +1,5 @@
-"""SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731).
+"""SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731, and SEARCHRES's SAVE and
+"$", RFC 5182).
 
 The key tree is evaluated per message by matching.py; this module loads only what the keys
 need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT) and
@@ -14,8 +15,9 @@ from collections.abc import Callable
 from mailgate.fairness import Pace
 from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
-from mailgate.imap.fetch import META_BATCH, batches, data_batches
+from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
+from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
@@ -28,6 +30,10 @@ from mailgate.imap.syntax.values import (
     Request,
     Search,
     SearchKey,
+    SeqKey,
+    SeqRange,
+    SequenceSet,
+    UidKey,
 )
 from mailgate.imap.wire import uid_set
 from mailgate.mime.addresses import Address, parse_addresses
@@ -47,10 +53,6 @@ def _address_text(address: Address) -> str:
     if address.name:
         return f"{decode_words(address.name)} <{mailbox}>"
     return mailbox
-
-
-# Above this size a message's body is decoded and matched in a worker thread.
-BIG_MESSAGE = 256 * 1024
 
 
 class _View:
@@ -89,6 +91,10 @@ class _View:
     @property
     def sent_date(self) -> datetime.datetime | None:
         return self._row.sent_date
+
+    @property
+    def saved_date(self) -> datetime.datetime:
+        return self._row.saved_date or self._row.internaldate
 
     @property
     def email_id(self) -> str:
@@ -144,13 +150,47 @@ def _is_sent_date(key: SearchKey) -> bool:
     return isinstance(key, DateKey) and key.field == "sent"
 
 
+def _is_saved_date(key: SearchKey) -> bool:
+    return isinstance(key, DateKey) and key.field == "saved"
+
+
+def _with_saved(key: SearchKey, saved: SequenceSet) -> SearchKey:
+    """The key tree with RFC 5182's "$" (a sequence set or UID $) replaced by the saved UIDs."""
+    if isinstance(key, And):
+        return And(tuple(_with_saved(k, saved) for k in key.keys))
+    if isinstance(key, Or):
+        return Or(tuple(_with_saved(k, saved) for k in key.keys))
+    if isinstance(key, Not):
+        return Not(_with_saved(key.key, saved))
+    if isinstance(key, SeqKey | UidKey) and key.sequence.saved:
+        return UidKey(saved)
+    return key
+
+
+def _is_saved_set(key: SearchKey) -> bool:
+    return isinstance(key, SeqKey | UidKey) and key.sequence.saved
+
+
 @command("SEARCH", State.SELECTED, expunges_ok=False)
 async def search(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, Search)
     selected = s.selected
     assert selected is not None
-    need = needs(args.key)
+    try:
+        return await _search(s, request, args, selected)
+    except Exception:
+        if args.returns is not None and "SAVE" in args.returns:
+            selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
+        raise
+
+
+async def _search(s: Session, request: Request, args: Search, selected: SelectedMailbox) -> str:
+    key = args.key
+    if _uses(key, _is_saved_set):
+        saved = SequenceSet(tuple(SeqRange(lo, hi) for lo, hi in selected.saved))
+        key = _with_saved(key, saved)
+    need = needs(key)
     with_modseq = _uses(args.key, _is_modseq)
     if with_modseq:
         enable_condstore(s)
@@ -161,12 +201,15 @@ async def search(s: Session, request: Request) -> str:
     # fetch leaves it out (None: "no Date header") unless asked for.
     if _uses(args.key, _is_sent_date):
         columns.add("sent_date")
+    if _uses(key, _is_saved_date):
+        columns.add("saved_date")
     if _uses(args.key, _is_object_id):
         columns |= {"blob_id", "thread"}
     if need.body:
         columns |= {"header", "data"}
     largest_seq, largest_uid = selected.exists, selected.last_uid
     hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    now = datetime.datetime.now(datetime.UTC)  # RFC 5032: one "now" for the whole search
     ranges = [(1, largest_uid)] if largest_uid else []
     if need.body:
         plan = await data_batches(s, selected, ranges)
@@ -184,15 +227,22 @@ async def search(s: Session, request: Request) -> str:
                     continue
                 view = _View(row, seq, selected.is_recent(row.uid))
                 if need.body and row.size > BIG_MESSAGE:
-                    hit = await asyncio.to_thread(matches, args.key, view, largest_seq, largest_uid)
+                    hit = await asyncio.to_thread(matches, key, view, largest_seq, largest_uid, now)
                 else:
-                    hit = matches(args.key, view, largest_seq, largest_uid)
+                    hit = matches(key, view, largest_seq, largest_uid, now)
                 if hit:
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
 
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
-    if args.returns is None:
+    returns = args.returns
+    if returns is not None and "SAVE" in returns:
+        selected.saved = _saved(hits, returns)
+        returns = tuple(r for r in returns if r != "SAVE")
+        if not returns:
+            # RFC 5182 §2.4: RETURN (SAVE) alone answers no ESEARCH.
+            return "SEARCH completed, result saved"
+    if returns is None:
         line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
         if with_modseq and hits:
             # RFC 7162 §3.1.5: the highest MODSEQ of the matching messages.
@@ -200,8 +250,27 @@ async def search(s: Session, request: Request) -> str:
         s.untagged(line)
     else:
         modseqs = [m for _, _, m in hits] if with_modseq else None
-        s.untagged(_esearch(request, numbers, args.returns, modseqs))
+        s.untagged(_esearch(request, numbers, returns, modseqs))
     return "SEARCH completed"
+
+
+def _saved(
+    hits: list[tuple[int, int, int]], returns: tuple[str, ...]
+) -> tuple[tuple[int, int], ...]:
+    """What SAVE keeps, as UID ranges: every hit, or with MIN and/or MAX but neither ALL nor
+    COUNT only those (RFC 5182 §2.4)."""
+    uids = [uid for _, uid, _ in hits]
+    if uids and not {"ALL", "COUNT"} & set(returns) and {"MIN", "MAX"} & set(returns):
+        uids = sorted(
+            {*([uids[0]] if "MIN" in returns else []), *([uids[-1]] if "MAX" in returns else [])}
+        )
+    ranges: list[tuple[int, int]] = []
+    for uid in uids:
+        if ranges and ranges[-1][1] + 1 == uid:
+            ranges[-1] = (ranges[-1][0], uid)
+        else:
+            ranges.append((uid, uid))
+    return tuple(ranges)
 
 
 def _esearch(

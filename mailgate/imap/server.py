@@ -313,6 +313,12 @@ class IMAPServer(IMAP4Server):
             b"OBJECTID",
             b"STATUS=SIZE",
             b"APPENDLIMIT=%d" % limit,
+            b"BINARY",
+            b"CATENATE",
+            b"SEARCHRES",
+            b"WITHIN",
+            b"SAVEDATE",
+            b"PREVIEW",
         ]
 
     # ---------------------------------------------------------------- output

@@ -51,6 +51,11 @@ def literal(data: bytes | None) -> bytes:
     return b"{%d}\r\n%s" % (len(data), data)
 
 
+def literal8(data: bytes) -> bytes:
+    """Bytes that may hold NUL, as RFC 3516's literal8 (only in answer to BINARY)."""
+    return b"~{%d}\r\n%s" % (len(data), data)
+
+
 def mailbox(name: str) -> bytes:
     """A mailbox name as it goes on the wire: modified UTF-7, then quoted (or a literal)."""
     return string(encode_mailbox(name))

@@ -8,7 +8,7 @@ import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
@@ -55,7 +55,7 @@ from mailgate.store.rows import (
     uid_filter,
 )
 
-FETCH_COLUMNS = {
+FETCH_COLUMNS: dict[str, ColumnElement[Any]] = {
     "envelope": messages.c.envelope,
     "body": messages.c.body,
     "bodystructure": messages.c.bodystructure,
@@ -67,6 +67,8 @@ FETCH_COLUMNS = {
     "in_reply_to": messages.c.in_reply_to,
     "references": messages.c.refs,
     "blob_id": entries.c.message_id,
+    "saved_date": func.coalesce(entries.c.saved_at, entries.c.internaldate),
+    "preview": messages.c.preview,
 }
 
 
@@ -147,7 +149,7 @@ class Entries(StoreBase):
     ) -> list[FetchRow]:
         """Entries in `uids` (inclusive ranges) with the requested extra columns, by UID."""
         wanted = frozenset(columns)
-        selected = [
+        selected: list[ColumnElement[Any]] = [
             entries.c.uid,
             entries.c.flags,
             entries.c.keywords,
@@ -186,6 +188,8 @@ class Entries(StoreBase):
             if "sent_date" in values:
                 sent, tz = values.pop("sent_date"), values.pop("sent_date_tz")
                 values["sent_date"] = None if sent is None else to_datetime(sent, tz)
+            if "saved_date" in values:
+                values["saved_date"] = to_datetime(values["saved_date"], 0)
             if "references" in values:
                 values["references"] = tuple(values["references"].split())
             result.append(
@@ -297,6 +301,7 @@ class Entries(StoreBase):
             )
             dest_modseq = dest.highestmodseq + 1
             dest_uids = list(range(dest.uidnext, dest.uidnext + len(rows)))
+            saved_at = now()
             await conn.execute(
                 insert(entries),
                 [
@@ -311,6 +316,8 @@ class Entries(StoreBase):
                         "internaldate_tz": r.internaldate_tz,
                         # Mailboxes of one inbox: the copy stays in its conversation.
                         "thread_id": r.thread_id,
+                        # RFC 8514 §3: a copy (or a move) is saved into its mailbox now.
+                        "saved_at": saved_at,
                     }
                     for r, new_uid in zip(rows, dest_uids, strict=True)
                 ],

@@ -93,6 +93,7 @@ class Filing:
         reports: list[Pending] = []
         # One thread per message and inbox, whichever of its mailboxes the message goes to.
         thread_of: dict[tuple[int, int], int] = {}
+        saved_at = now()
         for mailbox_id, box in boxes.items():
             modseq, uid = box.highestmodseq + 1, box.uidnext
             all_keywords: set[str] = set()
@@ -118,6 +119,7 @@ class Filing:
                         internaldate=arrival,
                         internaldate_tz=tz_minutes(self.dates[i]),
                         thread_id=thread_of[(i, box.inbox_id)],
+                        saved_at=saved_at,
                     )
                 )
                 placed[(i, mailbox_id)] = Placed(mailbox_id, box.uidvalidity, uid)

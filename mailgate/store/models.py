@@ -224,6 +224,10 @@ entries = Table(
     # The conversation it belongs to in its inbox; every entry has one (NULL only while an
     # upgrade fills it in).
     Column("thread_id", Id, ForeignKey("threads.id"), nullable=True),
+    # RFC 8514 SAVEDATE: when it was put into this mailbox (a copy gets its own), epoch
+    # seconds. Nullable only because a NOT NULL column would make SQLite rebuild the table on
+    # upgrade; the upgrade gives older entries their internal date, and reads fall back to it.
+    Column("saved_at", BigInteger, nullable=True),
     Index("ix_entries_mailbox_modseq", "mailbox_id", "modseq"),
     Index("ix_entries_message_id", "message_id"),
     Index("ix_entries_thread_id", "thread_id"),

@@ -196,6 +196,8 @@ class FetchRow:
     references: tuple[str, ...] | None = None
     thread: str | None = None  # the public id of its thread (RFC 8474 THREADID)
     blob_id: int | None = None  # the stored message (RFC 8474 EMAILID)
+    saved_date: datetime.datetime | None = None  # put into this mailbox (RFC 8514 SAVEDATE)
+    preview: str | None = None  # the HTTP API's preview of its text (RFC 8970 PREVIEW)
 
 
 @dataclass(frozen=True, slots=True)

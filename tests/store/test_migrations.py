@@ -4,6 +4,7 @@ nodes start at once, and in step with models.py."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,26 @@ def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
     assert row.in_reply_to == "<parent@example.test>"
     assert row.references == ("<root@example.test>", "<parent@example.test>")
     assert row.data == raw
+
+
+def test_the_upgrade_to_save_dates_gives_stored_mail_its_internal_date(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Entries stored before revision 0017 (RFC 8514 SAVEDATE) are taken as saved when they
+    arrived; entries stored after it, now."""
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    arrived = datetime.datetime(2020, 2, 1, 9, 0, tzinfo=datetime.UTC)
+    run(store.append(box.id, message(1), internaldate=arrived))
+
+    downgrade(store, "0016")
+    run(store.close())
+
+    upgraded = open_store()
+    assert rows(upgraded, "SELECT saved_at FROM entries") == [(int(arrived.timestamp()),)]
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    run(upgraded.append(box.id, message(2), internaldate=arrived))
+    old, new = run(upgraded.fetch(box.id, [(1, 2)], ["saved_date"]))
+    assert old.saved_date == arrived
+    assert new.saved_date is not None
+    assert new.saved_date >= before

@@ -9,8 +9,9 @@ nothing else, whatever the bytes) for anything malformed. No I/O, no server stat
 Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS (RFC 4315),
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
-BINARY (RFC 3516, FETCH only) and SASL-IR (RFC 4959). SEARCH has a module of its own
-(search.py); the tokens all commands share are read by reader.py.
+BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
+PREVIEW (RFC 8970) and SASL-IR (RFC 4959). SEARCH has a module of its own (search.py); the
+tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from mailgate.imap.syntax.values import (
     AppendMessage,
     Arguments,
     Authenticate,
+    CatenatePart,
     CopyMove,
     Enable,
     Fetch,
@@ -167,6 +169,8 @@ def _qresync(r: Reader) -> Qresync:
 
 def _uids_without_star(r: Reader) -> SequenceSet:
     uids = r.sequence_set()
+    if uids.saved:
+        raise ParseError("Known UIDs cannot be $")
     if any(part.start is None or part.end is None for part in uids.ranges):
         raise ParseError("Known UIDs cannot contain *")
     return uids
@@ -278,15 +282,40 @@ def _append(r: Reader, uid: bool) -> Append:
         if r.peek() == DQUOTE:
             when = r.date_time()
             r.sp()
-        if not r.is_literal():
-            raise r.fail("a message literal")
-        # Message data is stored as given; NUL bytes are the MIME layer's business.
-        data = r.literal(allow_nul=True)
-        messages.append(AppendMessage(flags, when, bytes(data)))
+        if r.is_literal():
+            # Message data is stored as given; NUL bytes are the MIME layer's business.
+            data = r.literal(allow_nul=True)
+            messages.append(AppendMessage(flags, when, bytes(data)))
+        elif r.match(_CATENATE) is not None:
+            r.sp()
+            parts = tuple(r.paren_list(_cat_part, empty_ok=False))
+            messages.append(AppendMessage(flags, when, b"", parts))
+        else:
+            raise r.fail("a message literal or CATENATE")
         if not r.more():
             break
     r.finish()
     return Append(mailbox, tuple(messages))
+
+
+_CATENATE = re.compile(rb"(?i:CATENATE)(?![^ ])")
+_CAT_PART = re.compile(rb"(?i:TEXT|URL)(?![^ ])")
+
+
+def _cat_part(r: Reader) -> CatenatePart:
+    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516)."""
+    kind = r.match(_CAT_PART)
+    if kind is None:
+        raise r.fail("TEXT or URL")
+    r.sp()
+    if kind.upper() == b"TEXT":
+        if not r.is_literal():
+            raise r.fail("a literal")
+        return CatenatePart(text=bytes(r.literal(allow_nul=True)))
+    url = bytes(r.astring())
+    if not url.isascii():
+        raise ParseError("An IMAP URL is ASCII (RFC 5092)")
+    return CatenatePart(url=url.decode("ascii"))
 
 
 _FETCH_MACROS = {
@@ -310,6 +339,7 @@ _FETCH_SIMPLE = frozenset(
         "MODSEQ",  # RFC 7162 §3.1.4.1
         "EMAILID",  # RFC 8474 §5
         "THREADID",
+        "SAVEDATE",  # RFC 8514 §4.3
     }
 )
 _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
@@ -325,6 +355,8 @@ def _fetch_att(r: Reader) -> FetchItem:
     if token is None:
         raise r.fail("a FETCH item")
     name = token.decode("ascii").upper()
+    if name == "PREVIEW":
+        return _preview(r)
     has_section = r.peek() == LBRACKET
     if name in _FETCH_SIMPLE or (name == "BODY" and not has_section):
         if has_section:
@@ -348,6 +380,21 @@ def _fetch_att(r: Reader) -> FetchItem:
         r.expect(GT, ">")
         partial = (start, length)
     return FetchItem(base, section, partial, peek)
+
+
+_PREVIEW_MODIFIERS = re.compile(rb" \((?i:LAZY)[ )]")
+
+
+def _preview(r: Reader) -> FetchItem:
+    """RFC 8970 §6: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod = "LAZY".
+    LAZY changes nothing here: every preview is computed at ingest, so it is always at hand."""
+    # A bare "FETCH 1 PREVIEW (CHANGEDSINCE 5)" is followed by FETCH modifiers, not its own.
+    if _PREVIEW_MODIFIERS.match(r.line, r.pos):
+        r.pos += 1
+        for modifier in r.paren_list(Reader.word, empty_ok=False):
+            if modifier != "LAZY":
+                raise ParseError("Unknown PREVIEW modifier")
+    return FetchItem("PREVIEW")
 
 
 def _section(r: Reader, *, binary: bool) -> Section:
@@ -376,6 +423,15 @@ def _section(r: Reader, *, binary: bool) -> Section:
         fields = tuple(r.paren_list(_header_field, empty_ok=False))
     r.expect(RBRACKET, "]")
     return Section(tuple(parts), text, fields)
+
+
+def parse_section(text: bytes) -> Section:
+    """A BODY section spec on its own ("1.2.MIME", "HEADER.FIELDS (From)"), as an IMAP URL's
+    ;SECTION= carries it (RFC 5092 §9)."""
+    r = Reader([text + b"]"])
+    section = _section(r, binary=False)
+    r.finish()
+    return section
 
 
 def _header_field(r: Reader) -> str:

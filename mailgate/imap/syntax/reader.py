@@ -152,11 +152,12 @@ class Reader:
         return _UNESCAPE.sub(rb"\1", m.group(1))
 
     def literal(self, *, allow_nul: bool = False) -> bytes:
+        """A literal; ``allow_nul`` (message data) also takes RFC 3516's literal8 ``~{n}``."""
         m = _LITERAL.fullmatch(self.line, self.pos)
         if m is None:
             raise ParseError("Invalid literal")
-        if m.group(1):
-            raise ParseError("Binary literals are not supported")
+        if m.group(1) and not allow_nul:
+            raise ParseError("A literal8 (~{n}) is only allowed for message data")
         if self._ci >= self._last:
             raise ParseError("Missing literal data")
         data = self._chunks[self._ci + 1]
@@ -216,7 +217,9 @@ class Reader:
 
     def sequence_set(self) -> SequenceSet:
         if self.peek() == DOLLAR:
-            raise ParseError("Saved search results ($) are not supported")
+            # RFC 5182 §3: "$" stands alone, never inside a list of ranges.
+            self.pos += 1
+            return SequenceSet((), saved=True)
         ranges: list[SeqRange] = []
         while True:
             start = self._seq_number()

@@ -1,4 +1,5 @@
-"""The SEARCH grammar (RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 §3.1.5 MODSEQ): the
+"""The SEARCH grammar (RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 §3.1.5 MODSEQ, RFC 5182
+SEARCHRES, RFC 5032 WITHIN, RFC 8514 SAVEDATE): the
 command's RETURN options and CHARSET, and its search program as a tree of keys (values.py).
 """
 
@@ -20,6 +21,7 @@ from mailgate.imap.syntax.reader import (
     dedupe,
 )
 from mailgate.imap.syntax.values import (
+    AgeKey,
     All,
     And,
     BodyKey,
@@ -55,13 +57,11 @@ def _text(raw: bytes) -> str:
         raise ParseError("String is not valid UTF-8") from None
 
 
-_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 
 
 def _search_return(r: Reader) -> str:
     option = r.word()
-    if option == "SAVE":
-        raise ParseError("SEARCHRES (SAVE) is not supported")
     if option not in _SEARCH_RETURNS:
         raise ParseError("Unknown RETURN option")
     return option
@@ -251,13 +251,18 @@ _SEARCH_FLAGS = {
     "OLD": ("\\Recent", False),  # RFC 3501 §6.4.4: OLD is NOT RECENT
 }
 _SEARCH_HEADERS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
-_SEARCH_DATES: dict[str, tuple[Literal["internal", "sent"], Literal["before", "on", "since"]]] = {
+_DateField = Literal["internal", "sent", "saved"]
+_SEARCH_DATES: dict[str, tuple[_DateField, Literal["before", "on", "since"]]] = {
     "BEFORE": ("internal", "before"),
     "ON": ("internal", "on"),
     "SINCE": ("internal", "since"),
     "SENTBEFORE": ("sent", "before"),
     "SENTON": ("sent", "on"),
     "SENTSINCE": ("sent", "since"),
+    # RFC 8514 §4.2: every message here has a save date.
+    "SAVEDBEFORE": ("saved", "before"),
+    "SAVEDON": ("saved", "on"),
+    "SAVEDSINCE": ("saved", "since"),
 }
 # RFC 3501 §6.4.4: NEW is "RECENT UNSEEN".
 _NEW = And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))
@@ -265,7 +270,8 @@ _NEW = And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))
 
 def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
     """One search key other than NOT, OR, a list or a sequence set; ``word`` is consumed."""
-    if word == "ALL":
+    if word in ("ALL", "SAVEDATESUPPORTED"):
+        # RFC 8514 §4.2: SAVEDATESUPPORTED matches all messages where save dates are kept (all).
         return All(), 1
     if word == "NEW":
         return _NEW, 2
@@ -299,6 +305,11 @@ def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
         # RFC 9051 §9 widens these to number64; 32-bit clients are a subset.
         op: Literal["larger", "smaller"] = "larger" if word == "LARGER" else "smaller"
         return SizeKey(op, r.number(maximum=MAX_MODSEQ)), 1
+    if word in ("OLDER", "YOUNGER"):
+        r.sp()
+        # RFC 5032 §3: OLDER/YOUNGER SP nz-number (seconds).
+        age: Literal["older", "younger"] = "older" if word == "OLDER" else "younger"
+        return AgeKey(age, r.number(nonzero=True)), 1
     if word == "UID":
         r.sp()
         return UidKey(r.sequence_set()), 1

@@ -15,10 +15,13 @@ A SEARCH program is a tree of the keys below (RFC 3501 §6.4.4, RFC 7162 §3.1.5
   ``And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))``.
 - ``HeaderKey(field, value)`` — HEADER, and FROM/TO/CC/BCC/SUBJECT; ``field`` is lower-case.
 - ``BodyKey(value)``, ``TextKey(value)`` — BODY, TEXT.
-- ``DateKey(field, op, date)`` — BEFORE/ON/SINCE (``field="internal"``) and
-  SENTBEFORE/SENTON/SENTSINCE (``field="sent"``); ``op`` is "before", "on" or "since".
+- ``DateKey(field, op, date)`` — BEFORE/ON/SINCE (``field="internal"``),
+  SENTBEFORE/SENTON/SENTSINCE (``field="sent"``) and SAVEDBEFORE/SAVEDON/SAVEDSINCE
+  (``field="saved"``, RFC 8514); ``op`` is "before", "on" or "since".
+- ``AgeKey(op, seconds)`` — OLDER and YOUNGER (RFC 5032 WITHIN).
 - ``SizeKey(op, size)`` — LARGER (``op="larger"``) and SMALLER (``op="smaller"``).
-- ``SeqKey(sequence)``, ``UidKey(sequence)`` — a bare sequence set, and UID.
+- ``SeqKey(sequence)``, ``UidKey(sequence)`` — a bare sequence set, and UID; either may be
+  RFC 5182's ``$`` (the saved result), which the server replaces before matching.
 - ``ModSeqKey(modseq)`` — MODSEQ (RFC 7162); the optional entry name and type are ignored.
 
 The tree depth is bounded by the parser (``search.MAX_SEARCH_DEPTH``), so recursive walks of
@@ -69,7 +72,8 @@ class SeqRange:
 
 @dataclass(frozen=True, slots=True)
 class SequenceSet:
-    """RFC 3501 sequence-set. ``saved`` is reserved for RFC 5182 ``$`` (rejected for now)."""
+    """RFC 3501 sequence-set, or RFC 5182's ``$`` (``saved``, no ranges): the UIDs the last
+    ``SEARCH RETURN (SAVE)`` saved, which only the session can resolve."""
 
     ranges: tuple[SeqRange, ...]
     saved: bool = False
@@ -156,9 +160,10 @@ class FetchItem:
     """One FETCH data item.
 
     ``name`` is one of UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY RFC822
-    RFC822.HEADER RFC822.TEXT MODSEQ BINARY BINARY.SIZE. ``BODY`` without a section is the
-    body structure; ``BODY[...]``/``BODY.PEEK[...]`` are ``BODY`` with a section (``peek``
-    tells them apart); ``BINARY`` likewise. ``partial`` is ``<start.length>``.
+    RFC822.HEADER RFC822.TEXT MODSEQ EMAILID THREADID SAVEDATE PREVIEW BINARY BINARY.SIZE.
+    ``BODY`` without a section is the body structure; ``BODY[...]``/``BODY.PEEK[...]`` are
+    ``BODY`` with a section (``peek`` tells them apart); ``BINARY`` likewise. ``partial`` is
+    ``<start.length>``.
     """
 
     name: str
@@ -250,9 +255,18 @@ class TextKey:
 class DateKey:
     """Compare the internal date or the Date: header by calendar date only."""
 
-    field: Literal["internal", "sent"]
+    field: Literal["internal", "sent", "saved"]
     op: Literal["before", "on", "since"]
     date: date
+
+
+@dataclass(frozen=True, slots=True)
+class AgeKey:
+    """RFC 5032: the internal date is more (``op="older"``) or at most (``"younger"``)
+    ``seconds`` before the time of the search."""
+
+    op: Literal["older", "younger"]
+    seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +317,7 @@ SearchKey = (
     | BodyKey
     | TextKey
     | DateKey
+    | AgeKey
     | SizeKey
     | SeqKey
     | UidKey
@@ -389,10 +404,23 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """One part of RFC 4469's CATENATE: literal ``text``, or an IMAP ``url`` (as given; the
+    server resolves it and answers NO [BADURL] where it cannot)."""
+
+    text: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
+    """One message of an APPEND: its literal ``data``, or with CATENATE (RFC 4469) the parts
+    it is made of (``data`` is then empty)."""
+
     flags: tuple[str, ...]
     date: datetime | None
     data: bytes
+    catenate: tuple[CatenatePart, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

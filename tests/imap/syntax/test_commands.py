@@ -11,6 +11,7 @@ from mailgate.imap.syntax.values import (
     Append,
     AppendMessage,
     Authenticate,
+    CatenatePart,
     CopyMove,
     Enable,
     Fetch,
@@ -305,6 +306,41 @@ _PLUS_1 = timezone(timedelta(hours=1))
     ("chunks", "expected"),
     [
         ([b"a APPEND INBOX {3}", b"abc", b""], Append("INBOX", (AppendMessage((), None, b"abc"),))),
+        # RFC 4469: CATENATE, mixed with a plain message (MULTIAPPEND), TEXT as literal8 too.
+        (
+            [
+                b'a APPEND INBOX (\\Seen) catenate (URL "/INBOX/;UID=1" text ~{2}',
+                b"a\x00",
+                b") {1}",
+                b"x",
+                b"",
+            ],
+            Append(
+                "INBOX",
+                (
+                    AppendMessage(
+                        ("\\Seen",),
+                        None,
+                        b"",
+                        (CatenatePart(url="/INBOX/;UID=1"), CatenatePart(text=b"a\x00")),
+                    ),
+                    AppendMessage((), None, b"x"),
+                ),
+            ),
+        ),
+        (
+            [b"a APPEND INBOX CATENATE (URL /INBOX/;UID=1)"],
+            Append("INBOX", (AppendMessage((), None, b"", (CatenatePart(url="/INBOX/;UID=1"),)),)),
+        ),
+        # RFC 3516 §4.4: literal8, with LITERAL+ too.
+        (
+            [b"a APPEND INBOX ~{3}", b"a\x00c", b""],
+            Append("INBOX", (AppendMessage((), None, b"a\x00c"),)),
+        ),
+        (
+            [b"a APPEND INBOX ~{3+}", b"abc", b""],
+            Append("INBOX", (AppendMessage((), None, b"abc"),)),
+        ),
         (
             [b"a APPEND Drafts (\\draft $Label \\SEEN) {3+}", b"abc", b""],
             Append("Drafts", (AppendMessage(("\\Draft", "$Label", "\\Seen"), None, b"abc"),)),
@@ -374,11 +410,22 @@ def test_append(chunks: list[bytes], expected: Append) -> None:
         ([b'a APPEND INBOX "01-Jan-2024 24:00:00 +0000" {1}', b"x", b""], "Invalid date-time"),
         ([b'a APPEND INBOX "01-Jan-2024 00:00:00 +2400" {1}', b"x", b""], "Invalid date-time"),
         ([b'a APPEND INBOX "01-Jan-2024 00:00:00" {1}', b"x", b""], "Invalid date-time"),
-        ([b'a APPEND INBOX "01-Jan-2024 00:00:00 +0000" "x"'], "Expected a message literal"),
+        (
+            [b'a APPEND INBOX "01-Jan-2024 00:00:00 +0000" "x"'],
+            "Expected a message literal or CATENATE",
+        ),
         ([b"a APPEND INBOX"], "Missing argument"),
         ([b"a APPEND INBOX (\\Seen)"], "Missing argument"),
-        ([b"a APPEND INBOX ~{1}", b"x", b""], "Binary literals are not supported"),
-        ([b"a APPEND INBOX {1}", b"x", b" junk"], "Expected a message literal"),
+        ([b"a APPEND INBOX {1}", b"x", b" junk"], "Expected a message literal or CATENATE"),
+        ([b"a APPEND INBOX CATENATE"], "Missing argument"),
+        ([b"a APPEND INBOX CATENATE ()"], "Expected TEXT or URL"),
+        ([b"a APPEND INBOX CATENATE (URL)"], "Expected TEXT or URL"),
+        ([b"a APPEND INBOX CATENATE (URL "], "Missing argument"),
+        ([b'a APPEND INBOX CATENATE (TEXT "x")'], "Expected a literal"),
+        ([b'a APPEND INBOX CATENATE (FILE "x")'], "Expected TEXT or URL"),
+        ([b'a APPEND INBOX CATENATE (URL "x"'], "Missing argument"),
+        ([b'a APPEND INBOX CATENATE (URL "\xc3\xa4")'], "An IMAP URL is ASCII (RFC 5092)"),
+        ([b'a APPEND INBOX CATENATES (URL "x")'], "Expected a message literal or CATENATE"),
         ([b"a APPEND INBOX {1}", b"x", b" (\\Seen"], "Missing argument"),
     ],
 )
@@ -553,6 +600,10 @@ _FAST = (FetchItem("FLAGS"), FetchItem("INTERNALDATE"), FetchItem("RFC822.SIZE")
         (b"BINARY.PEEK[1.2]<5.10>", (FetchItem("BINARY", Section((1, 2)), (5, 10), peek=True),)),
         (b"BINARY.SIZE[3]", (FetchItem("BINARY.SIZE", Section((3,))),)),
         (b"BINARY[]", (FetchItem("BINARY", Section()),)),
+        (b"SAVEDATE", (FetchItem("SAVEDATE"),)),
+        (b"PREVIEW", (FetchItem("PREVIEW"),)),
+        (b"(PREVIEW (LAZY) UID)", (FetchItem("PREVIEW"), FetchItem("UID"))),
+        (b"(preview (lazy lazy))", (FetchItem("PREVIEW"),)),
     ],
 )
 def test_fetch_items(text: bytes, items: tuple[FetchItem, ...]) -> None:
@@ -619,6 +670,13 @@ def test_response_name(item: bytes, label: bytes, sets_seen: bool) -> None:
     [
         (b"a FETCH 1 ()", "Expected a FETCH item"),
         (b"a FETCH 1 (ALL)", "Unknown FETCH item"),
+        (b"a FETCH 1 (PREVIEW (FUZZY))", "Expected a FETCH item"),
+        (b"a FETCH 1 (PREVIEW (LAZY FUZZY))", "Unknown PREVIEW modifier"),
+        (b"a FETCH 1 (PREVIEW ())", "Expected a FETCH item"),
+        (b"a FETCH 1 PREVIEW (LAZY", "Unknown FETCH modifier"),
+        (b"a FETCH 1 (SAVEDATE[])", "Unexpected section"),
+        (b"a FETCH $,1 FLAGS", "Expected a space"),
+        (b"a FETCH 1 BINARY[1.TEXT]", "Invalid section"),
         (b"a FETCH 1 (FLAGS FAST)", "Unknown FETCH item"),
         (b"a FETCH 1 FLAGS FAST", "Expected ("),
         (b"a FETCH 1 BOGUS", "Unknown FETCH item"),

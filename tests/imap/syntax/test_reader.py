@@ -47,7 +47,7 @@ def test_login(chunks: list[bytes], user: bytes, password: bytes) -> None:
         ([b"a1 LOGIN {5"], "Invalid literal"),
         ([b"a1 LOGIN {}", b"", b" x"], "Invalid literal"),
         ([b"a1 LOGIN {5}"], "Missing literal data"),
-        ([b"a1 LOGIN ~{5}", b"alice", b" x"], "Binary literals are not supported"),
+        ([b"a1 LOGIN ~{5}", b"alice", b" x"], "A literal8 (~{n}) is only allowed for message data"),
         ([b"a1 LOGIN {3}", b"a\x00b", b" x"], "NUL in literal"),
         ([b"a1 LOGIN {5}", b"alice", b"x"], "Expected a space"),
     ],
@@ -119,7 +119,8 @@ def test_sequence_set_syntax(text: bytes, expected: SequenceSet) -> None:
         (b",1", "Expected a sequence set"),
         (b"1::2", "Expected a sequence set"),
         (b"-1", "Expected a sequence set"),
-        (b"$", "Saved search results ($) are not supported"),
+        (b"$,1", "Expected a space"),
+        (b"$:2", "Expected a space"),
         (b"1.5", "Expected a space"),
     ],
 )

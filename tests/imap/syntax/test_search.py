@@ -9,6 +9,7 @@ import pytest
 from mailgate.imap.matching import needs
 from mailgate.imap.syntax.search import MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS
 from mailgate.imap.syntax.values import (
+    AgeKey,
     All,
     And,
     BodyKey,
@@ -21,11 +22,14 @@ from mailgate.imap.syntax.values import (
     Request,
     Search,
     SeqKey,
+    SequenceSet,
     SizeKey,
     TextKey,
     UidKey,
 )
 from tests.imap.syntax.helpers import args, error, parse, seqset
+
+_SAVED = SequenceSet((), saved=True)
 
 
 def search(text: bytes) -> Search:
@@ -68,6 +72,14 @@ _SEEN, _UNSEEN = FlagKey("\\Seen", True), FlagKey("\\Seen", False)
         (b"SINCE 29-Feb-2024", DateKey("internal", "since", date(2024, 2, 29))),
         (b"SENTBEFORE 1-Jan-2000", DateKey("sent", "before", date(2000, 1, 1))),
         (b"SENTON 1-Jan-2000", DateKey("sent", "on", date(2000, 1, 1))),
+        (b"SAVEDBEFORE 1-Jan-2000", DateKey("saved", "before", date(2000, 1, 1))),
+        (b"SAVEDON 1-Jan-2000", DateKey("saved", "on", date(2000, 1, 1))),
+        (b"SAVEDSINCE 1-Jan-2000", DateKey("saved", "since", date(2000, 1, 1))),
+        (b"SAVEDATESUPPORTED", All()),
+        (b"OLDER 3600", AgeKey("older", 3600)),
+        (b"younger 60", AgeKey("younger", 60)),
+        (b"$", SeqKey(_SAVED)),
+        (b"UID $ NOT $", And((UidKey(_SAVED), Not(SeqKey(_SAVED))))),
         (b"SENTSINCE 1-Jan-2000", DateKey("sent", "since", date(2000, 1, 1))),
         (b"LARGER 100", SizeKey("larger", 100)),
         (b"SMALLER 0", SizeKey("smaller", 0)),
@@ -146,6 +158,8 @@ def test_search_literals_and_charset() -> None:
         (b"return (count all count) ALL", ("COUNT", "ALL")),
         (b"RETURN () ALL", ("ALL",)),  # RFC 4731 §3.1: empty means ALL
         (b"RETURN (COUNT) CHARSET UTF-8 ALL", ("COUNT",)),
+        (b"RETURN (SAVE) ALL", ("SAVE",)),  # RFC 5182
+        (b"RETURN (SAVE MIN) ALL", ("SAVE", "MIN")),
     ],
 )
 def test_search_return(text: bytes, returns: tuple[str, ...]) -> None:
@@ -160,7 +174,13 @@ def test_search_return(text: bytes, returns: tuple[str, ...]) -> None:
         (b"CHARSET \xff ALL", "Expected a string", None),
         (b'CHARSET "\xff" ALL', "Unsupported charset", "BADCHARSET"),
         (b"CHARSET UTF-8", "Missing argument", None),
-        (b"RETURN (SAVE) ALL", "SEARCHRES (SAVE) is not supported", None),
+        (b"RETURN (SAVE FOO) ALL", "Unknown RETURN option", None),
+        (b"OLDER", "Missing argument", None),
+        (b"OLDER 0", "Expected a non-zero number", None),
+        (b"YOUNGER x", "Expected a number", None),
+        (b"SAVEDBEFORE 2024-01-01", "Invalid date", None),
+        (b"SAVEDON", "Missing argument", None),
+        (b"$,1", "Unexpected characters at end of command", None),
         (b"RETURN (PARTIAL 1:10) ALL", "Unknown RETURN option", None),
         (b"RETURN ALL", "Expected (", None),
         (b"ALL CHARSET UTF-8", "Unknown search key", None),
@@ -188,7 +208,7 @@ def test_search_return(text: bytes, returns: tuple[str, ...]) -> None:
         (b"UID", "Missing argument", None),
         (b"UID x", "Expected a sequence set", None),
         (b"0", "Expected a non-zero number", None),
-        (b"$", "Saved search results ($) are not supported", None),
+        (b"UID $:4", "Unexpected characters at end of command", None),
         (b'MODSEQ "/flags/\\\\draft" foo 1', "Invalid MODSEQ entry type", None),
         (b"MODSEQ x", "Expected a number", None),
     ],
