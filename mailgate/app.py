@@ -131,6 +131,7 @@ class App:
             settings.database_url,
             pool_size=settings.database.pool_size,
             pool_timeout=settings.database.pool_timeout,
+            inbox_quota=limits.inbox_quota,
         )
         try:
             await self.store.listen()
