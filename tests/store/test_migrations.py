@@ -203,3 +203,25 @@ def test_the_upgrade_to_message_ids_fills_them_for_stored_mail(
     assert row.in_reply_to == "<parent@example.test>"
     assert row.references == ("<root@example.test>", "<parent@example.test>")
     assert row.data == raw
+
+
+def test_the_upgrade_to_quotas_counts_the_mail_already_stored(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Revision 0017 starts each mailbox's size counter from the messages it holds, so an
+    inbox's usage is right from the first start after the upgrade."""
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    trash = run(store.get_mailbox(inbox.id, "Trash"))
+    run(store.append(box.id, message(1)))
+    run(store.append(box.id, message(2)))
+    run(store.copy(box.id, [(1, 1)], trash.id))
+    expected = 2 * len(message(1)) + len(message(2))
+    assert run(store.quota(inbox.id)).used == expected
+
+    downgrade(store, "0016")
+    run(store.close())
+
+    upgraded = open_store()
+    assert run(upgraded.quota(inbox.id)).used == expected
+    assert run(upgraded.quota(inbox.id)).limit == 0
