@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins),
+domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins, quotas),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
