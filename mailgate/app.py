@@ -53,7 +53,7 @@ from mailgate.telemetry import (
     outbound_queue,
     webhook_backlogs,
 )
-from mailgate.tls import Certificate, OpenSSLContextFactory, ensure_certificate, server_ssl_context
+from mailgate.tls import Certificate, TLSContexts, ensure_certificate
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class App:
     _offload: Offload = field(default_factory=Offload)
     _connections: PerAddress = field(default_factory=lambda: PerAddress(0, ()))
     _pruning: asyncio.Task[None] | None = None
+    _tls_watch: asyncio.Task[None] | None = None
     # This node's own metrics (GET /metrics), apart from any other node's in the process.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -124,13 +125,14 @@ class App:
         self._connections = PerAddress(limits.connections_per_ip, limits.exempt_networks)
         offered_tools(settings.api.mcp_tools)  # the one setting config.py cannot check alone
         self.certificate = ensure_certificate(settings)
-        ssl_context = server_ssl_context(self.certificate)
-        mx_ssl_context = server_ssl_context(self.certificate, mx=True)
-        tls_factory = OpenSSLContextFactory(self.certificate)
+        tls = TLSContexts(settings, self.certificate)
+        tls.on_reload = self._certificate_reloaded
+        ssl_context, mx_ssl_context, tls_factory = tls.client, tls.mx, tls.factory
         self.store = await Store.open(
             settings.database_url,
             pool_size=settings.database.pool_size,
             pool_timeout=settings.database.pool_timeout,
+            inbox_quota=limits.inbox_quota,
         )
         try:
             await self.store.listen()
@@ -179,11 +181,15 @@ class App:
             self.outbound.start()
             self.webhooks.start()
             self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
+            self._tls_watch = asyncio.create_task(tls.watch(), name="mailgate-tls-watch")
         except BaseException:
             await self.stop()
             raise
 
-    async def _listen_imap(self, tls_factory: OpenSSLContextFactory) -> None:
+    def _certificate_reloaded(self, certificate: Certificate) -> None:
+        self.certificate = certificate
+
+    async def _listen_imap(self, tls_factory: Any) -> None:
         from twisted.internet import reactor
         from twisted.internet.error import CannotListenError
 
@@ -384,6 +390,8 @@ class App:
         """Stop listening, let commands that are storing finish, say goodbye, close the store."""
         await stop_task(self._pruning)
         self._pruning = None
+        await stop_task(self._tls_watch)
+        self._tls_watch = None
         if self.outbound is not None:
             await self.outbound.stop()
         if self.webhooks is not None:

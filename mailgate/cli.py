@@ -123,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     delete = inbox_sub.add_parser("delete", parents=[common], help="delete an inbox and its mail")
     delete.add_argument("address")
     delete.set_defaults(run=_inbox_delete)
+    quota = inbox_sub.add_parser(
+        "quota", parents=[common], help="show or set how much mail an inbox may hold"
+    )
+    quota.add_argument("address")
+    quota.add_argument(
+        "size",
+        nargs="?",
+        type=_quota_size,
+        help="bytes, or with K, M, G (1024-based): 500M; 0: no limit; "
+        "default: [limits] inbox_quota; none given: show it",
+    )
+    quota.set_defaults(run=_inbox_quota)
 
     key = sub.add_parser("key", parents=[common], help="manage API keys")
     key_sub = key.add_subparsers(metavar="ACTION")
@@ -232,6 +244,7 @@ def _with_store(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> An
                 settings.database_url,
                 pool_size=settings.database.pool_size,
                 pool_timeout=settings.database.pool_timeout,
+                inbox_quota=settings.limits.inbox_quota,
             )
         except Unavailable as exc:
             raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
@@ -459,6 +472,38 @@ def _inbox_list(args: argparse.Namespace, settings: Settings) -> int:
     inboxes = _with_store(settings, lambda store: store.list_inboxes(args.pod))
     lines = [f"{i.address:<40} pod {i.pod}" for i in inboxes] or ["no inboxes"]
     _emit(args, [asdict(i) for i in inboxes], "\n".join(lines))
+    return 0
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _quota_size(text: str) -> int | str:
+    if text == "default":
+        return text
+    number, unit = text.rstrip("KMGTkmgt"), text[len(text.rstrip("KMGTkmgt")) :].upper()
+    if not number.isdigit() or len(unit) > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (bytes, or a number with K, M, G or T; or default)"
+        )
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _inbox_quota(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Any) -> tuple[Any, Any]:
+        inbox = await store.get_inbox(args.address)
+        if args.size is None:
+            return inbox, await store.quota(inbox.id)
+        own = None if args.size == "default" else args.size
+        return inbox, await store.set_inbox_quota(inbox.address, own)
+
+    inbox, quota = _with_store(settings, work)
+    limit = f"{quota.limit} bytes" if quota.limit else "no limit"
+    _emit(
+        args,
+        {"inbox": inbox.address, "used": quota.used, "limit": quota.limit},
+        f"inbox {inbox.address}: {quota.used} bytes used, quota {limit}",
+    )
     return 0
 
 

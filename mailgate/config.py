@@ -233,6 +233,9 @@ class LimitsSettings:
     exempt_networks: tuple[str, ...] = field(
         default=("127.0.0.0/8", "::1/128"), metadata=_check(_networks)
     )
+    # Bytes of mail one inbox may hold over all its mailboxes (IMAP QUOTA), unless the inbox
+    # has a quota of its own (`mailgate inbox quota`). 0: no limit.
+    inbox_quota: int = field(default=0, metadata=_check(_non_negative))
 
 
 @dataclass(frozen=True)

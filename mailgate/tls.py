@@ -12,10 +12,13 @@ X25519, P-256 and P-384; the client's cipher order (the profile has no server pr
 compression; no renegotiation asked for by the client; a self-signed certificate that lives at
 most 366 days. The MX port takes mail from servers of every age, so it keeps OpenSSL's default
 suites (still TLS 1.2 or newer, never anonymous, export or NULL ones).
+
+TLSContexts reloads the certificate when its files change, for new connections on every port.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import datetime
@@ -25,8 +28,8 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -41,6 +44,9 @@ from zope.interface import implementer
 from mailgate.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+
+# Seconds between looks at the certificate files for a change (a renewal by certbot, say).
+RELOAD_INTERVAL = 5.0
 
 # The generated certificate's whole life (not_before to not_after): the profile's maximum
 # (maximum_certificate_lifespan 366). It is replaced at start-up when fewer than RENEW_DAYS remain.
@@ -291,3 +297,122 @@ class OpenSSLContextFactory:
 
     def getContext(self) -> SSL.Context:
         return self._context
+
+
+# What tells a changed file: its identity (a renewal may put a new file, or a new symlink
+# target, in place) and when and how it was last written.
+Stamp = tuple[tuple[int, int, int, int], ...]
+
+
+def _stamp(cert: Certificate) -> Stamp | None:
+    try:
+        found = [os.stat(path) for path in (cert.cert_path, cert.key_path)]
+    except OSError:
+        return None
+    return tuple((s.st_dev, s.st_ino, s.st_mtime_ns, s.st_size) for s in found)
+
+
+class _Contexts:
+    """One certificate's contexts: the client ports', the MX port's and Twisted's."""
+
+    def __init__(self, cert: Certificate) -> None:
+        self.certificate = cert
+        self.client = server_ssl_context(cert)
+        self.mx = server_ssl_context(cert, mx=True)
+        self.openssl = OpenSSLContextFactory(cert).getContext()
+
+
+class TLSContexts:
+    """The TLS contexts every listener uses, reloaded when the certificate files change.
+
+    Listeners keep the contexts they were given first. Each new stdlib connection switches to
+    the current certificate's context during its handshake (the servername callback, which
+    OpenSSL calls for every ClientHello, with SNI or without), and Twisted asks `factory` for
+    a context per connection; connections already open keep the one they started with. A new
+    pair that does not load is logged and the old one kept; the generated certificate is also
+    renewed here when fewer than RENEW_DAYS remain, not only at start-up.
+    """
+
+    def __init__(self, settings: Settings, cert: Certificate) -> None:
+        self.settings = settings
+        self._current = _Contexts(cert)
+        self._stamp = _stamp(cert)
+        self.client = self._current.client
+        self.mx = self._current.mx
+        self.client.sni_callback = self._switch(lambda c: c.client)
+        self.mx.sni_callback = self._switch(lambda c: c.mx)
+        self.factory = _CurrentContext(self)
+        self.on_reload: Callable[[Certificate], None] | None = None
+
+    @property
+    def certificate(self) -> Certificate:
+        return self._current.certificate
+
+    @property
+    def openssl(self) -> SSL.Context:
+        return self._current.openssl
+
+    def _switch(
+        self, pick: Callable[[_Contexts], ssl.SSLContext]
+    ) -> Callable[[ssl.SSLObject | ssl.SSLSocket, str | None, ssl.SSLContext], None]:
+        def callback(
+            conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+        ) -> None:
+            current = pick(self._current)
+            if current is not ctx:
+                conn.context = current
+
+        return callback
+
+    async def watch(self, interval: float = RELOAD_INTERVAL) -> None:
+        """Look at the files every `interval` seconds, off the event loop; swap on a change."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                fresh = await asyncio.to_thread(self._load_if_changed)
+            except Exception:  # a reload must never end the watch
+                log.exception("TLS: checking the certificate files failed")
+                continue
+            if fresh is not None:
+                self._current = fresh
+                log.info(
+                    "TLS: loaded the new certificate %s (sha256 %s) for new connections",
+                    fresh.certificate.cert_path,
+                    fresh.certificate.fingerprint,
+                )
+                if self.on_reload is not None:
+                    self.on_reload(fresh.certificate)
+
+    def _load_if_changed(self) -> _Contexts | None:
+        cert = self._current.certificate
+        if not self.settings.tls.cert:
+            try:
+                cert = ensure_certificate(self.settings)  # renews it when it runs out
+            except ConfigError as exc:
+                log.error("TLS: cannot renew the generated certificate: %s", exc)
+        stamp = _stamp(cert)
+        if stamp is None or stamp == self._stamp:
+            return None
+        # Tried once per change: a pair caught half-written is tried again once it is whole.
+        self._stamp = stamp
+        try:
+            der = _load_cert_der(cert.cert_path, "[tls] cert")
+            return _Contexts(replace(cert, fingerprint=_fingerprint(der), generated=False))
+        except (ConfigError, RuntimeError, OSError, ssl.SSLError, SSL.Error) as exc:
+            log.error(
+                "TLS: the changed certificate %s does not load, still serving the old one: %s",
+                cert.cert_path,
+                exc,
+            )
+            return None
+
+
+@implementer(IOpenSSLContextFactory)
+class _CurrentContext:
+    """For Twisted's listenSSL and startTLS, which ask for a context per connection."""
+
+    def __init__(self, contexts: TLSContexts) -> None:
+        self._contexts = contexts
+
+    def getContext(self) -> SSL.Context:
+        return self._contexts.openssl

@@ -37,6 +37,7 @@ from mailgate.store.records import (
     Inbox,
     Notice,
     Parcel,
+    QuotaRule,
     Target,
 )
 from mailgate.telemetry import SOURCE_MX, Metrics
@@ -164,8 +165,14 @@ class Inbound:
         received = (Notice(RECEIVED),)
         # Spam here is mail that failed its authentication (there is no content filter).
         unauthenticated = (Notice(RECEIVED_UNAUTHENTICATED),)
-        targets = [Target(await self._mailbox(i, INBOX), (), received) for i in inbox_targets]
-        targets += [Target(await self._mailbox(i, SPAM), (), unauthenticated) for i in spam]
+        targets = [
+            Target(await self._mailbox(i, INBOX), (), received, QuotaRule.NOT_FULL)
+            for i in inbox_targets
+        ]
+        targets += [
+            Target(await self._mailbox(i, SPAM), (), unauthenticated, QuotaRule.NOT_FULL)
+            for i in spam
+        ]
         if targets:
             await self.store.deliver([Parcel(stamped, tuple(targets))])
         self.metrics.accepted(SOURCE_MX, local=len(targets))

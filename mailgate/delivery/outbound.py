@@ -41,7 +41,7 @@ from mailgate.delivery.offload import Offload
 from mailgate.mime.addresses import domain_of
 from mailgate.store.api import Store
 from mailgate.store.errors import NotFound, StoreError
-from mailgate.store.records import INBOX, Parcel, QueuedRecipient, Target
+from mailgate.store.records import INBOX, Parcel, QueuedRecipient, QuotaRule, Target
 from mailgate.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -519,7 +519,8 @@ async def bounces(
             arrival=datetime.datetime.fromtimestamp(group[0].created_at, datetime.UTC),
             last_attempt=now,
         )
-        parcels.append(Parcel(report, (Target(inbox_mailbox.id),)))
+        # A bounce reaches its sender even over quota: it says what became of their mail.
+        parcels.append(Parcel(report, (Target(inbox_mailbox.id, quota=QuotaRule.EXEMPT),)))
     return parcels
 
 

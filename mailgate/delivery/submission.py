@@ -39,6 +39,7 @@ from mailgate.store.records import (
     Notice,
     Outgoing,
     Parcel,
+    QuotaRule,
     SendReceipt,
     Target,
 )
@@ -171,14 +172,18 @@ class Submission:
         sent_copy = added + raw
 
         delivered = _without_bcc(header) + body if header_values(header, "Bcc") else raw
-        targets = tuple(Target(inboxes[address], (), (Notice(RECEIVED),)) for address in local)
+        targets = tuple(
+            Target(inboxes[address], (), (Notice(RECEIVED),), QuotaRule.NOT_FULL)
+            for address in local
+        )
         queued = tuple(Outgoing(principal.address, r, principal.inbox.id) for r in remote)
         # The sender is told it was sent, and delivered to the recipients hosted here now; the
         # others' delivery is reported by the outbound queue.
         told = [Notice(SENT_EVENT, tuple(reached))]
         if local:
             told.append(Notice(DELIVERED, tuple(local)))
-        sent_target = Target(sent, (SEEN,), tuple(told))
+        # The sender's record of what was sent is kept even when their inbox is full.
+        sent_target = Target(sent, (SEEN,), tuple(told), QuotaRule.EXEMPT)
         if delivered is raw:
             # One blob for the Sent copy, every local recipient and the queue (DESIGN).
             parcels = [Parcel(sent_copy, (sent_target, *targets), outbound=queued)]

@@ -155,6 +155,9 @@ def from_store(exc: store_errors.StoreError) -> Problem:
         return Forbidden(str(exc))
     if isinstance(exc, store_errors.LimitExceeded):
         return Unprocessable(str(exc))
+    if isinstance(exc, store_errors.OverQuota):
+        # 422, not 507: the SDK repeats a 5xx, and a repeat finds the inbox just as full.
+        return Unprocessable(f"nothing was stored: an inbox is {exc}")
     if isinstance(exc, store_errors.Unavailable):
         return Unavailable("the database is unavailable; try again shortly")
     log.error("unexpected store error: %r", exc)

@@ -47,7 +47,7 @@ from mailgate.http.idempotency import Once
 from mailgate.mime.addresses import InvalidAddress, address_list, normalize_address
 from mailgate.mime.compose import Attachment, Composed, NamedAddress, compose
 from mailgate.store.conversations import Mail
-from mailgate.store.errors import AlreadySent
+from mailgate.store.errors import AlreadySent, OverQuota
 from mailgate.store.records import Inbox
 
 
@@ -276,6 +276,11 @@ async def send(
         raise RateLimited(str(exc), exc.retry_after) from None
     except UnknownRecipients as exc:
         raise MessageRejected(f"no such recipient here: {', '.join(exc.addresses)}") from None
+    except OverQuota as exc:
+        # As SMTP's 552 5.2.2, for the whole message: an API send has one answer.
+        raise MessageRejected(
+            f"mailbox full: {', '.join(exc.addresses)} over its storage quota"
+        ) from None
     except InvalidAddress as exc:
         raise Invalid.field("to", str(exc)) from None
     (sent,) = await services.store.mail_by_ids([inbox.id], [composed.message_id])

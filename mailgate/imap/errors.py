@@ -39,6 +39,8 @@ def from_store(exc: errors.StoreError, *, destination: bool = False) -> Reply:
         return no(text, "ALREADYEXISTS")
     if isinstance(exc, errors.CannotModify | errors.InvalidName):
         return no(text, "CANNOT")
+    if isinstance(exc, errors.OverQuota):
+        return no("Mailbox is over its storage quota", "OVERQUOTA")
     if isinstance(exc, errors.LimitExceeded):
         return no(text, "LIMIT")
     if isinstance(exc, errors.Unavailable):

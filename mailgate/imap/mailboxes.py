@@ -154,6 +154,8 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
         "HIGHESTMODSEQ": status.highestmodseq,
         "SIZE": status.size,
         "DELETED": status.deleted,
+        # RFC 9208 §4.2.2: in units of 1024 octets, as STORAGE is counted.
+        "DELETED-STORAGE": status.deleted_size // 1024,
     }
     pairs = b" ".join(
         mailbox_item(box.id) if item == "MAILBOXID" else f"{item} {values[item]}".encode()

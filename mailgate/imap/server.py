@@ -312,6 +312,8 @@ class IMAPServer(IMAP4Server):
             b"QRESYNC",
             b"OBJECTID",
             b"STATUS=SIZE",
+            b"QUOTA",
+            b"QUOTA=RES-STORAGE",
             b"APPENDLIMIT=%d" % limit,
             b"BINARY",
             b"CATENATE",
@@ -635,6 +637,14 @@ def load_commands() -> None:
         search,
         select,
     )
-    from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
+    from mailgate.imap.ext import (  # noqa: F401
+        client_id,
+        enable,
+        idle,
+        move,
+        namespace,
+        quota,
+        unselect,
+    )
 
     assert registry.REGISTRY

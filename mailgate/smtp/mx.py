@@ -16,7 +16,7 @@ from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
 from mailgate.mime.addresses import InvalidAddress
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, advertise, routed
-from mailgate.store.errors import LimitExceeded, StoreError, Unavailable
+from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_MX, Metrics
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,12 @@ class MXHandler:
         if decision is Decision.BLOCKED:
             return replies.SENDER_BLOCKED
         assert inbox is not None
+        try:
+            if (await self.inbound.store.quota(inbox.id)).full:
+                return replies.MAILBOX_FULL
+        except StoreError as exc:
+            self.metrics.store_error(exc)
+            return replies.TEMPORARY_FAILURE
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         routed(envelope).inboxes.append(inbox)
@@ -105,6 +111,8 @@ class MXHandler:
                 )
         except MailLoop:
             return replies.MAIL_LOOP
+        except OverQuota:
+            return replies.MAILBOX_FULL_NOW
         except Refused as exc:
             if exc.permanent:
                 return f"{replies.POLICY_REJECTED} ({exc.reason})"

@@ -24,6 +24,11 @@ POLICY_REJECTED = "550 5.7.1 Message rejected"
 POLICY_TEMPORARY = "451 4.7.0 Message deferred, try again later"
 RELAY_DENIED = "550 5.7.1 Relaying denied"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+# RFC 3463 X.2.2 "mailbox full", as Dovecot's LMTP answers an inbox over its quota.
+MAILBOX_FULL = "552 5.2.2 Mailbox full: the recipient is over its storage quota"
+# At DATA, for an inbox that filled up since its RCPT: a retry gets 552 at RCPT for it and
+# delivers to the others.
+MAILBOX_FULL_NOW = "452 4.2.2 Mailbox full: a recipient is over its storage quota, try again"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 ACCEPTED = "250 2.0.0 Message accepted"
 

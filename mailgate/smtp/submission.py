@@ -33,7 +33,7 @@ from mailgate.delivery.submission import (
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
 from mailgate.smtp.server import MailgateSMTP, advertise, routed
-from mailgate.store.errors import LimitExceeded, Unavailable
+from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_SUBMISSION, Metrics
 
 log = logging.getLogger(__name__)
@@ -157,20 +157,29 @@ class SubmissionHandler:
             recipient = normalize_address(address)
         except InvalidAddress:
             return replies.BAD_RECIPIENT
-        if recipient in envelope.rcpt_tos:
-            return replies.RECIPIENT_OK  # a repeat is no new recipient, so not one too many
-        # Checked before the lookup, so a client repeating RCPT costs no database work.
+        # Every RCPT counts, repeats too (as in Postfix): a client cannot make the server
+        # read more than the limit of them. DATA delivers once per distinct address.
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
+        if recipient in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(recipient)  # accepted before: no second lookup
+            return replies.RECIPIENT_OK
         # Routed here only to refuse an unknown recipient at once; DATA routes them all again.
         try:
-            route, _ = await self.router.route(recipient)
+            route, inbox = await self.router.route(recipient)
         except Unavailable as exc:
             log.warning("cannot look up recipient %s: %s", recipient, exc)
             self.metrics.store_error(exc)
             return replies.TEMPORARY_FAILURE
         if route is Route.UNKNOWN:
             return replies.UNKNOWN_RECIPIENT
+        if inbox is not None:
+            try:
+                if (await self.submission.store.quota(inbox.id)).full:
+                    return replies.MAILBOX_FULL
+            except StoreError as exc:
+                self.metrics.store_error(exc)
+                return replies.TEMPORARY_FAILURE
         envelope.rcpt_tos.append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
@@ -202,6 +211,8 @@ class SubmissionHandler:
         except UnknownRecipients:
             # An inbox deleted between RCPT and DATA.
             return replies.UNKNOWN_RECIPIENT
+        except OverQuota:
+            return replies.MAILBOX_FULL_NOW
         except (Unavailable, LimitExceeded) as exc:
             log.warning("submission from %s not stored: %s", _principal(session).address, exc)
             self.metrics.store_error(exc)

@@ -1,6 +1,6 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
 the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins),
+domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins, quotas),
 and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
@@ -35,6 +35,7 @@ from mailgate.store.models import pods
 from mailgate.store.outbox import Outbox
 from mailgate.store.polling import Polling
 from mailgate.store.queue import Queue
+from mailgate.store.quota import Quotas
 from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
 from mailgate.store.tenancy import Tenancy
@@ -59,9 +60,10 @@ class Store(
     Webhooks,
     Polling,
     Logins,
+    Quotas,
 ):
-    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
-        super().__init__(db, bus)
+    def __init__(self, db: Database, bus: EventBus | None = None, inbox_quota: int = 0) -> None:
+        super().__init__(db, bus, inbox_quota)
         self._listener: notify.ChangeListener | None = None
 
     @classmethod
@@ -73,6 +75,7 @@ class Store(
         pool_timeout: float = 10.0,
         bus: EventBus | None = None,
         migrate: bool = True,
+        inbox_quota: int = 0,
     ) -> Store:
         db = Database(url, pool_size=pool_size, pool_timeout=pool_timeout)
         try:
@@ -81,7 +84,7 @@ class Store(
         except BaseException:
             await db.close()
             raise
-        return cls(db, bus)
+        return cls(db, bus, inbox_quota)
 
     async def listen(self) -> None:
         """On PostgreSQL, relay changes committed by other nodes into this node's event bus

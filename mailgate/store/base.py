@@ -22,9 +22,11 @@ T = TypeVar("T")
 
 
 class StoreBase:
-    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
+    def __init__(self, db: Database, bus: EventBus | None = None, inbox_quota: int = 0) -> None:
         self.db = db
         self.bus = bus or EventBus()
+        # Bytes an inbox without a quota of its own may hold ([limits] inbox_quota); 0: no limit.
+        self.inbox_quota = inbox_quota
         # Names this node in its NOTIFY payloads, so that it skips its own.
         self.node = secrets.token_hex(8)
         # \Recent claims (Mailboxes.claim_recent): per mailbox, the UID up to which this node

@@ -26,6 +26,7 @@ from mailgate.store.models import (
     threads,
 )
 from mailgate.store.names import checked_flags
+from mailgate.store.quota import check_room
 from mailgate.store.records import (
     DELETED,
     FLAG_BITS,
@@ -37,6 +38,7 @@ from mailgate.store.records import (
     FlagUpdate,
     Parcel,
     Placed,
+    QuotaRule,
     SendReceipt,
     Target,
     join_flags,
@@ -105,7 +107,7 @@ class Entries(StoreBase):
         async def work(conn: Conn) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
             if receipt is not None:
                 await _keep_receipt(conn, receipt)
-            return await filing.file(conn, self.db)
+            return await filing.file(conn, self.db, self.inbox_quota)
 
         return filing.placed_lists(await self._change(work))
 
@@ -130,7 +132,7 @@ class Entries(StoreBase):
             ).all()
             if len(old) != len(wanted):
                 raise errors.NotFound("the message to replace is no longer there")
-            placed, events = await filing.file(conn, self.db)
+            placed, events = await filing.file(conn, self.db, self.inbox_quota)
             # Filed first, so the new version joins the old one's thread.
             modseq = box.highestmodseq + 1
             await remove_entries(conn, mailbox_id, wanted, modseq)
@@ -280,7 +282,8 @@ class Entries(StoreBase):
                 r
                 for r in (
                     await conn.execute(
-                        select(entries)
+                        select(entries, messages.c.size)
+                        .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
                         .where(entries.c.mailbox_id == source_id, where)
                         .order_by(entries.c.uid)
                     )
@@ -292,6 +295,12 @@ class Entries(StoreBase):
                 return CopyResult(dest.uidvalidity, [], []), []
             if dest.uidnext + len(rows) - 1 > MAX_UID:
                 raise errors.LimitExceeded("the destination mailbox has used up its UIDs")
+            copied_size = sum(r.size for r in rows)
+            if not move or boxes[source_id].inbox_id != dest.inbox_id:
+                # A MOVE within one inbox takes no more room; anything else must fit.
+                await check_room(
+                    conn, {dest.inbox_id: (copied_size, QuotaRule.FIT)}, self.inbox_quota
+                )
             events: list[Change] = []
             # Mailboxes of one inbox only relabel; copied to another inbox, a message is new
             # there (and leaves this one on a move: deleted, not relabelled).
@@ -337,6 +346,7 @@ class Entries(StoreBase):
                 uidnext=dest_uids[-1] + 1,
                 modseq=dest_modseq,
                 keywords=copied_keywords,
+                added_size=copied_size,
             )
             events.append(MessagesAdded(dest.inbox_id, dest_id, dest_modseq))
             await watch.record(conn)

@@ -84,6 +84,14 @@ class LimitExceeded(StoreError):
     """A hard limit (UID space, name length, number of keywords) would be exceeded."""
 
 
+class OverQuota(StoreError):
+    """An inbox's storage quota leaves no room for what was to be stored there: nothing was."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        super().__init__(f"over its storage quota: {', '.join(addresses)}")
+        self.addresses = addresses
+
+
 class Unavailable(StoreError):
     """The database cannot be reached or stayed busy: temporary, the client should retry."""
 

@@ -23,7 +23,8 @@ from mailgate.store.events import Change, MessagesAdded
 from mailgate.store.models import blobs, entries, messages, outbound, search_texts
 from mailgate.store.names import checked_flags
 from mailgate.store.outbox import Pending, record
-from mailgate.store.records import Notice, Parcel, Placed, split_flags
+from mailgate.store.quota import check_room, stricter
+from mailgate.store.records import Notice, Parcel, Placed, QuotaRule, split_flags
 from mailgate.store.rows import MAX_UID, bump_mailbox, lock_mailbox, now, tz_minutes
 from mailgate.store.threads import thread_for
 
@@ -67,10 +68,14 @@ class Filing:
         self.plan: dict[int, dict[int, set[str]]] = {}
         # (parcel index, mailbox id) -> the events reporting its arrival there.
         self.notices: dict[tuple[int, int], list[Notice]] = {}
+        # mailbox id -> the strictest quota rule of the targets filed there.
+        self.rules: dict[int, QuotaRule] = {}
         for i, parcel in enumerate(parcels):
             for target in parcel.targets:
                 flags = checked_flags(target.flags)
                 self.plan.setdefault(target.mailbox_id, {}).setdefault(i, set()).update(flags)
+                rule = self.rules.get(target.mailbox_id, QuotaRule.EXEMPT)
+                self.rules[target.mailbox_id] = stricter(rule, target.quota)
                 if target.notices:
                     self.notices.setdefault((i, target.mailbox_id), []).extend(target.notices)
         arrival = datetime.datetime.now(datetime.UTC)
@@ -83,10 +88,18 @@ class Filing:
         return cls(parcels, {i: await prepare(parcels[i].raw) for i in wanted})
 
     async def file(
-        self, conn: Conn, db: Database
+        self, conn: Conn, db: Database, default_quota: int
     ) -> tuple[dict[tuple[int, int], Placed], list[Change]]:
+        """File the parcels; OverQuota, and nothing filed, when an inbox has no room for them
+        (`default_quota`: the limit of inboxes without one of their own)."""
         # Mailboxes first, then messages: the lock order expunge and delete use too.
         boxes = {m: await lock_mailbox(conn, m) for m in sorted(self.plan)}
+        adding: dict[int, tuple[int, QuotaRule]] = {}
+        for mailbox_id, box in boxes.items():
+            size, rule = adding.get(box.inbox_id, (0, QuotaRule.EXEMPT))
+            size += sum(self.prepared[i].index.size for i in self.plan[mailbox_id])
+            adding[box.inbox_id] = (size, stricter(rule, self.rules[mailbox_id]))
+        await check_room(conn, adding, default_quota)
         blob_ids = {i: await insert_message(conn, db, p) for i, p in sorted(self.prepared.items())}
         placed: dict[tuple[int, int], Placed] = {}
         events: list[Change] = []
@@ -137,7 +150,12 @@ class Filing:
                     )
                 uid += 1
             await bump_mailbox(
-                conn, box, uidnext=uid, modseq=modseq, keywords=" ".join(sorted(all_keywords))
+                conn,
+                box,
+                uidnext=uid,
+                modseq=modseq,
+                keywords=" ".join(sorted(all_keywords)),
+                added_size=sum(self.prepared[i].index.size for i in self.plan[mailbox_id]),
             )
             events.append(MessagesAdded(box.inbox_id, mailbox_id, modseq))
         queued_at = now()

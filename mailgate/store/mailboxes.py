@@ -6,7 +6,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 
-from sqlalchemy import Integer, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -235,6 +235,18 @@ class Mailboxes(StoreBase):
                             0,
                         ),
                         func.coalesce(func.sum((entries.c.uid >= box.recent_uid).cast(Integer)), 0),
+                        func.coalesce(
+                            func.sum(
+                                case(
+                                    (
+                                        entries.c.flags.op("&")(FLAG_BITS[DELETED]) != 0,
+                                        messages.c.size,
+                                    ),
+                                    else_=0,
+                                )
+                            ),
+                            0,
+                        ),
                     )
                     .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
                     .where(entries.c.mailbox_id == mailbox_id)
@@ -249,6 +261,7 @@ class Mailboxes(StoreBase):
             uidvalidity=box.uidvalidity,
             highestmodseq=box.highestmodseq,
             recent=int(row[4]),
+            deleted_size=int(row[5]),
         )
 
     async def claim_recent(self, mailbox_id: int, last_uid: int) -> tuple[int, int] | None:

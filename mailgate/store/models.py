@@ -66,6 +66,8 @@ inboxes = Table(
     Column("client_id", String(255), nullable=True, unique=True),
     Column("metadata", Text, nullable=True),  # a JSON object, set over the API
     Column("updated_at", BigInteger, nullable=True),
+    # Storage quota in bytes (store/quota.py); NULL: [limits] inbox_quota, 0: none.
+    Column("quota", BigInteger, nullable=True),
     sqlite_autoincrement=True,
 )
 
@@ -114,6 +116,9 @@ mailboxes = Table(
     # \Recent (RFC 3501 §2.3.2): UIDs from here on have not been claimed as recent by any
     # session yet (Store.claim_recent); one session, on any node, gets each.
     Column("recent_uid", BigInteger, nullable=False, server_default="1"),
+    # The sizes of its entries added up, kept in the transactions that add and remove them
+    # under the mailbox's lock: an inbox's quota usage is the sum over its few mailboxes.
+    Column("size", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("inbox_id", "name", name="uq_mailboxes_inbox_id_name"),
     sqlite_autoincrement=True,
 )

@@ -87,7 +87,7 @@ class Queue(StoreBase):
 
         async def work(conn: Conn) -> tuple[None, list[Change]]:
             told = await _outcomes(conn, delivered, failed, reasons or {})
-            events = await _file_bounces(conn, self.db, filing, failed)
+            events = await _file_bounces(conn, self.db, self.inbox_quota, filing, failed)
             gone = [*delivered, *failed]
             if gone:
                 blob_ids = set(
@@ -159,7 +159,9 @@ class Queue(StoreBase):
                     "right now; try again once that attempt is over"
                 )
             told = await _outcomes(conn, (), [queue_id], {queue_id: reason} if reason else {})
-            events = await _file_bounces(conn, self.db, filing, [queue_id] if bounces else [])
+            events = await _file_bounces(
+                conn, self.db, self.inbox_quota, filing, [queue_id] if bounces else []
+            )
             await conn.execute(delete(outbound).where(outbound.c.id == queue_id))
             await collect_garbage(conn, {row.message_id})
             return None, events + await record(conn, self.db, told)
@@ -354,7 +356,7 @@ async def _sent_thread(conn: Conn, inbox_id: int, blob_id: int, msgid: str | Non
 
 
 async def _file_bounces(
-    conn: Conn, db: Database, filing: Filing, queue_ids: Sequence[int]
+    conn: Conn, db: Database, default_quota: int, filing: Filing, queue_ids: Sequence[int]
 ) -> list[Change]:
     """File the bounces and mark BOUNCED on the Sent copies they are about, locking every
     mailbox in id order first, as every other writer does, so two never wait on each other."""
@@ -363,7 +365,7 @@ async def _file_bounces(
         await lock_mailbox(conn, mailbox_id)
     events: list[Change] = []
     if filing.parcels:
-        _, events = await filing.file(conn, db)
+        _, events = await filing.file(conn, db, default_quota)
     for mailbox_id, uids in sorted(sent.items()):
         _, changed = await change_flags(
             conn, mailbox_id, [(uid, uid) for uid in uids], "+", 0, {BOUNCED}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 from array import array
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -140,6 +141,7 @@ class MailboxStatus:
     uidvalidity: int
     highestmodseq: int
     recent: int = 0  # messages no session has claimed as \Recent yet
+    deleted_size: int = 0  # bytes EXPUNGE would free (RFC 9208 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +229,42 @@ class Notice:
     recipients: tuple[str, ...] = ()
 
 
+class QuotaRule(enum.Enum):
+    """How a message filed in a mailbox meets its inbox's storage quota (store/quota.py)."""
+
+    # It must fit under the limit: what a client stores itself (IMAP APPEND and COPY, the
+    # API's drafts), so the client is told at once and can make room.
+    FIT = "fit"
+    # The inbox must not be full yet: mail delivered to it (SMTP, a send through the API). The
+    # message that fills it is taken whole, as Dovecot's quota_grace does, so that one reply
+    # to DATA holds for every recipient.
+    NOT_FULL = "not-full"
+    # Not checked: the sender's own Sent copy and reports to the sender (counted all the same).
+    EXEMPT = "exempt"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A mailbox a message is to be filed in, with its initial flags and the events that
-    report its arrival there."""
+    """A mailbox a message is to be filed in, with its initial flags, the events that
+    report its arrival there and how it meets the inbox's quota."""
 
     mailbox_id: int
     flags: tuple[str, ...] = ()
     notices: tuple[Notice, ...] = ()
+    quota: QuotaRule = QuotaRule.FIT
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An inbox's storage (RFC 9208 STORAGE): what its messages take over all its mailboxes
+    (each entry counted, as IMAP's RFC822.SIZE), and its limit; both in bytes, limit 0: none."""
+
+    used: int
+    limit: int
+
+    @property
+    def full(self) -> bool:
+        return 0 < self.limit <= self.used
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, exists, insert, or_, select, update
+from sqlalchemy import case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -196,10 +196,13 @@ async def bump_mailbox(
     modseq: int,
     uidnext: int | None = None,
     keywords: str = "",
+    added_size: int = 0,
 ) -> None:
     values: dict[str, Any] = {"highestmodseq": modseq}
     if uidnext is not None:
         values["uidnext"] = uidnext
+    if added_size:
+        values["size"] = mailboxes.c.size + added_size
     if keywords:
         known = set(box.keywords)
         fresh = set(keywords.split()) - known
@@ -256,7 +259,17 @@ async def insert_mailbox(
 
 
 async def remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: int) -> None:
+    """Expunge entries of a locked mailbox, recording them and taking their size off its own."""
+    freed = 0
     for chunk in chunks(uids, 500):
+        freed += int(
+            await conn.scalar(
+                select(func.coalesce(func.sum(messages.c.size), 0))
+                .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
+                .where(entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(chunk))
+            )
+            or 0
+        )
         await conn.execute(
             delete(entries).where(entries.c.mailbox_id == mailbox_id, entries.c.uid.in_(chunk))
         )
@@ -268,6 +281,12 @@ async def remove_entries(conn: Conn, mailbox_id: int, uids: list[int], modseq: i
             for u in uids
         ],
     )
+    if freed:
+        await conn.execute(
+            update(mailboxes)
+            .where(mailboxes.c.id == mailbox_id)
+            .values(size=mailboxes.c.size - freed)
+        )
 
 
 async def collect_garbage(conn: Conn, blob_ids: set[int]) -> None:

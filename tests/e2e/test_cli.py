@@ -110,6 +110,33 @@ def test_inbox_and_key_lifecycle(cli: CLI) -> None:
     assert cli.ok("inbox", "list").split() == ["alice@example.test", "pod", "default"]
 
 
+def test_inbox_quota(cli: CLI) -> None:
+    cli.ok("inbox", "create", "quota@example.test")
+    shown = cli.json("inbox", "quota", "Quota@example.test")
+    assert shown == {"inbox": "quota@example.test", "used": 0, "limit": 0}
+    assert cli.json("inbox", "quota", "quota@example.test", "500K")["limit"] == 500 * 1024
+    assert cli.ok("inbox", "quota", "quota@example.test") == (
+        "inbox quota@example.test: 0 bytes used, quota 512000 bytes\n"
+    )
+    assert cli.json("inbox", "quota", "quota@example.test", "0")["limit"] == 0
+    assert "no limit" in cli.ok("inbox", "quota", "quota@example.test")
+    # "default" follows [limits] inbox_quota, whatever it is when mail arrives.
+    assert cli.json("inbox", "quota", "quota@example.test", "default")["limit"] == 0
+    with_default = clean_env(MAILGATE_LIMITS_INBOX_QUOTA="2048")
+    done = cli("inbox", "quota", "quota@example.test", "--json", env=with_default)
+    assert json.loads(done.stdout)["limit"] == 2048, done.stderr
+    assert "no inbox" in cli.fails("inbox", "quota", "nobody@example.test", "1M")
+    for bad in ("-1", "12X", "1.5G", "M"):
+        done = cli("inbox", "quota", "quota@example.test", bad)
+        assert done.returncode == EXIT_CONFIG, bad
+        assert "is not a size" in done.stderr
+    done = cli(
+        "inbox", "quota", "quota@example.test", env=clean_env(MAILGATE_LIMITS_INBOX_QUOTA="-1")
+    )
+    assert done.returncode == EXIT_CONFIG
+    assert "[limits] inbox_quota" in one_line(done.stderr)
+
+
 def test_pod_lifecycle(cli: CLI) -> None:
     created = cli.json("pod", "create", "acme")
     assert created["name"] == "acme"

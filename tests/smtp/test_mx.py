@@ -247,6 +247,46 @@ def test_too_many_recipients_is_452_4_5_3(limited: Server) -> None:
         s.expect(f"RCPT TO:<{third.address}>", "452 4.5.3")
 
 
+def test_a_repeated_rcpt_counts_but_the_message_arrives_once(limited: Server) -> None:
+    first, second = limited.account(), limited.account()
+    with connect(limited) as s:
+        s.expect(f"MAIL FROM:<{SENDER}>", "250 2.1.0")
+        s.expect(f"RCPT TO:<{first.address}>", "250 2.1.5")
+        s.expect(f"RCPT TO:<{first.address.upper()}>", "250 2.1.5")
+        s.expect(f"RCPT TO:<{second.address}>", "452 4.5.3")
+        s.expect("DATA", "354")
+        s.send(dot_stuff(mail_from_sender(first.address)) + b".\r\n")
+        assert s.read_reply().line.startswith("250 2.0.0")
+    only(limited, first, "INBOX")
+    assert nothing_stored(limited, second)
+
+
+# ------------------------------------------------------------------------------ quota
+
+
+def test_a_full_inbox_is_552_5_2_2_at_rcpt_and_the_others_get_the_message(
+    mx: Server, bob: Account
+) -> None:
+    full = mx.account()
+    mx.call(mx.store.set_inbox_quota(full.address, 1000))
+    # Not full yet: the message that fills it is taken whole (Dovecot's quota_grace).
+    big = make_message(SENDER, full.address, body="x" * 2000 + "\r\n")
+    assert deliver(mx, SENDER, [full.address], big).startswith("250 2.0.0")
+    with connect(mx) as s:
+        s.expect(f"MAIL FROM:<{SENDER}>", "250 2.1.0")
+        assert s.expect(f"RCPT TO:<{full.address}>", "552 5.2.2").has_enhanced_code()
+        s.expect(f"RCPT TO:<{bob.address}>", "250 2.1.5")
+        s.expect("DATA", "354")
+        s.send(dot_stuff(mail_from_sender(bob.address)) + b".\r\n")
+        assert s.read_reply().line.startswith("250 2.0.0")
+    only(mx, bob, "INBOX")
+    only(mx, full, "INBOX")
+    # Spam counts toward the quota too, and mail for Spam is refused alike.
+    with connect(mx, source=FORGER_IP) as s:
+        s.expect(f"MAIL FROM:<{SENDER}>", "250 2.1.0")
+        s.expect(f"RCPT TO:<{full.address}>", "552 5.2.2")
+
+
 # ------------------------------------------------------------------------------ allow and block
 
 

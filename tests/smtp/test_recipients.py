@@ -36,14 +36,31 @@ def test_recipient_limit_is_per_message(server: Server, account: Account) -> Non
         s.expect(f"MAIL FROM:<{account.address}>", "250 2.1.0")
         for rcpt in recipients:
             s.expect(f"RCPT TO:<{rcpt}>", "250 2.1.5")
-        reply = s.cmd(f"RCPT TO:<{recipients[0].upper()}>")
-        # A repeat of an accepted recipient is no new recipient.
-        assert reply.line.startswith("250 2.1.5"), reply.text
         s.expect(f"RCPT TO:<{account.address}>", "452 4.5.3")
         s.expect("RSET", "250 2.0.0")
         # A new transaction has a fresh allowance.
         s.expect(f"MAIL FROM:<{account.address}>", "250 2.1.0")
         s.expect(f"RCPT TO:<{account.address}>", "250 2.1.5")
+
+
+def test_every_rcpt_counts_repeats_too_and_each_address_gets_one_copy(
+    server: Server, account: Account
+) -> None:
+    recipients = [server.account() for _ in range(25)]
+    addresses = [r.address for r in recipients]
+    with SMTPSession.login_as(server, account) as s:
+        s.expect(f"MAIL FROM:<{account.address}>", "250 2.1.0")
+        for address in addresses + [a.upper() for a in addresses]:
+            s.expect(f"RCPT TO:<{address}>", "250 2.1.5")
+        # The 51st RCPT is one too many, though it names a recipient already given.
+        s.expect(f"RCPT TO:<{addresses[0]}>", "452 4.5.3")
+        s.expect("DATA", "354")
+        s.send(dot_stuff(make_message(account.address, addresses, subject="repeats")) + b".\r\n")
+        reply = s.read_reply()
+        assert reply.line.startswith("250 2.0.0"), reply.text
+    for recipient in recipients:
+        assert mailbox_count(server, recipient) == 1, recipient.address
+    assert mailbox_count(server, account, "Sent") == 1
 
 
 def test_configured_limit(make_server: Callable[..., Server]) -> None:

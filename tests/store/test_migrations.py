@@ -227,3 +227,25 @@ def test_the_upgrade_to_save_dates_gives_stored_mail_its_internal_date(
     assert old.saved_date == arrived
     assert new.saved_date is not None
     assert new.saved_date >= before
+
+
+def test_the_upgrade_to_quotas_counts_the_mail_already_stored(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Revision 0018 starts each mailbox's size counter from the messages it holds, so an
+    inbox's usage is right from the first start after the upgrade."""
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    trash = run(store.get_mailbox(inbox.id, "Trash"))
+    run(store.append(box.id, message(1)))
+    run(store.append(box.id, message(2)))
+    run(store.copy(box.id, [(1, 1)], trash.id))
+    expected = 2 * len(message(1)) + len(message(2))
+    assert run(store.quota(inbox.id)).used == expected
+
+    downgrade(store, "0017")
+    run(store.close())
+
+    upgraded = open_store()
+    assert run(upgraded.quota(inbox.id)).used == expected
+    assert run(upgraded.quota(inbox.id)).limit == 0

@@ -122,6 +122,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ("MAILGATE_DATABASE_POOL_TIMEOUT", "2.5", "database", "pool_timeout", 2.5),
         ("MAILGATE_DATABASE_POOL_TIMEOUT", "3", "database", "pool_timeout", 3.0),
         ("MAILGATE_AUTH_FAILURE_DELAY", "0", "auth", "failure_delay", 0.0),
+        ("MAILGATE_LIMITS_INBOX_QUOTA", "1073741824", "limits", "inbox_quota", 1073741824),
         ("MAILGATE_SERVER_HOSTNAME", "mx.example.test", "server", "hostname", "mx.example.test"),
         ("MAILGATE_SERVER_DATA_DIR", "/var/lib/mg", "server", "data_dir", "/var/lib/mg"),
         # Strings are taken as they are, not parsed as TOML.
@@ -176,6 +177,8 @@ def assert_error(text: str, *fragments: str) -> None:
         ("[smtp]\nsubmission_port = 70000\n", ["[smtp] submission_port", "port"]),
         ("[smtp]\nmax_recipients = 0\n", ["[smtp] max_recipients", "greater than 0"]),
         ("[auth]\nlockout = -1\n", ["[auth] lockout", "0 or greater"]),
+        ("[limits]\ninbox_quota = -1\n", ["[limits] inbox_quota", "0 or greater"]),
+        ('[limits]\ninbox_quota = "1G"\n', ["[limits] inbox_quota", "integer"]),
         ("[database]\npool_timeout = nan\n", ["[database] pool_timeout"]),
         ("imap = 5\n", ["[imap]", "table"]),
     ],
@@ -197,6 +200,7 @@ def test_file_mistakes_name_the_setting(tmp_path: Path, toml: str, names: list[s
         ("MAILGATE_IMAP_TLSPORT", "1", ["MAILGATE_IMAP_TLSPORT", "[imap] tlsport", "unknown"]),
         ("MAILGATE_DATABASE_POOL_TIMEOUT", "soon", ["[database] pool_timeout", "number"]),
         ("MAILGATE_SMTP_MAX_RECIPIENTS", "-5", ["[smtp] max_recipients", "greater than 0"]),
+        ("MAILGATE_LIMITS_INBOX_QUOTA", "lots", ["[limits] inbox_quota", "integer"]),
     ],
 )
 def test_environment_mistakes_name_the_variable(var: str, raw: str, names: list[str]) -> None:

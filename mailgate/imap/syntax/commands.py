@@ -55,11 +55,13 @@ from mailgate.imap.syntax.values import (
     MailboxArg,
     ParseError,
     Qresync,
+    QuotaRoot,
     Rename,
     Request,
     Section,
     Select,
     SequenceSet,
+    SetQuota,
     Status,
     StoreFlags,
     UidExpunge,
@@ -75,6 +77,7 @@ _STATUS_ITEMS = frozenset(
         "HIGHESTMODSEQ",
         "SIZE",
         "DELETED",
+        "DELETED-STORAGE",  # RFC 9208 §4.2.2
         "MAILBOXID",  # RFC 8474 §4.2
     }
 )
@@ -583,6 +586,35 @@ def _enable(r: Reader, uid: bool) -> Enable:
     return Enable(dedupe(capabilities))
 
 
+MAX_NUMBER64 = 2**63 - 1  # RFC 9051's number64
+
+
+def _quota_root(r: Reader) -> str:
+    return r.astring().decode("utf-8", "replace")
+
+
+def _getquota(r: Reader, uid: bool) -> QuotaRoot:
+    r.sp()
+    root = _quota_root(r)
+    r.finish()
+    return QuotaRoot(root)
+
+
+def _setquota_resource(r: Reader) -> tuple[str, int]:
+    name = r.word()
+    r.sp()
+    return name, r.number(maximum=MAX_NUMBER64)
+
+
+def _setquota(r: Reader, uid: bool) -> SetQuota:
+    r.sp()
+    root = _quota_root(r)
+    r.sp()
+    limits = r.paren_list(_setquota_resource, empty_ok=True)
+    r.finish()
+    return SetQuota(root, tuple(limits))
+
+
 _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CAPABILITY": _no_args,
     "NOOP": _no_args,
@@ -614,6 +646,9 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "ID": _id,
     "UNSELECT": _no_args,
     "ENABLE": _enable,
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _mailbox_command,
+    "SETQUOTA": _setquota,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 

@@ -490,6 +490,21 @@ class Enable:
     capabilities: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaRoot:
+    """GETQUOTA (RFC 9208 §4.1.1)."""
+
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    """SETQUOTA (RFC 9208 §4.1.3): resource names (upper-cased) and limits."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
 Arguments = (
     Login
     | Authenticate
@@ -507,6 +522,8 @@ Arguments = (
     | UidExpunge
     | Id
     | Enable
+    | QuotaRoot
+    | SetQuota
     | None
 )
 
