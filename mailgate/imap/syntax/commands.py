@@ -9,6 +9,7 @@ nothing else, whatever the bytes) for anything malformed. No I/O, no server stat
 Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS (RFC 4315),
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
+COMPRESS (RFC 4978),
 BINARY (RFC 3516, FETCH only) and SASL-IR (RFC 4959). SEARCH has a module of its own
 (search.py); the tokens all commands share are read by reader.py.
 """
@@ -41,6 +42,7 @@ from mailgate.imap.syntax.values import (
     AppendMessage,
     Arguments,
     Authenticate,
+    Compress,
     CopyMove,
     Enable,
     Fetch,
@@ -527,6 +529,16 @@ def _enable(r: Reader, uid: bool) -> Enable:
     return Enable(dedupe(capabilities))
 
 
+def _compress(r: Reader, uid: bool) -> Compress:
+    r.sp()
+    mechanism = r.word()
+    r.finish()
+    # RFC 4978 §5: algorithm = "DEFLATE"; anything else is not the command's syntax.
+    if mechanism != "DEFLATE":
+        raise ParseError(f"Unknown compression mechanism {mechanism}; only DEFLATE is offered")
+    return Compress(mechanism)
+
+
 _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CAPABILITY": _no_args,
     "NOOP": _no_args,
@@ -558,6 +570,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "ID": _id,
     "UNSELECT": _no_args,
     "ENABLE": _enable,
+    "COMPRESS": _compress,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 

@@ -462,6 +462,13 @@ class Enable:
     capabilities: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """COMPRESS (RFC 4978): the mechanism, which the grammar allows to be DEFLATE only."""
+
+    mechanism: str
+
+
 Arguments = (
     Login
     | Authenticate
@@ -479,6 +486,7 @@ Arguments = (
     | UidExpunge
     | Id
     | Enable
+    | Compress
     | None
 )
 
