@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import Account, Server
 from tests.imap.helpers import append, fetches, message
-from tests.transcript import Transcript
+from tests.transcript import Transcript, sock_closed
 
 WAIT = 5.0
 
@@ -95,10 +95,12 @@ def test_commands_and_literals_both_ways(imap: Transcript) -> None:
     assert imap.ok("SEARCH ALL").lines(b"SEARCH") == [b"* SEARCH 1 2"]
 
 
-def test_second_compress_is_refused(imap: Transcript) -> None:
+def test_second_compress_is_refused_and_logout_ends_cleanly(imap: Transcript) -> None:
     compress(imap)
     imap.no("COMPRESS DEFLATE", code="COMPRESSIONACTIVE")
-    imap.ok("NOOP")
+    r = imap.ok("LOGOUT")
+    assert r.lines(b"BYE")
+    assert sock_closed(imap)
 
 
 @pytest.mark.parametrize(
