@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
-                                            outbound,inbound,stall,memory,api_memory,ws_memory,
-                                            mcp_memory,crash]
+                                            outbound,inbound,stall,memory,compress_memory,
+                                            api_memory,ws_memory,mcp_memory,crash]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -24,6 +24,8 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
   SPF/DKIM/DMARC evaluated by the server against the same loopback DNS server.
 - memory: server RSS/PSS per idle IMAP connection (TLS, logged in, INBOX selected, IDLE).
+- compress_memory: the same with COMPRESS=DEFLATE turned on before SELECT, beside plain ones
+  measured again on a fresh server.
 - api_send, api_idle: the HTTP API's twins of throughput and idle, run right after them: messages
   sent with the official agentmail SDK (N concurrent clients; one at a time to an idling client).
 - api_list: an inbox of thousands of messages paged through over the API, 100 a page, with the
@@ -94,6 +96,7 @@ import api_idle
 import api_list
 import api_memory
 import api_send
+import compress_memory
 import crash
 import crossnode
 import events
@@ -144,6 +147,7 @@ PHASES: tuple[Phase, ...] = (
     stall.PHASE,
     crash.PHASE,
     memory.PHASE,
+    compress_memory.PHASE,
     api_memory.PHASE,
     ws_memory.PHASE,
     mcp_memory.PHASE,

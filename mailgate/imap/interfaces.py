@@ -119,6 +119,13 @@ class Session(Protocol):
 
     def start_tls(self) -> None: ...
 
+    @property
+    def compressing(self) -> bool:
+        """COMPRESS=DEFLATE is active (RFC 4978)."""
+        ...
+
+    def start_compression(self) -> None: ...
+
     def close(self, reason: bytes) -> None:
         """Say BYE and hang up."""
         ...

@@ -22,12 +22,14 @@ import logging
 import re
 import socket
 import time
+import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory
 from twisted.mail.imap4 import IMAP4Server
+from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -36,6 +38,7 @@ from mailgate.config import Settings
 from mailgate.fairness import PerAddress
 from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
+from mailgate.imap.ext.compress import Deflating, Inflating
 from mailgate.imap.interfaces import LOGGED_IN, Holder, State
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
 from mailgate.imap.registry import REGISTRY
@@ -159,6 +162,7 @@ class IMAPServer(IMAP4Server):
     _closed = False  # no more output: we said BYE, or the connection is gone
     _address: str | None = None  # the client's, while it counts in the per-address limit
     _lost = False  # the connection is gone
+    _inflating: Inflating | None = None  # COMPRESS=DEFLATE is active (RFC 4978)
 
     def __init__(self, ctx: ServerContext, *, implicit_tls: bool) -> None:
         super().__init__(contextFactory=None if implicit_tls else ctx.tls_factory)
@@ -234,7 +238,12 @@ class IMAPServer(IMAP4Server):
         limit = settings.autologout if logged_in else settings.preauth_timeout
         if now - self.last_activity > limit:
             self.close(b"Autologout; idle for too long")
-        elif self.holder is not None:
+            return
+        if self._inflating is not None and now - self.last_activity >= SWEEP_INTERVAL:
+            # A quiet client: its decompressor's window is the biggest thing an idle
+            # compressed session would hold.
+            self._inflating.rest()
+        if self.holder is not None:
             self.holder.tick(self, now)
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -321,6 +330,7 @@ class IMAPServer(IMAP4Server):
             b"WITHIN",
             b"SAVEDATE",
             b"PREVIEW",
+            b"COMPRESS=DEFLATE",
         ]
 
     # ---------------------------------------------------------------- output
@@ -346,6 +356,30 @@ class IMAPServer(IMAP4Server):
             await self._gate.wait()
 
     # ---------------------------------------------------------------- framing
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes off the wire (from TLS); with COMPRESS active they are deflate."""
+        inflating = self._inflating
+        if inflating is None:
+            super().dataReceived(data)
+            return
+        try:
+            for plain in inflating.inflate(data):
+                LineReceiver.dataReceived(self, plain)
+                if self.paused or self._closed:
+                    # The rest waits, still compressed, until resumeProducing asks again.
+                    return
+        except zlib.error as exc:
+            log.info("IMAP client sent a bad compressed stream: %s", exc)
+            self._inflating = None
+            self.close(b"Bad compressed data")
+
+    def setLineMode(self, extra: bytes = b"") -> None:
+        # `extra` is plain text already (what followed a literal): it must not go through
+        # dataReceived, which decompresses.
+        self.line_mode = 1
+        if extra:
+            LineReceiver.dataReceived(self, extra)
 
     def lineReceived(self, line: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -563,6 +597,20 @@ class IMAPServer(IMAP4Server):
         self.transport.startTLS(self.context.tls_factory)
         self.startedTLS = True
 
+    @property
+    def compressing(self) -> bool:
+        return self._inflating is not None
+
+    def start_compression(self) -> None:
+        """RFC 4978: compress both ways from the byte after COMPRESS's tagged OK. What the
+        client sent after the command is compressed already (the parser only held it)."""
+        self.flush()
+        pending = self.clearLineBuffer()
+        self.transport = Deflating(self.transport)
+        self._inflating = Inflating()
+        if pending:
+            self.dataReceived(pending)
+
 
 def _wrong_state(current: State, allowed: State) -> str:
     if allowed & LOGGED_IN and current is State.NOT_AUTHENTICATED:
@@ -639,6 +687,7 @@ def load_commands() -> None:
     )
     from mailgate.imap.ext import (  # noqa: F401
         client_id,
+        compress,
         enable,
         idle,
         move,

@@ -10,8 +10,8 @@ Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS 
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
 BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
-PREVIEW (RFC 8970) and SASL-IR (RFC 4959). SEARCH has a module of its own (search.py); the
-tokens all commands share are read by reader.py.
+PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959). SEARCH has a
+module of its own (search.py); the tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from mailgate.imap.syntax.values import (
     Arguments,
     Authenticate,
     CatenatePart,
+    Compress,
     CopyMove,
     Enable,
     Fetch,
@@ -615,6 +616,16 @@ def _setquota(r: Reader, uid: bool) -> SetQuota:
     return SetQuota(root, tuple(limits))
 
 
+def _compress(r: Reader, uid: bool) -> Compress:
+    r.sp()
+    mechanism = r.word()
+    r.finish()
+    # RFC 4978 §5: algorithm = "DEFLATE"; anything else is not the command's syntax.
+    if mechanism != "DEFLATE":
+        raise ParseError(f"Unknown compression mechanism {mechanism}; only DEFLATE is offered")
+    return Compress(mechanism)
+
+
 _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CAPABILITY": _no_args,
     "NOOP": _no_args,
@@ -649,6 +660,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _mailbox_command,
     "SETQUOTA": _setquota,
+    "COMPRESS": _compress,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 

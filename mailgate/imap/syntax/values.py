@@ -505,6 +505,12 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+class Compress:
+    """COMPRESS (RFC 4978): the mechanism, which the grammar allows to be DEFLATE only."""
+
+    mechanism: str
+
+
 Arguments = (
     Login
     | Authenticate
@@ -524,6 +530,7 @@ Arguments = (
     | Enable
     | QuotaRoot
     | SetQuota
+    | Compress
     | None
 )
 

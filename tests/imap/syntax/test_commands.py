@@ -12,6 +12,7 @@ from mailgate.imap.syntax.values import (
     AppendMessage,
     Authenticate,
     CatenatePart,
+    Compress,
     CopyMove,
     Enable,
     Fetch,
@@ -546,6 +547,18 @@ def test_enable() -> None:
     assert args(b"a ENABLE condstore UTF8=ACCEPT CONDSTORE") == Enable(("CONDSTORE", "UTF8=ACCEPT"))
     assert error(b"a ENABLE").message == "Missing argument"
     assert error(b"a ENABLE (CONDSTORE)").message == "Expected an atom"
+
+
+def test_compress() -> None:
+    assert args(b"a COMPRESS deflate") == Compress("DEFLATE")
+    assert error(b"a COMPRESS").message == "Missing argument"
+    assert error(b"a COMPRESS GZIP").message == (
+        "Unknown compression mechanism GZIP; only DEFLATE is offered"
+    )
+    assert error(b"a COMPRESS DEFLATE DEFLATE").message == (
+        "Unexpected characters at end of command"
+    )
+    assert error(b'a COMPRESS "DEFLATE"').message == "Expected an atom"
 
 
 # ----------------------------------------------------------------------------- FETCH
