@@ -505,6 +505,7 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
 class Compress:
     """COMPRESS (RFC 4978): the mechanism, which the grammar allows to be DEFLATE only."""
 
