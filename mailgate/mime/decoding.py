@@ -88,5 +88,28 @@ def decode_transfer(data: bytes, encoding: bytes) -> bytes:
     if encoding == b"base64":
         return _b64decode(data)
     if encoding == b"quoted-printable":
-        return binascii.a2b_qp(data)
+        return decode_quoted_printable(data)
     return data
+
+
+_QP_OCTET = re.compile(rb"=([0-9A-Fa-f]{2})")
+_LINE_BREAK = re.compile(rb"(\r?\n)")
+
+
+def _octet(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def decode_quoted_printable(data: bytes) -> bytes:
+    """Quoted-printable as RFC 2045 §6.7 has it (binascii.a2b_qp keeps the trailing white space
+    of a line, which is transport padding, and misses "=" followed by it as a soft break).
+    Line breaks are kept as they come, CRLF or a bare LF."""
+    pieces = _LINE_BREAK.split(data)  # line, break, line, break, ..., line
+    out: list[bytes] = []
+    for i in range(0, len(pieces), 2):
+        line = pieces[i].rstrip(b" \t")
+        soft = line.endswith(b"=")
+        out.append(_QP_OCTET.sub(_octet, line[:-1] if soft else line))
+        if not soft and i + 1 < len(pieces):
+            out.append(pieces[i + 1])
+    return b"".join(out)

@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from mailgate.mime.addresses import Address, parse_addresses
-from mailgate.mime.decoding import decode_words, encode_utf8
+from mailgate.mime.decoding import decode_quoted_printable, decode_words, encode_utf8
 from mailgate.mime.headers import (
     MAX_STRUCTURED,
     first_fields,
@@ -348,27 +348,6 @@ _CTE = frozenset({b"content-transfer-encoding"})
 _IDENTITY = frozenset({b"", b"7bit", b"8bit", b"binary"})
 
 
-_QP_OCTET = re.compile(rb"=([0-9A-Fa-f]{2})")
-
-
-def _octet(m: re.Match[bytes]) -> bytes:
-    return bytes((int(m.group(1), 16),))
-
-
-def _decode_qp(data: bytes) -> bytes:
-    """Quoted-printable as RFC 2045 §6.7 has it (binascii.a2b_qp keeps the trailing white space
-    of a line, which is transport padding, and misses "=" followed by it as a soft break)."""
-    lines = data.split(b"\r\n")
-    out: list[bytes] = []
-    for i, line in enumerate(lines):
-        line = line.rstrip(b" \t")
-        soft = line.endswith(b"=")
-        out.append(_QP_OCTET.sub(_octet, line[:-1] if soft else line))
-        if not soft and i < len(lines) - 1:
-            out.append(b"\r\n")
-    return b"".join(out)
-
-
 def binary_section(raw: bytes, parts: bytes, part: tuple[int, ...]) -> bytes | None:
     """The content of BINARY[part]: a leaf part's body with its transfer encoding undone; the
     whole message for ``()``, and a multipart or message/rfc822 part as it is (only leaves are
@@ -391,7 +370,7 @@ def binary_section(raw: bytes, parts: bytes, part: tuple[int, ...]) -> bytes | N
     if encoding in _IDENTITY:
         return content
     if encoding == b"quoted-printable":
-        return _decode_qp(content)
+        return decode_quoted_printable(content)
     if encoding == b"base64":
         try:
             return binascii.a2b_base64(content)

@@ -693,3 +693,13 @@ def test_html_to_text() -> None:
     assert html_to_text("<head><title>t</title><body>no end of head") == "no end of head"
     assert html_to_text("<style>never closed") == ""
     assert html_to_text("a < b and c > d") == "a < b and c > d"
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\n"])
+def test_quoted_printable_is_decoded_as_rfc_2045_says(newline: bytes) -> None:
+    """Trailing white space is transport padding and "=" before it is still a soft break
+    (binascii.a2b_qp keeps the one and misses the other); line breaks stay as they come."""
+    encoded = newline.join([b"caf=C3=A9 au lait   ", b"one line= ", b"continued=", b"", b"end"])
+    assert decode_transfer(encoded, b"quoted-printable") == newline.join(
+        ["café au lait".encode(), b"one linecontinued", b"end"]
+    )
