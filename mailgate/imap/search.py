@@ -144,24 +144,24 @@ def _is_sent_date(key: SearchKey) -> bool:
     return isinstance(key, DateKey) and key.field == "sent"
 
 
-@command("SEARCH", State.SELECTED, expunges_ok=False)
-async def search(s: Session, request: Request) -> str:
-    args = request.args
-    assert isinstance(args, Search)
+async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int]], bool]:
+    """The messages of the selected mailbox that match a search program, as (seq, uid, modseq)
+    in mailbox order, and whether the program has a MODSEQ key. SORT and THREAD select their
+    messages with it too."""
     selected = s.selected
     assert selected is not None
-    need = needs(args.key)
-    with_modseq = _uses(args.key, _is_modseq)
+    with_modseq = _uses(key, _is_modseq)
     if with_modseq:
         enable_condstore(s)
+    need = needs(key)
     columns: set[str] = set()
     if need.headers:
         columns.add("header")
     # SENTBEFORE/SENTON/SENTSINCE read the Date: header, indexed at ingest as sent_date; the
     # fetch leaves it out (None: "no Date header") unless asked for.
-    if _uses(args.key, _is_sent_date):
+    if _uses(key, _is_sent_date):
         columns.add("sent_date")
-    if _uses(args.key, _is_object_id):
+    if _uses(key, _is_object_id):
         columns |= {"blob_id", "thread"}
     if need.body:
         columns |= {"header", "data"}
@@ -184,13 +184,20 @@ async def search(s: Session, request: Request) -> str:
                     continue
                 view = _View(row, seq, selected.is_recent(row.uid))
                 if need.body and row.size > BIG_MESSAGE:
-                    hit = await asyncio.to_thread(matches, args.key, view, largest_seq, largest_uid)
+                    hit = await asyncio.to_thread(matches, key, view, largest_seq, largest_uid)
                 else:
-                    hit = matches(args.key, view, largest_seq, largest_uid)
+                    hit = matches(key, view, largest_seq, largest_uid)
                 if hit:
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
+    return hits, with_modseq
 
+
+@command("SEARCH", State.SELECTED, expunges_ok=False)
+async def search(s: Session, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Search)
+    hits, with_modseq = await matching(s, args.key)
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     if args.returns is None:
         line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
@@ -200,28 +207,34 @@ async def search(s: Session, request: Request) -> str:
         s.untagged(line)
     else:
         modseqs = [m for _, _, m in hits] if with_modseq else None
-        s.untagged(_esearch(request, numbers, args.returns, modseqs))
+        s.untagged(esearch(request, numbers, args.returns, modseqs))
     return "SEARCH completed"
 
 
-def _esearch(
-    request: Request, numbers: list[int], returns: tuple[str, ...], modseqs: list[int] | None
+def esearch(
+    request: Request,
+    numbers: list[int],
+    returns: tuple[str, ...],
+    modseqs: list[int] | None,
+    *,
+    ordered: bool = False,
 ) -> bytes:
     """The ESEARCH response (RFC 4731). `numbers` ascend; `modseqs` are theirs when the
     search had a MODSEQ key, and then the response ends with the highest MODSEQ of the
     messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, or all of them for ALL and
-    COUNT."""
+    COUNT. `ordered`: `numbers` are in a SORT's order (ESORT, RFC 5267 §3), which MIN, MAX
+    and ALL keep: MIN is the first, MAX the last, ALL lists them in that order."""
     wanted = set(returns) or {"ALL"}
     parts = [f'(TAG "{request.tag}")'.encode()]
     if request.uid:
         parts.append(b"UID")
     if numbers:
         if "MIN" in wanted:
-            parts.append(b"MIN %d" % min(numbers))
+            parts.append(b"MIN %d" % (numbers[0] if ordered else min(numbers)))
         if "MAX" in wanted:
-            parts.append(b"MAX %d" % max(numbers))
+            parts.append(b"MAX %d" % (numbers[-1] if ordered else max(numbers)))
         if "ALL" in wanted:
-            parts.append(b"ALL " + uid_set(sorted(numbers)))
+            parts.append(b"ALL " + uid_set(numbers if ordered else sorted(numbers)))
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
     if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT"}:

@@ -307,6 +307,12 @@ class IMAPServer(IMAP4Server):
             b"LIST-EXTENDED",
             b"LIST-STATUS",
             b"ESEARCH",
+            b"SORT",
+            b"SORT=DISPLAY",
+            b"ESORT",
+            b"THREAD=ORDEREDSUBJECT",
+            b"THREAD=REFERENCES",
+            b"THREAD=REFS",
             b"MULTIAPPEND",
             b"CONDSTORE",
             b"QRESYNC",
@@ -628,6 +634,8 @@ def load_commands() -> None:
         noop,
         search,
         select,
+        sort,
+        thread,
     )
     from mailgate.imap.ext import client_id, enable, idle, move, namespace, unselect  # noqa: F401
 

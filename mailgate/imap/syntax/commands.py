@@ -10,7 +10,8 @@ Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS 
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
 BINARY (RFC 3516, FETCH only) and SASL-IR (RFC 4959). SEARCH has a module of its own
-(search.py); the tokens all commands share are read by reader.py.
+(search.py), and so have SORT and THREAD (sort.py); the tokens all commands share are read
+by reader.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mailgate.imap.syntax.reader import (
     dedupe,
 )
 from mailgate.imap.syntax.search import parse_search
+from mailgate.imap.syntax.sort import parse_sort, parse_thread
 from mailgate.imap.syntax.values import (
     Append,
     AppendMessage,
@@ -549,6 +551,8 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CLOSE": _no_args,
     "EXPUNGE": _expunge,
     "SEARCH": parse_search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
     "FETCH": _fetch,
     "STORE": _store,
     "COPY": _copy_move,
@@ -559,7 +563,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "UNSELECT": _no_args,
     "ENABLE": _enable,
 }
-_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})
 
 
 def parse_tag(chunks: Sequence[bytes]) -> str | None:
