@@ -73,9 +73,9 @@ def return_options(r: Reader) -> tuple[str, ...]:
     return dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
 
 
-def charset(r: Reader) -> str:
+def charset(raw: bytes) -> str:
     """A charset name we search in, upper-cased; another answers NO [BADCHARSET]."""
-    name = bytes(r.astring()).decode("ascii", "replace").upper()
+    name = bytes(raw).decode("ascii", "replace").upper()
     if name not in ("UTF-8", "US-ASCII"):
         # RFC 3501 §6.4.4: an unsupported charset is NO [BADCHARSET], not BAD.
         raise ParseError("Unsupported charset", code="BADCHARSET")
@@ -98,7 +98,7 @@ def parse_search(r: Reader, uid: bool) -> Search:
         word = r.match(ATOM)
     if word is not None and word.upper() == b"CHARSET":
         r.sp()
-        name = charset(r)
+        name = charset(r.astring())
         r.sp()
     else:
         r.pos = mark

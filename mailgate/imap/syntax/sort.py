@@ -43,9 +43,11 @@ def _search_criteria(r: Reader) -> tuple[str, SearchKey]:
     if r.at_end():
         raise ParseError("Missing charset")
     r.sp()
-    name = charset(r)
+    raw = r.astring()
+    # A command cut short is BAD whatever its last word, not NO for an unknown charset.
     if r.at_end():
         raise ParseError("Missing search criteria")
+    name = charset(raw)
     r.sp()
     return name, search_program(r)
 

@@ -1,0 +1,43 @@
+"""The THREAD algorithms without a server: threads nested deeper than Python's recursion limit
+(a mailbox's headers decide the depth) are built and written out without recursing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from mailgate.imap.threading import Message, ordered_subject, references, thread_list
+
+
+async def _no_pause() -> None:
+    return None
+
+
+def _comb(count: int) -> list[Message]:
+    """Chain message i (sequence 2i-1) has two replies: the next of the chain, and a leaf
+    (sequence 2i) older than that next one."""
+    messages = []
+    for i in range(1, count + 1):
+        parent = (f"<s{i - 1}@t>",) if i > 1 else ()
+        messages.append(Message(2 * i - 1, 2 * i, "CHAIN", i > 1, f"<s{i}@t>", parent))
+        messages.append(Message(2 * i, 2 * i + 1, "LEAF", True, f"<l{i}@t>", (f"<s{i}@t>",)))
+    return messages
+
+
+def test_a_thread_deeper_than_the_recursion_limit() -> None:
+    count = sys.getrecursionlimit() + 100
+    roots = asyncio.run(references(_comb(count), _no_pause))
+    expected = f"{2 * count - 1} {2 * count}"
+    for i in range(count - 1, 0, -1):
+        expected = f"{2 * i - 1} ({2 * i})({expected})"
+    assert thread_list(roots, lambda m: m.seq) == b"(" + expected.encode() + b")"
+
+
+def test_refs_on_the_same_thread() -> None:
+    roots = asyncio.run(references(_comb(3), _no_pause, refs=True))
+    assert thread_list(roots, lambda m: m.seq) == b"(1 (2)(3 (4)(5 6)))"
+
+
+def test_orderedsubject_groups_by_subject_then_date() -> None:
+    roots = ordered_subject(_comb(3))
+    assert thread_list(roots, lambda m: m.seq) == b"(1 (3)(5))(2 (4)(6))"
