@@ -8,7 +8,13 @@ from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
 from mailgate.imap.sort import choose
 from mailgate.imap.syntax.values import Request, Thread
-from mailgate.imap.threading import Message, ordered_subject, references, thread_list
+from mailgate.imap.threading import (
+    STEP_EVERY,
+    Message,
+    ordered_subject,
+    references,
+    thread_list,
+)
 
 _COLUMNS = ("date", "subject", "reply", "msgid", "in_reply_to", "references")
 
@@ -21,14 +27,15 @@ async def thread(s: Session, request: Request) -> str:
     messages = []
     uids: dict[int, int] = {}
     with Pace() as pace:
-        for seq, (uid, date, subject, reply, msgid, in_reply_to, refs) in zip(
-            chosen.seqs, chosen.rows, strict=True
+        for n, (seq, (uid, date, subject, reply, msgid, in_reply_to, refs)) in enumerate(
+            zip(chosen.seqs, chosen.rows, strict=True)
         ):
             # RFC 5256 §3 step 1: the References, else In-Reply-To's first msg-id.
             chain = tuple(refs.split()) if refs else ((in_reply_to,) if in_reply_to else ())
             messages.append(Message(seq, date, subject, bool(reply), msgid, chain))
             uids[seq] = uid
-            await pace.step()
+            if n % STEP_EVERY == 0:
+                await pace.step()
         if args.algorithm == "ORDEREDSUBJECT":
             roots = ordered_subject(messages)
         else:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Step = Callable[[], Awaitable[None]]
+# Messages handled between two calls of `step`.
+STEP_EVERY = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    # A tuple: ten thousand are made per THREAD, and a frozen dataclass is slower to make.
     seq: int
     date: int  # sent date, else INTERNALDATE (UTC seconds): RFC 5256 §2.2
     subject: str  # base subject, casemapped (mime/sortkeys.py)
@@ -39,7 +42,8 @@ class Node:
         node = self
         while node.message is None:
             node = node.children[0]
-        return node.message.date, node.message.seq
+        message = node.message
+        return message[1], message[0]  # (date, seq), by index: faster than by name
 
 
 def ordered_subject(messages: list[Message]) -> list[Node]:
@@ -111,7 +115,8 @@ async def references(messages: list[Message], step: Step, *, refs: bool = False)
             node.parent = None
         if above is not None and not _is_ancestor(node, above):
             _link(above, node)
-        await step()
+        if len(nodes) % STEP_EVERY == 0:
+            await step()
     # Step 2: the roots.
     roots = [n for n in nodes if n.parent is None]
     roots = await _prune(roots, step)
@@ -255,30 +260,28 @@ def _newest(root: Node) -> tuple[int, int]:
 def thread_list(roots: list[Node], number: Callable[[Message], int]) -> bytes:
     """The THREAD response's data (RFC 5256 §4): a thread-list per root; a member with one
     child is followed by it ("1 2"), one with several by a thread-list each ("1 (2)(3)")."""
-    out: list[bytes] = []
-    work: list[bytes | Node] = []
+    out: list[str] = []
+    work: list[str | Node] = []
     for root in reversed(roots):
-        work += [b")", root, b"("]
+        work += [")", root, "("]
     while work:
         item = work.pop()
-        if isinstance(item, bytes):
+        if isinstance(item, str):
             out.append(item)
             continue
         node: Node = item
         first = True
         while True:
             if node.message is not None:
-                if not first:
-                    out.append(b" ")
-                out.append(b"%d" % number(node.message))
+                out.append(f"{number(node.message)}" if first else f" {number(node.message)}")
                 first = False
             if len(node.children) == 1:
                 node = node.children[0]
                 continue
             if node.children:
                 if not first:
-                    out.append(b" ")
+                    out.append(" ")
                 for child in reversed(node.children):
-                    work += [b")", child, b"("]
+                    work += [")", child, "("]
             break
-    return b"".join(out)
+    return "".join(out).encode("ascii")
