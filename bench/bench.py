@@ -106,6 +106,7 @@ import mcp_notify
 import memory
 import outbound
 import reference
+import sort
 import stall
 import throughput
 import webhooks
@@ -139,6 +140,7 @@ PHASES: tuple[Phase, ...] = (
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
+    sort.PHASE,
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
@@ -160,6 +162,8 @@ FULL = Counts(
     outbound_messages=500,
     inbound_messages=500,
     stall_messages=20000,
+    sort_messages=10000,
+    sort_runs=20,
     list_messages=2000,
     list_runs=5,
     api_connections=500,
@@ -179,6 +183,8 @@ QUICK = Counts(
     outbound_messages=80,
     inbound_messages=80,
     stall_messages=2000,
+    sort_messages=1000,
+    sort_runs=5,
     list_messages=300,
     list_runs=3,
     api_connections=200,
@@ -286,6 +292,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fetch-messages", type=int, help="fetch: mailbox size (1000)")
     p.add_argument("--stall-messages", type=int, help="stall: mailbox size (20000)")
     p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
+    p.add_argument("--sort-messages", type=int, help="sort: mailbox size (10000)")
+    p.add_argument("--sort-runs", type=int, help="sort: repetitions of each command (20)")
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
     p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
@@ -351,6 +359,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         outbound_messages=args.outbound_messages or base.outbound_messages,
         inbound_messages=args.inbound_messages or base.inbound_messages,
         stall_messages=args.stall_messages or base.stall_messages,
+        sort_messages=args.sort_messages or base.sort_messages,
+        sort_runs=args.sort_runs or base.sort_runs,
         list_messages=args.list_messages or base.list_messages,
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,
