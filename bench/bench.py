@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
-                                            outbound,inbound,stall,memory,api_memory,ws_memory,
-                                            mcp_memory,crash]
+                                            sort,outbound,inbound,stall,memory,api_memory,
+                                            ws_memory,mcp_memory,crash]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -19,6 +19,7 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - crossnode (--nodes 2 or more, PostgreSQL): the same, submitting through the first node and
   idling on the last, so the change travels by LISTEN/NOTIFY.
 - fetch: the header-sync FETCHes a mail client runs on opening a folder of 1,000 messages.
+- sort: SORT and THREAD over a mailbox of 10,000 messages, and a NOOP's wait meanwhile.
 - outbound: mail submitted for another domain, DKIM-signed by the server's delivery worker and
   delivered to a local SMTP sink found through MX records on a loopback DNS server.
 - inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
@@ -56,8 +57,8 @@ With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, eac
 data directory and ports; the throughput clients are spread over them round-robin, and the other
 single-server phases run on the first node.
 
-With --reference, throughput, idle, fetch and memory also run against Dovecot + Postfix started
-here for the run (reference.py), and the summary shows both side by side.
+With --reference, throughput, idle, fetch, sort and memory also run against Dovecot + Postfix
+started here for the run (reference.py), and the summary shows both side by side.
 
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
