@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 Step = Callable[[], Awaitable[None]]
-# Messages handled between two calls of `step`.
+# Messages (or nodes walked) handled between two calls of `step`.
 STEP_EVERY = 256
 
 
@@ -61,14 +61,17 @@ def ordered_subject(messages: list[Message]) -> list[Node]:
     return roots
 
 
-def _is_ancestor(candidate: Node, node: Node) -> bool:
-    """Whether `candidate` is `node` or above it."""
+def _is_ancestor(candidate: Node, node: Node) -> tuple[bool, int]:
+    """Whether `candidate` is `node` or above it, and how many nodes were looked at (a chain
+    of references may be thousands deep: the caller paces by it)."""
     walk: Node | None = node
+    walked = 0
     while walk is not None:
+        walked += 1
         if walk is candidate:
-            return True
+            return True, walked
         walk = walk.parent
-    return False
+    return False, walked
 
 
 def _link(parent: Node, child: Node) -> None:
@@ -83,6 +86,7 @@ async def references(messages: list[Message], step: Step, *, refs: bool = False)
     order of their newest message)."""
     by_id: dict[str, Node] = {}
     nodes: list[Node] = []  # every node, dummies included
+    work = 0  # since the last step: messages, and nodes looked at for loops
     for m in messages:
         # Step 1: a message with no Message-ID, or one an earlier message has, is unique.
         node = by_id.get(m.msgid) if m.msgid else None
@@ -101,21 +105,24 @@ async def references(messages: list[Message], step: Step, *, refs: bool = False)
             if here is None:
                 here = by_id[ref] = Node()
                 nodes.append(here)
-            if (
-                above is not None
-                and here.parent is None
-                and here is not node
-                and not _is_ancestor(here, above)
-            ):
-                _link(above, here)
+            if above is not None and here.parent is None and here is not node:
+                loop, walked = _is_ancestor(here, above)
+                work += walked
+                if not loop:
+                    _link(above, here)
             above = here
         # Step 1.B: the message's parent is its last reference, whatever was presumed before.
         if node.parent is not None:
             node.parent.children.remove(node)
             node.parent = None
-        if above is not None and not _is_ancestor(node, above):
-            _link(above, node)
-        if len(nodes) % STEP_EVERY == 0:
+        if above is not None:
+            loop, walked = _is_ancestor(node, above)
+            work += walked
+            if not loop:
+                _link(above, node)
+        work += 1
+        if work >= STEP_EVERY:
+            work = 0
             await step()
     # Step 2: the roots.
     roots = [n for n in nodes if n.parent is None]
@@ -170,7 +177,6 @@ async def _prune(roots: list[Node], step: Step) -> list[Node]:
 
 def _gather_by_subject(roots: list[Node]) -> list[Node]:
     """Step 5: threads whose subjects are the same are joined."""
-
     table: dict[str, Node] = {}
     for root in roots:
         subject = _subject(root)
@@ -182,13 +188,14 @@ def _gather_by_subject(roots: list[Node]) -> list[Node]:
             and (root.message is None or (_reply(held) and not _reply(root)))
         ):
             table[subject] = root
-    kept: list[Node] = []
+    gone: set[int] = set()  # ids of the roots now under another
+    stand_ins: dict[int, Node] = {}  # id of a root -> the dummy now holding it
     for root in roots:
         subject = _subject(root)
         held = table.get(subject) if subject else None
-        if held is None or held is root:
-            kept.append(root)
-            continue
+        if held is None or held is root or id(root) in stand_ins:
+            continue  # the thread of its subject, or under a dummy of it already
+        gone.add(id(root))
         if held.message is None and root.message is None:
             for child in root.children:
                 child.parent = held
@@ -199,19 +206,14 @@ def _gather_by_subject(roots: list[Node]) -> list[Node]:
             root.parent = held
             held.children.append(root)
         else:
-            # Neither is the other's reply: both go under a new dummy, where the held one was.
+            # Neither is the other's reply: both go under a new dummy, in the held one's place.
             dummy = Node()
-            at = kept.index(held) if held in kept else -1
             for member in (held, root):
                 member.parent = dummy
                 dummy.children.append(member)
             table[subject] = dummy
-            if at >= 0:
-                kept[at] = dummy
-            else:
-                # The held thread comes later in the roots: the dummy takes its place there.
-                roots[roots.index(held)] = dummy
-    return kept
+            stand_ins[id(held)] = dummy
+    return [stand_ins.get(id(r), r) for r in roots if id(r) not in gone]
 
 
 def _subject_message(root: Node) -> Message:

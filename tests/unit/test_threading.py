@@ -41,3 +41,28 @@ def test_refs_on_the_same_thread() -> None:
 def test_orderedsubject_groups_by_subject_then_date() -> None:
     roots = ordered_subject(_comb(3))
     assert thread_list(roots, lambda m: m.seq) == b"(1 (3)(5))(2 (4)(6))"
+
+
+def test_threads_of_one_subject_join_under_one_dummy() -> None:
+    """Three threads of one subject, none a reply: the first two go under a new dummy, and the
+    third joins that dummy (the subject table's thread comes after the first)."""
+    messages = [
+        Message(1, 30, "TOPIC", False, "<a@t>", ()),
+        Message(2, 10, "TOPIC", False, "<b@t>", ()),
+        Message(3, 20, "TOPIC", False, "<c@t>", ()),
+        Message(4, 5, "OTHER", False, "<d@t>", ()),
+    ]
+    roots = asyncio.run(references(messages, _no_pause))
+    assert thread_list(roots, lambda m: m.seq) == b"(4)((2)(3)(1))"
+
+
+def test_a_dummy_and_a_message_of_one_subject() -> None:
+    """A dummy thread (two replies to a missing message) and a later message of its subject:
+    the message goes under the dummy."""
+    messages = [
+        Message(1, 10, "TOPIC", True, "<a@t>", ("<gone@t>",)),
+        Message(2, 20, "TOPIC", True, "<b@t>", ("<gone@t>",)),
+        Message(3, 30, "TOPIC", False, "<c@t>", ()),
+    ]
+    roots = asyncio.run(references(messages, _no_pause))
+    assert thread_list(roots, lambda m: m.seq) == b"((1)(2)(3))"
