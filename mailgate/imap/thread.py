@@ -40,9 +40,9 @@ async def thread(s: Session, request: Request) -> str:
             roots = ordered_subject(messages)
         else:
             roots = await references(messages, pace.step, refs=args.algorithm == "REFS")
-    if request.uid:
-        data = thread_list(roots, lambda m: uids[m.seq])
-    else:
-        data = thread_list(roots, lambda m: m.seq)
+        if request.uid:
+            data = await thread_list(roots, lambda m: uids[m.seq], pace.step)
+        else:
+            data = await thread_list(roots, lambda m: m.seq, pace.step)
     s.untagged(b"THREAD " + data if data else b"THREAD")
     return "THREAD completed"

@@ -133,7 +133,7 @@ async def references(messages: list[Message], step: Step, *, refs: bool = False)
             root.children.sort(key=Node.order)
     roots.sort(key=Node.order)
     if not refs:
-        roots = _gather_by_subject(roots)
+        roots = await _gather_by_subject(roots, step)
     # Step 6: every set of siblings by date.
     await _sort_all(roots, step)
     if refs:
@@ -175,10 +175,12 @@ async def _prune(roots: list[Node], step: Step) -> list[Node]:
     return kept
 
 
-def _gather_by_subject(roots: list[Node]) -> list[Node]:
+async def _gather_by_subject(roots: list[Node], step: Step) -> list[Node]:
     """Step 5: threads whose subjects are the same are joined."""
     table: dict[str, Node] = {}
-    for root in roots:
+    for n, root in enumerate(roots):
+        if n % STEP_EVERY == 0:
+            await step()
         subject = _subject(root)
         if not subject:
             continue
@@ -190,7 +192,9 @@ def _gather_by_subject(roots: list[Node]) -> list[Node]:
             table[subject] = root
     gone: set[int] = set()  # ids of the roots now under another
     stand_ins: dict[int, Node] = {}  # id of a root -> the dummy now holding it
-    for root in roots:
+    for n, root in enumerate(roots):
+        if n % STEP_EVERY == 0:
+            await step()
         subject = _subject(root)
         held = table.get(subject) if subject else None
         if held is None or held is root or id(root) in stand_ins:
@@ -259,19 +263,23 @@ def _newest(root: Node) -> tuple[int, int]:
     return newest
 
 
-def thread_list(roots: list[Node], number: Callable[[Message], int]) -> bytes:
+async def thread_list(roots: list[Node], number: Callable[[Message], int], step: Step) -> bytes:
     """The THREAD response's data (RFC 5256 §4): a thread-list per root; a member with one
     child is followed by it ("1 2"), one with several by a thread-list each ("1 (2)(3)")."""
     out: list[str] = []
     work: list[str | Node] = []
     for root in reversed(roots):
         work += [")", root, "("]
+    written = 0
     while work:
         item = work.pop()
         if isinstance(item, str):
             out.append(item)
             continue
         node: Node = item
+        written += 1
+        if written % STEP_EVERY == 0:
+            await step()
         first = True
         while True:
             if node.message is not None:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from mailgate.imap.threading import Message, ordered_subject, references, thread_list
+from mailgate.imap.threading import Message, Node, ordered_subject, references, thread_list
 
 
 async def _no_pause() -> None:
     return None
+
+
+def _written(roots: list[Node]) -> bytes:
+    return asyncio.run(thread_list(roots, lambda m: m.seq, _no_pause))
 
 
 def _comb(count: int) -> list[Message]:
@@ -30,17 +34,17 @@ def test_a_thread_deeper_than_the_recursion_limit() -> None:
     expected = f"{2 * count - 1} {2 * count}"
     for i in range(count - 1, 0, -1):
         expected = f"{2 * i - 1} ({2 * i})({expected})"
-    assert thread_list(roots, lambda m: m.seq) == b"(" + expected.encode() + b")"
+    assert _written(roots) == b"(" + expected.encode() + b")"
 
 
 def test_refs_on_the_same_thread() -> None:
     roots = asyncio.run(references(_comb(3), _no_pause, refs=True))
-    assert thread_list(roots, lambda m: m.seq) == b"(1 (2)(3 (4)(5 6)))"
+    assert _written(roots) == b"(1 (2)(3 (4)(5 6)))"
 
 
 def test_orderedsubject_groups_by_subject_then_date() -> None:
     roots = ordered_subject(_comb(3))
-    assert thread_list(roots, lambda m: m.seq) == b"(1 (3)(5))(2 (4)(6))"
+    assert _written(roots) == b"(1 (3)(5))(2 (4)(6))"
 
 
 def test_threads_of_one_subject_join_under_one_dummy() -> None:
@@ -53,7 +57,7 @@ def test_threads_of_one_subject_join_under_one_dummy() -> None:
         Message(4, 5, "OTHER", False, "<d@t>", ()),
     ]
     roots = asyncio.run(references(messages, _no_pause))
-    assert thread_list(roots, lambda m: m.seq) == b"(4)((2)(3)(1))"
+    assert _written(roots) == b"(4)((2)(3)(1))"
 
 
 def test_a_dummy_and_a_message_of_one_subject() -> None:
@@ -65,4 +69,4 @@ def test_a_dummy_and_a_message_of_one_subject() -> None:
         Message(3, 30, "TOPIC", False, "<c@t>", ()),
     ]
     roots = asyncio.run(references(messages, _no_pause))
-    assert thread_list(roots, lambda m: m.seq) == b"((1)(2)(3))"
+    assert _written(roots) == b"((1)(2)(3))"
