@@ -1,5 +1,6 @@
 """What IMAP SORT and THREAD order messages by: per entry of a mailbox, the keys ingest computed
-(mime/sortkeys.py), read in one query and never from the messages' headers."""
+(mime/sortkeys.py), read in one query and never from the messages' headers. SORT has the database
+order the UIDs by them; THREAD reads them."""
 
 from __future__ import annotations
 
@@ -31,7 +32,34 @@ ORDER_KEYS: dict[str, Any] = {
 }
 
 
+# Keys compared as text. They are stored casemapped, so comparing their code points is the
+# i;ascii-casemap collation: SQLite's default (BINARY, on UTF-8) does; PostgreSQL's "C" does.
+_TEXT_KEYS = frozenset({"subject", "from", "to", "cc", "displayfrom", "displayto"})
+
+
 class Sorting(StoreBase):
+    async def sorted_uids(
+        self, mailbox_id: int, uids: UidRanges, order: Sequence[tuple[str, bool]]
+    ) -> list[int]:
+        """The UIDs of the entries in `uids` ordered by the named keys, each descending where
+        its flag says so, and by UID where they are all equal."""
+        terms = []
+        for name, descending in order:
+            key = ORDER_KEYS[name]
+            if name in _TEXT_KEYS and not self.db.is_sqlite:
+                key = key.collate("C")
+            terms.append(key.desc() if descending else key.asc())
+        where, post_filter = uid_filter(uids)
+        query = (
+            select(entries.c.uid)
+            .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
+            .where(entries.c.mailbox_id == mailbox_id, where)
+            .order_by(*terms, entries.c.uid)
+        )
+        async with self.db.read() as conn:
+            found = list((await conn.execute(query)).scalars())
+        return found if post_filter is None else [u for u in found if post_filter(u)]
+
     async def order_keys(
         self, mailbox_id: int, uids: UidRanges, keys: Sequence[str]
     ) -> list[tuple[Any, ...]]:
