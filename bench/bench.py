@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench.py [--quick]
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
-                                            outbound,inbound,stall,memory,compress_memory,
+                                            sort,outbound,inbound,stall,memory,compress_memory,
                                             api_memory,ws_memory,mcp_memory,crash]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
@@ -19,6 +19,7 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - crossnode (--nodes 2 or more, PostgreSQL): the same, submitting through the first node and
   idling on the last, so the change travels by LISTEN/NOTIFY.
 - fetch: the header-sync FETCHes a mail client runs on opening a folder of 1,000 messages.
+- sort: SORT and THREAD over a mailbox of 10,000 messages, and a NOOP's wait meanwhile.
 - outbound: mail submitted for another domain, DKIM-signed by the server's delivery worker and
   delivered to a local SMTP sink found through MX records on a loopback DNS server.
 - inbound: mail from another domain straight to the MX port, DKIM-signed by the benchmark, with
@@ -58,8 +59,8 @@ With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, eac
 data directory and ports; the throughput clients are spread over them round-robin, and the other
 single-server phases run on the first node.
 
-With --reference, throughput, idle, fetch and memory also run against Dovecot + Postfix started
-here for the run (reference.py), and the summary shows both side by side.
+With --reference, throughput, idle, fetch, sort and memory also run against Dovecot + Postfix
+started here for the run (reference.py), and the summary shows both side by side.
 
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
@@ -109,6 +110,7 @@ import mcp_notify
 import memory
 import outbound
 import reference
+import sort
 import stall
 import throughput
 import webhooks
@@ -142,6 +144,7 @@ PHASES: tuple[Phase, ...] = (
     api_list.PHASE,
     crossnode.PHASE,
     fetch.PHASE,
+    sort.PHASE,
     outbound.PHASE,
     inbound.PHASE,
     stall.PHASE,
@@ -164,6 +167,8 @@ FULL = Counts(
     outbound_messages=500,
     inbound_messages=500,
     stall_messages=20000,
+    sort_messages=10000,
+    sort_runs=20,
     list_messages=2000,
     list_runs=5,
     api_connections=500,
@@ -183,6 +188,8 @@ QUICK = Counts(
     outbound_messages=80,
     inbound_messages=80,
     stall_messages=2000,
+    sort_messages=1000,
+    sort_runs=5,
     list_messages=300,
     list_runs=3,
     api_connections=200,
@@ -290,6 +297,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fetch-messages", type=int, help="fetch: mailbox size (1000)")
     p.add_argument("--stall-messages", type=int, help="stall: mailbox size (20000)")
     p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
+    p.add_argument("--sort-messages", type=int, help="sort: mailbox size (10000)")
+    p.add_argument("--sort-runs", type=int, help="sort: repetitions of each command (20)")
     p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
     p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
@@ -355,6 +364,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         outbound_messages=args.outbound_messages or base.outbound_messages,
         inbound_messages=args.inbound_messages or base.inbound_messages,
         stall_messages=args.stall_messages or base.stall_messages,
+        sort_messages=args.sort_messages or base.sort_messages,
+        sort_runs=args.sort_runs or base.sort_runs,
         list_messages=args.list_messages or base.list_messages,
         list_runs=args.list_runs or base.list_runs,
         api_connections=args.api_connections or base.api_connections,

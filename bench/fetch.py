@@ -25,8 +25,11 @@ THUNDERBIRD_SYNC = (
 BODYSTRUCTURE_SYNC = b"UID FETCH 1:* (BODYSTRUCTURE)"
 
 
-def append_archive(imap: RawIMAP, owner: str, count: int, batch: int = 50) -> tuple[float, int]:
-    """APPEND `count` messages with LITERAL+, `batch` commands in flight; (seconds, bytes)."""
+def append_archive(
+    imap: RawIMAP, owner: str, count: int, batch: int = 50, mailbox: str = "INBOX"
+) -> tuple[float, int]:
+    """APPEND `count` messages to `mailbox` with LITERAL+, `batch` commands in flight;
+    (seconds, bytes)."""
     rng = random.Random(1993)
     total = 0
     t0 = time.perf_counter()
@@ -39,8 +42,8 @@ def append_archive(imap: RawIMAP, owner: str, count: int, batch: int = 50) -> tu
             tag = imap.tag()
             tags.append(tag)
             chunks.append(
-                b'%s APPEND INBOX (%s) "%s" {%d+}\r\n%s\r\n'
-                % (tag, flags.encode(), date.encode(), len(data), data)
+                b'%s APPEND %s (%s) "%s" {%d+}\r\n%s\r\n'
+                % (tag, mailbox.encode(), flags.encode(), date.encode(), len(data), data)
             )
         imap.send(b"".join(chunks))
         for tag in tags:

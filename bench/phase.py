@@ -25,6 +25,8 @@ class Counts:
     outbound_messages: int
     inbound_messages: int
     stall_messages: int
+    sort_messages: int  # sort: the mailbox SORT and THREAD run over
+    sort_runs: int
     list_messages: int  # api_list: the inbox's size
     list_runs: int
     api_connections: int  # api_memory: keep-alive HTTP connections

@@ -17,7 +17,6 @@ from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
-from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
@@ -171,39 +170,29 @@ def _is_saved_set(key: SearchKey) -> bool:
     return isinstance(key, SeqKey | UidKey) and key.sequence.saved
 
 
-@command("SEARCH", State.SELECTED, expunges_ok=False)
-async def search(s: Session, request: Request) -> str:
-    args = request.args
-    assert isinstance(args, Search)
+async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int]], bool]:
+    """The messages of the selected mailbox that match a search program, as (seq, uid, modseq)
+    in mailbox order, and whether the program has a MODSEQ key. SORT and THREAD select their
+    messages with it too."""
     selected = s.selected
     assert selected is not None
-    try:
-        return await _search(s, request, args, selected)
-    except Exception:
-        if args.returns is not None and "SAVE" in args.returns:
-            selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
-        raise
-
-
-async def _search(s: Session, request: Request, args: Search, selected: SelectedMailbox) -> str:
-    key = args.key
     if _uses(key, _is_saved_set):
         saved = SequenceSet(tuple(SeqRange(lo, hi) for lo, hi in selected.saved))
         key = _with_saved(key, saved)
-    need = needs(key)
-    with_modseq = _uses(args.key, _is_modseq)
+    with_modseq = _uses(key, _is_modseq)
     if with_modseq:
         enable_condstore(s)
+    need = needs(key)
     columns: set[str] = set()
     if need.headers:
         columns.add("header")
     # SENTBEFORE/SENTON/SENTSINCE read the Date: header, indexed at ingest as sent_date; the
     # fetch leaves it out (None: "no Date header") unless asked for.
-    if _uses(args.key, _is_sent_date):
+    if _uses(key, _is_sent_date):
         columns.add("sent_date")
     if _uses(key, _is_saved_date):
         columns.add("saved_date")
-    if _uses(args.key, _is_object_id):
+    if _uses(key, _is_object_id):
         columns |= {"blob_id", "thread"}
     if need.body:
         columns |= {"header", "data"}
@@ -233,7 +222,21 @@ async def _search(s: Session, request: Request, args: Search, selected: Selected
                 if hit:
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
+    return hits, with_modseq
 
+
+@command("SEARCH", State.SELECTED, expunges_ok=False)
+async def search(s: Session, request: Request) -> str:
+    args = request.args
+    assert isinstance(args, Search)
+    selected = s.selected
+    assert selected is not None
+    try:
+        hits, with_modseq = await matching(s, args.key)
+    except Exception:
+        if args.returns is not None and "SAVE" in args.returns:
+            selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
+        raise
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     returns = args.returns
     if returns is not None and "SAVE" in returns:
@@ -250,7 +253,7 @@ async def _search(s: Session, request: Request, args: Search, selected: Selected
         s.untagged(line)
     else:
         modseqs = [m for _, _, m in hits] if with_modseq else None
-        s.untagged(_esearch(request, numbers, returns, modseqs))
+        s.untagged(esearch(request, numbers, returns, modseqs))
     return "SEARCH completed"
 
 
@@ -273,24 +276,30 @@ def _saved(
     return tuple(ranges)
 
 
-def _esearch(
-    request: Request, numbers: list[int], returns: tuple[str, ...], modseqs: list[int] | None
+def esearch(
+    request: Request,
+    numbers: list[int],
+    returns: tuple[str, ...],
+    modseqs: list[int] | None,
+    *,
+    ordered: bool = False,
 ) -> bytes:
     """The ESEARCH response (RFC 4731). `numbers` ascend; `modseqs` are theirs when the
     search had a MODSEQ key, and then the response ends with the highest MODSEQ of the
     messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, or all of them for ALL and
-    COUNT."""
+    COUNT. `ordered`: `numbers` are in a SORT's order (ESORT, RFC 5267 §3), which MIN, MAX
+    and ALL keep: MIN is the first, MAX the last, ALL lists them in that order."""
     wanted = set(returns) or {"ALL"}
     parts = [f'(TAG "{request.tag}")'.encode()]
     if request.uid:
         parts.append(b"UID")
     if numbers:
         if "MIN" in wanted:
-            parts.append(b"MIN %d" % min(numbers))
+            parts.append(b"MIN %d" % (numbers[0] if ordered else min(numbers)))
         if "MAX" in wanted:
-            parts.append(b"MAX %d" % max(numbers))
+            parts.append(b"MAX %d" % (numbers[-1] if ordered else max(numbers)))
         if "ALL" in wanted:
-            parts.append(b"ALL " + uid_set(sorted(numbers)))
+            parts.append(b"ALL " + uid_set(numbers if ordered else sorted(numbers)))
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
     if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT"}:

@@ -316,6 +316,12 @@ class IMAPServer(IMAP4Server):
             b"LIST-EXTENDED",
             b"LIST-STATUS",
             b"ESEARCH",
+            b"SORT",
+            b"SORT=DISPLAY",
+            b"ESORT",
+            b"THREAD=ORDEREDSUBJECT",
+            b"THREAD=REFERENCES",
+            b"THREAD=REFS",
             b"MULTIAPPEND",
             b"CONDSTORE",
             b"QRESYNC",
@@ -684,6 +690,8 @@ def load_commands() -> None:
         noop,
         search,
         select,
+        sort,
+        thread,
     )
     from mailgate.imap.ext import (  # noqa: F401
         client_id,

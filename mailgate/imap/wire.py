@@ -62,7 +62,8 @@ def mailbox(name: str) -> bytes:
 
 
 def uid_set(uids: Iterable[int]) -> bytes:
-    """Compact sequence-set syntax for sorted numbers: 1:3,7,9:10 (used by COPYUID, ESEARCH)."""
+    """Compact sequence-set syntax: ascending runs become ranges, 1:3,7,9:10 (used by COPYUID,
+    ESEARCH; ESORT passes numbers in sort order, whose order it keeps)."""
     parts: list[str] = []
     start = prev = None
     for uid in uids:

@@ -1,7 +1,7 @@
 """class Store: the only door to the database. Every method is one use case, one transaction;
-the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search, queue,
-domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed logins, quotas),
-and Store adds opening, listening to other nodes and closing.
+the methods live with their aggregate (tenancy, mailboxes, entries, conversations, search,
+sorting, queue, domains, senders, the event outbox, metrics, webhooks, polling webhooks, failed
+logins, quotas), and Store adds opening, listening to other nodes and closing.
 
 UID and MODSEQ rules (DESIGN.md "The store"): every write transaction that touches a mailbox
 first locks that mailbox's row (mailboxes in ascending id order, so two writers never deadlock),
@@ -38,6 +38,7 @@ from mailgate.store.queue import Queue
 from mailgate.store.quota import Quotas
 from mailgate.store.search import Searching
 from mailgate.store.senders import Senders
+from mailgate.store.sorting import Sorting
 from mailgate.store.tenancy import Tenancy
 from mailgate.store.webhooks import Webhooks
 
@@ -51,6 +52,7 @@ class Store(
     Entries,
     Conversations,
     Searching,
+    Sorting,
     Queue,
     Domains,
     Senders,

@@ -16,6 +16,7 @@ from mailgate.mime.addresses import domain_of
 from mailgate.mime.apiview import Summary, attachments_to_json, search_text, summarize
 from mailgate.mime.headers import msg_ids, normalize_crlf
 from mailgate.mime.imapview import MessageIndex, index_message
+from mailgate.mime.sortkeys import sort_keys
 from mailgate.store import errors
 from mailgate.store.conversations import blob_message_id
 from mailgate.store.database import Conn, Database
@@ -38,9 +39,9 @@ MAX_MSG_ID = 998
 
 class Prepared:
     """A message ready to store: CRLF-normalised bytes, their hash, their IMAP index, what the
-    HTTP API lists about them and what its search matches."""
+    HTTP API lists about them, what its search matches and what IMAP SORT and THREAD compare."""
 
-    __slots__ = ("digest", "index", "raw", "search", "summary")
+    __slots__ = ("digest", "index", "raw", "search", "sort", "summary")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = normalize_crlf(raw)
@@ -49,6 +50,7 @@ class Prepared:
         summary = summarize(self.raw)
         self.summary = summary_columns(summary)
         self.search = search_values(self.raw, summary)
+        self.sort = sort_values(self.index.header)
 
 
 async def prepare(raw: bytes) -> Prepared:
@@ -209,6 +211,7 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         "sent_date_tz": tz_minutes(index.sent_date) if index.sent_date else 0,
         **dict(zip(("msgid", "in_reply_to", "refs"), thread_ids(index), strict=True)),
         **prepared.summary,
+        **prepared.sort,
         "created_at": now(),
     }
     dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
@@ -260,6 +263,20 @@ def summary_columns(summary: Summary) -> dict[str, str | None]:
         "reply_to": json.dumps(summary.reply_to),
         "preview": summary.preview,
         "attachments": attachments_to_json(summary.attachments),
+    }
+
+
+def sort_values(header: bytes) -> dict[str, str | bool]:
+    """The sort key columns of a message's header section (mime/sortkeys.py)."""
+    keys = sort_keys(header)
+    return {
+        "sort_subject": keys.subject,
+        "subject_reply": keys.reply,
+        "sort_from": keys.from_,
+        "sort_to": keys.to,
+        "sort_cc": keys.cc,
+        "sort_display_from": keys.display_from,
+        "sort_display_to": keys.display_to,
     }
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -163,6 +164,15 @@ messages = Table(
     Column("reply_to", Text, nullable=True),
     Column("preview", Text, nullable=True),
     Column("attachments", Text, nullable=False, server_default="[]"),
+    # What IMAP SORT and THREAD compare (mime/sortkeys.py): keys already casemapped; the
+    # subject's "it is a reply or forward" besides its base subject.
+    Column("sort_subject", Text, nullable=False, server_default=""),
+    Column("subject_reply", Boolean, nullable=False, server_default=false()),
+    Column("sort_from", Text, nullable=False, server_default=""),
+    Column("sort_to", Text, nullable=False, server_default=""),
+    Column("sort_cc", Text, nullable=False, server_default=""),
+    Column("sort_display_from", Text, nullable=False, server_default=""),
+    Column("sort_display_to", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_messages_msgid", "msgid"),
     Index("ix_messages_in_reply_to", "in_reply_to"),

@@ -24,6 +24,12 @@ AFTER_LOGIN = {
     "CONDSTORE",
     "QRESYNC",
     "CHILDREN",
+    "SORT",
+    "SORT=DISPLAY",
+    "ESORT",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "THREAD=REFS",
 }
 
 
@@ -48,6 +54,7 @@ def test_capability_after_login(imap: Transcript) -> None:
     caps = _capabilities(imap)
     assert set(caps) >= AFTER_LOGIN
     assert "AUTH=PLAIN" not in caps  # nothing left to authenticate
+    assert "CONTEXT=SORT" not in caps  # README: not implemented
     assert "APPENDLIMIT=10485760" in caps
     assert len(caps) == len(set(caps))
 

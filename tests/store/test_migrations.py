@@ -249,3 +249,26 @@ def test_the_upgrade_to_quotas_counts_the_mail_already_stored(
     upgraded = open_store()
     assert run(upgraded.quota(inbox.id)).used == expected
     assert run(upgraded.quota(inbox.id)).limit == 0
+
+
+def test_the_upgrade_to_sort_keys_fills_them_for_stored_mail(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Mail stored before revision 0019 gets its SORT and THREAD keys from its stored header when
+    the database is upgraded, as ingest computes them for new mail."""
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    raw = (
+        b"From: =?UTF-8?Q?=C3=89mile?= <emile@example.test>\r\nTo: bea@example.test\r\n"
+        b"Cc: Carl <carl@example.test>\r\nSubject: Re: [list] Fwd: budget (fwd)\r\n\r\nBody\r\n"
+    )
+    run(store.append(box.id, raw))
+    keys = ["subject", "reply", "from", "to", "cc", "displayfrom", "displayto"]
+    expected = (1, "BUDGET", True, "EMILE", "BEA", "CARL", "\xc9MILE", "BEA@EXAMPLE.TEST")
+    assert run(store.order_keys(box.id, [(1, 1)], keys)) == [expected]
+
+    downgrade(store, "0018")
+    run(store.close())
+
+    upgraded = open_store()
+    assert run(upgraded.order_keys(box.id, [(1, 1)], keys)) == [expected]

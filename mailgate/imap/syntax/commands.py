@@ -11,7 +11,8 @@ ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 581
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
 BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
 PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959). SEARCH has a
-module of its own (search.py); the tokens all commands share are read by reader.py.
+module of its own (search.py), and so have SORT and THREAD (sort.py); the tokens all commands
+share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mailgate.imap.syntax.reader import (
     dedupe,
 )
 from mailgate.imap.syntax.search import parse_search
+from mailgate.imap.syntax.sort import parse_sort, parse_thread
 from mailgate.imap.syntax.values import (
     Append,
     AppendMessage,
@@ -648,6 +650,8 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CLOSE": _no_args,
     "EXPUNGE": _expunge,
     "SEARCH": parse_search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
     "FETCH": _fetch,
     "STORE": _store,
     "COPY": _copy_move,
@@ -662,7 +666,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "SETQUOTA": _setquota,
     "COMPRESS": _compress,
 }
-_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})
 
 
 def parse_tag(chunks: Sequence[bytes]) -> str | None:

@@ -67,34 +67,44 @@ def _search_return(r: Reader) -> str:
     return option
 
 
+def return_options(r: Reader) -> tuple[str, ...]:
+    """The list after RETURN (RFC 4731 §3, RFC 5267 §3): MIN, MAX, ALL, COUNT."""
+    # RFC 4731 §3.1: an empty RETURN list means ALL.
+    return dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
+
+
+def charset(raw: bytes) -> str:
+    """A charset name we search in, upper-cased; another answers NO [BADCHARSET]."""
+    name = bytes(raw).decode("ascii", "replace").upper()
+    if name not in ("UTF-8", "US-ASCII"):
+        # RFC 3501 §6.4.4: an unsupported charset is NO [BADCHARSET], not BAD.
+        raise ParseError("Unsupported charset", code="BADCHARSET")
+    return name
+
+
 def parse_search(r: Reader, uid: bool) -> Search:
     # RFC 4731 §3: search = "SEARCH" [search-return-opts] SP search-criteria;
     # search-criteria = ["CHARSET" SP astring SP] search-key *(SP search-key)
     r.sp()
     returns: tuple[str, ...] | None = None
-    charset: str | None = None
+    name: str | None = None
     mark = r.pos
     word = r.match(ATOM)
     if word is not None and word.upper() == b"RETURN":
         r.sp()
-        # RFC 4731 §3.1: an empty RETURN list means ALL.
-        returns = dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
+        returns = return_options(r)
         r.sp()
         mark = r.pos
         word = r.match(ATOM)
     if word is not None and word.upper() == b"CHARSET":
         r.sp()
-        name = bytes(r.astring()).decode("ascii", "replace").upper()
-        if name not in ("UTF-8", "US-ASCII"):
-            # RFC 3501 §6.4.4: an unsupported charset is NO [BADCHARSET], not BAD.
-            raise ParseError("Unsupported charset", code="BADCHARSET")
-        charset = name
+        name = charset(r.astring())
         r.sp()
     else:
         r.pos = mark
-    key = _search_program(r)
+    key = search_program(r)
     r.finish()
-    return Search(charset, key, returns)
+    return Search(name, key, returns)
 
 
 # The search program is parsed without recursion, on an explicit stack of frames, so no input
@@ -187,7 +197,7 @@ def _reduce(stack: list[_Frame], key: SearchKey | _OrRun, depth: int) -> None:
         return
 
 
-def _search_program(r: Reader) -> SearchKey:
+def search_program(r: Reader) -> SearchKey:
     """search-key *(SP search-key), as one key (an And when there are several)."""
     stack = [_Frame(_ROOT)]
     parens = 0

@@ -441,6 +441,38 @@ class Search:
     returns: tuple[str, ...] | None = None
 
 
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES", "REFS")
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    key: str  # one of SORT_KEYS
+    reverse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """SORT (RFC 5256, RFC 5957 DISPLAYFROM/DISPLAYTO); ``returns`` is the ESORT RETURN list
+    (RFC 5267 §3), None for a classic SORT."""
+
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+    returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """THREAD (RFC 5256): ``algorithm`` is one of THREAD_ALGORITHMS."""
+
+    algorithm: str
+    charset: str
+    key: SearchKey
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     """FETCH. Macros are expanded; for UID FETCH a UID item is added when missing (RFC 3501
@@ -523,6 +555,8 @@ Arguments = (
     | Status
     | Append
     | Search
+    | Sort
+    | Thread
     | Fetch
     | StoreFlags
     | CopyMove

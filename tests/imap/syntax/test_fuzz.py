@@ -42,6 +42,8 @@ _VALID: list[list[bytes]] = [
     [b"c2 ENABLE CONDSTORE"],
     [b"c3 IDLE"],
     [b"c4 FETCH 2 FULL"],
+    [b"c5 UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 OR 1:3 FROM x"],
+    [b"c6 THREAD REFERENCES US-ASCII NOT DELETED"],
 ]
 _NOISE = [
     b" ",
@@ -137,6 +139,9 @@ _COMMAND_WORDS = [
     b"APPEND x ",
     b"SEARCH ",
     b"UID SEARCH ",
+    b"SORT ",
+    b"UID SORT (DATE) UTF-8 ",
+    b"THREAD REFS ",
     b"FETCH 1 ",
     b"UID FETCH * ",
     b"STORE 1 ",
@@ -160,6 +165,9 @@ _SEARCH_WORDS = [
     b"+FLAGS ",
     b"RETURN (MIN) ",
     b"CHARSET UTF-8 ",
+    b"(REVERSE ",
+    b"ARRIVAL) ",
+    b"UTF-8 ",
 ]
 
 
