@@ -240,7 +240,7 @@ async def search(s: Session, request: Request) -> str:
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     returns = args.returns
     if returns is not None and "SAVE" in returns:
-        selected.saved = _saved(hits, returns)
+        selected.saved = saved_ranges([uid for _, uid, _ in hits], returns)
         returns = tuple(r for r in returns if r != "SAVE")
         if not returns:
             # RFC 5182 §2.4: RETURN (SAVE) alone answers no ESEARCH.
@@ -257,18 +257,14 @@ async def search(s: Session, request: Request) -> str:
     return "SEARCH completed"
 
 
-def _saved(
-    hits: list[tuple[int, int, int]], returns: tuple[str, ...]
-) -> tuple[tuple[int, int], ...]:
-    """What SAVE keeps, as UID ranges: every hit, or with MIN and/or MAX but neither ALL nor
-    COUNT only those (RFC 5182 §2.4)."""
-    uids = [uid for _, uid, _ in hits]
+def saved_ranges(uids: list[int], returns: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """What RETURN (SAVE) keeps of a result's UIDs (in the command's order: mailbox order for
+    SEARCH, sort order for SORT), as UID ranges: every one, or with MIN and/or MAX but neither
+    ALL nor COUNT only the first and/or last (RFC 5182 §2.4, RFC 5267 §3)."""
     if uids and not {"ALL", "COUNT"} & set(returns) and {"MIN", "MAX"} & set(returns):
-        uids = sorted(
-            {*([uids[0]] if "MIN" in returns else []), *([uids[-1]] if "MAX" in returns else [])}
-        )
+        uids = [*([uids[0]] if "MIN" in returns else []), *([uids[-1]] if "MAX" in returns else [])]
     ranges: list[tuple[int, int]] = []
-    for uid in uids:
+    for uid in sorted(set(uids)):
         if ranges and ranges[-1][1] + 1 == uid:
             ranges[-1] = (ranges[-1][0], uid)
         else:

@@ -13,7 +13,7 @@ import bisect
 from mailgate.fairness import Pace
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
-from mailgate.imap.search import esearch, matching
+from mailgate.imap.search import esearch, matching, saved_ranges
 from mailgate.imap.syntax.values import All, Request, Sort
 
 # A sort key's stored column (store/sorting.py's names).
@@ -42,8 +42,14 @@ async def sort(s: Session, request: Request) -> str:
     assert selected is not None
     wanted: dict[int, tuple[int, int]] | None = None  # uid -> (seq, modseq); None: all
     with_modseq = False
+    saving = args.returns is not None and "SAVE" in args.returns
     if not isinstance(args.key, All):
-        hits, with_modseq = await matching(s, args.key)
+        try:
+            hits, with_modseq = await matching(s, args.key)
+        except Exception:
+            if saving:
+                selected.saved = ()  # RFC 5182 §2.4: a failed ... SAVE saves the empty set
+            raise
         wanted = {uid: (seq, modseq) for seq, uid, modseq in hits}
     # The database orders the UIDs (RFC 5256 §3: messages equal on every key in mailbox order,
     # which is UID order, REVERSE or not); here they become the session's numbers.
@@ -52,6 +58,7 @@ async def sort(s: Session, request: Request) -> str:
     ordered = await s.store.sorted_uids(selected.mailbox_id, ranges, order) if ranges else []
     uids = selected.uids
     numbers: list[int] = []
+    found: list[int] = []  # their UIDs, in sort order
     modseqs: list[int] = []
     with Pace() as pace:
         for n, uid in enumerate(ordered):
@@ -60,18 +67,27 @@ async def sort(s: Session, request: Request) -> str:
                 if at == len(uids) or uids[at] != uid:
                     continue  # arrived since, or expunged meanwhile: not the session's
                 numbers.append(uid if request.uid else at + 1)
+                found.append(uid)
             else:
-                found = wanted.get(uid)
-                if found is None:
+                if uid not in wanted:
                     continue
-                numbers.append(uid if request.uid else found[0])
-                modseqs.append(found[1])
+                seq, modseq = wanted[uid]
+                numbers.append(uid if request.uid else seq)
+                found.append(uid)
+                modseqs.append(modseq)
             if n % PACE_EVERY == 0:
                 await pace.step()
-    if args.returns is not None:
-        s.untagged(
-            esearch(request, numbers, args.returns, modseqs if with_modseq else None, ordered=True)
-        )
+    returns = args.returns
+    if returns is not None and saving:
+        # SEARCHRES with ESORT: the set of messages found; MIN and MAX, the first and last in
+        # sort order.
+        selected.saved = saved_ranges(found, returns)
+        returns = tuple(r for r in returns if r != "SAVE")
+        if not returns:
+            return "SORT completed, result saved"
+    if returns is not None:
+        shown = modseqs if with_modseq else None
+        s.untagged(esearch(request, numbers, returns, shown, ordered=True))
     else:
         line = b"SORT" + b"".join(b" %d" % n for n in numbers)
         if with_modseq and numbers:

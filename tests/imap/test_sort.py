@@ -174,6 +174,21 @@ def test_esort_return_options(box: Transcript) -> None:
     assert r.lines(b"ESEARCH") == [f'* ESEARCH (TAG "{tag}") COUNT 0'.encode()]
 
 
+def test_sort_return_save_keeps_the_set_for_dollar(box: Transcript) -> None:
+    """SEARCHRES with ESORT: RETURN (SAVE) keeps the messages found (as a set, which "$" gives
+    back in mailbox order); with MIN or MAX alone, the first or last in sort order."""
+    r = box.ok("SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL")
+    assert r.lines(b"ESEARCH") == []
+    assert r.lines(b"SORT") == []
+    r = box.ok("SEARCH $")
+    assert r.lines(b"SEARCH") == [b"* SEARCH 1 2 3 4 5"]
+    r = box.ok("SORT RETURN (SAVE MIN) (SUBJECT) UTF-8 ALL")
+    tag = r.tagged.split()[0].decode()
+    assert r.lines(b"ESEARCH") == [f'* ESEARCH (TAG "{tag}") MIN 3'.encode()]
+    r = box.ok("SEARCH $")
+    assert r.lines(b"SEARCH") == [b"* SEARCH 3"]
+
+
 def test_unknown_charset_is_badcharset(box: Transcript) -> None:
     r = box.no("SORT (DATE) KOI8-R ALL", code="BADCHARSET")
     assert r.code == "BADCHARSET (UTF-8 US-ASCII)"
@@ -194,7 +209,6 @@ def test_unknown_charset_is_badcharset(box: Transcript) -> None:
         ("SORT (DATE) ALL", b"Missing search criteria"),
         ("SORT", b"Missing argument"),
         ("SORT RETURN (PARTIAL 1:2) (DATE) UTF-8 ALL", b"Unknown RETURN option"),
-        ("SORT RETURN (SAVE) (DATE) UTF-8 ALL", b"SEARCHRES (SAVE) is not supported"),
         ("SORT RETURN MIN (DATE) UTF-8 ALL", b"Expected ("),
         ("UID SORT (DATE) UTF-8 (ALL", b"Missing )"),
         ("SORT (DATE)(SIZE) UTF-8 ALL", b"Expected a space"),
