@@ -5,6 +5,7 @@ together; and the throw-away certificates of the servers the benchmark runs itse
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import gc
@@ -15,6 +16,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +255,27 @@ async def mcp_client(
         transport = streamable_http_client(mcp_url(port), http_client=http)
         async with Client(transport, mode=mode, message_handler=handler) as client:  # type: ignore[arg-type]
             yield client
+
+
+class Deflated:
+    """The client's side of COMPRESS=DEFLATE as Thunderbird sets it up: zlib's default window
+    and memory level, a sync flush after each command."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.decompressor = zlib.decompressobj(-15)
+        self.buffer = b""
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(self.compressor.compress(data) + self.compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    async def readline(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                return b""
+            self.buffer += self.decompressor.decompress(chunk)
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line + b"\r\n"

@@ -4,85 +4,20 @@ each measured on a freshly started server as `memory` measures it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-import zlib
 
-from clients import RawIMAP, client_tls
-from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
-from fleet import Close, Fleet, Open, Rounds, measure_rounds, memory_rows
+from clients import RawIMAP
+from common import Account, BenchError, Target
+from fleet import Fleet, Open, Rounds, measure_rounds, memory_rows
 from memory import IDLE_SESSION_BUDGET_KIB, idle_cycle, idle_opener
 from phase import Bench, Phase
 from report import Section, Summary, progress
 
 
-class _Deflated:
-    """The client's side of COMPRESS=DEFLATE as Thunderbird sets it up: zlib's default window
-    and memory level, a sync flush after each command."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-        self.decompressor = zlib.decompressobj(-15)
-        self.buffer = b""
-
-    def write(self, data: bytes) -> None:
-        self.writer.write(self.compressor.compress(data) + self.compressor.flush(zlib.Z_SYNC_FLUSH))
-
-    async def readline(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            chunk = await self.reader.read(65536)
-            if not chunk:
-                return b""
-            self.buffer += self.decompressor.decompress(chunk)
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line + b"\r\n"
-
-
 def compressed_idle_opener(port: int, account: Account) -> Open:
     """In a load generator: what opens one TLS connection, logs in, turns on COMPRESS=DEFLATE,
     selects INBOX and IDLEs."""
-    ctx = client_tls()
-    login = b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
-
-    async def expect(read: asyncio.StreamReader | _Deflated, prefix: bytes) -> None:
-        while True:
-            line = await read.readline()
-            if not line:
-                raise ConnectionError("closed by the server")
-            if line.startswith(prefix):
-                if prefix != b"+" and not line[len(prefix) :].startswith(b"OK"):
-                    raise ConnectionError(f"refused: {line!r}")
-                return
-
-    async def one() -> Close:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(HOST, port, ssl=ctx), SOCKET_TIMEOUT
-        )
-        try:
-            async with asyncio.timeout(SOCKET_TIMEOUT):
-                await expect(reader, b"* ")
-                writer.write(login)
-                await expect(reader, b"a ")
-                writer.write(b"z COMPRESS DEFLATE\r\n")
-                await expect(reader, b"z ")
-                deflated = _Deflated(reader, writer)
-                deflated.write(b"b SELECT INBOX\r\n")
-                await expect(deflated, b"b ")
-                deflated.write(b"c IDLE\r\n")
-                await expect(deflated, b"+")
-        except BaseException:
-            writer.close()
-            raise
-
-        async def close() -> None:
-            writer.close()
-            await writer.wait_closed()
-
-        return close
-
-    return one
+    return idle_opener(port, account, compress=True)
 
 
 def _compressed_cycle(port: int, account: Account) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from clients import RawIMAP, client_tls
+from clients import Deflated, RawIMAP, client_tls
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from fleet import Close, Fleet, Open, measure_rounds, memory_rows
 from phase import Bench, Phase
@@ -14,12 +14,13 @@ from report import Section, Summary, progress
 IDLE_SESSION_BUDGET_KIB = 32.0
 
 
-def idle_opener(port: int, account: Account) -> Open:
-    """In a load generator: what opens one TLS connection, logs in, selects INBOX and IDLEs."""
+def idle_opener(port: int, account: Account, *, compress: bool = False) -> Open:
+    """In a load generator: what opens one TLS connection, logs in, turns on COMPRESS=DEFLATE
+    (`compress`), selects INBOX and IDLEs."""
     ctx = client_tls()
     login = b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
 
-    async def expect(reader: asyncio.StreamReader, prefix: bytes) -> None:
+    async def expect(reader: asyncio.StreamReader | Deflated, prefix: bytes) -> None:
         while True:
             line = await reader.readline()
             if not line:
@@ -38,10 +39,16 @@ def idle_opener(port: int, account: Account) -> Open:
                 await expect(reader, b"* ")
                 writer.write(login)
                 await expect(reader, b"a ")
-                writer.write(b"b SELECT INBOX\r\n")
-                await expect(reader, b"b ")
-                writer.write(b"c IDLE\r\n")
-                await expect(reader, b"+")
+                session: asyncio.StreamWriter | Deflated = writer
+                stream: asyncio.StreamReader | Deflated = reader
+                if compress:
+                    writer.write(b"z COMPRESS DEFLATE\r\n")
+                    await expect(reader, b"z ")
+                    session = stream = Deflated(reader, writer)
+                session.write(b"b SELECT INBOX\r\n")
+                await expect(stream, b"b ")
+                session.write(b"c IDLE\r\n")
+                await expect(stream, b"+")
         except BaseException:
             writer.close()
             raise
