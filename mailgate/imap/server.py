@@ -517,6 +517,8 @@ class IMAPServer(IMAP4Server):
             self.send(f"{tag} OK {text}\r\n".encode())
         except ParseError as exc:
             tag = exc.tag or "*"
+            if exc.saving and self.selected is not None:
+                self.selected.saved = ()
             if exc.code == "BADCHARSET":
                 # RFC 3501 §6.4.4: an unknown charset is NO, naming the ones we know.
                 self.send(Reply("NO", exc.message, "BADCHARSET (UTF-8 US-ASCII)").line(tag))

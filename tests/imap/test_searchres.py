@@ -89,3 +89,18 @@ def test_malformed_uses_of_dollar_are_bad(imap: Transcript) -> None:
     ):
         r = imap.bad(command)
         assert len(r.tagged.split(b" ", 2)[2]) > 3, r
+
+
+def test_a_malformed_save_empties_the_saved_result(imap: Transcript) -> None:
+    """RFC 5182 §2.4: a SEARCH or SORT with RETURN (SAVE) that fails, even as malformed, leaves
+    "$" the empty set, not the result of an earlier SAVE; one without SAVE leaves it alone."""
+    fill(imap)
+    for malformed in (
+        "SEARCH RETURN (SAVE) FLAGGED (",
+        "SORT RETURN (SAVE) (DATE) UTF-8 NOSUCHKEY",
+    ):
+        imap.ok("SEARCH RETURN (SAVE) FLAGGED")
+        imap.bad("SEARCH FLAGGED (")
+        assert search_numbers(imap.ok("SEARCH $")) == [1, 3, 5]
+        imap.bad(malformed)
+        assert search_numbers(imap.ok("SEARCH $")) == []

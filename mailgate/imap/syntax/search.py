@@ -5,8 +5,10 @@ command's RETURN options and CHARSET, and its search program as a tree of keys (
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
+from collections.abc import Iterator
 from typing import Literal
 
 from mailgate.imap.syntax.reader import (
@@ -93,18 +95,31 @@ def parse_search(r: Reader, uid: bool) -> Search:
     if word is not None and word.upper() == b"RETURN":
         r.sp()
         returns = return_options(r)
-        r.sp()
-        mark = r.pos
-        word = r.match(ATOM)
-    if word is not None and word.upper() == b"CHARSET":
-        r.sp()
-        name = charset(r.astring())
-        r.sp()
-    else:
-        r.pos = mark
-    key = search_program(r)
-    r.finish()
+    with saving(returns):
+        if returns is not None:
+            r.sp()
+            mark = r.pos
+            word = r.match(ATOM)
+        if word is not None and word.upper() == b"CHARSET":
+            r.sp()
+            name = charset(r.astring())
+            r.sp()
+        else:
+            r.pos = mark
+        key = search_program(r)
+        r.finish()
     return Search(name, key, returns)
+
+
+@contextlib.contextmanager
+def saving(returns: tuple[str, ...] | None) -> Iterator[None]:
+    """Marks a ParseError raised after RETURN (SAVE) was read, so the session empties its
+    saved result as for any failed SAVE (RFC 5182 §2.4)."""
+    try:
+        yield
+    except ParseError as exc:
+        exc.saving = returns is not None and "SAVE" in returns
+        raise
 
 
 # The search program is parsed without recursion, on an explicit stack of frames, so no input

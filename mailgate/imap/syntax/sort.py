@@ -4,7 +4,7 @@ a threading algorithm, then a charset and a search program as SEARCH reads them 
 from __future__ import annotations
 
 from mailgate.imap.syntax.reader import ATOM, LPAREN, SP, Reader
-from mailgate.imap.syntax.search import charset, return_options, search_program
+from mailgate.imap.syntax.search import charset, return_options, saving, search_program
 from mailgate.imap.syntax.values import (
     SORT_KEYS,
     THREAD_ALGORITHMS,
@@ -62,12 +62,14 @@ def parse_sort(r: Reader, uid: bool) -> Sort:
     if word is not None and word.upper() == b"RETURN":
         r.sp()
         returns = return_options(r)
-        r.sp()
     else:
         r.pos = mark
-    criteria = _criteria(r)
-    name, key = _search_criteria(r)
-    r.finish()
+    with saving(returns):
+        if returns is not None:
+            r.sp()
+        criteria = _criteria(r)
+        name, key = _search_criteria(r)
+        r.finish()
     return Sort(criteria, name, key, returns)
 
 

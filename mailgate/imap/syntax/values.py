@@ -42,7 +42,8 @@ class ParseError(Exception):
     ``tag`` is the command's tag when it could be read (answer ``<tag> BAD ...``), otherwise
     None (answer ``* BAD ...``). ``message`` is short fixed text, never client bytes.
     ``code`` is a response code when one applies (``"BADCHARSET"``, which RFC 3501 §6.4.4
-    answers with a tagged NO rather than BAD).
+    answers with a tagged NO rather than BAD). ``saving``: the command asked for RETURN (SAVE)
+    before it went wrong, so the saved result becomes the empty set (RFC 5182 §2.4).
     """
 
     def __init__(self, message: str, tag: str | None = None, code: str | None = None) -> None:
@@ -50,6 +51,7 @@ class ParseError(Exception):
         self.message = message
         self.tag = tag
         self.code = code
+        self.saving = False
 
 
 class InvalidMailboxName(ParseError):
