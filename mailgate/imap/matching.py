@@ -228,6 +228,10 @@ def _compare_date(day: date, op: str, when: date) -> bool:
 def _has_flag(flags: frozenset[str], flag: str) -> bool:
     if flag in flags:
         return True
+    if flag.startswith("\\"):
+        # A system flag: the keys name it, and the store shows it, in one spelling (a keyword
+        # atom cannot hold a backslash), so a miss is a miss; UNSEEN asks this of every row.
+        return False
     # Flag and keyword names match case-insensitively, as in Cyrus and Courier: a keyword
     # stored as "$Junk" matches KEYWORD $junk.
     folded = flag.casefold()

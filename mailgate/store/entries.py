@@ -186,6 +186,17 @@ class Entries(StoreBase):
         for row in rows:
             if post_filter is not None and not post_filter(row[0]):
                 continue
+            if not extra:  # SEARCH of flags, UIDs and sizes: the common case, kept lean
+                result.append(
+                    FetchRow(
+                        row[0],
+                        join_flags(row[1], row[2]),
+                        row[3],
+                        to_datetime(row[4], row[5]),
+                        row[6],
+                    )
+                )
+                continue
             values: dict[str, Any] = dict(zip(extra, row[7:], strict=True))
             if "sent_date" in values:
                 sent, tz = values.pop("sent_date"), values.pop("sent_date_tz")

@@ -61,8 +61,10 @@ def split_flags(flags: tuple[str, ...] | frozenset[str] | list[str]) -> tuple[in
 
 
 @lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)
 def join_flags(bits: int, keywords: str) -> tuple[str, ...]:
-    """The flags of a message as the IMAP layer shows them: system flags first, then keywords."""
+    """The flags of a message as the IMAP layer shows them: system flags first, then keywords.
+    Cached: a mailbox's messages share a few combinations, and FETCH and SEARCH ask per row."""
     system = tuple(name for name, bit in FLAG_BITS.items() if bits & bit)
     return system + tuple(keywords.split()) if keywords else system
 

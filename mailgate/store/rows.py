@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -49,8 +50,13 @@ def tz_minutes(when: datetime.datetime) -> int:
 
 
 def to_datetime(epoch: int, minutes: int) -> datetime.datetime:
-    tz = datetime.timezone(datetime.timedelta(minutes=minutes))
-    return datetime.datetime.fromtimestamp(epoch, tz)
+    return datetime.datetime.fromtimestamp(epoch, _zone(minutes))
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(minutes: int) -> datetime.timezone:
+    # A FETCH or SEARCH converts every row's dates; most share a handful of offsets.
+    return datetime.timezone(datetime.timedelta(minutes=minutes))
 
 
 def chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
