@@ -142,17 +142,24 @@ async def references(messages: list[Message], step: Step, *, refs: bool = False)
     return roots
 
 
-async def _prune(roots: list[Node], step: Step) -> list[Node]:
-    """Step 3: dummies go; their children take their place (at the top level only when a dummy
-    has one child: a dummy with several stays, to hold them together)."""
-    # Post-order over an explicit stack, so that a dummy's children are pruned before it is.
+def _children_first(roots: list[Node]) -> list[Node]:
+    """Every node under `roots`, each after all of its descendants (post-order), walked on an
+    explicit stack: threads can nest deeper than Python's recursion limit."""
     order: list[Node] = []
     stack = list(roots)
     while stack:
         node = stack.pop()
         order.append(node)
         stack.extend(node.children)
-    for node in reversed(order):
+    order.reverse()
+    return order
+
+
+async def _prune(roots: list[Node], step: Step) -> list[Node]:
+    """Step 3: dummies go; their children take their place (at the top level only when a dummy
+    has one child: a dummy with several stays, to hold them together)."""
+    # A dummy's children are pruned before it is.
+    for node in _children_first(roots):
         if node.message is not None:
             continue
         parent = node.parent
@@ -239,13 +246,7 @@ def _reply(root: Node) -> bool:
 async def _sort_all(roots: list[Node], step: Step) -> None:
     # Depth first, children before their parent's siblings are compared: a dummy's order is
     # its first child's, so its children are sorted before it is placed.
-    order: list[Node] = []
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(node.children)
-    for node in reversed(order):
+    for node in _children_first(roots):
         if len(node.children) > 1:
             node.children.sort(key=Node.order)
             await step()

@@ -305,11 +305,7 @@ def extract_section(
         if specifier == "":
             return raw
         return _message_section(raw, top, specifier, fields)
-    node: _Node | None = _message_part(top, part[0])
-    for number in part[1:]:
-        if node is None:
-            return None
-        node = _subpart(node, number)
+    node = _part_at(top, part)
     if node is None:
         return None
     start, body, end = node[0], node[1], node[2]
@@ -320,6 +316,16 @@ def extract_section(
     if len(node) > 3 and node[3] == _MESSAGE:
         return _message_section(raw, node[4], specifier, fields)
     return None  # HEADER and TEXT address messages only
+
+
+def _part_at(top: _Node, part: tuple[int, ...]) -> _Node | None:
+    """The node of a non-empty part number (1.2.3) in a message's part map; None if absent."""
+    node: _Node | None = _message_part(top, part[0])
+    for number in part[1:]:
+        if node is None:
+            return None
+        node = _subpart(node, number)
+    return node
 
 
 def _message_section(
@@ -354,11 +360,7 @@ def binary_section(raw: bytes, parts: bytes, part: tuple[int, ...]) -> bytes | N
     encoded, RFC 2045 §6.4). None when the part does not exist."""
     if not part:
         return raw
-    node: _Node | None = _message_part(json.loads(parts), part[0])
-    for number in part[1:]:
-        if node is None:
-            return None
-        node = _subpart(node, number)
+    node = _part_at(json.loads(parts), part)
     if node is None:
         return None
     start, body, end = node[0], node[1], node[2]
