@@ -100,7 +100,7 @@ def bench_crash(bench: Bench, kills: int, seed: int) -> Section:
         (target.address, "INBOX"): read_mailbox(load, target),
         **{(s.address, "Sent"): read_mailbox(load, s, "Sent") for s in local + outbound},
     }
-    arrivals = [(a[0], a[5]) for a in bench.sink.arrivals(base)]
+    arrivals = [(a[6], a[5]) for a in bench.sink.arrivals(base)]
     log = "".join(p.read_text(errors="replace") for p in server.workdir.glob("server-*.log"))
     recorded = recorded_deliveries(log)
     result = verdict(load.attempts, mailboxes, arrivals, done.at, load.observers, recorded)

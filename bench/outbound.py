@@ -160,7 +160,7 @@ def bench_outbound(
     after_mail: list[float] = []  # client's MAIL FROM -> sink's 250
     last = start
     received: list[bytes] = []
-    for when, mail_from, rcpts, used_tls, connection, data in arrivals:
+    for when, mail_from, rcpts, used_tls, connection, data, _ in arrivals:
         header = data.split(b"\r\n\r\n", 1)[0]
         m = re.search(rb"^Subject: bench outbound (\d+)\r?$", header, re.M)
         n = int(m.group(1)) if m else -1

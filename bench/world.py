@@ -241,9 +241,10 @@ def publish_sink(zone: Zone) -> None:
 
 
 # One message as the sink got it: (time.monotonic() of its 250, MAIL FROM, RCPT TOs, STARTTLS
-# used, the number of the connection it came by, the message bytes). time.monotonic() is
-# CLOCK_MONOTONIC, the same clock in every process of this machine.
-Arrival = tuple[float, str, list[str], bool, int, bytes]
+# used, the number of the connection it came by, the message bytes, time.monotonic() when the
+# sink read its DATA command). time.monotonic() is CLOCK_MONOTONIC, the same clock in every
+# process of this machine.
+Arrival = tuple[float, str, list[str], bool, int, bytes, float]
 
 
 async def _run_sink(directory: Path, control: Any) -> None:
@@ -270,15 +271,22 @@ async def _run_sink(directory: Path, control: Any) -> None:
                         session.ssl is not None,
                         session.bench_connection,
                         bytes(envelope.original_content),
+                        session.data_began,
                     )
                 )
                 changed.notify_all()
             return "250 2.0.0 Ok: queued"
 
+    class Sink(SMTP):
+        async def smtp_DATA(self, arg: str) -> None:
+            # the sender was alive then: crash's verdict needs it (see tests/e2e/crash.py)
+            self.session.data_began = time.monotonic()
+            await super().smtp_DATA(arg)
+
     handler = Handler()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(
+        lambda: Sink(
             handler,
             hostname=SINK_HOST,
             ident="mailgate bench sink",

@@ -75,6 +75,9 @@ class Transaction:
     mail_options: tuple[str, ...]  # MAIL FROM parameters, e.g. ("BODY=8BITMIME", "SIZE=123")
     # time.monotonic() when the peer answered the final dot (not part of what was sent)
     at: float = field(default=0.0, compare=False)
+    # time.monotonic() when the peer read the DATA command: the sender was alive then, since it
+    # sends the message only after the 354 (a kill recorded before `at` may still be after this)
+    began: float = field(default=0.0, compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -380,6 +383,11 @@ class _PeerSMTP(SMTP):
         )
         self.peer = peer
         self.serial = serial
+        self.data_began = 0.0
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.data_began = time.monotonic()
+        await super().smtp_DATA(arg)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # again after STARTTLS, with the TLS transport
@@ -496,6 +504,7 @@ class _Handler:
                 connection=server.serial,
                 mail_options=tuple(envelope.mail_options),
                 at=time.monotonic(),
+                began=server.data_began,
             )
         )
         return reply

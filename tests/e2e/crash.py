@@ -510,7 +510,10 @@ def verdict(
     recorded: Counter[str] | None = None,
 ) -> Verdict:
     """Hold the mailboxes ((address, mailbox) -> Listing, every mailbox the attempts went to)
-    and the remote peer's arrivals ((time.monotonic(), message)) against the attempts.
+    and the remote peer's arrivals ((time.monotonic() when the peer read its DATA command,
+    message)) against the attempts. The peer may take the last bytes in after the sender was
+    killed, but DATA came before the 354 that let the sender send them, so before any kill
+    that can make it send the message again.
 
     A second copy at the peer needs a kill between the two, soon after the first; with
     `recorded` (recorded_deliveries of the server's log, each outbound attempt to a recipient
@@ -657,7 +660,7 @@ def _check_remote(
             kill = next((k for k in kills if first <= k <= min(again, first + RESEND_WINDOW)), None)
             if kill is not None:
                 out.resent_after_kill.append(
-                    f"{message_id}: killed {kill - first:.3f} s after the peer's 250"
+                    f"{message_id}: killed {kill - first:.3f} s after the peer's DATA"
                 )
             else:
                 out.duplicates.append(

@@ -168,7 +168,7 @@ class Rig:
             (self.target.address, "INBOX"): read_mailbox(load, self.target),
             **{(s.address, "Sent"): read_mailbox(load, s, "Sent") for s in self.senders},
         }
-        arrivals = [(t.at, t.data) for t in peer.messages]
+        arrivals = [(t.began, t.data) for t in peer.messages]
         recorded = recorded_deliveries(self.node.serve.log)
         return verdict(load.attempts, mailboxes, arrivals, kills, load.observers, recorded)
 
