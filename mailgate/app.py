@@ -26,7 +26,7 @@ from mailgate.delivery.outbound import OutboundWorker, node_id
 from mailgate.delivery.routing import Router
 from mailgate.delivery.submission import Submission
 from mailgate.delivery.verdicts import load_public_suffixes
-from mailgate.fairness import PerAddress
+from mailgate.fairness import CommandRate, PerAddress
 from mailgate.http.context import Services
 from mailgate.http.hooks import WebhookWorker
 from mailgate.http.mcp import offered as offered_tools
@@ -314,6 +314,7 @@ class App:
     ) -> MailgateSMTP:
         handler = self._mx if mx else self._handler
         assert handler is not None
+        per_second = self.settings.limits.commands_per_second
         return MailgateSMTP(
             handler,
             settings=self.settings.smtp,
@@ -325,7 +326,12 @@ class App:
             mx=mx,
             client=client,
             connections=self._connections,
+            rate=CommandRate(per_second) if per_second else None,
+            slowed=self._smtp_slowed,
         )
+
+    def _smtp_slowed(self) -> None:
+        self.metrics.slowed("smtp")
 
     def _count_sessions(self) -> None:
         """Sessions are counted where they are kept anyway, at each scrape."""

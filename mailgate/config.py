@@ -229,6 +229,9 @@ class LimitsSettings:
     # IMAP and SMTP connections one client address may hold open at once; the next is told so
     # (IMAP BYE [UNAVAILABLE], SMTP 421 4.7.0) and closed. 0: no limit.
     connections_per_ip: int = field(default=100, metadata=_check(_non_negative))
+    # Commands one IMAP or SMTP session may send per second, with a second's worth at once;
+    # a faster client is slowed (its next command is read later), not refused. 0: no limit.
+    commands_per_second: int = field(default=200, metadata=_check(_non_negative))
     # Addresses not counted: loopback by default (a local relay or webmail holds many).
     exempt_networks: tuple[str, ...] = field(
         default=("127.0.0.0/8", "::1/128"), metadata=_check(_networks)

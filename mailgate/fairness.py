@@ -1,5 +1,7 @@
 """Sharing the server fairly. Connections per client address are bounded (`PerAddress`), so
-one address cannot take every socket and session. And the one event loop is shared: long work
+one address cannot take every socket and session; a session's commands are paced
+(`CommandRate`), so one client in a tight loop of cheap commands cannot take the loop from the
+others. And the one event loop is shared: long work
 (a SEARCH over a big mailbox, a FETCH of thousands of messages) runs in slices, and between
 slices every other client is served.
 
@@ -89,3 +91,25 @@ class PerAddress:
         except ValueError:
             return False
         return any(ip in network for network in self._exempt)
+
+
+class CommandRate:
+    """A session's commands per second, as a token bucket holding one second's worth: a client
+    may send that many at once, then is held to the rate. A command over it is not refused
+    (a script in a loop would break on a NO it does not expect); the session reads its next
+    command later, so the flood waits in the client's socket, costing the server nothing."""
+
+    __slots__ = ("_at", "_per_second", "_tokens")
+
+    def __init__(self, per_second: int) -> None:
+        self._per_second = float(per_second)
+        self._tokens = self._per_second
+        self._at = time.monotonic()
+
+    def wait(self) -> float:
+        """Count a command just answered; the seconds to wait before reading the next."""
+        now = time.monotonic()
+        rate = self._per_second
+        tokens = min(rate, self._tokens + (now - self._at) * rate) - 1.0
+        self._tokens, self._at = tokens, now
+        return 0.0 if tokens >= 0.0 else -tokens / rate

@@ -146,6 +146,12 @@ class Metrics:
             buckets=_TRANSACTION_BUCKETS,
             registry=self.registry,
         )
+        self._slowed = self.counter(
+            "mailgate_commands_slowed",
+            "IMAP and SMTP commands after which the session waited before reading the next, "
+            "being over [limits] commands_per_second, by protocol (imap or smtp)",
+            ["protocol"],
+        )
         self._store_errors = self.counter(
             "mailgate_store_errors",
             "Store failures met by requests, deliveries and scrapes: error=Unavailable "
@@ -165,6 +171,8 @@ class Metrics:
             self._delivered.labels(route)
         for kind in (_UNAVAILABLE, _CONFLICT, _INTERNAL):
             self._store_errors.labels(kind)
+        for protocol in ("imap", "smtp"):
+            self._slowed.labels(protocol)
 
     # ------------------------------------------------------------------ extending
 
@@ -209,6 +217,9 @@ class Metrics:
         """The histogram series of each IMAP command in `names`, and of OTHER: a session
         observes `timers.get(name) or timers[OTHER]`, with no label lookup per command."""
         return {name: self._imap_commands.labels(name) for name in (*names, OTHER)}
+
+    def slowed(self, protocol: str) -> None:
+        self._slowed.labels(protocol).inc()
 
     def smtp_transaction(self, service: str, seconds: float) -> None:
         self._smtp_transactions.labels(service).observe(seconds)

@@ -35,7 +35,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailgate.auth import Authenticator, Principal
 from mailgate.config import Settings
-from mailgate.fairness import PerAddress
+from mailgate.fairness import CommandRate, PerAddress
 from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
 from mailgate.imap.ext.compress import Deflating, Inflating
@@ -163,6 +163,7 @@ class IMAPServer(IMAP4Server):
     _address: str | None = None  # the client's, while it counts in the per-address limit
     _lost = False  # the connection is gone
     _inflating: Inflating | None = None  # COMPRESS=DEFLATE is active (RFC 4978)
+    _rate: CommandRate | None = None  # [limits] commands_per_second, from the first command
 
     def __init__(self, ctx: ServerContext, *, implicit_tls: bool) -> None:
         super().__init__(contextFactory=None if implicit_tls else ctx.tls_factory)
@@ -492,7 +493,25 @@ class IMAPServer(IMAP4Server):
         if self._closed:
             return
         self.last_activity = time.monotonic()
-        self.resumeProducing()
+        wait = self._command_wait()
+        if wait:
+            self.metrics.slowed("imap")
+            self.callLater(wait, self._read_on)
+        else:
+            self.resumeProducing()
+
+    def _command_wait(self) -> float:
+        rate = self._rate
+        if rate is None:
+            per_second = self.settings.limits.commands_per_second
+            if not per_second:
+                return 0.0
+            rate = self._rate = CommandRate(per_second)
+        return rate.wait()
+
+    def _read_on(self) -> None:
+        if not self._closed:
+            self.resumeProducing()
 
     async def _run(self, chunks: list[bytes]) -> None:
         started = time.perf_counter()

@@ -1,7 +1,8 @@
 """aiosmtpd's SMTP protocol with mailgate's limits and reply texts.
 
 aiosmtpd owns the wire; this subclass adds what it lacks: a hard limit on a session's total
-length, a 421 before closing an idle client, and enhanced status codes on its stock replies.
+length, a 421 before closing an idle client, a pace for a client's commands, and enhanced
+status codes on its stock replies.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import asyncio
 import contextlib
 import ssl
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, syntax
 
 from mailgate.config import SMTPSettings
 from mailgate.delivery.trace import Origin
-from mailgate.fairness import PerAddress
+from mailgate.fairness import CommandRate, PerAddress
 from mailgate.smtp.replies import (
     GREETING_IDENT,
     IDLE_TIMEOUT,
@@ -67,6 +68,8 @@ class MailgateSMTP(SMTP):
         mx: bool = False,
         client: tuple[str, int] | None = None,
         connections: PerAddress | None = None,
+        rate: CommandRate | None = None,
+        slowed: Callable[[], None] = lambda: None,
     ) -> None:
         with warnings.catch_warnings():
             # On the implicit-TLS port aiosmtpd cannot see that TLS is in place and warns
@@ -98,6 +101,8 @@ class MailgateSMTP(SMTP):
         self._connections = connections or PerAddress(0, ())
         self._address: str | None = None  # counted in the per-address limit while open
         self._refused = False  # over that limit: told so instead of greeted, and closed
+        self._rate = rate  # [limits] commands_per_second; `slowed` counts each wait
+        self._slowed = slowed
         # Set while a message is being committed, so a shutdown can wait for it.
         self.running: asyncio.Future[None] | None = None
 
@@ -155,6 +160,12 @@ class MailgateSMTP(SMTP):
                 return
             status = rewrite(status)
         await super().push(status)
+        if self._rate is not None and status[3:4] in (" ", b" "):
+            # A reply's last line ends a command; aiosmtpd reads the next once this returns.
+            wait = self._rate.wait()
+            if wait:
+                self._slowed()
+                await asyncio.sleep(wait)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again after STARTTLS; the session limit counts from the first call.
