@@ -51,6 +51,9 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - mcp_memory: server memory per open MCP session (initialize, its GET stream open, one resource
   subscription), as memory measures it, run right after ws_memory. The server gets
   [api] mcp_sessions_per_key = 10000 for it (one key opens them all).
+- fanout: --connections IMAP sessions idle on one INBOX (held by load-generator processes, as
+  memory's are) and 5 messages are submitted one at a time: from each 250 after DATA to the
+  EXISTS at every session (p50, p99, max), and the server's CPU per session told.
 - crash (only when --only names it): clients submit and APPEND while the server is killed with
   SIGKILL --kills times at random moments (--seed) and restarted on the same data; then every
   acknowledged message must be in its mailbox (or at the sink) exactly once.
@@ -101,6 +104,7 @@ import compress_memory
 import crash
 import crossnode
 import events
+import fanout
 import fetch
 import idle
 import inbound
@@ -150,6 +154,7 @@ PHASES: tuple[Phase, ...] = (
     stall.PHASE,
     crash.PHASE,
     memory.PHASE,
+    fanout.PHASE,
     compress_memory.PHASE,
     api_memory.PHASE,
     ws_memory.PHASE,
@@ -299,7 +304,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fetch-runs", type=int, help="fetch: repetitions of each FETCH (20)")
     p.add_argument("--sort-messages", type=int, help="sort: mailbox size (10000)")
     p.add_argument("--sort-runs", type=int, help="sort: repetitions of each command (20)")
-    p.add_argument("--connections", type=int, help="memory: idle IMAP connections (2000)")
+    p.add_argument("--connections", type=int, help="memory, fanout: idle IMAP connections (2000)")
     p.add_argument("--outbound-messages", type=int, help="outbound: messages (500)")
     p.add_argument("--inbound-messages", type=int, help="inbound: messages (500)")
     p.add_argument("--list-messages", type=int, help="api_list: inbox size (2000)")

@@ -7,7 +7,7 @@ A load generator is a spawned process running one asyncio loop. It opens its sha
 connections with `opener(*args)` (a module-level function, so that the spawned process can find
 it by name, which returns the coroutine function that opens one connection and returns the
 coroutine function that closes it), a few in flight at once, reports on its control pipe, holds
-them until told, closes them and reports again."""
+them until told, closes them and reports again, with what closing them returned."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ MEMORY_TIMEOUT = 600.0
 CONNECTIONS_PER_WORKER = 250  # a load-generator process for every 250 connections
 MAX_WORKERS = 4
 CONCURRENCY = 8  # connections being opened at once in each process, under the listen backlog
+CLOSE_TIMEOUT = 60.0
 
-Close = Callable[[], Awaitable[Any]]  # closes one connection
+Close = Callable[[], Awaitable[Any]]  # closes one connection; what it returns, close() collects
 Open = Callable[[], Awaitable[Close]]  # opens one connection (and logs in, subscribes, ...)
 Opener = Callable[..., Open]  # module-level: opener(*args) in each process
 
@@ -49,11 +50,13 @@ async def _hold(open_one: Open, count: int, concurrency: int, control: Any) -> N
     control.send(("ready", len(closers), failures[:3], len(failures), time.perf_counter() - t0))
     with contextlib.suppress(EOFError, OSError):
         await loop.run_in_executor(None, control.recv)  # "close", or the parent is gone
+    results: list[Any] = []
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(30):
-            await asyncio.gather(*(close() for close in closers), return_exceptions=True)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            done = await asyncio.gather(*(close() for close in closers), return_exceptions=True)
+            results = [r for r in done if r is not None and not isinstance(r, BaseException)]
     with contextlib.suppress(Exception):
-        control.send(("closed",))
+        control.send(("closed", results))
 
 
 def worker(
@@ -110,20 +113,23 @@ class Fleet:
             raise BenchError(f"{failed} {self.what} failed, e.g. {failures}")
         return opened, slowest
 
-    def close(self) -> None:
+    def close(self) -> list[Any]:
+        """Close every connection; what their closers returned (None left out)."""
+        results: list[Any] = []
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send("close")
         for pipe in self.pipes:
             with contextlib.suppress(OSError, EOFError):
-                if pipe.poll(60):
-                    pipe.recv()
+                if pipe.poll(CLOSE_TIMEOUT + 10):
+                    results += pipe.recv()[1]
             pipe.close()
         for proc in self.procs:
             proc.join(30)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
+        return results
 
 
 Sample = tuple[str, dict[str, int], int]  # label, the server's memory (KiB), its open fds

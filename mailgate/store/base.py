@@ -17,6 +17,7 @@ from sqlalchemy import text
 from mailgate.store import notify
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, EventBus
+from mailgate.store.records import Changes
 
 T = TypeVar("T")
 
@@ -34,6 +35,11 @@ class StoreBase:
         # mail ask nothing of the database; one claim at a time per node. A cache only.
         self._recent_claimed: dict[int, int] = {}
         self._recent_lock = asyncio.Lock()
+        # changes_since reads in flight, by (mailbox, MODSEQ, bus.published when begun): the
+        # sessions idling on a mailbox all ask the same at once when it changes, and share one.
+        self._catch_ups: dict[
+            tuple[int, int, int], tuple[asyncio.Task[Changes], list[asyncio.Future[Changes]]]
+        ] = {}
 
     async def _change(self, work: Callable[[Conn], Awaitable[tuple[T, Sequence[Change]]]]) -> T:
         """Run a write transaction that changes mailboxes and announce its events once it has

@@ -4,6 +4,7 @@ what changed since the MODSEQ it knows."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -367,7 +368,37 @@ class Entries(StoreBase):
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Everything that changed in a mailbox after `modseq`: new and re-flagged entries,
-        and expunged UIDs. A deleted mailbox answers with exists=False."""
+        and expunged UIDs. A deleted mailbox answers with exists=False.
+
+        Callers asking the same while no event was published in between share one read: it
+        began after every commit they have heard of, so it answers for each of them. (A new
+        message on a mailbox watched by N sessions costs one read, not N.)"""
+        key = (mailbox_id, modseq, self.bus.published)
+        shared = self._catch_ups.get(key)
+        if shared is None:
+            reading = asyncio.ensure_future(self._changes_since(mailbox_id, modseq))
+            shared = self._catch_ups[key] = (reading, [])
+            reading.add_done_callback(lambda done: self._read_done(key, done))
+        # A future of its own per caller (cheaper than asyncio.shield, the same effect): one
+        # that goes away does not cancel the read the others wait for.
+        waiter: asyncio.Future[Changes] = asyncio.get_running_loop().create_future()
+        shared[1].append(waiter)
+        return await waiter
+
+    def _read_done(self, key: tuple[int, int, int], done: asyncio.Task[Changes]) -> None:
+        _, waiters = self._catch_ups.pop(key)
+        failed = None if done.cancelled() else done.exception()
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if done.cancelled():
+                waiter.cancel()
+            elif failed is not None:
+                waiter.set_exception(failed)
+            else:
+                waiter.set_result(done.result())
+
+    async def _changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         async with self.db.read(snapshot=True) as conn:
             row = (
                 await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))

@@ -103,6 +103,9 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: dict[tuple[str, int], list[Listener]] = {}
+        # Events published so far: a read begun at one count sees every commit whose event
+        # came before it (events follow their commit), which lets readers share it.
+        self.published = 0
 
     def subscribe(self, mailbox_id: int, listener: Listener) -> Subscription:
         """Changes to one mailbox."""
@@ -133,6 +136,7 @@ class EventBus:
             del self._listeners[key]
 
     def publish(self, event: Change) -> None:
+        self.published += 1
         if isinstance(event, EventsRecorded):
             for listener in tuple(self._listeners.get(("outbox", 0), ())):
                 _call(listener, event)
@@ -144,6 +148,7 @@ class EventBus:
     def resync(self) -> None:
         """Events may have been missed (the database listener was cut off): every listener is
         sent a `Resync`, and catches up from the store."""
+        self.published += 1
         for (scope, key_id), listeners in tuple(self._listeners.items()):
             event = Resync(key_id, 0, 0) if scope != "mailbox" else Resync(0, key_id, 0)
             for listener in tuple(listeners):

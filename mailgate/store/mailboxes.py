@@ -288,14 +288,21 @@ class Mailboxes(StoreBase):
             return int(first), last_uid
 
         async with self._recent_lock:
-            if claimed.get(mailbox_id, 0) >= last_uid:
+            before = claimed.get(mailbox_id, 0)
+            if before >= last_uid:
                 return None
-            got = await self.db.write(work)
             if len(claimed) >= RECENT_CACHE:
                 claimed.clear()
-            # Either way every UID up to last_uid is claimed now, by us or before us.
-            claimed[mailbox_id] = max(claimed.get(mailbox_id, 0), last_uid)
-            return got
+            # Marked before the write: the other sessions of this node that hear of the same
+            # mail meanwhile get none of it at once, rather than queue on the lock one by one
+            # (thousands idle on one mailbox). Either way every UID up to last_uid is claimed
+            # once the write is done, by us or before us.
+            claimed[mailbox_id] = last_uid
+            try:
+                return await self.db.write(work)
+            except BaseException:
+                claimed[mailbox_id] = before  # nobody has them: a later session may
+                raise
 
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         """What SELECT shows: every UID in order, and where the unseen messages start."""

@@ -3,10 +3,12 @@ changes and expunges are each reported once, by the first call after they happen
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from mailgate.store.api import Store
-from mailgate.store.records import DELETED, Mailbox
+from mailgate.store.events import MessagesAdded
+from mailgate.store.records import DELETED, Changes, Mailbox
 from tests.store.conftest import message, run
 
 
@@ -145,3 +147,49 @@ def test_a_session_following_changes_stays_exact(store: Store, mailbox: Mailbox)
         assert (changes.highestmodseq > seen) == (now != before)
         seen, uidnext, before = changes.highestmodseq, changes.uidnext, now
     assert view
+
+
+def test_callers_at_once_share_one_read(store: Store, mailbox: Mailbox) -> None:
+    # Thousands of sessions idling on one mailbox all ask at the same moment when it changes.
+    run(store.append(mailbox.id, message(1)))
+
+    async def together() -> list[Changes]:
+        return list(await asyncio.gather(*(store.changes_since(mailbox.id, 0) for _ in range(50))))
+
+    answers = run(together())
+    assert all(a is answers[0] for a in answers)
+    assert [e.uid for e in answers[0].changed] == [1]
+
+
+def test_a_caller_after_an_event_is_not_given_a_read_begun_before_it(
+    store: Store, mailbox: Mailbox
+) -> None:
+    # The event may be of a commit the read in flight began too early to see: a session that
+    # heard of it must get a read of its own.
+    run(store.append(mailbox.id, message(1)))
+
+    async def race() -> tuple[Changes, Changes]:
+        early = asyncio.ensure_future(store.changes_since(mailbox.id, 0))
+        await asyncio.sleep(0)  # its read is under way
+        store.bus.publish(MessagesAdded(mailbox.inbox_id, mailbox.id, 0))
+        late = asyncio.ensure_future(store.changes_since(mailbox.id, 0))
+        return await early, await late
+
+    early, late = run(race())
+    assert early is not late
+    assert [e.uid for e in late.changed] == [1]
+
+
+def test_a_caller_that_goes_away_leaves_the_read_to_the_others(
+    store: Store, mailbox: Mailbox
+) -> None:
+    run(store.append(mailbox.id, message(1)))
+
+    async def one_cancelled() -> list[int]:
+        gone = asyncio.ensure_future(store.changes_since(mailbox.id, 0))
+        stays = asyncio.ensure_future(store.changes_since(mailbox.id, 0))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return [e.uid for e in (await stays).changed]
+
+    assert run(one_cancelled()) == [1]
