@@ -113,7 +113,7 @@ async def list_mailboxes(s: Session, request: Request) -> str:
             if "SPECIAL-USE" in args.selection and not box.special_use:
                 continue
             attrs = _attributes(box, parents, name in subscribed)
-        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name)
+        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name, s.utf8)
         s.untagged(line + (b' (CHILDINFO ("SUBSCRIBED"))' if childinfo else b""))
         if args.status_items and box is not None:
             # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
@@ -122,6 +122,14 @@ async def list_mailboxes(s: Session, request: Request) -> str:
             except StoreError:
                 continue
     return "LIST completed"
+
+
+async def list_line(s: Session, box: Mailbox) -> bytes:
+    """The LIST response naming one mailbox, with its attributes (RFC 9051 §6.3.2: SELECT and
+    EXAMINE of an IMAP4rev2 session say it)."""
+    parents = _parents(await s.store.list_mailboxes(_inbox_id(s)))
+    attrs = _attributes(box, parents, subscribed=False)
+    return b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name, s.utf8)
 
 
 @command("LSUB", LOGGED_IN)
@@ -139,7 +147,7 @@ async def lsub(s: Session, request: Request) -> str:
     found = [(name, b"()") for name in subscribed if _matches(regexes, name)]
     found += [(name, b"(\\Noselect)") for name in above if _matches(regexes, name)]
     for name, attrs in sorted(found, key=lambda item: (item[0] != INBOX, item[0])):
-        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name))
+        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name, s.utf8))
     return "LSUB completed"
 
 
@@ -161,7 +169,7 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
         mailbox_item(box.id) if item == "MAILBOXID" else f"{item} {values[item]}".encode()
         for item in items
     )
-    return b"STATUS " + wire_mailbox(box.name) + b" (" + pairs + b")"
+    return b"STATUS " + wire_mailbox(box.name, s.utf8) + b" (" + pairs + b")"
 
 
 @command("STATUS", LOGGED_IN)

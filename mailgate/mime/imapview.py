@@ -57,20 +57,25 @@ _MESSAGE = 2
 # IMAP string encoders (RFC 3501 §4.3)
 
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n\x80-\xff]")
+# RFC 6855 §3: a client that enabled UTF8=ACCEPT takes UTF-8 in quoted strings.
+_NEEDS_LITERAL_UTF8 = re.compile(rb"[\x00\r\n]")
 
 
 def quoted(value: bytes) -> bytes:
-    """A quoted string; the caller guarantees no CR, LF, NUL or 8-bit bytes."""
+    """A quoted string; the caller guarantees no CR, LF or NUL, and 8-bit bytes only as UTF-8
+    to a client that takes them."""
     if b"\\" in value or b'"' in value:
         value = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
     return b'"' + value + b'"'
 
 
-def string(value: bytes | str) -> bytes:
-    """A quoted string when it can be one, else a literal (which may carry any octet)."""
+def string(value: bytes | str, *, utf8: bool = False) -> bytes:
+    """A quoted string when it can be one, else a literal (which may carry any octet).
+    `utf8`: the client takes UTF-8 in quoted strings, and `value` is valid UTF-8."""
     if isinstance(value, str):
         value = encode_utf8(value)
-    if len(value) < 1000 and _NEEDS_LITERAL.search(value) is None:
+    needs_literal = _NEEDS_LITERAL_UTF8 if utf8 else _NEEDS_LITERAL
+    if len(value) < 1000 and needs_literal.search(value) is None:
         return quoted(value)
     return b"{%d}\r\n" % len(value) + value
 

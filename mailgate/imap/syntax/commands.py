@@ -40,6 +40,7 @@ from mailgate.imap.syntax.reader import (
 from mailgate.imap.syntax.search import parse_search
 from mailgate.imap.syntax.sort import parse_sort, parse_thread
 from mailgate.imap.syntax.values import (
+    REV1,
     Append,
     AppendMessage,
     Arguments,
@@ -47,6 +48,7 @@ from mailgate.imap.syntax.values import (
     CatenatePart,
     Compress,
     CopyMove,
+    Dialect,
     Enable,
     Fetch,
     FetchItem,
@@ -90,6 +92,8 @@ def _status_item(r: Reader) -> str:
     item = r.word()
     if item not in _STATUS_ITEMS:
         raise ParseError("Unknown STATUS item")
+    if item == "RECENT" and r.dialect.rev2:
+        raise ParseError("IMAP4rev2 has no RECENT status item (RFC 9051)")
     return item
 
 
@@ -292,6 +296,8 @@ def _append(r: Reader, uid: bool) -> Append:
             # Message data is stored as given; NUL bytes are the MIME layer's business.
             data = r.literal(allow_nul=True)
             messages.append(AppendMessage(flags, when, bytes(data)))
+        elif r.dialect.utf8 and r.match(_UTF8) is not None:
+            messages.append(AppendMessage(flags, when, _utf8_literal(r)))
         elif r.match(_CATENATE) is not None:
             r.sp()
             parts = tuple(r.paren_list(_cat_part, empty_ok=False))
@@ -306,10 +312,26 @@ def _append(r: Reader, uid: bool) -> Append:
 
 _CATENATE = re.compile(rb"(?i:CATENATE)(?![^ ])")
 _CAT_PART = re.compile(rb"(?i:TEXT|URL)(?![^ ])")
+_UTF8 = re.compile(rb"(?i:UTF8)(?![^ ])")
+
+
+def _utf8_literal(r: Reader) -> bytes:
+    """RFC 6855 §4: utf8-literal = "UTF8" SP "(" literal8 ")", after "UTF8": a message whose
+    header may hold UTF-8 (message/global), taken only once UTF-8 is enabled."""
+    r.sp()
+    r.expect(LPAREN, "(")
+    if not r.is_literal8():
+        raise r.fail("a literal8 (~{n})")
+    data = bytes(r.literal(allow_nul=True))
+    r.expect(RPAREN, ")")
+    return data
 
 
 def _cat_part(r: Reader) -> CatenatePart:
-    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516)."""
+    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516);
+    once UTF-8 is enabled also RFC 6855 §4's utf8-literal."""
+    if r.dialect.utf8 and r.match(_UTF8) is not None:
+        return CatenatePart(text=_utf8_literal(r))
     kind = r.match(_CAT_PART)
     if kind is None:
         raise r.fail("TEXT or URL")
@@ -681,14 +703,15 @@ def parse_tag(chunks: Sequence[bytes]) -> str | None:
         return None
 
 
-def parse_request(chunks: Sequence[bytes]) -> Request:
-    """Parse one framed command; raises ParseError (and only ParseError) if it is malformed."""
+def parse_request(chunks: Sequence[bytes], dialect: Dialect = REV1) -> Request:
+    """Parse one framed command in the session's dialect; raises ParseError (and only
+    ParseError) if it is malformed."""
     tag = parse_tag(chunks)
     name = ""
     try:
         if tag is None:
             raise ParseError("Missing or invalid tag")
-        r = Reader(chunks)
+        r = Reader(chunks, dialect)
         r.pos = len(tag)
         if r.at_end():
             raise ParseError("Missing command")
