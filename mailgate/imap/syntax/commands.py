@@ -10,9 +10,10 @@ Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS 
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
 BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
-PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959). SEARCH has a
-module of its own (search.py), and so have SORT and THREAD (sort.py); the tokens all commands
-share are read by reader.py.
+PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959); and, in the
+dialect of a session that enabled them (values.Dialect), UTF8=ACCEPT (RFC 6855) and IMAP4rev2
+(RFC 9051). SEARCH has a module of its own (search.py), and so have SORT and THREAD (sort.py);
+the tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
