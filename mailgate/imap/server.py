@@ -557,12 +557,12 @@ class IMAPServer(IMAP4Server):
             else:
                 self.send(Reply("BAD", exc.message, exc.code).line(tag))
         except Reply as reply:
-            self.send(reply.line(tag))
+            self.send(reply.line(tag, utf8=self.utf8))
         except MailboxGone:
             self.close(b"The selected mailbox was deleted")
         except StoreError as exc:
             self.context.metrics.store_error(exc)
-            self.send(from_store(exc).line(tag))
+            self.send(from_store(exc).line(tag, utf8=self.utf8))
         except Exception:
             log.exception("IMAP command failed: %s", tag)
             self.send(f"{tag} NO [SERVERBUG] Internal error; the incident was logged\r\n".encode())

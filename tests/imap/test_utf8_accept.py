@@ -262,3 +262,17 @@ def test_malformed_enable(imap: Transcript, server: Server) -> None:
     with Transcript.connect(server) as s:
         r = s.bad("ENABLE UTF8=ACCEPT")
         assert b"Log in first" in r.tagged
+
+
+def test_reply_text_is_utf8_only_after_enable(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    # A name in a reply's text: modified UTF-7 to a session that knows names so, UTF-8 once
+    # enabled (RFC 9051 Appendix E item 24: only then may the text hold UTF-8).
+    r = imap.no(f'SELECT "{DRAFTS}"', code="NONEXISTENT")
+    assert r.tagged.isascii()
+    assert b'"Entw&APw-rfe"' in r.tagged
+    utf8 = sessions(account)
+    enable_utf8(utf8)
+    r = utf8.no(f'SELECT "{DRAFTS}"', code="NONEXISTENT")
+    assert f'"{DRAFTS}"'.encode() in r.tagged
