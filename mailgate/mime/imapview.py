@@ -47,6 +47,7 @@ __all__ = [
     "nstring",
     "quoted",
     "string",
+    "utf8_quoted",
 ]
 
 NIL = b"NIL"
@@ -82,6 +83,38 @@ def string(value: bytes | str, *, utf8: bool = False) -> bytes:
 
 def nstring(value: bytes | str | None) -> bytes:
     return NIL if value is None else string(value)
+
+
+_LITERAL_MARK = re.compile(rb"\{([0-9]+)\}\r\n")
+
+
+def utf8_quoted(wire: bytes) -> bytes:
+    """Wire values built at ingest (ENVELOPE, BODYSTRUCTURE) for a client that takes UTF-8 in
+    quoted strings (RFC 6855 §3): each literal that is short, valid UTF-8 and free of CR, LF
+    and NUL becomes a quoted string, as Dovecot answers such a client. A quoted string never
+    holds CRLF, so every "{n}" CRLF outside literal data starts a literal."""
+    if b"}\r\n" not in wire:
+        return wire
+    out: list[bytes] = []
+    pos = 0
+    while (m := _LITERAL_MARK.search(wire, pos)) is not None:
+        start, end = m.span()
+        data = wire[end : end + int(m.group(1))]
+        out.append(wire[pos:start])
+        out.append(quoted(data) if _quotable_utf8(data) else wire[start : end + len(data)])
+        pos = end + len(data)
+    out.append(wire[pos:])
+    return b"".join(out)
+
+
+def _quotable_utf8(data: bytes) -> bool:
+    if len(data) >= 1000 or _NEEDS_LITERAL_UTF8.search(data) is not None:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ UTF8_HEADER = (
     "Date: Tue, 02 Jan 2024 10:00:00 +0000\r\n"
     "Message-ID: <utf8-1@bücher.example>\r\n"
     "MIME-Version: 1.0\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\n"
+    'Content-Type: text/plain; charset=utf-8; name="Grüße.txt"\r\n'
     "Content-Transfer-Encoding: 8bit\r\n"
     "\r\n"
 ).encode()
@@ -194,15 +194,19 @@ def test_utf8_headers_are_fetched_as_stored_in_every_session(
         s.ok("EXAMINE INBOX")
         header = fetches(s.ok("FETCH 1 BODY.PEEK[HEADER]"))[1]
         assert header.endswith(b"BODY[HEADER] {%d}\r\n" % len(UTF8_HEADER) + UTF8_HEADER)
-        envelope = _envelope(fetches(s.ok("FETCH 1 ENVELOPE"))[1])
-        # 8-bit strings are literals (a quoted string holds none before ENABLE): valid
-        # IMAP4rev1 for the one, and still valid for the other.
-        subject = "Grüße aus Köln".encode()
-        assert b"{%d}\r\n%s" % (len(subject), subject) in envelope
-        assert b"{%d}\r\n%s" % (len("Jörg Müller".encode()), "Jörg Müller".encode()) in envelope
-        assert "bücher.example".encode() in envelope
-        assert "例え.jp".encode() in envelope
-        assert b'"Tue, 02 Jan 2024 10:00:00 +0000"' in envelope
+    # IMAP4rev1: 8-bit strings are literals, as a quoted string may hold none.
+    item = fetches(imap.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE)"))[1]
+    envelope = _envelope(item)
+    for text in ("Grüße aus Köln", "Jörg Müller", "jörg", "bücher.example", "例え.jp"):
+        assert b"{%d}\r\n%s" % (len(text.encode()), text.encode()) in envelope
+    assert b'"Tue, 02 Jan 2024 10:00:00 +0000"' in envelope
+    assert b'"name" {%d}\r\n' % len("Grüße.txt".encode()) in item
+    # After ENABLE UTF8=ACCEPT the same strings come quoted, as Dovecot sends them.
+    item = fetches(utf8.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE)"))[1]
+    assert b"}\r\n" not in item
+    assert '("Jörg Müller" NIL "jörg" "bücher.example")'.encode() in item
+    assert '"Grüße aus Köln"'.encode() in item
+    assert '"name" "Grüße.txt"'.encode() in item
 
 
 def test_utf8_headers_through_imaplib(server: Server, account: Account) -> None:
