@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 
 from mailgate.imap.condstore import enable_condstore
-from mailgate.imap.errors import Reply
+from mailgate.imap.errors import Reply, no
 from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
-from mailgate.store.errors import StoreError
+from mailgate.store.errors import HasChildren, StoreError
 from mailgate.store.names import canonical_mailbox_name, parents
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
@@ -199,7 +199,12 @@ async def create(s: Session, request: Request) -> str:
 async def delete(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
-    await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
+    try:
+        await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
+    except HasChildren as exc:
+        if s.rev2:
+            raise no(str(exc), "HASCHILDREN") from None  # RFC 9051 §6.3.5
+        raise
     if s.selected is not None and s.selected.name == canonical_mailbox_name(args.mailbox):
         s.unselect()
     return "DELETE completed"

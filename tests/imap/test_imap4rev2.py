@@ -226,3 +226,14 @@ def test_what_rev2_keeps_of_rev1(
     assert b"BINARY.SIZE[1] %d" % len(body) in item
     # The IMAP4rev1 flavour of ENABLE still works beside it.
     assert rev2.ok("ENABLE CONDSTORE").untagged[-1] == b"* ENABLED CONDSTORE"
+
+
+def test_delete_of_a_parent_says_haschildren(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    imap.ok('CREATE "Eltern/Kind"')
+    rev2 = rev2_session(sessions, account)
+    rev2.no('DELETE "Eltern"', code="HASCHILDREN")  # RFC 9051 §6.3.5
+    imap.no('DELETE "Eltern"', code="CANNOT")  # IMAP4rev1 has no such code
+    rev2.ok('DELETE "Eltern/Kind"')
+    rev2.ok('DELETE "Eltern"')
