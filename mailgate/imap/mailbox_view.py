@@ -149,6 +149,12 @@ class SelectedMailbox:
             await self.take_recent(store, recent_from)
         return b"%d RECENT" % self.recent_count
 
+    def drop_recent(self) -> None:
+        """The session enabled IMAP4rev2 with the mailbox selected: it has no \\Recent from
+        now on (what it claimed stays claimed: no other session sees those as recent)."""
+        self.recent = None
+        self.recent_from = None
+
     def _add_recent(self, first: int, last: int) -> None:
         ranges = self.recent
         if ranges is None:

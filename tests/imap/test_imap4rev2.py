@@ -237,3 +237,11 @@ def test_delete_of_a_parent_says_haschildren(
     imap.no('DELETE "Eltern"', code="CANNOT")  # IMAP4rev1 has no such code
     rev2.ok('DELETE "Eltern/Kind"')
     rev2.ok('DELETE "Eltern"')
+
+
+def test_enable_with_a_mailbox_selected_drops_recent(imap: Transcript) -> None:
+    append(imap, message("one"))
+    assert number_of(imap.ok("SELECT INBOX"), b"RECENT") == 1
+    enable_rev2(imap)  # late (RFC 5161 asks for it before SELECT), but taken
+    assert flags_of(fetches(imap.ok("FETCH 1 FLAGS"))[1], recent=True) == set()
+    imap.bad("SEARCH RECENT")

@@ -26,5 +26,7 @@ async def enable(s: Session, request: Request) -> str:
         s.utf8_accept = True
     if "IMAP4rev2" in enabled:
         s.rev2 = True
+        if s.selected is not None:  # RFC 5161 says ENABLE comes first; not every client obeys
+            s.selected.drop_recent()
     s.untagged(b"ENABLED" + b"".join(b" " + c.encode() for c in enabled))
     return "ENABLE completed"
