@@ -4,6 +4,7 @@ CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.errors import Reply, no
@@ -183,6 +184,19 @@ async def status(s: Session, request: Request) -> str:
     return "STATUS completed"
 
 
+_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def _check_net_unicode(name: str) -> None:
+    """A new name is Net-Unicode (RFC 9051 §5.1, RFC 6855 §3): NFC, and without line or
+    paragraph separators, in whichever form it came (modified UTF-7 or UTF-8), as IMAP4rev2
+    clients see every name in UTF-8. Looking a name up takes any form."""
+    if name.isascii():
+        return
+    if any(ch in _SEPARATORS for ch in name) or not unicodedata.is_normalized("NFC", name):
+        raise no("A mailbox name must be Unicode NFC without line separators", "CANNOT")
+
+
 @command("CREATE", LOGGED_IN)
 async def create(s: Session, request: Request) -> str:
     args = request.args
@@ -191,6 +205,7 @@ async def create(s: Session, request: Request) -> str:
     name = args.mailbox.rstrip(HIERARCHY_DELIMITER) or args.mailbox
     if canonical_mailbox_name(name) == INBOX:
         raise Reply("NO", "INBOX always exists", "ALREADYEXISTS")
+    _check_net_unicode(name)
     await s.store.create_mailbox(_inbox_id(s), name)
     return "CREATE completed"
 
@@ -216,6 +231,7 @@ async def rename(s: Session, request: Request) -> str:
     assert isinstance(args, Rename)
     # The selected mailbox (or a child of the renamed one) learns its new name from the
     # store's MailboxRenamed event, as in every other session.
+    _check_net_unicode(args.new)
     await s.store.rename_mailbox(_inbox_id(s), args.old, args.new)
     return "RENAME completed"
 

@@ -109,13 +109,21 @@ def test_utf8_names_in_every_mailbox_command(
     assert list_names(imap.ok('LIST "" "Brouillons/*"')) == []
 
 
-def test_names_that_are_not_net_unicode_are_refused(imap: Transcript) -> None:
+def test_names_that_are_not_net_unicode_are_refused(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
     enable_utf8(imap)
     # RFC 9051 §5.1, RFC 6855 §3: NFC, no control characters, no line separator.
     decomposed = "Cafe\u0301"
     imap.no(f'CREATE "{decomposed}"', code="CANNOT")
     imap.no('CREATE "line\u2028break"', code="CANNOT")
     imap.no('SELECT "x\u0085y"', code="NONEXISTENT")
+    imap.ok('CREATE "Café"')
+    imap.no(f'RENAME "Café" "{decomposed}"', code="CANNOT")
+    # The same name in modified UTF-7 is the same name: refused too.
+    plain = sessions(account)
+    plain.no('CREATE "Cafe&AwE-"', code="CANNOT")
+    imap.ok('DELETE "Café"')
     # RFC 6855 §3: 8-bit octets in a quoted string that are not UTF-8 are BAD.
     imap.bad(b'CREATE "caf\xe9"')
     imap.bad(b'STATUS "\xc3\x28" (MESSAGES)')

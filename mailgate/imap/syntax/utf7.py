@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import unicodedata
 
 from mailgate.imap.syntax.values import InvalidMailboxName
 
@@ -83,21 +82,14 @@ def decode_pattern(raw: bytes, *, utf8: bool = False) -> str:
         return bytes(raw).decode("utf-8", "replace")
 
 
-# RFC 6855 §3: besides the control characters, no line or paragraph separator in a name.
-_SEPARATORS = frozenset("\u2028\u2029")
-
-
 def _decode_utf8(raw: bytes) -> str:
-    """A UTF-8 name: Net-Unicode (RFC 5198), so NFC and without control characters; a name
-    that is not cannot be created (RFC 9051 §5.1) and so cannot exist either."""
+    """A UTF-8 name, without control characters (RFC 6855 §3), which no name may hold."""
     try:
         name = bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidMailboxName("Mailbox name is not valid UTF-8") from None
-    if any(_is_control(ch) or ch in _SEPARATORS for ch in name):
+    if any(_is_control(ch) for ch in name):
         raise InvalidMailboxName("Mailbox name holds a control character")
-    if not unicodedata.is_normalized("NFC", name):
-        raise InvalidMailboxName("Mailbox name is not in Unicode normalization form C")
     return name
 
 
