@@ -245,3 +245,17 @@ def test_enable_with_a_mailbox_selected_drops_recent(imap: Transcript) -> None:
     enable_rev2(imap)  # late (RFC 5161 asks for it before SELECT), but taken
     assert flags_of(fetches(imap.ok("FETCH 1 FLAGS"))[1], recent=True) == set()
     imap.bad("SEARCH RECENT")
+
+
+def test_list_subscribed_names_a_deleted_mailbox_nonexistent(
+    sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    rev2 = rev2_session(sessions, account)
+    rev2.ok('CREATE "Obst/Äpfel"')
+    rev2.ok('SUBSCRIBE "Obst/Äpfel"')
+    rev2.ok('DELETE "Obst/Äpfel"')
+    # RFC 9051 §6.3.9.1: the subscription outlives the mailbox, listed \NonExistent.
+    r = rev2.ok('LIST (SUBSCRIBED) "" "Obst/*"')
+    assert r.lines(b"LIST") == ['* LIST (\\NonExistent \\Subscribed) "/" "Obst/Äpfel"'.encode()]
+    r = rev2.ok('LIST "" "Obst*" RETURN (SUBSCRIBED CHILDREN)')
+    assert r.lines(b"LIST") == [b'* LIST (\\HasNoChildren) "/" "Obst"']
