@@ -141,6 +141,13 @@ def test_append_utf8_data_item(
     r = append_utf8(imap, UTF8_MESSAGE)
     assert r.status == "OK", r
     uid = appenduid(r)[1][0]
+    # A synchronizing literal8, as Thunderbird sends it: the server asks for the octets.
+    tag = imap.next_tag()
+    imap.send(f'{tag} APPEND "INBOX" (\\Seen) UTF8 (~{{{len(UTF8_MESSAGE)}}}\r\n'.encode())
+    assert imap.read_line().startswith(b"+ ")
+    imap.send(UTF8_MESSAGE + b")\r\n")
+    r = imap.finish(tag)
+    assert r.status == "OK", r
     # Only a literal8 goes inside: "UTF8 ({n}" is BAD.
     tag = imap.next_tag()
     imap.send(f"{tag} APPEND INBOX UTF8 ({{{len(UTF8_MESSAGE)}+}}\r\n".encode())
