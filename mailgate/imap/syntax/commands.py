@@ -295,8 +295,13 @@ def _append(r: Reader, uid: bool) -> Append:
             r.sp()
         if r.is_literal():
             # Message data is stored as given; NUL bytes are the MIME layer's business.
-            data = r.literal(allow_nul=True)
-            messages.append(AppendMessage(flags, when, bytes(data)))
+            data = bytes(r.literal(allow_nul=True))
+            if r.dialect.utf8 and data.startswith(_UTF8_WRAPPED) and data.endswith(b")"):
+                # Python's imaplib, once UTF8=ACCEPT is enabled, puts RFC 6855's "UTF8 ("
+                # and ")" inside the literal (CPython gh-78319). No message starts so (a
+                # field name holds neither space nor "("), so the message is what is inside.
+                data = data[len(_UTF8_WRAPPED) : -1]
+            messages.append(AppendMessage(flags, when, data))
         elif r.dialect.utf8 and r.match(_UTF8) is not None:
             messages.append(AppendMessage(flags, when, _utf8_literal(r)))
         elif r.match(_CATENATE) is not None:
@@ -314,6 +319,7 @@ def _append(r: Reader, uid: bool) -> Append:
 _CATENATE = re.compile(rb"(?i:CATENATE)(?![^ ])")
 _CAT_PART = re.compile(rb"(?i:TEXT|URL)(?![^ ])")
 _UTF8 = re.compile(rb"(?i:UTF8)(?![^ ])")
+_UTF8_WRAPPED = b"UTF8 ("
 
 
 def _utf8_literal(r: Reader) -> bytes:

@@ -113,3 +113,14 @@ def test_no_recent_status_item_in_rev2() -> None:
     assert parse(REV2, b"a STATUS INBOX (MESSAGES SIZE DELETED)") == Status(
         "INBOX", ("MESSAGES", "SIZE", "DELETED")
     )
+
+
+def test_imaplib_wrapped_append_is_unwrapped_once_utf8_is_on() -> None:
+    # CPython's imaplib sends "UTF8 (" + message + ")" as one literal (gh-78319).
+    wrapped = b"UTF8 (From: a@b\r\n\r\nhi\r\n)"
+    args = parse(UTF8_ACCEPT, b"a APPEND INBOX {%d}" % len(wrapped), wrapped, b"")
+    assert isinstance(args, Append)
+    assert args.messages[0].data == b"From: a@b\r\n\r\nhi\r\n"
+    args = parse(REV1, b"a APPEND INBOX {%d}" % len(wrapped), wrapped, b"")
+    assert isinstance(args, Append)
+    assert args.messages[0].data == wrapped  # stored as given, as before
