@@ -85,24 +85,22 @@ def nstring(value: bytes | str | None) -> bytes:
     return NIL if value is None else string(value)
 
 
-_LITERAL_MARK = re.compile(rb"\{([0-9]+)\}\r\n")
-
-
 def utf8_quoted(wire: bytes) -> bytes:
     """Wire values built at ingest (ENVELOPE, BODYSTRUCTURE) for a client that takes UTF-8 in
     quoted strings (RFC 6855 §3): each literal that is short, valid UTF-8 and free of CR, LF
     and NUL becomes a quoted string, as Dovecot answers such a client. A quoted string never
-    holds CRLF, so every "{n}" CRLF outside literal data starts a literal."""
+    holds CRLF, so every "}" CRLF outside literal data ends a literal's "{n}"."""
     if b"}\r\n" not in wire:
         return wire
     out: list[bytes] = []
     pos = 0
-    while (m := _LITERAL_MARK.search(wire, pos)) is not None:
-        start, end = m.span()
-        data = wire[end : end + int(m.group(1))]
-        out.append(wire[pos:start])
-        out.append(quoted(data) if _quotable_utf8(data) else wire[start : end + len(data)])
-        pos = end + len(data)
+    while (mark := wire.find(b"}\r\n", pos)) >= 0:
+        brace = wire.rfind(b"{", pos, mark)
+        end = mark + 3 + int(wire[brace + 1 : mark])
+        data = wire[mark + 3 : end]
+        out.append(wire[pos:brace])
+        out.append(quoted(data) if _quotable_utf8(data) else wire[brace:end])
+        pos = end
     out.append(wire[pos:])
     return b"".join(out)
 
