@@ -96,6 +96,11 @@ def test_utf8_names_in_every_mailbox_command(
     assert status_items(r) == {"MESSAGES": 1}
     r = utf8.ok('LIST "" "Entw*" RETURN (STATUS (MESSAGES))')
     assert r.lines(b"STATUS")[0].startswith(f'* STATUS "{DRAFTS}" '.encode())
+    r = utf8.ok(f'GETQUOTAROOT "{DRAFTS}"')
+    assert r.lines(b"QUOTAROOT") == [f'* QUOTAROOT "{DRAFTS}"'.encode()]
+    assert imap.ok('GETQUOTAROOT "Entw&APw-rfe"').lines(b"QUOTAROOT") == [
+        b'* QUOTAROOT "Entw&APw-rfe"'
+    ]
     utf8.ok(f'SELECT "{DRAFTS}"')
     utf8.ok('CREATE "日本語"')
     assert utf8.ok('COPY 1 "日本語"').code.startswith("COPYUID")  # type: ignore[union-attr]
