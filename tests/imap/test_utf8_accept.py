@@ -298,3 +298,17 @@ def test_reply_text_is_utf8_only_after_enable(
     enable_utf8(utf8)
     r = utf8.no(f'SELECT "{DRAFTS}"', code="NONEXISTENT")
     assert f'"{DRAFTS}"'.encode() in r.tagged
+
+
+def test_preview_is_quoted_utf8_after_enable(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    text = "Schöne Grüße."
+    append(imap, message("Vorschau", text + "\r\n", Content_Type="text/plain; charset=utf-8"))
+    utf8 = sessions(account)
+    enable_utf8(utf8)
+    imap.ok("EXAMINE INBOX")
+    utf8.ok("EXAMINE INBOX")
+    preview = text.encode()
+    assert fetches(imap.ok("FETCH 1 PREVIEW"))[1] == b"PREVIEW {%d}\r\n%s" % (len(preview), preview)
+    assert fetches(utf8.ok("FETCH 1 PREVIEW"))[1] == b'PREVIEW "%s"' % preview
