@@ -66,10 +66,11 @@ class InvalidMailboxName(ParseError):
 class Dialect:
     """What a session has enabled that changes how its commands read (ENABLE, RFC 5161).
 
-    ``utf8``: mailbox names are UTF-8, not modified UTF-7, and a quoted string with 8-bit
-    bytes must be valid UTF-8 (RFC 6855 §3; IMAP4rev2 names mailboxes in UTF-8 too, RFC 9051
-    §5.1). ``utf8_accept``: UTF8=ACCEPT itself was enabled, which bans SEARCH's CHARSET and
-    any charset but UTF-8 in SORT and THREAD (RFC 6855 §3 and its errata 4029).
+    ``utf8``: mailbox names are UTF-8, not modified UTF-7, a quoted string with 8-bit bytes
+    must be valid UTF-8 (RFC 6855 §3; IMAP4rev2 names mailboxes in UTF-8 too, RFC 9051 §5.1),
+    and APPEND and CATENATE take RFC 6855 §4's ``UTF8 (~{n})``. ``utf8_accept``: UTF8=ACCEPT
+    itself was enabled, which bans SEARCH's CHARSET and any charset but UTF-8 in SORT and
+    THREAD (RFC 6855 §3 and its errata 4029).
     ``rev2``: IMAP4rev2 (RFC 9051), which has no \\Recent: no RECENT, NEW or OLD search keys,
     no RECENT status item.
     """
