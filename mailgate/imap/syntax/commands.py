@@ -31,6 +31,7 @@ from mailgate.imap.syntax.reader import (
     LT,
     MAX_MODSEQ,
     MAX_NUMBER,
+    MAX_NUMBER64,
     RBRACKET,
     RPAREN,
     SP,
@@ -407,11 +408,12 @@ def _fetch_att(r: Reader) -> FetchItem:
     section = _section(r, binary=base != "BODY")
     partial: tuple[int, int] | None = None
     if r.peek() == LT and base != "BINARY.SIZE":
-        # "<" number "." nz-number ">"
+        # "<" number "." nz-number ">"; IMAP4rev2's are number64 (RFC 9051 Appendix D).
+        largest = MAX_NUMBER64 if r.dialect.rev2 else MAX_NUMBER
         r.pos += 1
-        start = r.number()
+        start = r.number(maximum=largest)
         r.expect(DOT, ".")
-        length = r.number(nonzero=True)
+        length = r.number(nonzero=True, maximum=largest)
         r.expect(GT, ">")
         partial = (start, length)
     return FetchItem(base, section, partial, peek)
@@ -616,9 +618,6 @@ def _enable(r: Reader, uid: bool) -> Enable:
         capabilities.append(r.word())
     r.finish()
     return Enable(dedupe(capabilities))
-
-
-MAX_NUMBER64 = 2**63 - 1  # RFC 9051's number64
 
 
 def _quota_root(r: Reader) -> str:

@@ -15,6 +15,7 @@ from mailgate.imap.syntax.values import REV1, Dialect, ParseError, SeqRange, Seq
 
 MAX_NUMBER = 0xFFFF_FFFF  # RFC 3501 §9: number and nz-number are unsigned 32-bit
 MAX_MODSEQ = 2**63 - 1  # RFC 7162 §7: mod-sequence-value is at most 63 bits
+MAX_NUMBER64 = 2**63 - 1  # RFC 9051's number64
 
 _T = TypeVar("_T")
 

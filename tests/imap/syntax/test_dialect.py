@@ -12,6 +12,7 @@ from mailgate.imap.syntax.values import (
     Append,
     CatenatePart,
     Dialect,
+    Fetch,
     InvalidMailboxName,
     MailboxArg,
     ParseError,
@@ -124,3 +125,12 @@ def test_imaplib_wrapped_append_is_unwrapped_once_utf8_is_on() -> None:
     args = parse(REV1, b"a APPEND INBOX {%d}" % len(wrapped), wrapped, b"")
     assert isinstance(args, Append)
     assert args.messages[0].data == wrapped  # stored as given, as before
+
+
+def test_partial_fetch_takes_number64_in_rev2() -> None:
+    # RFC 9051 Appendix D: 63-bit sizes; IMAP4rev1's are 32-bit (the grammar's number).
+    line = b"a FETCH 1 BODY.PEEK[]<4294967296.4294967296>"
+    assert error(REV1, line).message == "Number out of range"
+    args = parse(REV2, line)
+    assert isinstance(args, Fetch)
+    assert args.items[0].partial == (2**32, 2**32)
