@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailgate.imap.syntax.utf7 import encode_mailbox
 from mailgate.store import errors
 
 
@@ -14,9 +15,14 @@ class Reply(Exception):
         self.text = text
         self.code = code
 
-    def line(self, tag: str) -> bytes:
+    def line(self, tag: str, *, utf8: bool = False) -> bytes:
+        """The tagged reply. Its text is UTF-8 only to a session that enabled it (RFC 9051
+        Appendix E item 24); to others a mailbox name in it is modified UTF-7, as they know it."""
         code = f"[{self.code}] " if self.code else ""
-        return f"{tag} {self.status} {code}{self.text}\r\n".encode("utf-8", "replace")
+        text = self.text
+        if not utf8 and not text.isascii():
+            text = encode_mailbox(text).decode("ascii")
+        return f"{tag} {self.status} {code}{text}\r\n".encode("utf-8", "replace")
 
 
 def no(text: str, code: str | None = None) -> Reply:

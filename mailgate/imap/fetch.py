@@ -27,6 +27,7 @@ from mailgate.mime.imapview import (
     binary_section,
     extract_section,
     string,
+    utf8_quoted,
 )
 from mailgate.store.records import SEEN, FetchRow
 
@@ -116,8 +117,11 @@ def _columns(item: FetchItem) -> set[str]:
     return set()
 
 
-def _renderer(item: FetchItem, selected: SelectedMailbox, decoded: Decoded) -> Renderer:
+def _renderer(item: FetchItem, selected: SelectedMailbox, decoded: Decoded, utf8: bool) -> Renderer:
+    """How one item is written; `utf8`: the session takes UTF-8 in quoted strings."""
     name = item.name
+    if utf8 and name in ("ENVELOPE", "BODYSTRUCTURE", "BODY", "PREVIEW") and item.section is None:
+        return _utf8_renderer(name)
     if name == "UID":
         return lambda row: b"UID %d" % row.uid
     if name == "FLAGS":
@@ -152,6 +156,16 @@ def _renderer(item: FetchItem, selected: SelectedMailbox, decoded: Decoded) -> R
     get = _section_bytes(item)
     partial = item.partial
     return lambda row: label + literal(_partial(get(row), partial))
+
+
+def _utf8_renderer(name: str) -> Renderer:
+    if name == "ENVELOPE":
+        return lambda row: b"ENVELOPE " + utf8_quoted(row.envelope or b"NIL")
+    if name == "BODYSTRUCTURE":
+        return lambda row: b"BODYSTRUCTURE " + utf8_quoted(row.bodystructure or b"NIL")
+    if name == "BODY":
+        return lambda row: b"BODY " + utf8_quoted(row.body or b"NIL")
+    return lambda row: b"PREVIEW " + string(row.preview or "", utf8=True)
 
 
 def _binary_renderer(item: FetchItem, decoded: Decoded) -> Renderer:
@@ -237,7 +251,7 @@ async def fetch(s: Session, request: Request) -> str:
         dict.fromkeys(i.section.part for i in items if i.name.startswith("BINARY") and i.section)
     )
     decoded: Decoded = {}
-    renderers = [_renderer(item, selected, decoded) for item in items]
+    renderers = [_renderer(item, selected, decoded, s.utf8) for item in items]
     columns: set[str] = set()
     for item in items:
         columns |= _columns(item)

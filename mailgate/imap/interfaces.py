@@ -49,6 +49,8 @@ class Session(Protocol):
     session_state: State
     condstore: bool
     qresync: bool  # RFC 7162 §3.2.3: enabled with ENABLE QRESYNC
+    utf8_accept: bool  # RFC 6855: enabled with ENABLE UTF8=ACCEPT
+    rev2: bool  # RFC 9051: enabled with ENABLE IMAP4rev2
     # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
     after_reply: Callable[[], None] | None
     holder: Holder | None
@@ -70,6 +72,11 @@ class Session(Protocol):
 
     @property
     def selected(self) -> SelectedMailbox | None: ...
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and quoted strings are UTF-8 (UTF8=ACCEPT or IMAP4rev2 enabled)."""
+        ...
 
     @property
     def tls_active(self) -> bool: ...

@@ -149,6 +149,12 @@ class SelectedMailbox:
             await self.take_recent(store, recent_from)
         return b"%d RECENT" % self.recent_count
 
+    def drop_recent(self) -> None:
+        """The session enabled IMAP4rev2 with the mailbox selected: it has no \\Recent from
+        now on (what it claimed stays claimed: no other session sees those as recent)."""
+        self.recent = None
+        self.recent_from = None
+
     def _add_recent(self, first: int, last: int) -> None:
         ranges = self.recent
         if ranges is None:
@@ -253,9 +259,17 @@ class SelectedMailbox:
     # ---------------------------------------------------------------- catching up
 
     async def catch_up(
-        self, store: Store, *, expunges_ok: bool, condstore: bool, vanished: bool
+        self,
+        store: Store,
+        *,
+        expunges_ok: bool,
+        condstore: bool,
+        vanished: bool,
+        recent: bool = True,
     ) -> list[bytes]:
-        """Untagged responses (without "* ") telling the client what changed since last time."""
+        """Untagged responses (without "* ") telling the client what changed since last time.
+        `recent`: the session has \\Recent (IMAP4rev1; an IMAP4rev2 one neither claims nor
+        hears of it)."""
         lines: list[bytes] = []
         self.dirty = False
         changes = await store.changes_since(self.mailbox_id, self.modseq)
@@ -294,10 +308,10 @@ class SelectedMailbox:
         if fresh:
             self.uids.extend(fresh)
             lines.append(b"%d EXISTS" % len(self.uids))
-            if self.readonly:
+            if recent and self.readonly:
                 await self.take_recent(store, max(changes.recent_uid, fresh[0]))
                 lines.append(b"%d RECENT" % self.recent_count)
-            else:
+            elif recent:
                 # Claimed by recent_after_exists() once EXISTS is on its way: the claim is a
                 # durable write, and new mail must not wait for it.
                 self.recent_from = max(changes.recent_uid, fresh[0])

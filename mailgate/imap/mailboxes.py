@@ -4,15 +4,16 @@ CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mailgate.imap.condstore import enable_condstore
-from mailgate.imap.errors import Reply
+from mailgate.imap.errors import Reply, no
 from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import List, Lsub, MailboxArg, Rename, Request, Status
 from mailgate.imap.wire import mailbox as wire_mailbox
-from mailgate.store.errors import StoreError
+from mailgate.store.errors import HasChildren, StoreError
 from mailgate.store.names import canonical_mailbox_name, parents
 from mailgate.store.records import HIERARCHY_DELIMITER, INBOX, Mailbox
 
@@ -113,7 +114,7 @@ async def list_mailboxes(s: Session, request: Request) -> str:
             if "SPECIAL-USE" in args.selection and not box.special_use:
                 continue
             attrs = _attributes(box, parents, name in subscribed)
-        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name)
+        line = b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name, s.utf8)
         s.untagged(line + (b' (CHILDINFO ("SUBSCRIBED"))' if childinfo else b""))
         if args.status_items and box is not None:
             # RFC 5819: STATUS right after its LIST line; a failure there is not fatal.
@@ -122,6 +123,14 @@ async def list_mailboxes(s: Session, request: Request) -> str:
             except StoreError:
                 continue
     return "LIST completed"
+
+
+async def list_line(s: Session, box: Mailbox) -> bytes:
+    """The LIST response naming one mailbox, with its attributes (RFC 9051 §6.3.2: SELECT and
+    EXAMINE of an IMAP4rev2 session say it)."""
+    parents = _parents(await s.store.list_mailboxes(_inbox_id(s)))
+    attrs = _attributes(box, parents, subscribed=False)
+    return b"LIST " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(box.name, s.utf8)
 
 
 @command("LSUB", LOGGED_IN)
@@ -139,7 +148,7 @@ async def lsub(s: Session, request: Request) -> str:
     found = [(name, b"()") for name in subscribed if _matches(regexes, name)]
     found += [(name, b"(\\Noselect)") for name in above if _matches(regexes, name)]
     for name, attrs in sorted(found, key=lambda item: (item[0] != INBOX, item[0])):
-        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name))
+        s.untagged(b"LSUB " + attrs + b' "' + DELIMITER + b'" ' + wire_mailbox(name, s.utf8))
     return "LSUB completed"
 
 
@@ -161,7 +170,7 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
         mailbox_item(box.id) if item == "MAILBOXID" else f"{item} {values[item]}".encode()
         for item in items
     )
-    return b"STATUS " + wire_mailbox(box.name) + b" (" + pairs + b")"
+    return b"STATUS " + wire_mailbox(box.name, s.utf8) + b" (" + pairs + b")"
 
 
 @command("STATUS", LOGGED_IN)
@@ -175,6 +184,19 @@ async def status(s: Session, request: Request) -> str:
     return "STATUS completed"
 
 
+_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def _check_net_unicode(name: str) -> None:
+    """A new name is Net-Unicode (RFC 9051 §5.1, RFC 6855 §3): NFC, and without line or
+    paragraph separators, in whichever form it came (modified UTF-7 or UTF-8), as IMAP4rev2
+    clients see every name in UTF-8. Looking a name up takes any form."""
+    if name.isascii():
+        return
+    if any(ch in _SEPARATORS for ch in name) or not unicodedata.is_normalized("NFC", name):
+        raise no("A mailbox name must be Unicode NFC without line separators", "CANNOT")
+
+
 @command("CREATE", LOGGED_IN)
 async def create(s: Session, request: Request) -> str:
     args = request.args
@@ -183,6 +205,7 @@ async def create(s: Session, request: Request) -> str:
     name = args.mailbox.rstrip(HIERARCHY_DELIMITER) or args.mailbox
     if canonical_mailbox_name(name) == INBOX:
         raise Reply("NO", "INBOX always exists", "ALREADYEXISTS")
+    _check_net_unicode(name)
     await s.store.create_mailbox(_inbox_id(s), name)
     return "CREATE completed"
 
@@ -191,7 +214,12 @@ async def create(s: Session, request: Request) -> str:
 async def delete(s: Session, request: Request) -> str:
     args = request.args
     assert isinstance(args, MailboxArg)
-    await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
+    try:
+        await s.store.delete_mailbox(_inbox_id(s), args.mailbox)
+    except HasChildren as exc:
+        if s.rev2:
+            raise no(str(exc), "HASCHILDREN") from None  # RFC 9051 §6.3.5
+        raise
     if s.selected is not None and s.selected.name == canonical_mailbox_name(args.mailbox):
         s.unselect()
     return "DELETE completed"
@@ -203,6 +231,7 @@ async def rename(s: Session, request: Request) -> str:
     assert isinstance(args, Rename)
     # The selected mailbox (or a child of the renamed one) learns its new name from the
     # store's MailboxRenamed event, as in every other session.
+    _check_net_unicode(args.new)
     await s.store.rename_mailbox(_inbox_id(s), args.old, args.new)
     return "RENAME completed"
 

@@ -1,5 +1,5 @@
 """SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731, and SEARCHRES's SAVE and
-"$", RFC 5182).
+"$", RFC 5182). An IMAP4rev2 session is always answered with ESEARCH (RFC 9051 §6.4.4).
 
 The key tree is evaluated per message by matching.py; this module loads only what the keys
 need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT) and
@@ -239,6 +239,8 @@ async def search(s: Session, request: Request) -> str:
         raise
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
     returns = args.returns
+    if returns is None and s.rev2:
+        returns = ("ALL",)  # RFC 9051 §6.4.4: ESEARCH is the answer, ALL when none is asked
     if returns is not None and "SAVE" in returns:
         selected.saved = saved_ranges([uid for _, uid, _ in hits], returns)
         returns = tuple(r for r in returns if r != "SAVE")

@@ -1,5 +1,6 @@
 """SELECT, EXAMINE and CLOSE: entering and leaving a mailbox, and resynchronizing on the way
-in (QRESYNC, RFC 7162 §3.2.5)."""
+in (QRESYNC, RFC 7162 §3.2.5). An IMAP4rev2 session (RFC 9051 §6.3.2) is told the mailbox's
+LIST line instead of RECENT and UNSEEN, and takes no \\Recent."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from mailgate.imap.errors import bad
 from mailgate.imap.ext.objectid import mailbox_item
 from mailgate.imap.interfaces import LOGGED_IN, Session, State
 from mailgate.imap.mailbox_view import SelectedMailbox, open_view
+from mailgate.imap.mailboxes import list_line
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Qresync, Request, Select
 from mailgate.imap.wire import flags_fetch
@@ -19,8 +21,9 @@ async def _open(s: Session, request: Request, readonly: bool) -> str:
     if args.qresync is not None and not s.qresync:
         raise bad("QRESYNC must be enabled first (ENABLE QRESYNC)", "CLIENTBUG")
     # RFC 3501 §6.3.1: a SELECT first leaves the selected mailbox, even if it then fails.
-    if s.selected is not None and s.qresync:
-        s.untagged(b"OK [CLOSED] Previous mailbox closed")  # RFC 7162 §3.2.11
+    if s.selected is not None and (s.qresync or s.rev2):
+        # RFC 7162 §3.2.11, RFC 9051 §6.3.2
+        s.untagged(b"OK [CLOSED] Previous mailbox closed")
     s.unselect()
     if args.condstore:
         s.condstore = True
@@ -30,10 +33,13 @@ async def _open(s: Session, request: Request, readonly: bool) -> str:
     for line in selected.flags_lines():
         s.untagged(line)
     s.untagged(b"%d EXISTS" % selected.exists)
-    await selected.take_recent(s.store, snapshot.mailbox.recent_uid)
-    s.untagged(b"%d RECENT" % selected.recent_count)
-    if snapshot.first_unseen is not None:
-        s.untagged(b"OK [UNSEEN %d] First unseen message" % snapshot.first_unseen)
+    if s.rev2:
+        s.untagged(await list_line(s, box))
+    else:
+        await selected.take_recent(s.store, snapshot.mailbox.recent_uid)
+        s.untagged(b"%d RECENT" % selected.recent_count)
+        if snapshot.first_unseen is not None:
+            s.untagged(b"OK [UNSEEN %d] First unseen message" % snapshot.first_unseen)
     s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % selected.uidvalidity)
     s.untagged(b"OK [UIDNEXT %d] Predicted next UID" % snapshot.mailbox.uidnext)
     s.untagged(b"OK [" + mailbox_item(box.id) + b"] Ok")  # RFC 8474 §4.1

@@ -43,7 +43,7 @@ from mailgate.imap.interfaces import LOGGED_IN, Holder, State
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
 from mailgate.imap.registry import REGISTRY
 from mailgate.imap.syntax.commands import parse_request, parse_tag
-from mailgate.imap.syntax.values import InvalidMailboxName, ParseError
+from mailgate.imap.syntax.values import Dialect, InvalidMailboxName, ParseError, dialect
 from mailgate.store.api import Store
 from mailgate.store.errors import StoreError
 from mailgate.telemetry import OTHER, Metrics
@@ -147,6 +147,8 @@ class IMAPServer(IMAP4Server):
     selected: SelectedMailbox | None = None
     condstore = False
     qresync = False  # RFC 7162 §3.2.3: enabled with ENABLE QRESYNC
+    utf8_accept = False  # RFC 6855: enabled with ENABLE UTF8=ACCEPT
+    rev2 = False  # RFC 9051: enabled with ENABLE IMAP4rev2
     running: asyncio.Task[None] | None = None
     # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
     after_reply: Callable[[], None] | None = None
@@ -297,8 +299,16 @@ class IMAPServer(IMAP4Server):
         """The command in progress, unless it is only waiting for the client (IDLE)."""
         return None if self._line_waiter is not None else self.running
 
+    @property
+    def utf8(self) -> bool:
+        return self.utf8_accept or self.rev2
+
+    @property
+    def dialect(self) -> Dialect:
+        return dialect(self.utf8_accept, self.rev2)
+
     def capability_list(self) -> list[bytes]:
-        caps = [b"IMAP4rev1", b"LITERAL+", b"SASL-IR", b"ID", b"ENABLE", b"IDLE"]
+        caps = [b"IMAP4rev1", b"IMAP4rev2", b"LITERAL+", b"SASL-IR", b"ID", b"ENABLE", b"IDLE"]
         if self.session_state is State.NOT_AUTHENTICATED:
             if self.tls_active:
                 caps.append(b"AUTH=PLAIN")
@@ -338,6 +348,7 @@ class IMAPServer(IMAP4Server):
             b"SAVEDATE",
             b"PREVIEW",
             b"COMPRESS=DEFLATE",
+            b"UTF8=ACCEPT",
         ]
 
     # ---------------------------------------------------------------- output
@@ -518,7 +529,7 @@ class IMAPServer(IMAP4Server):
         name = OTHER
         tag = "*"
         try:
-            request = parse_request(chunks)
+            request = parse_request(chunks, self.dialect)
             tag = request.tag
             name = request.name
             command = REGISTRY.get(request.name)
@@ -546,12 +557,12 @@ class IMAPServer(IMAP4Server):
             else:
                 self.send(Reply("BAD", exc.message, exc.code).line(tag))
         except Reply as reply:
-            self.send(reply.line(tag))
+            self.send(reply.line(tag, utf8=self.utf8))
         except MailboxGone:
             self.close(b"The selected mailbox was deleted")
         except StoreError as exc:
             self.context.metrics.store_error(exc)
-            self.send(from_store(exc).line(tag))
+            self.send(from_store(exc).line(tag, utf8=self.utf8))
         except Exception:
             log.exception("IMAP command failed: %s", tag)
             self.send(f"{tag} NO [SERVERBUG] Internal error; the incident was logged\r\n".encode())
@@ -573,7 +584,11 @@ class IMAPServer(IMAP4Server):
         if selected is None or not selected.needs_catch_up:
             return
         for line in await selected.catch_up(
-            self.store, expunges_ok=expunges_ok, condstore=self.condstore, vanished=self.qresync
+            self.store,
+            expunges_ok=expunges_ok,
+            condstore=self.condstore,
+            vanished=self.qresync,
+            recent=not self.rev2,
         ):
             self.untagged(line)
         if selected.recent_from is not None:

@@ -56,8 +56,11 @@ def literal8(data: bytes) -> bytes:
     return b"~{%d}\r\n%s" % (len(data), data)
 
 
-def mailbox(name: str) -> bytes:
-    """A mailbox name as it goes on the wire: modified UTF-7, then quoted (or a literal)."""
+def mailbox(name: str, utf8: bool) -> bytes:
+    """A mailbox name as it goes on the wire: modified UTF-7, then quoted (or a literal); to a
+    session with UTF-8 names (UTF8=ACCEPT, IMAP4rev2) UTF-8, quoted."""
+    if utf8:
+        return string(name, utf8=True)
     return string(encode_mailbox(name))
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "nstring",
     "quoted",
     "string",
+    "utf8_quoted",
 ]
 
 NIL = b"NIL"
@@ -57,26 +58,61 @@ _MESSAGE = 2
 # IMAP string encoders (RFC 3501 §4.3)
 
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n\x80-\xff]")
+# RFC 6855 §3: a client that enabled UTF8=ACCEPT takes UTF-8 in quoted strings.
+_NEEDS_LITERAL_UTF8 = re.compile(rb"[\x00\r\n]")
 
 
 def quoted(value: bytes) -> bytes:
-    """A quoted string; the caller guarantees no CR, LF, NUL or 8-bit bytes."""
+    """A quoted string; the caller guarantees no CR, LF or NUL, and 8-bit bytes only as UTF-8
+    to a client that takes them."""
     if b"\\" in value or b'"' in value:
         value = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
     return b'"' + value + b'"'
 
 
-def string(value: bytes | str) -> bytes:
-    """A quoted string when it can be one, else a literal (which may carry any octet)."""
+def string(value: bytes | str, *, utf8: bool = False) -> bytes:
+    """A quoted string when it can be one, else a literal (which may carry any octet).
+    `utf8`: the client takes UTF-8 in quoted strings, and `value` is valid UTF-8."""
     if isinstance(value, str):
         value = encode_utf8(value)
-    if len(value) < 1000 and _NEEDS_LITERAL.search(value) is None:
+    needs_literal = _NEEDS_LITERAL_UTF8 if utf8 else _NEEDS_LITERAL
+    if len(value) < 1000 and needs_literal.search(value) is None:
         return quoted(value)
     return b"{%d}\r\n" % len(value) + value
 
 
 def nstring(value: bytes | str | None) -> bytes:
     return NIL if value is None else string(value)
+
+
+def utf8_quoted(wire: bytes) -> bytes:
+    """Wire values built at ingest (ENVELOPE, BODYSTRUCTURE) for a client that takes UTF-8 in
+    quoted strings (RFC 6855 §3): each literal that is short, valid UTF-8 and free of CR, LF
+    and NUL becomes a quoted string, as Dovecot answers such a client. A quoted string never
+    holds CRLF, so every "}" CRLF outside literal data ends a literal's "{n}"."""
+    if b"}\r\n" not in wire:
+        return wire
+    out: list[bytes] = []
+    pos = 0
+    while (mark := wire.find(b"}\r\n", pos)) >= 0:
+        brace = wire.rfind(b"{", pos, mark)
+        end = mark + 3 + int(wire[brace + 1 : mark])
+        data = wire[mark + 3 : end]
+        out.append(wire[pos:brace])
+        out.append(quoted(data) if _quotable_utf8(data) else wire[brace:end])
+        pos = end
+    out.append(wire[pos:])
+    return b"".join(out)
+
+
+def _quotable_utf8(data: bytes) -> bool:
+    if len(data) >= 1000 or _NEEDS_LITERAL_UTF8.search(data) is not None:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class CannotModify(StoreError):
     """The operation is not allowed on this object (a built-in mailbox, a pod with inboxes…)."""
 
 
+class HasChildren(CannotModify):
+    """A mailbox with child mailboxes cannot be deleted (they go first)."""
+
+
 class InvalidName(StoreError):
     """A mailbox, pod or inbox name the store will not accept."""
 

@@ -123,7 +123,7 @@ class Mailboxes(StoreBase):
                 .limit(1)
             )
             if child is not None:
-                raise errors.CannotModify(f"{name} has child mailboxes; delete them first")
+                raise errors.HasChildren(f"{name} has child mailboxes; delete them first")
             blob_ids = set(
                 await conn.scalars(
                     select(entries.c.message_id).where(entries.c.mailbox_id == row.id)

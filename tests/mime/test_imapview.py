@@ -20,6 +20,7 @@ from mailgate.mime.imapview import (
     nstring,
     quoted,
     string,
+    utf8_quoted,
 )
 from mailgate.mime.parts import body_text
 from tests.mime.helpers import crlf, fuzz, leaf_sizes, parse_wire, section
@@ -52,6 +53,34 @@ def test_nstring() -> None:
     assert nstring(None) == b"NIL"
     assert nstring(b"") == b'""'
     assert nstring("a") == b'"a"'
+
+
+def test_string_for_a_utf8_client_quotes_utf8() -> None:
+    assert string("Grüße", utf8=True) == '"Grüße"'.encode()
+    assert string("two\r\nlines", utf8=True) == b"{10}\r\ntwo\r\nlines"
+
+
+def test_utf8_quoted_turns_only_utf8_literals_into_quoted_strings() -> None:
+    # RFC 6855 §3: what a client that enabled UTF8=ACCEPT is sent instead of the stored form.
+    wire = b" ".join(
+        [
+            b"(" + string('Grüße "aus" Köln'),  # becomes quoted, escapes and all
+            string(b"caf\xe9"),  # not UTF-8: stays a literal
+            string("a\r\nb {3}\r\nxyz"),  # CRLF (and a "{3}" CRLF inside): stays
+            string("x" * 1000),  # too long to quote
+            b'"plain" NIL)',
+        ]
+    )
+    assert utf8_quoted(wire) == b" ".join(
+        [
+            b"(" + '"Grüße \\"aus\\" Köln"'.encode(),
+            b"{4}\r\ncaf\xe9",
+            b"{13}\r\na\r\nb {3}\r\nxyz",
+            b"{1000}\r\n" + b"x" * 1000,
+            b'"plain" NIL)',
+        ]
+    )
+    assert utf8_quoted(b'("ascii" NIL)') == b'("ascii" NIL)'
 
 
 # ---------------------------------------------------------------------------------------------

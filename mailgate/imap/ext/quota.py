@@ -46,7 +46,7 @@ async def getquotaroot(s: Session, request: Request) -> str:
     assert s.principal is not None
     box = await s.store.get_mailbox(s.principal.inbox.id, args.mailbox)
     quota = await _quota(s)
-    line = b"QUOTAROOT " + wire_mailbox(box.name)
+    line = b"QUOTAROOT " + wire_mailbox(box.name, s.utf8)
     if quota.limit:
         s.untagged(line + b' ""')
         s.untagged(_quota_line(quota))

@@ -10,9 +10,10 @@ Grammar: RFC 3501 §9 plus LITERAL+ (RFC 7888), MULTIAPPEND (RFC 3502), UIDPLUS 
 ID (RFC 2971), ENABLE (RFC 5161), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851),
 BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
-PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959). SEARCH has a
-module of its own (search.py), and so have SORT and THREAD (sort.py); the tokens all commands
-share are read by reader.py.
+PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959); and, in the
+dialect of a session that enabled them (values.Dialect), UTF8=ACCEPT (RFC 6855) and IMAP4rev2
+(RFC 9051). SEARCH has a module of its own (search.py), and so have SORT and THREAD (sort.py);
+the tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mailgate.imap.syntax.reader import (
     LT,
     MAX_MODSEQ,
     MAX_NUMBER,
+    MAX_NUMBER64,
     RBRACKET,
     RPAREN,
     SP,
@@ -40,6 +42,7 @@ from mailgate.imap.syntax.reader import (
 from mailgate.imap.syntax.search import parse_search
 from mailgate.imap.syntax.sort import parse_sort, parse_thread
 from mailgate.imap.syntax.values import (
+    REV1,
     Append,
     AppendMessage,
     Arguments,
@@ -47,6 +50,7 @@ from mailgate.imap.syntax.values import (
     CatenatePart,
     Compress,
     CopyMove,
+    Dialect,
     Enable,
     Fetch,
     FetchItem,
@@ -90,6 +94,8 @@ def _status_item(r: Reader) -> str:
     item = r.word()
     if item not in _STATUS_ITEMS:
         raise ParseError("Unknown STATUS item")
+    if item == "RECENT" and r.dialect.rev2:
+        raise ParseError("IMAP4rev2 has no RECENT status item (RFC 9051)")
     return item
 
 
@@ -290,8 +296,15 @@ def _append(r: Reader, uid: bool) -> Append:
             r.sp()
         if r.is_literal():
             # Message data is stored as given; NUL bytes are the MIME layer's business.
-            data = r.literal(allow_nul=True)
-            messages.append(AppendMessage(flags, when, bytes(data)))
+            data = bytes(r.literal(allow_nul=True))
+            if r.dialect.utf8 and data.startswith(_UTF8_WRAPPED) and data.endswith(b")"):
+                # Python's imaplib, once UTF8=ACCEPT is enabled, puts RFC 6855's "UTF8 ("
+                # and ")" inside the literal (CPython gh-78319). No message starts so (a
+                # field name holds neither space nor "("), so the message is what is inside.
+                data = data[len(_UTF8_WRAPPED) : -1]
+            messages.append(AppendMessage(flags, when, data))
+        elif r.dialect.utf8 and r.match(_UTF8) is not None:
+            messages.append(AppendMessage(flags, when, _utf8_literal(r)))
         elif r.match(_CATENATE) is not None:
             r.sp()
             parts = tuple(r.paren_list(_cat_part, empty_ok=False))
@@ -306,10 +319,27 @@ def _append(r: Reader, uid: bool) -> Append:
 
 _CATENATE = re.compile(rb"(?i:CATENATE)(?![^ ])")
 _CAT_PART = re.compile(rb"(?i:TEXT|URL)(?![^ ])")
+_UTF8 = re.compile(rb"(?i:UTF8)(?![^ ])")
+_UTF8_WRAPPED = b"UTF8 ("
+
+
+def _utf8_literal(r: Reader) -> bytes:
+    """RFC 6855 §4: utf8-literal = "UTF8" SP "(" literal8 ")", after "UTF8": a message whose
+    header may hold UTF-8 (message/global), taken only once UTF-8 is enabled."""
+    r.sp()
+    r.expect(LPAREN, "(")
+    if not r.is_literal8():
+        raise r.fail("a literal8 (~{n})")
+    data = bytes(r.literal(allow_nul=True))
+    r.expect(RPAREN, ")")
+    return data
 
 
 def _cat_part(r: Reader) -> CatenatePart:
-    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516)."""
+    """RFC 4469 §5: cat-part = "TEXT" SP literal / "URL" SP astring (literal8 too, RFC 3516);
+    once UTF-8 is enabled also RFC 6855 §4's utf8-literal."""
+    if r.dialect.utf8 and r.match(_UTF8) is not None:
+        return CatenatePart(text=_utf8_literal(r))
     kind = r.match(_CAT_PART)
     if kind is None:
         raise r.fail("TEXT or URL")
@@ -378,11 +408,12 @@ def _fetch_att(r: Reader) -> FetchItem:
     section = _section(r, binary=base != "BODY")
     partial: tuple[int, int] | None = None
     if r.peek() == LT and base != "BINARY.SIZE":
-        # "<" number "." nz-number ">"
+        # "<" number "." nz-number ">"; IMAP4rev2's are number64 (RFC 9051 Appendix D).
+        largest = MAX_NUMBER64 if r.dialect.rev2 else MAX_NUMBER
         r.pos += 1
-        start = r.number()
+        start = r.number(maximum=largest)
         r.expect(DOT, ".")
-        length = r.number(nonzero=True)
+        length = r.number(nonzero=True, maximum=largest)
         r.expect(GT, ">")
         partial = (start, length)
     return FetchItem(base, section, partial, peek)
@@ -589,9 +620,6 @@ def _enable(r: Reader, uid: bool) -> Enable:
     return Enable(dedupe(capabilities))
 
 
-MAX_NUMBER64 = 2**63 - 1  # RFC 9051's number64
-
-
 def _quota_root(r: Reader) -> str:
     return r.astring().decode("utf-8", "replace")
 
@@ -681,14 +709,15 @@ def parse_tag(chunks: Sequence[bytes]) -> str | None:
         return None
 
 
-def parse_request(chunks: Sequence[bytes]) -> Request:
-    """Parse one framed command; raises ParseError (and only ParseError) if it is malformed."""
+def parse_request(chunks: Sequence[bytes], dialect: Dialect = REV1) -> Request:
+    """Parse one framed command in the session's dialect; raises ParseError (and only
+    ParseError) if it is malformed."""
     tag = parse_tag(chunks)
     name = ""
     try:
         if tag is None:
             raise ParseError("Missing or invalid tag")
-        r = Reader(chunks)
+        r = Reader(chunks, dialect)
         r.pos = len(tag)
         if r.at_end():
             raise ParseError("Missing command")

@@ -11,15 +11,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from mailgate.imap.syntax.utf7 import decode_mailbox, decode_pattern
-from mailgate.imap.syntax.values import ParseError, SeqRange, SequenceSet
+from mailgate.imap.syntax.values import REV1, Dialect, ParseError, SeqRange, SequenceSet
 
 MAX_NUMBER = 0xFFFF_FFFF  # RFC 3501 §9: number and nz-number are unsigned 32-bit
 MAX_MODSEQ = 2**63 - 1  # RFC 7162 §7: mod-sequence-value is at most 63 bits
+MAX_NUMBER64 = 2**63 - 1  # RFC 9051's number64
 
 _T = TypeVar("_T")
 
 SP, DQUOTE, LPAREN, RPAREN = 0x20, 0x22, 0x28, 0x29
-STAR, _LBRACE, _TILDE, LBRACKET, RBRACKET = 0x2A, 0x7B, 0x7E, 0x5B, 0x5D
+STAR, _LBRACE, LBRACKET, RBRACKET = 0x2A, 0x7B, 0x5B, 0x5D
 _BACKSLASH, DOLLAR, LT, GT, DOT, _COLON, _COMMA = 0x5C, 0x24, 0x3C, 0x3E, 0x2E, 0x3A, 0x2C
 
 # RFC 3501 §9: ATOM-CHAR is any CHAR except atom-specials "(" ")" "{" SP CTL "%" "*" DQUOTE
@@ -62,8 +63,8 @@ def _calendar_date(m: re.Match[bytes]) -> dt.date:
         raise ParseError("Invalid date") from None
 
 
-def _mailbox_name(raw: bytes, *, pattern: bool = False) -> str:
-    name = decode_pattern(raw) if pattern else decode_mailbox(raw)
+def _mailbox_name(raw: bytes, *, utf8: bool, pattern: bool = False) -> str:
+    name = decode_pattern(raw, utf8=utf8) if pattern else decode_mailbox(raw, utf8=utf8)
     # RFC 3501 §5.1: INBOX is case-insensitive; every other name is case-sensitive.
     if name.isascii() and name.upper() == "INBOX":
         return "INBOX"
@@ -71,13 +72,15 @@ def _mailbox_name(raw: bytes, *, pattern: bool = False) -> str:
 
 
 class Reader:
-    """Reads one command, token by token, from the framed lines and literals."""
+    """Reads one command, token by token, from the framed lines and literals, in the
+    session's dialect (what it enabled)."""
 
-    __slots__ = ("_chunks", "_ci", "_end", "_last", "line", "pos")
+    __slots__ = ("_chunks", "_ci", "_end", "_last", "dialect", "line", "pos")
 
-    def __init__(self, chunks: Sequence[bytes]) -> None:
+    def __init__(self, chunks: Sequence[bytes], dialect: Dialect = REV1) -> None:
         if len(chunks) % 2 == 0:
             raise ParseError("Malformed command framing")
+        self.dialect = dialect
         self._chunks = chunks
         self._ci = 0
         self._last = len(chunks) - 1
@@ -149,7 +152,14 @@ class Reader:
         if m is None:
             raise ParseError("Invalid quoted string")
         self.pos = m.end()
-        return _UNESCAPE.sub(rb"\1", m.group(1))
+        value = m.group(1)
+        if self.dialect.utf8 and not value.isascii():
+            # RFC 6855 §3: 8-bit octets in a quoted string must be UTF-8, else BAD.
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ParseError("Quoted string is not valid UTF-8") from None
+        return _UNESCAPE.sub(rb"\1", value)
 
     def literal(self, *, allow_nul: bool = False) -> bytes:
         """A literal; ``allow_nul`` (message data) also takes RFC 3516's literal8 ``~{n}``."""
@@ -174,7 +184,10 @@ class Reader:
 
     def is_literal(self) -> bool:
         c = self.peek()
-        return c == _LBRACE or (c == _TILDE and self.line.startswith(b"~{", self.pos))
+        return c == _LBRACE or self.is_literal8()
+
+    def is_literal8(self) -> bool:
+        return self.line.startswith(b"~{", self.pos)
 
     def string(self) -> bytes:
         if self.peek() == DQUOTE:
@@ -204,16 +217,16 @@ class Reader:
         return None
 
     def mailbox(self) -> str:
-        return _mailbox_name(self.astring())
+        return _mailbox_name(self.astring(), utf8=self.dialect.utf8)
 
     def list_mailbox(self) -> str:
         # RFC 3501 §9: list-mailbox = 1*list-char / string ("%" and "*" may go unquoted).
         if self.peek() == DQUOTE or self.is_literal():
-            return _mailbox_name(self.string(), pattern=True)
+            return _mailbox_name(self.string(), utf8=self.dialect.utf8, pattern=True)
         token = self.match(_LIST_ATOM)
         if token is None:
             raise self.fail("a mailbox pattern")
-        return _mailbox_name(token, pattern=True)
+        return _mailbox_name(token, utf8=self.dialect.utf8, pattern=True)
 
     def sequence_set(self) -> SequenceSet:
         if self.peek() == DOLLAR:

@@ -75,9 +75,13 @@ def return_options(r: Reader) -> tuple[str, ...]:
     return dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
 
 
-def charset(raw: bytes) -> str:
-    """A charset name we search in, upper-cased; another answers NO [BADCHARSET]."""
+def charset(r: Reader, raw: bytes) -> str:
+    """A charset name we search in, upper-cased; another answers NO [BADCHARSET]. After ENABLE
+    UTF8=ACCEPT strings are UTF-8, and a command that says otherwise is BAD (RFC 6855 §3,
+    errata 4029)."""
     name = bytes(raw).decode("ascii", "replace").upper()
+    if r.dialect.utf8_accept and name != "UTF-8":
+        raise ParseError("Only UTF-8 after ENABLE UTF8=ACCEPT (RFC 6855)")
     if name not in ("UTF-8", "US-ASCII"):
         # RFC 3501 §6.4.4: an unsupported charset is NO [BADCHARSET], not BAD.
         raise ParseError("Unsupported charset", code="BADCHARSET")
@@ -101,8 +105,10 @@ def parse_search(r: Reader, uid: bool) -> Search:
             mark = r.pos
             word = r.match(ATOM)
         if word is not None and word.upper() == b"CHARSET":
+            if r.dialect.utf8_accept:
+                raise ParseError("No CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8")
             r.sp()
-            name = charset(r.astring())
+            name = charset(r, r.astring())
             r.sp()
         else:
             r.pos = mark
@@ -291,6 +297,7 @@ _SEARCH_DATES: dict[str, tuple[_DateField, Literal["before", "on", "since"]]] = 
 }
 # RFC 3501 §6.4.4: NEW is "RECENT UNSEEN".
 _NEW = And((FlagKey("\\Recent", True), FlagKey("\\Seen", False)))
+_RECENT_KEYS = frozenset({"RECENT", "NEW", "OLD"})
 
 
 def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
@@ -298,6 +305,8 @@ def _search_key(r: Reader, word: str) -> tuple[SearchKey, int]:
     if word in ("ALL", "SAVEDATESUPPORTED"):
         # RFC 8514 §4.2: SAVEDATESUPPORTED matches all messages where save dates are kept (all).
         return All(), 1
+    if word in _RECENT_KEYS and r.dialect.rev2:
+        raise ParseError(f"IMAP4rev2 has no {word} search key: it has no \\Recent (RFC 9051)")
     if word == "NEW":
         return _NEW, 2
     flag = _SEARCH_FLAGS.get(word)

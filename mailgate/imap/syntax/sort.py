@@ -47,7 +47,7 @@ def _search_criteria(r: Reader) -> tuple[str, SearchKey]:
     # A command cut short is BAD whatever its last word, not NO for an unknown charset.
     if r.at_end():
         raise ParseError("Missing search criteria")
-    name = charset(raw)
+    name = charset(r, raw)
     r.sp()
     return name, search_program(r)
 

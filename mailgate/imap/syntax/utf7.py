@@ -1,4 +1,5 @@
-"""Mailbox names on the wire: modified UTF-7 (RFC 3501 §5.1.3), encoded and decoded."""
+"""Mailbox names on the wire: modified UTF-7 (RFC 3501 §5.1.3), encoded and decoded, and the
+UTF-8 names of sessions that enabled UTF8=ACCEPT or IMAP4rev2 (RFC 6855 §3, RFC 9051 §5.1)."""
 
 from __future__ import annotations
 
@@ -33,20 +34,20 @@ def encode_mailbox(name: str) -> bytes:
     return bytes(out)
 
 
-def decode_mailbox(raw: bytes) -> str:
-    """Decode a mailbox name from modified UTF-7; raises ParseError if it is not valid.
+def decode_mailbox(raw: bytes, *, utf8: bool = False) -> str:
+    """Decode a mailbox name from modified UTF-7, or from UTF-8 when the session enabled UTF-8
+    names (`utf8`: there "&" is just "&"); raises InvalidMailboxName if it is not valid.
 
-    Names with 8-bit bytes are taken as UTF-8 (what UTF8=ACCEPT clients send, RFC 6855, and
-    what some clients send anyway) and are not modified-UTF-7 decoded.
+    Names with 8-bit bytes are taken as UTF-8 in every session (what UTF8=ACCEPT clients send,
+    and what some clients send anyway) and are not modified-UTF-7 decoded.
     """
+    if utf8:
+        return _decode_utf8(raw)
     if not raw.isascii():
         try:
-            name = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
+            return _decode_utf8(raw)
+        except InvalidMailboxName:
             raise InvalidMailboxName(_INVALID) from None
-        if any(_is_control(ch) for ch in name):
-            raise InvalidMailboxName(_INVALID)
-        return name
     out: list[str] = []
     i, n = 0, len(raw)
     while i < n:
@@ -71,14 +72,25 @@ def decode_mailbox(raw: bytes) -> str:
     return "".join(out)
 
 
-def decode_pattern(raw: bytes) -> str:
-    """A LIST/LSUB pattern: decoded like a name where it is valid modified UTF-7, else taken
-    as it is (ASCII, or UTF-8 with bad bytes replaced). Such a pattern is legal (RFC 3501's
-    list-mailbox) and simply matches no mailbox that was named in valid modified UTF-7."""
+def decode_pattern(raw: bytes, *, utf8: bool = False) -> str:
+    """A LIST/LSUB pattern: decoded like a name where it is valid modified UTF-7 (or UTF-8),
+    else taken as it is (ASCII, or UTF-8 with bad bytes replaced). Such a pattern is legal
+    (RFC 3501's list-mailbox) and simply matches no mailbox that could be named."""
     try:
-        return decode_mailbox(raw)
+        return decode_mailbox(raw, utf8=utf8)
     except InvalidMailboxName:
         return bytes(raw).decode("utf-8", "replace")
+
+
+def _decode_utf8(raw: bytes) -> str:
+    """A UTF-8 name, without control characters (RFC 6855 §3), which no name may hold."""
+    try:
+        name = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMailboxName("Mailbox name is not valid UTF-8") from None
+    if any(_is_control(ch) for ch in name):
+        raise InvalidMailboxName("Mailbox name holds a control character")
+    return name
 
 
 def _decode_mb64(chunk: bytes) -> str:

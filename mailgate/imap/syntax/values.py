@@ -31,6 +31,7 @@ it cannot exhaust the stack.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -59,6 +60,33 @@ class InvalidMailboxName(ParseError):
     (or UTF-8). No such mailbox can exist or be made, so the command answers NO, not BAD: a
     BAD on legal input makes strict clients give up (Dovecot answers NO as well). ``code`` is
     set by parse_request for the command (NONEXISTENT, or CANNOT when creating)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What a session has enabled that changes how its commands read (ENABLE, RFC 5161).
+
+    ``utf8``: mailbox names are UTF-8, not modified UTF-7, a quoted string with 8-bit bytes
+    must be valid UTF-8 (RFC 6855 §3; IMAP4rev2 names mailboxes in UTF-8 too, RFC 9051 §5.1),
+    and APPEND and CATENATE take RFC 6855 §4's ``UTF8 (~{n})``. ``utf8_accept``: UTF8=ACCEPT
+    itself was enabled, which bans SEARCH's CHARSET and any charset but UTF-8 in SORT and
+    THREAD (RFC 6855 §3 and its errata 4029).
+    ``rev2``: IMAP4rev2 (RFC 9051), which has no \\Recent: no RECENT, NEW or OLD search keys,
+    no RECENT status item.
+    """
+
+    utf8: bool = False
+    utf8_accept: bool = False
+    rev2: bool = False
+
+
+REV1 = Dialect()
+
+
+@functools.cache
+def dialect(utf8_accept: bool, rev2: bool) -> Dialect:
+    """The dialect of a session with these extensions enabled (one shared value each)."""
+    return Dialect(utf8=utf8_accept or rev2, utf8_accept=utf8_accept, rev2=rev2)
 
 
 _SCAN_RANGES = 8

@@ -11,7 +11,17 @@ import pytest
 
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.syntax.commands import parse_request, parse_tag
-from mailgate.imap.syntax.values import CopyMove, Fetch, ParseError, Search, StoreFlags, UidExpunge
+from mailgate.imap.syntax.values import (
+    REV1,
+    CopyMove,
+    Dialect,
+    Fetch,
+    ParseError,
+    Search,
+    StoreFlags,
+    UidExpunge,
+    dialect,
+)
 
 _VALID: list[list[bytes]] = [
     [b"a1 LOGIN {5}", b"alice", b" {3+}", b"key", b""],
@@ -44,6 +54,13 @@ _VALID: list[list[bytes]] = [
     [b"c4 FETCH 2 FULL"],
     [b"c5 UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 OR 1:3 FROM x"],
     [b"c6 THREAD REFERENCES US-ASCII NOT DELETED"],
+]
+# Valid only once UTF-8 is enabled (UTF8=ACCEPT or IMAP4rev2).
+_VALID_UTF8: list[list[bytes]] = [
+    [b"d1 APPEND INBOX UTF8 (~{5}", b"hello", b")"],
+    [b"d2 APPEND INBOX CATENATE (UTF8 (~{2}", b"hi", b") TEXT {1}", b"x", b")"],
+    ['d3 CREATE "Entwürfe/R&D"'.encode()],
+    ['d4 LIST "" "日本%"'.encode()],
 ]
 _NOISE = [
     b" ",
@@ -187,10 +204,10 @@ class _AnyMessage:
         return "hello"
 
 
-def _check(chunks: list[bytes]) -> None:
+def _check(chunks: list[bytes], dialect: Dialect = REV1) -> None:
     failure: ParseError | None = None
     try:
-        request = parse_request(chunks)
+        request = parse_request(chunks, dialect)
     except ParseError as exc:
         failure = exc
     except Exception as exc:  # pragma: no cover - the assertion is the report
@@ -223,17 +240,20 @@ def test_fuzz_only_parse_error_escapes() -> None:
     budget = float(os.environ.get("MAILGATE_FUZZ_SECONDS", "2"))
     for chunks in _VALID:
         parse_request(chunks)  # the seeds themselves are valid
+    for chunks in _VALID_UTF8:
+        parse_request(chunks, dialect(True, True))
     deadline = time.monotonic() + budget
     runs = 0
     while time.monotonic() < deadline or runs < 2000:
         roll = rng.random()
         if roll < 0.6:
-            chunks = _mutate(rng, rng.choice(_VALID))
+            chunks = _mutate(rng, rng.choice(_VALID + _VALID_UTF8))
         elif roll < 0.85:
             chunks = _random_command(rng)
         else:
             chunks = [bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))]
-        _check(chunks)
+        # Every dialect a session can be in (what ENABLE turned on).
+        _check(chunks, dialect(rng.random() < 0.5, rng.random() < 0.5))
         runs += 1
 
 
