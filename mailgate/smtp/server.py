@@ -26,6 +26,7 @@ from mailgate.smtp.replies import (
     SHUTTING_DOWN,
     TLS_ALREADY_ACTIVE,
     TOO_MANY_CONNECTIONS,
+    UTF8_ADDRESS_WITHOUT_SMTPUTF8,
     rewrite,
 )
 from mailgate.store.records import Inbox
@@ -89,6 +90,9 @@ class MailgateSMTP(SMTP):
                 auth_required=not mx,
                 auth_require_tls=not implicit_tls,
                 auth_exclude_mechanism=["PLAIN", "LOGIN"] if mx else None,
+                # RFC 6531: commands are read as UTF-8 (invalid bytes as surrogate escapes,
+                # which address checks refuse) and SMTPUTF8 is advertised.
+                enable_SMTPUTF8=True,
                 loop=loop,
             )
         self._implicit_tls = implicit_tls
@@ -114,7 +118,7 @@ class MailgateSMTP(SMTP):
         peer: Any = self.session.peer if self.session else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
-    def origin(self, *, authenticated: bool) -> Origin:
+    def origin(self, *, authenticated: bool, smtputf8: bool = False) -> Origin:
         """Where a message from this client comes from, for its Received header."""
         tls = None
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
@@ -122,7 +126,9 @@ class MailgateSMTP(SMTP):
             cipher = ssl_object.cipher()
             tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
         helo = (self.session.host_name if self.session else None) or ""
-        return Origin.smtp(ip=self.peer_ip, helo=helo, tls=tls, authenticated=authenticated)
+        return Origin.smtp(
+            ip=self.peer_ip, helo=helo, tls=tls, authenticated=authenticated, smtputf8=smtputf8
+        )
 
     @contextlib.contextmanager
     def storing(self) -> Iterator[None]:
@@ -158,7 +164,9 @@ class MailgateSMTP(SMTP):
                 if self.transport is not None:
                     self.transport.close()
                 return
-            status = rewrite(status)
+            # Replies may quote what the client sent, read with surrogate escapes: they would
+            # not encode.
+            status = rewrite(status).encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
         if self._rate is not None and status[3:4] in (" ", b" "):
             # A reply's last line ends a command; aiosmtpd reads the next once this returns.
@@ -211,6 +219,13 @@ class MailgateSMTP(SMTP):
             return
         transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
+
+
+def utf8_refusal(address: str, envelope: Envelope) -> str | None:
+    """RFC 6531 §3.5: a UTF-8 address needs MAIL FROM's SMTPUTF8 parameter."""
+    if address.isascii() or envelope.smtp_utf8:
+        return None
+    return UTF8_ADDRESS_WITHOUT_SMTPUTF8
 
 
 def advertise(session: Any, hostname: str, responses: list[str], *, auth: bool) -> list[str]:

@@ -70,7 +70,7 @@ def test_malformed_commands(server: Server, line: bytes, expected: str) -> None:
         ("MAIL FROM:<<{me}>>", "553 5.1.3"),
         ("MAIL FROM:<{me}> FOO=BAR", "555 5.5.4"),
         ("MAIL FROM:<{me}> BODY=BINARYMIME", "501 5.5.4"),
-        ("MAIL FROM:<{me}> SMTPUTF8", "555 5.5.4"),
+        ("MAIL FROM:<{me}> SMTPUTF8=YES", "501 5.5.4"),
         ("RCPT TO:<{me}>", "503 5.5.1"),
         ("DATA", "503 5.5.1"),
         ("DATA now", "503 5.5.1"),
