@@ -46,6 +46,7 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 LINE_TOO_LONG = "500 5.5.6 Line too long"
+BAD_UTF8 = "500 5.5.2 Error: bad UTF-8 syntax"  # Postfix's words
 
 # aiosmtpd's own replies, given the enhanced status codes clients and logs expect
 # (RFC 2034). Keyed by the stock text's prefix.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, syntax
@@ -20,6 +21,7 @@ from mailgate.config import SMTPSettings
 from mailgate.delivery.trace import Origin
 from mailgate.fairness import CommandRate, PerAddress
 from mailgate.smtp.replies import (
+    BAD_UTF8,
     GREETING_IDENT,
     IDLE_TIMEOUT,
     SESSION_EXPIRED,
@@ -95,6 +97,11 @@ class MailgateSMTP(SMTP):
                 enable_SMTPUTF8=True,
                 loop=loop,
             )
+        # aiosmtpd hands on bytes that are not UTF-8 as surrogate escapes; like Postfix with
+        # smtputf8_enable, such a command is refused whole, whichever it is.
+        self._smtp_methods = {
+            name: _utf8_only(self, method) for name, method in self._smtp_methods.items()
+        }
         self._implicit_tls = implicit_tls
         self.mx = mx  # the MX listener's session, not submission's (counted apart)
         # The client's address from a PROXY header; the socket's peer is the balancer.
@@ -219,6 +226,27 @@ class MailgateSMTP(SMTP):
             return
         transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
+
+
+def _utf8_only(
+    server: MailgateSMTP, method: Callable[[str | None], Awaitable[None]]
+) -> Callable[[str | None], Awaitable[None]]:
+    @functools.wraps(method)  # HELP reads the syntax aiosmtpd keeps on the method
+    async def checked(arg: str | None) -> None:
+        if arg is not None and not _is_utf8(arg):
+            await server.push(BAD_UTF8)
+            return
+        await method(arg)
+
+    return checked
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def utf8_refusal(address: str, envelope: Envelope) -> str | None:

@@ -110,8 +110,9 @@ def test_utf8_recipient_here_that_no_inbox_has_is_unknown(server: Server, accoun
     with SMTPSession.login_as(server, account) as s:
         s.expect(f"MAIL FROM:<{account.address}> SMTPUTF8", "250 2.1.0")
         s.expect(f"RCPT TO:<δοκιμή@{DOMAIN}>".encode(), "550 5.1.1")
-        # Invalid UTF-8 is no address at all.
-        s.expect(b"RCPT TO:<\xff\xfe@" + DOMAIN.encode() + b">", "501 5.1.3")
+        # Not UTF-8 at all: refused as a command, and the transaction goes on.
+        s.expect(b"RCPT TO:<\xff\xfe@" + DOMAIN.encode() + b">", "500 5.5.2")
+        s.expect(f"RCPT TO:<δοκιμή..x@{DOMAIN}>".encode(), "501 5.1.3")
         s.expect("NOOP", "250 2.0.0")
 
 
@@ -212,8 +213,9 @@ def test_mx_refuses_utf8_addresses_without_smtputf8(mx: Server) -> None:
         s.expect(f"RCPT TO:<δοκιμή@{bob.address.partition('@')[2]}>".encode(), "553 5.6.7")
         s.expect(f"RCPT TO:<{bob.address}>", "250 2.1.5")
         s.expect("RSET", "250 2.0.0")
-        # Not UTF-8 at all: no sender address.
-        s.expect(b"MAIL FROM:<\xc3@sender.test> SMTPUTF8", "501 5.1.7")
+        # Not UTF-8 at all: refused as a command; not an address: refused as a sender.
+        s.expect(b"MAIL FROM:<\xc3@sender.test> SMTPUTF8", "500 5.5.2")
+        s.expect("MAIL FROM:<ü..x@sender.test> SMTPUTF8".encode(), "501 5.1.7")
         # With SMTPUTF8, a UTF-8 local part here that no inbox has is unknown.
         s.expect(f"MAIL FROM:<{UTF8_SENDER}> SMTPUTF8".encode(), "250 2.1.0")
         s.expect(f"RCPT TO:<δοκιμή@{bob.address.partition('@')[2]}>".encode(), "550 5.1.1")
