@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
@@ -209,7 +210,7 @@ def _matches(entry: str, address: str) -> bool:
     entry = entry.strip().rstrip(".").lower()
     if "@" not in entry:
         return domain == entry or domain.endswith("." + entry)
-    local = _unquoted(local).lower()
+    local = unicodedata.normalize("NFC", _unquoted(local)).lower()
     # Like Postfix's access maps with a recipient_delimiter: name+tag@ is also name@.
     return entry in (f"{local}@{domain}", f"{local.split('+', 1)[0]}@{domain}")
 

@@ -225,3 +225,20 @@ def test_mx_refuses_utf8_addresses_without_smtputf8(mx: Server) -> None:
         # With SMTPUTF8, a UTF-8 local part here that no inbox has is unknown.
         s.expect(f"MAIL FROM:<{UTF8_SENDER}> SMTPUTF8".encode(), "250 2.1.0")
         s.expect(f"RCPT TO:<δοκιμή@{bob.address.partition('@')[2]}>".encode(), "550 5.1.1")
+
+
+def test_block_lists_name_internationalized_senders_in_either_form(mx: Server) -> None:
+    """An entry with a U-label domain or a UTF-8 local part blocks the sender it names, in
+    whichever form the sender writes it."""
+    by_domain, by_address = mx.account(), mx.account()
+    mx.call(mx.store.add_sender_rule("block", IDN, inbox=by_domain.address))
+    mx.call(mx.store.add_sender_rule("block", "U\u0308@例え.JP", inbox=by_address.address))
+    for sender in (UTF8_SENDER, f"ü@{IDN_ASCII}"):
+        with mx_session(mx) as s:
+            s.expect(f"MAIL FROM:<{sender}> SMTPUTF8".encode(), "250 2.1.0")
+            s.expect(f"RCPT TO:<{by_domain.address}>", "550 5.7.1 Sender blocked")
+            s.expect(f"RCPT TO:<{by_address.address}>", "550 5.7.1 Sender blocked")
+    with mx_session(mx) as s:  # another sender of that domain
+        s.expect(f"MAIL FROM:<other@{IDN}> SMTPUTF8".encode(), "250 2.1.0")
+        s.expect(f"RCPT TO:<{by_domain.address}>", "550 5.7.1 Sender blocked")
+        s.expect(f"RCPT TO:<{by_address.address}>", "250 2.1.5")
