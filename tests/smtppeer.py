@@ -96,7 +96,7 @@ class SMTPPeer:
     (RFC 8314), both with a self-signed certificate for `hostname`. `auth`: a (user, password)
     that AUTH PLAIN and LOGIN accept; then MAIL needs AUTH (a smarthost relays nothing for
     strangers), and with STARTTLS, AUTH is offered only inside TLS. Without `auth` no AUTH is
-    advertised, as on an MX.
+    advertised, as on an MX. `smtputf8`: SMTPUTF8 (RFC 6531) is offered (aiosmtpd's own).
     """
 
     def __init__(
@@ -108,8 +108,10 @@ class SMTPPeer:
         tls: TLSMode = "none",
         auth: tuple[str, str] | None = None,
         cert_dir: Path | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.host = host
+        self.smtputf8 = smtputf8
         self.port = port
         self.hostname = hostname
         self.tls_mode: TLSMode = tls
@@ -377,7 +379,7 @@ class _PeerSMTP(SMTP):
             auth_require_tls=starttls is not None,
             auth_exclude_mechanism=mechanisms,
             authenticator=_Authenticator(peer.auth),
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=peer.smtputf8,
             timeout=COMMAND_TIMEOUT,
             loop=asyncio.get_running_loop(),
         )

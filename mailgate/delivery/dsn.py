@@ -2,7 +2,10 @@
 
 A bounce is a multipart/report (RFC 6522, which obsoletes RFC 3462) of three parts: a short
 text for people, a message/delivery-status for programs (RFC 3464) and the original message's
-header section as text/rfc822-headers. Status codes are RFC 3463 enhanced codes.
+header section as text/rfc822-headers. Status codes are RFC 3463 enhanced codes. For a message
+sent with SMTPUTF8 the last two are RFC 6533's message/global-delivery-status (UTF-8 addresses
+as they are) and message/global-headers, as Postfix sends them; the report-type stays
+delivery-status.
 
 Pure: values in, message bytes out. Everything that came from elsewhere (remote replies, envelope
 addresses, the original message) is untrusted: it is cleaned here so that it can neither add
@@ -60,9 +63,11 @@ def bounce(
     arrival: datetime.datetime,
     last_attempt: datetime.datetime,
     now: datetime.datetime | None = None,
+    smtputf8: bool = False,
 ) -> bytes:
     """The DSN (CRLF line ends) telling `sender` that `failures` will not get `original`.
 
+    `smtputf8`: the original was internationalized (RFC 6533), so is the report.
     `arrival` is when we accepted the message, `last_attempt` when we last tried to deliver it,
     `now` the Date of the report (the current time by default). Naive datetimes are taken as
     UTC.
@@ -76,8 +81,8 @@ def bounce(
     header = _original_header(original)
     parts = [
         _explanation_part(hostname, header, failures),
-        _delivery_status_part(hostname, failures, arrival, last_attempt),
-        _headers_part(header),
+        _delivery_status_part(hostname, failures, arrival, last_attempt, smtputf8),
+        _headers_part(header, smtputf8),
     ]
     boundary = _boundary(parts)
     outer = _outer_header(hostname, sender, header, boundary, now)
@@ -230,23 +235,28 @@ def _delivery_status_part(
     failures: Sequence[Failure],
     arrival: datetime.datetime,
     last_attempt: datetime.datetime,
+    smtputf8: bool,
 ) -> bytes:
     # RFC 3464 §2.1: per-message fields, then one block per recipient, blank lines between.
     blocks = [_field("Reporting-MTA", f"dns; {hostname}") + _field("Arrival-Date", _date(arrival))]
-    blocks += [_recipient_block(f, last_attempt) for f in failures]
-    # The fields are US-ASCII (RFC 3464; RFC 6533 adds only the utf-8 address type): 7bit.
+    blocks += [_recipient_block(f, last_attempt, smtputf8) for f in failures]
+    data = "\r\n".join(blocks).encode("utf-8")
+    # The fields are US-ASCII (RFC 3464), but for the utf-8 address type (RFC 6533), which
+    # message/global-delivery-status carries as UTF-8.
+    kind = b"global-delivery-status" if smtputf8 else b"delivery-status"
+    encoding = b"7bit" if data.isascii() else b"8bit"
     return (
-        b"Content-Type: message/delivery-status\r\n"
+        b"Content-Type: message/%s\r\n"
         b"Content-Description: Delivery report\r\n"
-        b"Content-Transfer-Encoding: 7bit\r\n\r\n" + "\r\n".join(blocks).encode("ascii")
+        b"Content-Transfer-Encoding: %s\r\n\r\n%s" % (kind, encoding, data)
     )
 
 
-def _recipient_block(failure: Failure, last_attempt: datetime.datetime) -> str:
+def _recipient_block(failure: Failure, last_attempt: datetime.datetime, smtputf8: bool) -> str:
     # RFC 3464 §2.3, in its order: Final-Recipient, Action, Status, Remote-MTA,
     # Diagnostic-Code, Last-Attempt-Date.
     fields = [
-        _field("Final-Recipient", _address_type_and_value(failure.recipient)),
+        _field("Final-Recipient", _address_type_and_value(failure.recipient, smtputf8)),
         _field("Action", "failed"),
         _field("Status", _status(failure)),
     ]
@@ -261,10 +271,12 @@ def _recipient_block(failure: Failure, last_attempt: datetime.datetime) -> str:
     return "".join(fields)
 
 
-def _address_type_and_value(address: str) -> str:
+def _address_type_and_value(address: str, smtputf8: bool) -> str:
     address = _clean_address(address, ascii_only=False)
     if address.isascii():
         return f"rfc822; {address}"
+    if smtputf8:  # RFC 6533 §3: in message/global-delivery-status, as it is
+        return f"utf-8; {address}"
     # RFC 6533 §3: a non-ASCII address goes in a 7-bit report as "utf-8" with
     # utf-8-addr-xtext, where anything but QCHAR (printable ASCII minus + = \) is \x{HEX}.
     escaped = "".join(
@@ -298,17 +310,19 @@ def _status(failure: Failure) -> str:
     return "4.0.0" if diagnostic.startswith("4") and _is_smtp_reply(diagnostic) else "5.0.0"
 
 
-def _headers_part(header: bytes) -> bytes:
+def _headers_part(header: bytes, smtputf8: bool) -> bytes:
     if any(len(line) > MAX_LINE for line in header.split(b"\r\n")):
         # 7bit and 8bit allow no line over 998 octets (RFC 2045 §2.7, §2.8); quoted-printable
         # carries any line, and its soft breaks come out again on decoding.
         encoding, data = b"quoted-printable", binascii.b2a_qp(header, istext=True)
     else:
         encoding, data = (b"7bit" if header.isascii() else b"8bit"), header
+    # RFC 6533: an internationalized header section is message/global-headers.
+    kind = b"message/global-headers" if smtputf8 else b"text/rfc822-headers"
     return (
-        b"Content-Type: text/rfc822-headers\r\n"
+        b"Content-Type: %s\r\n"
         b"Content-Description: Undelivered message headers\r\n"
-        b"Content-Transfer-Encoding: %s\r\n\r\n%s" % (encoding, data)
+        b"Content-Transfer-Encoding: %s\r\n\r\n%s" % (kind, encoding, data)
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
@@ -26,7 +27,7 @@ from mailgate.delivery.dns import Resolver
 from mailgate.delivery.offload import Offload
 from mailgate.delivery.routing import Route, Router
 from mailgate.delivery.trace import Origin, received_header
-from mailgate.mime.addresses import address_list
+from mailgate.mime.addresses import a_label, address_list
 from mailgate.mime.headers import header_values, normalize_crlf, split_header
 from mailgate.store.api import Store
 from mailgate.store.records import (
@@ -203,24 +204,15 @@ def _matches(entry: str, address: str) -> bool:
     local, at, domain = address.strip().removeprefix("<").removesuffix(">").rpartition("@")
     if not at or not domain:
         return False
-    domain = _a_label(domain.rstrip(".").lower())
+    # Entries are ASCII (IDNs as A-labels): a UTF-8 domain (an 8-bit From header, SMTPUTF8)
+    # is compared in that form too, or it would pass a block of its own domain.
+    domain = a_label(domain)
     entry = entry.strip().rstrip(".").lower()
     if "@" not in entry:
         return domain == entry or domain.endswith("." + entry)
-    local = _unquoted(local).lower()
+    local = unicodedata.normalize("NFC", _unquoted(local)).lower()
     # Like Postfix's access maps with a recipient_delimiter: name+tag@ is also name@.
     return entry in (f"{local}@{domain}", f"{local.split('+', 1)[0]}@{domain}")
-
-
-def _a_label(domain: str) -> str:
-    """Entries are ASCII (IDNs as A-labels): a UTF-8 domain in an 8-bit From header is
-    compared in that form too, or it would pass a block of its own domain."""
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
 
 
 def _unquoted(local: str) -> str:

@@ -39,6 +39,7 @@ from mailgate.delivery import dkim, dsn
 from mailgate.delivery.dns import NullMX, Resolver, TemporaryDNSError
 from mailgate.delivery.offload import Offload
 from mailgate.mime.addresses import domain_of
+from mailgate.mime.headers import split_header
 from mailgate.store.api import Store
 from mailgate.store.errors import NotFound, StoreError
 from mailgate.store.records import INBOX, Parcel, QueuedRecipient, QuotaRule, Target
@@ -355,14 +356,30 @@ class OutboundWorker:
         outcome: Outcome,
     ) -> None:
         sender = recipients[0].mail_from
-        options = []
+        # RFC 6531 §3.2: a message that needs SMTPUTF8 (a UTF-8 address, or UTF-8 header
+        # fields it was submitted with SMTPUTF8 for) goes only to a next hop offering it: it is
+        # never downgraded, and one that does not offer it will not start to on a retry.
+        utf8_header = not split_header(message)[0].isascii()
+        if client.supports_extension("smtputf8"):
+            utf8 = any(_needs_smtputf8(i, utf8_header) or i.smtputf8 for i in recipients)
+        else:
+            utf8 = False
+            refused = [i for i in recipients if _needs_smtputf8(i, utf8_header)]
+            for item in refused:
+                reply = f"{host.name} does not offer SMTPUTF8, which this message needs"
+                outcome.failed[item.id] = ("5.6.7", reply, host.name)
+            recipients = [i for i in recipients if i.id not in outcome.failed]
+            if not recipients:
+                return
+        options = ["SMTPUTF8"] if utf8 else []
+        encoding = "utf-8" if utf8 else "ascii"
         if client.supports_extension("size"):
             # RFC 1870: a remote that takes nothing this big says so now, not after the upload.
             options.append(f"SIZE={len(message)}")
         if client.supports_extension("8bitmime") and not message.isascii():
             options.append("BODY=8BITMIME")  # RFC 6152: 8-bit data is declared
         try:
-            await client.mail(sender, options=options)
+            await client.mail(sender, options=options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             _judge(recipients, exc.code, exc.message, host, outcome)
             await _reset(client)
@@ -370,7 +387,7 @@ class OutboundWorker:
         accepted: list[QueuedRecipient] = []
         for item in recipients:
             try:
-                await client.rcpt(item.recipient)
+                await client.rcpt(item.recipient, encoding=encoding)
                 accepted.append(item)
             except aiosmtplib.SMTPResponseException as exc:
                 _judge([item], exc.code, exc.message, host, outcome)
@@ -518,6 +535,7 @@ async def bounces(
             failures=failures,
             arrival=datetime.datetime.fromtimestamp(group[0].created_at, datetime.UTC),
             last_attempt=now,
+            smtputf8=any(i.smtputf8 or not i.recipient.isascii() for i in group),
         )
         # A bounce reaches its sender even over quota: it says what became of their mail.
         parcels.append(Parcel(report, (Target(inbox_mailbox.id, quota=QuotaRule.EXEMPT),)))
@@ -606,6 +624,13 @@ def _status(code: int, message: str) -> str:
     if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] == str(code)[0]:
         return first
     return f"{str(code)[0]}.0.0"
+
+
+def _needs_smtputf8(item: QueuedRecipient, utf8_header: bool) -> bool:
+    """A UTF-8 address cannot be sent without SMTPUTF8 (an IDN domain can: queued addresses
+    hold A-labels); UTF-8 header fields need it when the client said they were UTF-8."""
+    addresses_ascii = item.mail_from.isascii() and item.recipient.isascii()
+    return not addresses_ascii or (utf8_header and item.smtputf8)
 
 
 def _settled(item: QueuedRecipient, outcome: Outcome) -> bool:

@@ -43,7 +43,7 @@ class Router:
     async def route(self, recipient: str) -> tuple[Route, Inbox | None]:
         """Where mail to `recipient` goes, and for Route.LOCAL the inbox it reaches;
         InvalidAddress if it is malformed."""
-        address = normalize_address(recipient)
+        address = normalize_address(recipient, utf8=True)
         found = await self.store.find_inboxes(candidates(address))
         routed = (await self.route_all([address], found))[address]
         return routed.route, found.get(routed.address)

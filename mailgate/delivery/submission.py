@@ -128,12 +128,14 @@ class Submission:
         *,
         mail_from: str | None = None,
         idempotency: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> Accepted:
         """Check, stamp and route the message, and commit every copy at once.
 
         `mail_from` is the envelope sender where the protocol has one (SMTP); the inbox's own
         address otherwise. `idempotency` is a key and the fingerprint of the request that
         carried it: kept in the same commit, and AlreadySent if the inbox used the key lately.
+        `smtputf8`: the client said SMTPUTF8 (RFC 6531), which the outbound queue remembers.
         Raises SenderNotAuthorized, SendingRateExceeded, InvalidAddress for a malformed
         recipient, or UnknownRecipients; nothing is stored then.
         """
@@ -144,7 +146,7 @@ class Submission:
         senders = address_list(header, "From")
         if not senders or not all(_same_address(a, principal.address) for _, a in senders):
             raise SenderNotAuthorized("the From header must be the logged-in inbox")
-        addresses = list(dict.fromkeys(normalize_address(r) for r in recipients))
+        addresses = list(dict.fromkeys(normalize_address(r, utf8=True) for r in recipients))
 
         # One query finds the Sent mailbox and the INBOX of every inbox a recipient may reach.
         sent, inboxes = await self.store.delivery_mailboxes(
@@ -176,7 +178,7 @@ class Submission:
             Target(inboxes[address], (), (Notice(RECEIVED),), QuotaRule.NOT_FULL)
             for address in local
         )
-        queued = tuple(Outgoing(principal.address, r, principal.inbox.id) for r in remote)
+        queued = tuple(Outgoing(principal.address, r, principal.inbox.id, smtputf8) for r in remote)
         # The sender is told it was sent, and delivered to the recipients hosted here now; the
         # others' delivery is reported by the outbound queue.
         told = [Notice(SENT_EVENT, tuple(reached))]

@@ -17,6 +17,11 @@ class Protocol(StrEnum):
     ESMTPS = "ESMTPS"  # RFC 3848: with TLS
     ESMTPA = "ESMTPA"  # RFC 3848: the client authenticated
     ESMTPSA = "ESMTPSA"  # RFC 3848: both
+    # RFC 6531 §3.7.3: the same, for a transaction with SMTPUTF8
+    UTF8SMTP = "UTF8SMTP"
+    UTF8SMTPS = "UTF8SMTPS"
+    UTF8SMTPA = "UTF8SMTPA"
+    UTF8SMTPSA = "UTF8SMTPSA"
     HTTP = "HTTP"
     HTTPS = "HTTPS"
 
@@ -31,8 +36,11 @@ class Origin:
     tls: str | None = None  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
 
     @classmethod
-    def smtp(cls, *, ip: str, helo: str, tls: str | None, authenticated: bool) -> Origin:
-        protocol = Protocol("ESMTP" + ("S" if tls else "") + ("A" if authenticated else ""))
+    def smtp(
+        cls, *, ip: str, helo: str, tls: str | None, authenticated: bool, smtputf8: bool = False
+    ) -> Origin:
+        base = "UTF8SMTP" if smtputf8 else "ESMTP"
+        protocol = Protocol(base + ("S" if tls else "") + ("A" if authenticated else ""))
         return cls(protocol, ip, helo, tls)
 
     @classmethod
@@ -64,11 +72,13 @@ def received_header(
         lines.append(f"(using {_clean(origin.tls)})")
     stamp = email.utils.format_datetime(now)
     if len(recipients) == 1:
-        lines.append(f"for <{_clean(recipients[0])}>; {stamp}")
+        # An SMTPUTF8 message's header may name a UTF-8 recipient as it is (RFC 6532).
+        utf8 = origin.protocol.startswith("UTF8")
+        lines.append(f"for <{_clean(recipients[0], utf8=utf8)}>; {stamp}")
     else:
         lines[-1] += ";"
         lines.append(stamp)
-    return ("\r\n\t".join(lines) + "\r\n").encode("ascii", "replace")
+    return ("\r\n\t".join(lines) + "\r\n").encode("utf-8", "replace")
 
 
 def date_header(now: datetime.datetime | None = None) -> bytes:
@@ -76,6 +86,10 @@ def date_header(now: datetime.datetime | None = None) -> bytes:
     return f"Date: {email.utils.format_datetime(now)}\r\n".encode()
 
 
-def _clean(text: str) -> str:
-    """Client-supplied text is kept printable ASCII and short, so it cannot break the header."""
-    return "".join(c if 0x21 <= ord(c) < 0x7F or c == " " else "?" for c in text)[:200]
+def _clean(text: str, *, utf8: bool = False) -> str:
+    """Client-supplied text is kept printable (ASCII unless `utf8`) and short, so it cannot
+    break the header."""
+    return "".join(
+        c if 0x21 <= ord(c) < 0x7F or c == " " or (utf8 and c.isprintable() and c > "\x7f") else "?"
+        for c in text
+    )[:200]

@@ -29,7 +29,7 @@ from mailgate.delivery.dkim import DKIMVerdict
 from mailgate.delivery.dkim import verify as verify_dkim
 from mailgate.delivery.dns import Resolver, TemporaryDNSError
 from mailgate.delivery.offload import Offload
-from mailgate.mime.addresses import address_list
+from mailgate.mime.addresses import a_label, address_list
 from mailgate.mime.headers import normalize_crlf
 
 __all__ = [
@@ -74,7 +74,10 @@ async def check_spf(resolver: Resolver, *, ip: str, mail_from: str, helo: str) -
     mail_from = mail_from.strip().strip("<>")
     helo = helo.strip().rstrip(".").lower()
     if mail_from:
-        scope, domain = "mfrom", mail_from.rpartition("@")[2].rstrip(".").lower()
+        local, at, domain = mail_from.rpartition("@")
+        # An SMTPUTF8 sender's domain may be a U-label; DNS and pyspf know its A-labels.
+        scope, domain = "mfrom", a_label(domain)
+        mail_from = f"{local}{at}{domain}"
     else:
         scope, domain = "helo", helo
         if not _is_domain(helo):  # RFC 7208 §2.3: only a HELO that is an FQDN is checked
@@ -244,7 +247,8 @@ class _DMARC(dmarc.DMARC):
 
 
 def _normal(domain: str) -> str:
-    return domain.strip().rstrip(".").lower()
+    # A UTF-8 From header (RFC 6532) may name an IDN by its U-labels.
+    return a_label(domain.strip())
 
 
 _DMARC_RECORD = re.compile(r"v\s*=\s*DMARC1\s*(;|$)")  # "DMARC1" is case-sensitive (§6.4)

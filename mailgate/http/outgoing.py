@@ -127,7 +127,9 @@ def addresses(value: Addresses | None, field: str) -> tuple[NamedAddress, ...]:
             raise Invalid.field(field, f"{text!r} is not one address")
         name, address = parsed[0]
         try:
-            address = normalize_address(address)
+            # A recipient is not an inbox: a UTF-8 local part is read, for compose to refuse
+            # with the API's reason.
+            address = normalize_address(address, utf8=True)
         except InvalidAddress as exc:
             raise Invalid.field(field, str(exc)) from None
         found.append(NamedAddress(address, name or None))

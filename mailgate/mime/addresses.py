@@ -8,8 +8,11 @@ of a field.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import NamedTuple
+
+import idna
 
 from mailgate.mime.decoding import decode_words
 from mailgate.mime.headers import MAX_STRUCTURED, field_values, unquote
@@ -17,7 +20,9 @@ from mailgate.mime.headers import MAX_STRUCTURED, field_values, unquote
 __all__ = [
     "Address",
     "InvalidAddress",
+    "a_label",
     "address_list",
+    "ascii_domain",
     "domain_of",
     "normalize_address",
     "parse_addresses",
@@ -191,6 +196,10 @@ def address_list(header: bytes, name: str) -> list[tuple[str, str]]:
 # Used with fullmatch: "$" alone would also match before a trailing newline, letting "a\n@b"
 # through into headers.
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# RFC 6531 §3.3: atext plus UTF8-non-ascii. Not controls, spaces or surrogates (the invalid
+# UTF-8 aiosmtpd hands on as surrogate escapes).
+_UTF8_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a1-\ud7ff\ue000-\U0010ffff]"
+_UTF8_LOCAL = re.compile(rf"{_UTF8_ATEXT}+(\.{_UTF8_ATEXT}+)*")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -198,22 +207,57 @@ class InvalidAddress(ValueError):
     """Raised with a short reason a person can act on."""
 
 
-def normalize_address(address: str) -> str:
-    """The canonical (lower-cased) form of an inbox address, or InvalidAddress."""
+def normalize_address(address: str, *, utf8: bool = False) -> str:
+    """The canonical form of an address, or InvalidAddress: lower-cased, the domain in ASCII
+    (an IDN as its A-labels, so that `例え.jp` and `xn--r8jz45g.jp` are one domain).
+
+    An inbox's local part is ASCII; `utf8` also allows a UTF-8 one (RFC 6531), in Unicode
+    NFC, as an envelope address of SMTPUTF8 mail may have."""
     address = address.strip()
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise InvalidAddress(f"{address!r} is not an address of the form name@domain")
-    if len(local) > 64:
-        raise InvalidAddress(f"{address!r}: the part before @ is longer than 64 characters")
-    if not _LOCAL.fullmatch(local):
+    if local.isascii():
+        valid = _LOCAL.fullmatch(local)
+    elif not utf8:
+        # Mail to and from UTF-8 addresses is exchanged, but inboxes are not given one: every
+        # client and the IMAP login without UTF8=ACCEPT can name an ASCII address.
+        raise InvalidAddress(
+            f"{address!r}: an inbox address must be ASCII before the @ (the domain may be an IDN)"
+        )
+    else:
+        local = unicodedata.normalize("NFC", local)
+        valid = _UTF8_LOCAL.fullmatch(local)
+    if len(local.encode("utf-8", "surrogateescape")) > 64:
+        raise InvalidAddress(f"{address!r}: the part before @ is longer than 64 octets")
+    if not valid:
         raise InvalidAddress(f"{address!r}: the part before @ has characters an address cannot")
+    return f"{local.lower()}@{ascii_domain(domain)}"
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain name lower-cased, an IDN as A-labels (IDNA 2008 with UTS #46 mapping), or
+    InvalidAddress."""
     domain = domain.rstrip(".")
+    if not domain.isascii() or "xn--" in domain.lower():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidAddress(f"{domain!r} is not a valid domain name: {exc}") from None
     if len(domain) > 253 or not all(_LABEL.fullmatch(label) for label in domain.split(".")):
-        raise InvalidAddress(f"{address!r}: {domain!r} is not a valid domain name")
-    return f"{local}@{domain}".lower()
+        raise InvalidAddress(f"{domain!r} is not a valid domain name")
+    return domain.lower()
+
+
+def a_label(domain: str) -> str:
+    """A domain from elsewhere (a header, a peer's MAIL FROM) as DNS and our records name it:
+    lower-cased, an IDN as A-labels; unchanged (but lower-cased) if it is no valid name."""
+    try:
+        return ascii_domain(domain)
+    except InvalidAddress:
+        return domain.lower()
 
 
 def domain_of(address: str) -> str:

@@ -162,7 +162,10 @@ def _address(field: str, item: NamedAddress | str) -> Address:
     spec = _line(field, item.address).strip()
     name = _line(field, item.name or "")
     if not spec.isascii():
-        raise ValueError(f"{field}: {spec!r} is not ASCII (SMTPUTF8 is not supported)")
+        raise ValueError(
+            f"{field}: {spec!r} is not ASCII: the API sends to ASCII addresses only (an IDN"
+            " domain is written as its xn-- A-labels); SMTP with SMTPUTF8 takes UTF-8 ones"
+        )
     try:
         address = Address(display_name=name, addr_spec=spec)
     except (ValueError, IndexError, HeaderParseError):

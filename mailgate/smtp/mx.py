@@ -13,9 +13,9 @@ from aiosmtpd.smtp import Envelope, Session
 
 from mailgate.config import SMTPSettings
 from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
-from mailgate.mime.addresses import InvalidAddress
+from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, routed
+from mailgate.smtp.server import MailgateSMTP, advertise, routed, utf8_refusal
 from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_MX, Metrics
 
@@ -49,6 +49,14 @@ class MXHandler:
         mail_options: list[str],
     ) -> str:
         # "<>" is the null reverse-path of bounces (RFC 5321 §4.5.5): accepted as such.
+        refusal = utf8_refusal(address, envelope)
+        if refusal is not None:
+            return refusal
+        if not address.isascii():
+            try:
+                normalize_address(address, utf8=True)
+            except InvalidAddress:
+                return replies.BAD_SENDER  # invalid UTF-8, or not an address at all
         routed(envelope).started = time.perf_counter()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -62,6 +70,9 @@ class MXHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        refusal = utf8_refusal(address, envelope)
+        if refusal is not None:
+            return refusal
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
         try:
@@ -104,7 +115,7 @@ class MXHandler:
         try:
             with server.storing():
                 delivered = await self.inbound.accept(
-                    origin=server.origin(authenticated=False),
+                    origin=server.origin(authenticated=False, smtputf8=envelope.smtp_utf8),
                     mail_from=envelope.mail_from or "",
                     recipients=routed(envelope).inboxes,
                     data=content,

@@ -17,6 +17,12 @@ SENDER_OK = "250 2.1.0 Sender OK"
 SENDER_NOT_AUTHORIZED = "550 5.7.1 Sender not authorized"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
+BAD_SENDER = "501 5.1.7 Bad sender address syntax"
+# RFC 6531 §3.5 ("mailbox name not allowed") with RFC 6533's X.6.7: a UTF-8 address in a
+# transaction whose MAIL FROM did not say SMTPUTF8.
+UTF8_ADDRESS_WITHOUT_SMTPUTF8 = (
+    "553 5.6.7 Non-ASCII address not permitted without the SMTPUTF8 parameter of MAIL FROM"
+)
 UNKNOWN_RECIPIENT = "550 5.1.1 No such recipient here"
 SENDER_BLOCKED = "550 5.7.1 Sender blocked by the recipient"
 MAIL_LOOP = "554 5.4.6 Too many hops: mail loop detected"
@@ -39,8 +45,8 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 # [limits] connections_per_ip: said in place of the greeting.
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
-# Replies go out as ASCII: aiosmtpd cannot send anything else without SMTPUTF8.
 LINE_TOO_LONG = "500 5.5.6 Line too long"
+BAD_UTF8 = "500 5.5.2 Error: bad UTF-8 syntax"  # Postfix's words
 
 # aiosmtpd's own replies, given the enhanced status codes clients and logs expect
 # (RFC 2034). Keyed by the stock text's prefix.
@@ -58,14 +64,13 @@ STOCK_REWRITES: dict[str, str] = {
     "503 Already authenticated": "503 5.5.1 Already authenticated",
     "500 Error: command": "500 5.5.2 Error: command not recognized",
     "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
-    "500 Error: strict ASCII mode": "500 5.6.7 Error: non-ASCII command",
     "500 Command line too long": "500 5.5.6 Command line too long",
     "500 Line too long": LINE_TOO_LONG,
     "501 Syntax:": "501 5.5.4 Syntax error in parameters or arguments",
     "501 Not enough value": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
     "501 Too many values": "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
     "501 Error: BODY can only be": "501 5.5.4 BODY must be 7BIT or 8BITMIME",
-    "501 Error: SMTPUTF8": "555 5.5.4 SMTPUTF8 is not supported",
+    "501 Error: SMTPUTF8 takes no arguments": "501 5.5.4 SMTPUTF8 takes no value",
     "501 5.5.2 Can't decode base64": AUTH_BAD_BASE64,
     "501 5.5.2 Can't split auth value": AUTH_MALFORMED,
     "502 EXPN not implemented": "502 5.5.1 EXPN not implemented",

@@ -32,7 +32,7 @@ from mailgate.delivery.submission import (
 )
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, routed
+from mailgate.smtp.server import MailgateSMTP, advertise, routed, utf8_refusal
 from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_SUBMISSION, Metrics
 
@@ -129,6 +129,9 @@ class SubmissionHandler:
         mail_options: list[str],
     ) -> str:
         principal = _principal(session)
+        refusal = utf8_refusal(address, envelope)
+        if refusal is not None:
+            return refusal
         try:
             check_sender(principal, address)
             # Refused before the message is sent; DATA checks again.
@@ -153,8 +156,11 @@ class SubmissionHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        refusal = utf8_refusal(address, envelope)
+        if refusal is not None:
+            return refusal
         try:
-            recipient = normalize_address(address)
+            recipient = normalize_address(address, utf8=True)
         except InvalidAddress:
             return replies.BAD_RECIPIENT
         # Every RCPT counts, repeats too (as in Postfix): a client cannot make the server
@@ -201,8 +207,9 @@ class SubmissionHandler:
                     _principal(session),
                     content,
                     envelope.rcpt_tos,
-                    server.origin(authenticated=True),
+                    server.origin(authenticated=True, smtputf8=envelope.smtp_utf8),
                     mail_from=envelope.mail_from or "",
+                    smtputf8=envelope.smtp_utf8,
                 )
         except SenderNotAuthorized:
             return replies.SENDER_NOT_AUTHORIZED

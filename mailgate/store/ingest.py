@@ -172,6 +172,7 @@ class Filing:
                 "next_attempt_at": queued_at,
                 "attempts": 0,
                 "last_reply": "",
+                "smtputf8": out.smtputf8,
             }
             for i, parcel in enumerate(self.parcels)
             for out in parcel.outbound

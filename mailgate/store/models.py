@@ -323,6 +323,8 @@ outbound = Table(
     Column("last_reply", Text, nullable=False, server_default=""),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", BigInteger, nullable=True),
+    # Submitted with SMTPUTF8 (RFC 6531): its UTF-8 header fields need a next hop offering it.
+    Column("smtputf8", Boolean, nullable=False, server_default=false()),
     Index("ix_outbound_next_attempt_at", "next_attempt_at"),
     sqlite_autoincrement=True,
 )

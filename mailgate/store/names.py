@@ -128,10 +128,14 @@ def sender_rule(action: str, entry: str) -> tuple[str, str]:
     entry = entry.strip().lower()
     candidate = entry if "@" in entry else f"postmaster@{entry}"
     try:
-        normalize_address(candidate)
+        normalized = normalize_address(candidate, utf8=True)
     except InvalidAddress:
         raise errors.InvalidName(f"{entry!r} is neither an address nor a domain") from None
-    return action, entry
+    if entry.isascii():
+        return action, entry
+    # Kept as senders are compared (delivery/inbound.py): an IDN as its A-labels, a UTF-8
+    # local part in NFC.
+    return action, normalized if "@" in entry else normalized.partition("@")[2]
 
 
 def pod_name(name: str) -> str:

@@ -235,6 +235,7 @@ def _queued(row: Row[Any]) -> QueuedRecipient:
         last_reply=row.last_reply,
         lease_owner=row.lease_owner,
         lease_until=row.lease_until,
+        smtputf8=row.smtputf8,
     )
 
 

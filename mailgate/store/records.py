@@ -354,6 +354,7 @@ class Outgoing:
     mail_from: str  # envelope sender ("" for none)
     recipient: str
     inbox_id: int | None  # the sending inbox, which gets the bounce if delivery fails
+    smtputf8: bool = False  # submitted with SMTPUTF8 (RFC 6531)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +396,7 @@ class QueuedRecipient:
     last_reply: str
     lease_owner: str | None
     lease_until: int | None
+    smtputf8: bool = False  # submitted with SMTPUTF8 (RFC 6531)
 
 
 @dataclass(frozen=True, slots=True)

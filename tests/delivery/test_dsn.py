@@ -276,6 +276,35 @@ def test_non_ascii_recipient_is_a_utf8_xtext_address() -> None:
     assert status_part.isascii()
 
 
+def test_an_internationalized_original_gets_an_internationalized_report() -> None:
+    """RFC 6533: message/global-delivery-status with the UTF-8 address as it is, and the
+    original header, raw UTF-8, as message/global-headers; both 8bit."""
+    original = "From: Jörg <alice@example.test>\r\nSubject: Grüße\r\n\r\nbody\r\n".encode()
+    failure = Failure("δοκιμή@xn--r8jz45g.jp", "5.6.7", "no SMTPUTF8 there", "mx.example.jp")
+    raw = bounce(
+        hostname=HOST,
+        sender=SENDER,
+        original=original,
+        failures=(failure,),
+        arrival=ARRIVAL,
+        last_attempt=LAST,
+        smtputf8=True,
+    )
+    assert_well_formed(raw)
+    message = parse(raw)
+    assert message.get_param("report-type") == "delivery-status"
+    found = list(message.iter_parts())
+    assert [p.get_content_type() for p in found] == [
+        "text/plain",
+        "message/global-delivery-status",
+        "message/global-headers",
+    ]
+    assert [p["Content-Transfer-Encoding"] for p in found[1:]] == ["8bit", "8bit"]
+    assert "Final-Recipient: utf-8; δοκιμή@xn--r8jz45g.jp\r\n".encode() in raw
+    assert b"Status: 5.6.7\r\n" in raw
+    assert original.split(b"\r\n\r\n")[0] + b"\r\n" in raw
+
+
 # ---------------------------------------------------------------------------------------------
 # Part 3: text/rfc822-headers (RFC 6522 §4)
 

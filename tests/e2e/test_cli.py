@@ -69,6 +69,18 @@ def cli(backend: str, tmp_path: Path) -> Iterator[CLI]:
 # -------------------------------------------------------------------- inboxes and keys
 
 
+def test_internationalized_inbox_addresses(cli: CLI) -> None:
+    """An IDN domain is kept as its A-labels (one inbox by either form); a UTF-8 local part
+    is refused with the reason."""
+    out = cli.ok("inbox", "create", "Agent@例え.JP")
+    assert "created inbox agent@xn--r8jz45g.jp" in out
+    assert "already exists" in cli.fails("inbox", "create", "agent@XN--R8JZ45G.jp")
+    assert [i["address"] for i in cli.json("inbox", "list")] == ["agent@xn--r8jz45g.jp"]
+    error = cli.fails("inbox", "create", "δοκιμή@example.test")
+    assert "an inbox address must be ASCII before the @" in error
+    assert "not a valid domain name" in cli.fails("inbox", "create", "a@xn--zz-.jp")
+
+
 def test_inbox_and_key_lifecycle(cli: CLI) -> None:
     out = cli.ok("inbox", "create", "Alice@Example.TEST")
     assert "created inbox alice@example.test (pod default)" in out

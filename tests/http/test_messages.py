@@ -322,6 +322,17 @@ def test_paging_through_250_messages(server: Server, pair: tuple[Api, Api]) -> N
     assert refused.value.body["errors"][0]["path"] == ["page_token"]
 
 
+def test_send_to_an_idn_by_its_u_labels(server: Server, pair: tuple[Api, Api]) -> None:
+    """An IDN recipient domain is the domain of its A-labels: the mail reaches the inbox
+    there, addressed by them (the API writes ASCII header fields)."""
+    a, _ = pair
+    there = server.account(f"{username()}@例え.jp")
+    assert there.address.endswith("@xn--r8jz45g.jp")
+    send(a, there.address.replace("xn--r8jz45g.jp", "例え.jp"), subject="IDN", text="x")
+    [stored] = read_mailbox(server, there)
+    assert f"To: {there.address}\r\n".encode() in stored.raw
+
+
 def test_refusals(server: Server, pair: tuple[Api, Api], org: Api) -> None:
     a, b = pair
     messages = a.client.inboxes.messages
@@ -332,6 +343,12 @@ def test_refusals(server: Server, pair: tuple[Api, Api], org: Api) -> None:
     with pytest.raises(ValidationError) as bad:
         messages.send(address(a), to="not an address", text="x")
     assert [e["path"] for e in bad.value.body.errors] == [["to"]]
+    # SMTP with SMTPUTF8 sends to UTF-8 addresses; the API does not, and says so.
+    with pytest.raises(ValidationError) as bad:
+        messages.send(address(a), to=f"δοκιμή@{DOMAIN}", text="x")
+    [error] = bad.value.body.errors
+    assert error["path"] == ["to[0]"]
+    assert "the API sends to ASCII addresses only" in error["message"]
     with pytest.raises(MessageRejectedError):
         messages.send(address(a), to=f"nobody-{username()}@{DOMAIN}", text="x")
     with pytest.raises(ValidationError):

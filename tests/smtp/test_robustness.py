@@ -43,7 +43,8 @@ def test_every_reply_constant_is_ascii_with_an_enhanced_code() -> None:
         (b"FOO", "500 5.5.2"),
         (b"", "500 5.5.2"),
         (b"\xff\xfe\x00JUNK", "500 5.5.2"),
-        (b"NOOP \xe9\xe8", "500 5.6.7"),
+        (b"NOOP \xe9\xe8", "500 5.5.2"),  # not UTF-8
+        ("NOOP Grüße".encode(), "250 2.0.0"),  # UTF-8: SMTPUTF8 is offered
         (b"EHLO", "501 5.5.4"),
         (b"HELO", "501 5.5.4"),
         (b"NOOP " + b"x" * 600, "500 5.5.6"),
@@ -70,7 +71,7 @@ def test_malformed_commands(server: Server, line: bytes, expected: str) -> None:
         ("MAIL FROM:<<{me}>>", "553 5.1.3"),
         ("MAIL FROM:<{me}> FOO=BAR", "555 5.5.4"),
         ("MAIL FROM:<{me}> BODY=BINARYMIME", "501 5.5.4"),
-        ("MAIL FROM:<{me}> SMTPUTF8", "555 5.5.4"),
+        ("MAIL FROM:<{me}> SMTPUTF8=YES", "501 5.5.4"),
         ("RCPT TO:<{me}>", "503 5.5.1"),
         ("DATA", "503 5.5.1"),
         ("DATA now", "503 5.5.1"),
