@@ -1,5 +1,5 @@
-"""Phase `sort`: SORT and THREAD over a big mailbox (RFC 5256), and whether a client with a quick
-command waits behind them."""
+"""Phase `sort`: SORT and THREAD over a big mailbox (RFC 5256), SEARCH over the same, and whether
+a client with a quick command waits behind THREAD."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ COMMANDS = (
     ("SORT (REVERSE ARRIVAL) of UNSEEN", b"SORT (REVERSE ARRIVAL) UTF-8 UNSEEN", b"* SORT "),
     ("THREAD REFERENCES", b"THREAD REFERENCES UTF-8 ALL", b"* THREAD "),
     ("THREAD REFS", b"THREAD REFS UTF-8 ALL", b"* THREAD "),
+    # Flags only (the database's query), then a header the messages' bytes are read for.
+    ("UID SEARCH UNSEEN", b"UID SEARCH UNSEEN", b"* SEARCH"),
+    ("UID SEARCH FLAGGED UNDELETED", b"UID SEARCH FLAGGED UNDELETED", b"* SEARCH"),
+    ("UID SEARCH SUBJECT", b"UID SEARCH SUBJECT invoice", b"* SEARCH"),
 )
 
 
@@ -42,8 +46,8 @@ def bench_sort(server: Target, owner: Account, count: int, runs: int, summary: S
         if imap.select(MAILBOX.encode()) != count:
             raise BenchError("sort: the mailbox does not hold what was appended")
         section = Section(
-            f"SORT and THREAD: a mailbox of {count} messages (as fetch's), {runs} runs each, "
-            "command sent -> tagged OK read"
+            f"SORT, THREAD and SEARCH: a mailbox of {count} messages (as fetch's), {runs} runs "
+            "each, command sent -> tagged OK read"
         )
         for label, command, answer in COMMANDS:
             progress(f"sort: {label} x {runs}")

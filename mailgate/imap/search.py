@@ -17,11 +17,14 @@ from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
+from mailgate.imap.mailbox_view import SelectedMailbox
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
+    All,
     And,
     DateKey,
+    FlagKey,
     ModSeqKey,
     Not,
     ObjectIdKey,
@@ -32,6 +35,7 @@ from mailgate.imap.syntax.values import (
     SeqKey,
     SeqRange,
     SequenceSet,
+    SizeKey,
     UidKey,
 )
 from mailgate.imap.wire import uid_set
@@ -39,7 +43,20 @@ from mailgate.mime.addresses import Address, parse_addresses
 from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
 from mailgate.mime.parts import body_text
-from mailgate.store.records import FetchRow
+from mailgate.store.records import (
+    MAX_FILTER_RANGES,
+    AllOf,
+    AnyOf,
+    EntryFilter,
+    EveryEntry,
+    FetchRow,
+    HasFlag,
+    ModSeqFrom,
+    NoneOf,
+    SizeAbove,
+    SizeBelow,
+    UidIn,
+)
 
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 
@@ -198,6 +215,15 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
         columns |= {"header", "data"}
     largest_seq, largest_uid = selected.exists, selected.last_uid
     hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    where = None if columns or need.headers or need.body else _entry_filter(key, selected)
+    if where is not None:
+        # Flags, sizes, UIDs and MODSEQs only (UNSEEN, FLAGGED, UID ranges...): one indexed
+        # query answers, instead of every row read and tested here.
+        for uid, modseq in await s.store.matching_entries(selected.mailbox_id, where):
+            seq = selected.seq_of(uid)
+            if seq is not None:  # not yet announced to this session: not searched either
+                hits.append((seq, uid, modseq))
+        return hits, with_modseq
     now = datetime.datetime.now(datetime.UTC)  # RFC 5032: one "now" for the whole search
     ranges = [(1, largest_uid)] if largest_uid else []
     if need.body:
@@ -223,6 +249,51 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
     return hits, with_modseq
+
+
+def _entry_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
+    """The program as a filter the store runs in the database, or None where it reads more
+    than flags, sizes, UIDs and MODSEQs (dates, headers, text) or names many UID ranges."""
+    match key:
+        case All():
+            return EveryEntry()
+        case And(keys=keys) | Or(keys=keys):
+            filters = [_entry_filter(k, selected) for k in keys]
+            if any(f is None for f in filters):
+                return None
+            done = tuple(f for f in filters if f is not None)
+            return AllOf(done) if isinstance(key, And) else AnyOf(done)
+        case Not(key=inner):
+            translated = _entry_filter(inner, selected)
+            return None if translated is None else NoneOf(translated)
+        case FlagKey(flag=flag, present=present):
+            found: EntryFilter | None = None
+            if flag == "\\Recent":
+                found = _uids(tuple(selected.recent or ()))  # the session's own ranges
+            elif flag.isascii():
+                found = HasFlag(flag)
+            if found is None:
+                return None
+            return found if present else NoneOf(found)
+        case SizeKey(op=op, size=size):
+            return SizeAbove(size) if op == "larger" else SizeBelow(size)
+        case ModSeqKey(modseq=modseq):
+            return ModSeqFrom(modseq)
+        case UidKey(sequence=sequence):
+            return _uids(sequence.resolve(selected.last_uid))
+        case SeqKey(sequence=sequence):
+            uids = selected.uids
+            ranges = [
+                (uids[lo - 1], uids[min(hi, len(uids)) - 1])
+                for lo, hi in sequence.resolve(len(uids))
+                if lo <= len(uids)
+            ]
+            return _uids(tuple(ranges))
+    return None
+
+
+def _uids(ranges: tuple[tuple[int, int], ...]) -> UidIn | None:
+    return UidIn(ranges) if len(ranges) <= MAX_FILTER_RANGES else None
 
 
 @command("SEARCH", State.SELECTED, expunges_ok=False)

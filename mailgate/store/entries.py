@@ -9,7 +9,21 @@ import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
@@ -31,17 +45,28 @@ from mailgate.store.quota import check_room
 from mailgate.store.records import (
     DELETED,
     FLAG_BITS,
+    MAX_FILTER_RANGES,
     RECEIPT_LIFETIME,
+    AllOf,
+    AnyOf,
     Changes,
     CopyResult,
+    EntryFilter,
     EntryState,
+    EveryEntry,
     FetchRow,
     FlagUpdate,
+    HasFlag,
+    ModSeqFrom,
+    NoneOf,
     Parcel,
     Placed,
     QuotaRule,
     SendReceipt,
+    SizeAbove,
+    SizeBelow,
     Target,
+    UidIn,
     join_flags,
     split_flags,
 )
@@ -143,6 +168,19 @@ class Entries(StoreBase):
         return filing.placed_lists(await self._change(work))[0][0]
 
     # ---------------------------------------------------------------- messages out
+
+    async def matching_entries(self, mailbox_id: int, where: EntryFilter) -> list[tuple[int, int]]:
+        """(UID, MODSEQ) of the mailbox's entries that pass `where`, by UID: a search of
+        flags, sizes, UIDs and MODSEQs done by the database, with its indexes."""
+        query = (
+            select(entries.c.uid, entries.c.modseq)
+            .where(entries.c.mailbox_id == mailbox_id, _entry_filter(where))
+            .order_by(entries.c.uid)
+        )
+        if _reads_size(where):
+            query = query.join(messages, messages.c.id == entries.c.message_id)
+        async with self.db.read() as conn:
+            return [(uid, modseq) for uid, modseq in await conn.execute(query)]
 
     async def fetch(
         self,
@@ -585,3 +623,43 @@ async def _keep_receipt(conn: Conn, receipt: SendReceipt) -> None:
             created_at=current,
         )
     )
+
+
+def _entry_filter(where: EntryFilter) -> ColumnElement[bool]:
+    match where:
+        case EveryEntry():
+            return true()
+        case HasFlag(flag=flag):
+            bit = FLAG_BITS.get(flag)
+            if bit is not None:
+                return entries.c.flags.op("&")(bit) != 0
+            # Keywords are atoms (ASCII, no backslash) kept space-separated: a whole word, any case.
+            word = flag.lower().replace("_", "\\_")
+            spaced = literal(" ") + func.lower(entries.c.keywords) + literal(" ")
+            return spaced.like(f"% {word} %", escape="\\")
+        case SizeAbove(size=size):
+            return messages.c.size > size
+        case SizeBelow(size=size):
+            return messages.c.size < size
+        case UidIn(ranges=ranges):
+            if len(ranges) > MAX_FILTER_RANGES:
+                raise ValueError(f"{len(ranges)} UID ranges: at most {MAX_FILTER_RANGES}")
+            terms = [entries.c.uid.between(lo, min(hi, MAX_UID)) for lo, hi in ranges]
+            return or_(false(), *terms)
+        case ModSeqFrom(modseq=modseq):
+            return entries.c.modseq >= modseq
+        case AllOf(filters=filters):
+            return and_(true(), *(_entry_filter(f) for f in filters))
+        case AnyOf(filters=filters):
+            return or_(false(), *(_entry_filter(f) for f in filters))
+        case NoneOf(filter=inner):
+            return not_(_entry_filter(inner))
+    raise TypeError(f"not an entry filter: {type(where).__name__}")
+
+
+def _reads_size(where: EntryFilter) -> bool:
+    if isinstance(where, SizeAbove | SizeBelow):
+        return True
+    if isinstance(where, AllOf | AnyOf):
+        return any(_reads_size(f) for f in where.filters)
+    return isinstance(where, NoneOf) and _reads_size(where.filter)

@@ -163,6 +163,67 @@ class EntryState:
     modseq: int
 
 
+# -------------------------------------------------------------------- entry filters
+# What Entries.matching_entries finds in the database (IMAP SEARCH keys about flags, sizes, UIDs
+# and MODSEQs), so that a search that reads nothing else is one indexed query, not a scan of
+# every row in Python.
+
+
+@dataclass(frozen=True, slots=True)
+class EveryEntry:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HasFlag:
+    """A system flag (as FLAG_BITS spells it) or a keyword (any case) is set."""
+
+    flag: str
+
+
+@dataclass(frozen=True, slots=True)
+class SizeAbove:
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SizeBelow:
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class UidIn:
+    """In these inclusive UID ranges (at most MAX_FILTER_RANGES of them)."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModSeqFrom:
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    filters: tuple[EntryFilter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    filters: tuple[EntryFilter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NoneOf:
+    filter: EntryFilter
+
+
+EntryFilter = (
+    EveryEntry | HasFlag | SizeAbove | SizeBelow | UidIn | ModSeqFrom | AllOf | AnyOf | NoneOf
+)
+MAX_FILTER_RANGES = 64  # UID ranges in one UidIn: a longer list is one term per range in SQL
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     """What changed in a mailbox after a MODSEQ: the catch-up a session applies."""
