@@ -1,0 +1,329 @@
+"""NOTIFY (RFC 5465): one session asks with NOTIFY SET, another changes the inbox (APPEND, SMTP,
+STORE, EXPUNGE, CREATE/RENAME/DELETE, SUBSCRIBE), and the first is told, without asking, the
+exact untagged responses: STATUS for other mailboxes, EXISTS/FETCH/EXPUNGE for the selected one,
+LIST for names and subscriptions. The RFC's examples are cases here (§3's, with the event list
+in parentheses as its grammar in §8 and its errata have it)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from tests.harness import Account, Server
+from tests.imap.helpers import append, message
+from tests.transcript import Transcript
+
+WAIT = 5.0  # bound for a notification to arrive; it normally takes milliseconds
+SUPPORTED = "BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)"
+
+Sessions = Callable[[Account], Transcript]
+
+
+def told(s: Transcript, expected: list[bytes]) -> None:
+    """The session is told exactly these untagged lines, in order, with no command running."""
+    lines = s.read_until(lambda _: True, WAIT)
+    while len(lines) < len(expected):
+        lines += s.read_until(lambda _: True, WAIT)
+    assert lines == expected
+
+
+def quiet(s: Transcript) -> None:
+    """Nothing was told: a NOOP finds nothing waiting either."""
+    assert s.ok("NOOP").untagged == []
+
+
+def uidvalidity(s: Transcript, mailbox: str) -> int:
+    line = s.ok(f'STATUS "{mailbox}" (UIDVALIDITY)').untagged[0]
+    m = re.search(rb"UIDVALIDITY (\d+)", line)
+    assert m is not None, line
+    return int(m.group(1))
+
+
+def test_capability(sessions: Sessions, account: Account) -> None:
+    s = sessions(account)
+    assert b" NOTIFY" in s.ok("CAPABILITY").untagged[0]
+
+
+def test_set_status_then_other_mailboxes_are_told_as_status(
+    sessions: Sessions, account: Account
+) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    actor.ok("CREATE Lists/ietf")
+    append(actor, message("old"), "Lists")
+    r = watcher.ok(
+        "NOTIFY SET STATUS (selected (MessageNew (uid body.peek[header.fields (from to subject)])"
+        " MessageExpunge)) (subtree Lists (MessageNew MessageExpunge))"
+    )
+    # §3: a STATUS for each mailbox the filters name, before the tagged OK.
+    assert r.untagged == [
+        b'* STATUS "Lists" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)',
+        b'* STATUS "Lists/ietf" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)',
+    ]
+    append(actor, message("new"), "Lists/ietf")
+    told(watcher, [b'* STATUS "Lists/ietf" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+    # A mailbox outside the filters is not told of.
+    append(actor, message("elsewhere"), "INBOX")
+    actor.ok("SELECT Lists")
+    actor.ok("STORE 1 +FLAGS (\\Deleted)")
+    actor.ok("EXPUNGE")
+    told(watcher, [b'* STATUS "Lists" (MESSAGES 0 UIDNEXT 2 UNSEEN 0)'])
+    quiet(watcher)
+
+
+def test_smtp_delivery_to_inboxes(
+    server: Server, sessions: Sessions, account: Account, other: Account
+) -> None:
+    watcher = sessions(account)
+    watcher.ok("NOTIFY SET (inboxes (MessageNew MessageExpunge))")
+    with server.smtp_client(other) as smtp:
+        smtp.sendmail(other.address, [account.address], message("mx", From=other.address))
+    told(watcher, [b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+
+
+def test_flag_changes_with_condstore_carry_highestmodseq(
+    sessions: Sessions, account: Account
+) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    append(actor, message("one"), "Drafts")
+    watcher.ok("ENABLE CONDSTORE")
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))")
+    actor.ok("SELECT Drafts")
+    actor.ok("STORE 1 +FLAGS (\\Seen)")
+    lines = watcher.read_until(lambda _: True, WAIT)
+    m = re.fullmatch(
+        rb'\* STATUS "Drafts" \(MESSAGES 1 UIDNEXT 2 UNSEEN 0 UIDVALIDITY (\d+) '
+        rb"HIGHESTMODSEQ (\d+)\)",
+        lines[0],
+    )
+    assert m is not None, lines
+    assert int(m.group(1)) == uidvalidity(actor, "Drafts")
+    modseq = re.search(
+        rb"HIGHESTMODSEQ (\d+)", actor.ok("STATUS Drafts (HIGHESTMODSEQ)").untagged[0]
+    )
+    assert modseq is not None
+    assert modseq.group(1) == m.group(2)
+
+
+def test_without_flagchange_flag_changes_are_not_told(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    append(actor, message("one"), "Drafts")
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+    actor.ok("SELECT Drafts")
+    actor.ok("STORE 1 +FLAGS (\\Seen)")
+    append(actor, message("two"), "Drafts")
+    told(watcher, [b'* STATUS "Drafts" (MESSAGES 2 UIDNEXT 3 UNSEEN 1)'])
+
+
+def test_selected_mailbox_is_pushed_with_the_fetch_att_list(
+    sessions: Sessions, account: Account
+) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("SELECT INBOX")
+    watcher.ok(
+        "NOTIFY SET (selected (MessageNew (UID BODY[HEADER.FIELDS (Subject)]) MessageExpunge"
+        " FlagChange)) (personal (MessageNew MessageExpunge))"
+    )
+    uid = append(actor, message("pushed"))
+    told(
+        watcher,
+        [
+            b"* 1 EXISTS",
+            b"* 1 RECENT",
+            b"* 1 FETCH (UID %d BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: pushed\r\n\r\n)"
+            % uid,
+        ],
+    )
+    actor.ok("SELECT INBOX")
+    actor.ok("STORE 1 +FLAGS (\\Flagged)")
+    # The selected mailbox gets no STATUS, though "personal" names it too.
+    told(watcher, [b"* 1 FETCH (UID %d FLAGS (\\Recent \\Flagged))" % uid])
+    actor.ok("STORE 1 +FLAGS (\\Deleted)")
+    told(watcher, [b"* 1 FETCH (UID %d FLAGS (\\Recent \\Flagged \\Deleted))" % uid])
+    actor.ok("EXPUNGE")
+    told(watcher, [b"* 1 EXPUNGE"])
+    quiet(watcher)
+
+
+def test_the_pushed_fetch_does_not_set_seen(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (selected (MessageNew (BODY[TEXT]) MessageExpunge))")
+    append(actor, message("body", body="Just text.\r\n"))
+    told(
+        watcher,
+        [b"* 1 EXISTS", b"* 1 RECENT", b"* 1 FETCH (UID 1 BODY[TEXT] {12}\r\nJust text.\r\n)"],
+    )
+    assert watcher.ok("FETCH 1 FLAGS").untagged == [b"* 1 FETCH (FLAGS (\\Recent))"]
+
+
+def test_selected_delayed_holds_expunges_for_a_command(
+    sessions: Sessions, account: Account
+) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    append(actor, message("first"))
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (selected-delayed (MessageNew MessageExpunge))")
+    actor.ok("SELECT INBOX")
+    actor.ok("STORE 1 +FLAGS (\\Deleted)")
+    actor.ok("EXPUNGE")
+    append(actor, message("second"))
+    # The new message is told at once; the expunged one keeps its number until a command.
+    lines = watcher.read_until(lambda line: line.endswith(b"RECENT"), WAIT)
+    assert lines[0] == b"* 2 EXISTS"
+    assert len(lines) == 2  # and RECENT (test_recent.py says which)
+    assert watcher.ok("NOOP").untagged == [b"* 1 EXPUNGE"]
+
+
+def test_without_a_selected_filter_the_selected_mailbox_waits_for_a_command(
+    sessions: Sessions, account: Account
+) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+    append(actor, message("quiet"))
+    append(actor, message("marker"), "Drafts")
+    told(watcher, [b'* STATUS "Drafts" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+    assert watcher.ok("NOOP").untagged == [b"* 1 EXISTS", b"* 1 RECENT"]
+
+
+def test_status_reaches_an_idle_session(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (mailboxes (Drafts Trash) (MessageNew MessageExpunge))")
+    tag = watcher.next_tag()
+    watcher.send(f"{tag} IDLE\r\n")
+    assert watcher.read_line().startswith(b"+")
+    append(actor, message("while idle"), "Trash")
+    told(watcher, [b'* STATUS "Trash" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+    watcher.send("DONE\r\n")
+    assert watcher.finish(tag).status == "OK"
+
+
+def test_mailbox_names_are_told_as_list(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("NOTIFY SET (personal (MailboxName))")
+    actor.ok("CREATE Projects")
+    told(watcher, [b'* LIST (\\HasNoChildren) "/" "Projects"'])
+    actor.ok("RENAME Projects Done")
+    told(watcher, [b'* LIST (\\HasNoChildren) "/" "Done" ("OLDNAME" ("Projects"))'])
+    actor.ok("CREATE Done/2024")
+    told(watcher, [b'* LIST (\\HasNoChildren) "/" "Done/2024"'])
+    actor.ok("DELETE Done/2024")
+    told(watcher, [b'* LIST (\\NonExistent) "/" "Done/2024"'])
+    # Message events were not asked for.
+    append(actor, message("not told"), "Done")
+    quiet(watcher)
+
+
+def test_subscriptions_are_told_as_list(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    actor.ok("CREATE Projects")
+    watcher.ok("NOTIFY SET (subtree Projects (SubscriptionChange))")
+    actor.ok("SUBSCRIBE Projects")
+    told(watcher, [b'* LIST (\\HasNoChildren \\Subscribed) "/" "Projects"'])
+    actor.ok("SUBSCRIBE Projects")  # already: nothing changes, nothing is told
+    actor.ok("UNSUBSCRIBE Projects")
+    told(watcher, [b'* LIST (\\HasNoChildren) "/" "Projects"'])
+    actor.ok("SUBSCRIBE Sent")  # outside the subtree
+    quiet(watcher)
+
+
+def test_subscribed_filter_follows_the_subscriptions(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    actor.ok("CREATE Projects")
+    watcher.ok("NOTIFY SET (subscribed (MessageNew MessageExpunge))")
+    append(actor, message("unsubscribed yet"), "Projects")
+    actor.ok("SUBSCRIBE Projects")
+    append(actor, message("subscribed now"), "Projects")
+    told(watcher, [b'* STATUS "Projects" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)'])
+
+
+def test_notify_none_stops_them(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    append(actor, message("told"), "Drafts")
+    told(watcher, [b'* STATUS "Drafts" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+    watcher.ok("NOTIFY NONE")
+    append(actor, message("not told"), "Drafts")
+    actor.ok("CREATE Quiet")
+    quiet(watcher)
+    quiet(watcher)
+
+
+def test_notify_set_replaces_the_last_one(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("NOTIFY SET (mailboxes Drafts (MessageNew MessageExpunge))")
+    watcher.ok("NOTIFY SET (mailboxes Trash (MessageNew MessageExpunge))")
+    append(actor, message("not told"), "Drafts")
+    append(actor, message("told"), "Trash")
+    told(watcher, [b'* STATUS "Trash" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        "MessageNew MessageExpunge AnnotationChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+        "MessageNew MessageExpunge SomethingNew",
+    ],
+)
+def test_unsupported_events_are_no_badevent(
+    sessions: Sessions, account: Account, events: str
+) -> None:
+    s = sessions(account)
+    r = s.no(f"NOTIFY SET (personal ({events}))")
+    assert r.code == SUPPORTED
+
+
+def test_too_many_mailbox_names_is_notificationoverflow(
+    sessions: Sessions, account: Account
+) -> None:
+    s = sessions(account)
+    names = " ".join(f"box{i}" for i in range(101))
+    s.no(
+        f"NOTIFY SET (mailboxes ({names}) (MessageNew MessageExpunge))", code="NOTIFICATIONOVERFLOW"
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        "",
+        "SET",
+        "SET STATUS",
+        "ALL",
+        "SET (personal)",
+        "SET (personal ())",
+        "SET personal (MessageNew MessageExpunge)",
+        "SET (anything (MessageNew MessageExpunge))",
+        "SET (subtree (MessageNew MessageExpunge))",
+        "SET (mailboxes () (MessageNew MessageExpunge))",
+        "SET (personal (MessageNew))",
+        "SET (personal (MessageExpunge))",
+        "SET (personal (FlagChange))",
+        "SET (selected (MailboxName))",
+        "SET (selected (MessageNew MessageExpunge)) (selected-delayed NONE)",
+        "SET (personal (MessageNew (UID) MessageExpunge))",
+        "SET (selected (MessageNew (NOSUCHITEM) MessageExpunge))",
+        "SET (selected (MessageNew (RFC822) MessageExpunge))",
+        "SET (selected MessageNew (uid) MessageExpunge)",
+        "SET (personal (MessageNew MessageExpunge)) trailing",
+        "NONE extra",
+    ],
+)
+def test_malformed_is_bad(sessions: Sessions, account: Account, arguments: str) -> None:
+    s = sessions(account)
+    s.bad(f"NOTIFY {arguments}".rstrip())
+    s.ok("NOOP")
+
+
+def test_forms_the_grammar_allows(sessions: Sessions, account: Account) -> None:
+    s = sessions(account)
+    s.ok("NOTIFY SET (selected NONE)")
+    s.ok("NOTIFY SET (personal NONE) (inboxes NONE)")
+    s.ok('NOTIFY SET (mailboxes ("INBOX" \x00) (MessageNew MessageExpunge))', b"Drafts")
+    s.ok("notify set status (SELECTED-DELAYED (messagenew messageexpunge flagchange))")
+    s.ok("NOTIFY SET (subtree INBOX (MailboxName SubscriptionChange))")
