@@ -7,11 +7,13 @@ in parentheses as its grammar in §8 and its errata have it)."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 
 import pytest
 
-from tests.harness import Account, Server
+from mailgate.imap.ext import notify
+from tests.harness import Account, Server, client_tls
 from tests.imap.helpers import append, message
 from tests.transcript import Transcript
 
@@ -250,6 +252,39 @@ def test_notify_none_stops_them(sessions: Sessions, account: Account) -> None:
     actor.ok("CREATE Quiet")
     quiet(watcher)
     quiet(watcher)
+
+
+def test_a_session_that_does_not_read_is_told_notificationoverflow(
+    server: Server, sessions: Sessions, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 5465 §5.8: notifications pile up while the client reads nothing (here a FETCH of a
+    big message stalls on its tiny receive window); past the limit the session is told
+    NOTIFICATIONOVERFLOW once it reads again, and NOTIFY NONE is in effect."""
+    monkeypatch.setattr(notify, "MAX_PENDING", 2)
+    actor = sessions(account)
+    big = message("big", body=("y" * 998 + "\r\n") * 9000)
+    append(actor, big, "INBOX")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((server.host, server.imaps))
+    watcher = Transcript(client_tls().wrap_socket(raw))
+    watcher.ok(f'LOGIN "{account.address}" "{account.key}"')
+    watcher.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+    tag = watcher.next_tag()
+    watcher.send(f"{tag} FETCH 1 BODY.PEEK[]\r\n")
+    for mailbox in ("Drafts", "Trash", "Spam"):
+        append(actor, message("waits"), mailbox)
+    r = watcher.finish(tag)
+    assert r.status == "OK"
+    assert len(r.untagged) == 1
+    told(
+        watcher,
+        [b"* OK [NOTIFICATIONOVERFLOW] Too many notifications waited; NOTIFY NONE is in effect"],
+    )
+    append(actor, message("not told"), "Drafts")
+    quiet(watcher)
+    watcher.close()
 
 
 def test_notify_set_replaces_the_last_one(sessions: Sessions, account: Account) -> None:
