@@ -515,15 +515,18 @@ async def notify(s: Session, request: Request) -> str:
         raise Reply("NO", f"At most {MAX_NAMES} mailbox names", "NOTIFICATIONOVERFLOW")
     if any(i.name in ("RFC822", "RFC822.TEXT") for g in groups for i in g.fetch):
         raise bad("RFC822 and RFC822.TEXT set \\Seen; use BODY.PEEK[] or BODY.PEEK[TEXT]")
-    _stop(s)
     notifier = Notifier(groups)
-    s.notifier = notifier
     if not notifier.watches:
+        _stop(s)
+        s.notifier = notifier
         return "NOTIFY completed"
     assert s.principal is not None
-    # Listening starts before the mailboxes are read, so no change is missed between.
+    # Listening starts before the mailboxes are read, so no change is missed between; and
+    # before the last NOTIFY lets go, so that the watch it kept is kept, not read again.
     watch = _watch(s.store, s.principal.inbox.id)
     watch.add(notifier, s)
+    _stop(s)
+    s.notifier = notifier
     try:
         await watch.load()
         if args.status:
