@@ -190,6 +190,26 @@ def test_without_a_selected_filter_the_selected_mailbox_waits_for_a_command(
     assert watcher.ok("NOOP").untagged == [b"* 1 EXISTS", b"* 1 RECENT"]
 
 
+def test_flag_changes_of_the_selected_mailbox_need_flagchange(
+    sessions: Sessions, account: Account
+) -> None:
+    """As in Dovecot: while NOTIFY is set without FlagChange for the selected mailbox, other
+    sessions' flag changes there are not told, not even at the next command; NOTIFY NONE
+    brings them back."""
+    watcher, actor = sessions(account), sessions(account)
+    append(actor, message("one"))
+    watcher.ok("SELECT INBOX")
+    actor.ok("SELECT INBOX")
+    watcher.ok("NOTIFY SET (selected (MessageNew MessageExpunge))")
+    actor.ok("STORE 1 +FLAGS (\\Answered)")
+    quiet(watcher)
+    watcher.ok("NOTIFY NONE")
+    actor.ok("STORE 1 +FLAGS (\\Flagged)")
+    assert watcher.ok("NOOP").untagged == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Answered \\Flagged))"
+    ]
+
+
 def test_status_reaches_an_idle_session(sessions: Sessions, account: Account) -> None:
     watcher, actor = sessions(account), sessions(account)
     watcher.ok("SELECT INBOX")
