@@ -236,7 +236,12 @@ class Notifier:
             return
         # UID FETCH, so that messages expunged meanwhile are simply not found.
         every_new = SequenceSet((SeqRange(after_uid + 1, None),))
-        await fetch(s, Request("*", "FETCH", True, Fetch(every_new, self.fetch)))
+        try:
+            await fetch(s, Request("*", "FETCH", True, Fetch(every_new, self.fetch)))
+        except Reply as reply:
+            # A message the list cannot be fetched from (BINARY of an unknown encoding): the
+            # client was told it exists and fetches it itself; the command at hand goes on.
+            log.info("NOTIFY fetch of new messages skipped: %s", reply.text)
 
     def stop(self) -> None:
         if self._watch is not None:
