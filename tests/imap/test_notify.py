@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from mailgate.imap.ext import notify
+from mailgate.store.api import Store
 from tests.harness import Account, Server, client_tls
 from tests.imap.helpers import append, message
 from tests.transcript import Transcript
@@ -260,6 +261,38 @@ def test_subscribed_filter_follows_the_subscriptions(sessions: Sessions, account
     actor.ok("SUBSCRIBE Projects")
     append(actor, message("subscribed now"), "Projects")
     told(watcher, [b'* STATUS "Projects" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)'])
+
+
+def test_changes_the_node_missed_are_told_after_a_resync(
+    server: Server, sessions: Sessions, account: Account
+) -> None:
+    """A node whose link to the others was cut may have missed events; once it is back it has
+    every listener catch up from the store (store/notify.py), and a NOTIFY session is told what
+    differs from what it last knew. Here the changes come through a second store on the same
+    SQLite file, which tells this node nothing, as another node would while the link is down."""
+    if server.backend != "sqlite":
+        pytest.skip("on PostgreSQL every store tells every node; tests/e2e cut the link")
+    watcher = sessions(account)
+    watcher.ok("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))")
+    elsewhere = server.call(Store.open(server.store.db.url, migrate=False))
+    try:
+        inbox = server.call(elsewhere.get_inbox(account.address))
+        drafts = server.call(elsewhere.get_mailbox(inbox.id, "Drafts"))
+        server.call(elsewhere.append(drafts.id, message("missed")))
+        server.call(elsewhere.create_mailbox(inbox.id, "Missed"))
+        server.call(elsewhere.set_subscribed(inbox.id, "Missed", True))
+    finally:
+        server.call(elsewhere.close())
+    quiet(watcher)
+    server.loop.loop.call_soon_threadsafe(server.store.bus.resync)
+    told(
+        watcher,
+        [
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Missed"',
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Missed"',
+            b'* STATUS "Drafts" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)',
+        ],
+    )
 
 
 def test_notify_none_stops_them(sessions: Sessions, account: Account) -> None:
