@@ -83,6 +83,11 @@ def test_smtp_delivery_to_inboxes(
     with server.smtp_client(other) as smtp:
         smtp.sendmail(other.address, [account.address], message("mx", From=other.address))
     told(watcher, [b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+    # Spam is delivered to as well; Drafts is not an inbox.
+    actor = sessions(account)
+    append(actor, message("not an inbox"), "Drafts")
+    append(actor, message("junk"), "Spam")
+    told(watcher, [b'* STATUS "Spam" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
 
 
 def test_flag_changes_with_condstore_carry_highestmodseq(
@@ -147,6 +152,18 @@ def test_selected_mailbox_is_pushed_with_the_fetch_att_list(
     actor.ok("EXPUNGE")
     told(watcher, [b"* 1 EXPUNGE"])
     quiet(watcher)
+
+
+def test_the_selected_filter_follows_the_selection(sessions: Sessions, account: Account) -> None:
+    watcher, actor = sessions(account), sessions(account)
+    watcher.ok("NOTIFY SET (selected (MessageNew MessageExpunge))")
+    append(actor, message("before any selection"))
+    watcher.ok("SELECT Drafts")
+    append(actor, message("into Drafts"), "Drafts")
+    told(watcher, [b"* 1 EXISTS", b"* 1 RECENT"])
+    watcher.ok("SELECT INBOX")
+    append(actor, message("into INBOX"))
+    told(watcher, [b"* 2 EXISTS", b"* 2 RECENT"])  # its SELECT took the first one
 
 
 def test_the_pushed_fetch_does_not_set_seen(sessions: Sessions, account: Account) -> None:
