@@ -284,6 +284,22 @@ class _Watch:
     the inbox's changes, its mailboxes and subscriptions as last read, and one worker that turns
     changes into responses for each session that asked."""
 
+    # Agents watch an inbox each, all day: slots here too.
+    __slots__ = (
+        "_changed",
+        "_loaded",
+        "_named",
+        "_resync",
+        "_subscription",
+        "_watches",
+        "_worker",
+        "boxes",
+        "inbox_id",
+        "sessions",
+        "store",
+        "subscribed",
+    )
+
     def __init__(self, store: Store, inbox_id: int, watches: dict[int, _Watch]) -> None:
         self.store = store
         self.inbox_id = inbox_id
