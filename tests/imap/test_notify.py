@@ -206,12 +206,15 @@ def test_without_a_selected_filter_the_selected_mailbox_waits_for_a_command(
     append(actor, message("marker"), "Drafts")
     told(watcher, [b'* STATUS "Drafts" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
     assert watcher.ok("NOOP").untagged == [b"* 1 EXISTS", b"* 1 RECENT"]
+    actor.ok("SELECT INBOX")
+    actor.ok("STORE 1 +FLAGS (\\Answered)")
+    assert watcher.ok("NOOP").untagged == [b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Answered))"]
 
 
 def test_flag_changes_of_the_selected_mailbox_need_flagchange(
     sessions: Sessions, account: Account
 ) -> None:
-    """As in Dovecot: while NOTIFY is set without FlagChange for the selected mailbox, other
+    """As in Dovecot: while NOTIFY names the selected mailbox without FlagChange, other
     sessions' flag changes there are not told, not even at the next command; NOTIFY NONE
     brings them back."""
     watcher, actor = sessions(account), sessions(account)

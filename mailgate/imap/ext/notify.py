@@ -4,8 +4,9 @@ told as it commits, between commands and during IDLE alike.
 - The selected mailbox ("selected", "selected-delayed"): its view hears of changes as IDLE's
   does (mailbox_view.py); between commands a push tells them at once, as EXISTS, EXPUNGE (held
   for the next command that may have them under "selected-delayed") and FETCH (FLAGS), then a
-  FETCH of MessageNew's fetch-att list for each new message. Without FlagChange there, other
-  sessions' flag changes to it are not told at all (as in Dovecot).
+  FETCH of MessageNew's fetch-att list for each new message. With a selected filter but
+  without FlagChange, other sessions' flag changes to it are not told at all (as in Dovecot);
+  without a selected filter, it is told at the next command as in plain IMAP.
 - The other mailboxes: one watch per inbox on this node follows the inbox on the event bus (so
   changes committed on other nodes too) for all the NOTIFY sessions of that inbox. A change to a
   mailbox costs one read of its counters, whatever the number of sessions told of it: a STATUS
@@ -128,7 +129,9 @@ class Notifier:
         events = selected.events if selected is not None else ()
         # MessageNew and MessageExpunge go together, and FlagChange needs them (the parser).
         self.pushes = "MessageNew" in events
-        self.flag_changes = "FlagChange" in events
+        # A selected filter without FlagChange turns flag changes off (as in Dovecot); without
+        # a selected filter the selected mailbox is told the usual way, at the next command.
+        self.flag_changes = selected is None or "FlagChange" in events
         self.delayed = selected is not None and selected.filter == "SELECTED-DELAYED"
         self.fetch = tuple(_peek(item) for item in selected.fetch) if selected else ()
         self._filters = tuple(
