@@ -260,6 +260,19 @@ def test_mailbox_names_are_told_as_list(sessions: Sessions, account: Account) ->
     quiet(watcher)
 
 
+def test_names_are_told_in_the_sessions_form(sessions: Sessions, account: Account) -> None:
+    utf8, utf7, actor = sessions(account), sessions(account), sessions(account)
+    utf8.ok("ENABLE UTF8=ACCEPT")
+    for s in (utf8, utf7):
+        s.ok("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    actor.ok("CREATE R&AOk-unions")
+    told(utf8, ['* LIST (\\HasNoChildren) "/" "Réunions"'.encode()])
+    told(utf7, [b'* LIST (\\HasNoChildren) "/" "R&AOk-unions"'])
+    append(actor, message("agenda"), "R&AOk-unions")
+    told(utf8, ['* STATUS "Réunions" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'.encode()])
+    told(utf7, [b'* STATUS "R&AOk-unions" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'])
+
+
 def test_subscriptions_are_told_as_list(sessions: Sessions, account: Account) -> None:
     watcher, actor = sessions(account), sessions(account)
     actor.ok("CREATE Projects")
