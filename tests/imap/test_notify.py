@@ -1,8 +1,8 @@
 """NOTIFY (RFC 5465): one session asks with NOTIFY SET, another changes the inbox (APPEND, SMTP,
 STORE, EXPUNGE, CREATE/RENAME/DELETE, SUBSCRIBE), and the first is told, without asking, the
 exact untagged responses: STATUS for other mailboxes, EXISTS/FETCH/EXPUNGE for the selected one,
-LIST for names and subscriptions. The RFC's examples are cases here (§3's, with the event list
-in parentheses as its grammar in §8 and its errata have it)."""
+LIST for names and subscriptions. The RFC's example is a case here (§3's, with the event list
+in parentheses as its grammar in §8 has it)."""
 
 from __future__ import annotations
 
