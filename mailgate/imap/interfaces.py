@@ -1,6 +1,6 @@
 """What a command module may use of its session: the Session protocol, the session's states
-(RFC 3501 §3), and the Holder protocol of a command that keeps the session after its handler
-returned (IDLE).
+(RFC 3501 §3), the Holder protocol of a command that keeps the session after its handler
+returned (IDLE), and the Notifications protocol of NOTIFY (RFC 5465) in effect.
 
 The server (server.py) implements Session. Command modules and the registry know only these
 protocols, never the server: the server imports the command modules, and none imports it back.
@@ -43,6 +43,30 @@ class Holder(Protocol):
     def mailbox_changed(self, s: Session) -> None: ...
 
 
+class Notifications(Protocol):
+    """What NOTIFY (RFC 5465) set for the session. The server tells it that the selected
+    mailbox changed (when no holder took the news), that a command ended, and ticks it about
+    once a second; catching up asks it whether flag changes are told and what to fetch for
+    new messages."""
+
+    @property
+    def flag_changes(self) -> bool:
+        """Whether other sessions' flag changes in the selected mailbox are told."""
+        ...
+
+    def mailbox_changed(self, s: Session) -> None: ...
+
+    def command_done(self, s: Session) -> None: ...
+
+    def tick(self, s: Session) -> None: ...
+
+    async def new_messages(self, s: Session, after_uid: int) -> None:
+        """The selected mailbox's messages above `after_uid` were just announced (EXISTS)."""
+        ...
+
+    def stop(self) -> None: ...
+
+
 class Session(Protocol):
     """One client's session, as the command handlers see it."""
 
@@ -54,6 +78,9 @@ class Session(Protocol):
     # Run once the tagged reply is written (STARTTLS switches to TLS after its OK).
     after_reply: Callable[[], None] | None
     holder: Holder | None
+    notifier: Notifications | None
+    # The command in progress, if any (NOTIFY writes only between commands).
+    running: asyncio.Task[None] | None
 
     @property
     def store(self) -> Store: ...
@@ -87,6 +114,11 @@ class Session(Protocol):
     @property
     def closed(self) -> bool:
         """No more output: the server said BYE, or the connection is gone."""
+        ...
+
+    @property
+    def output_paused(self) -> bool:
+        """The client is not reading what was written."""
         ...
 
     def capability_list(self) -> list[bytes]: ...
@@ -138,5 +170,6 @@ class Session(Protocol):
         ...
 
     def run_in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run work for this session outside any command (IDLE's pushes)."""
+        """Run work for this session outside any command (IDLE's and NOTIFY's pushes), after
+        the session's earlier background work; the next command waits for it."""
         ...

@@ -266,10 +266,12 @@ class SelectedMailbox:
         condstore: bool,
         vanished: bool,
         recent: bool = True,
+        flags: bool = True,
     ) -> list[bytes]:
         """Untagged responses (without "* ") telling the client what changed since last time.
         `recent`: the session has \\Recent (IMAP4rev1; an IMAP4rev2 one neither claims nor
-        hears of it)."""
+        hears of it). Without `flags`, other sessions' flag changes are not told (NOTIFY
+        without FlagChange for the selected mailbox, RFC 5465 §5.1)."""
         lines: list[bytes] = []
         self.dirty = False
         changes = await store.changes_since(self.mailbox_id, self.modseq)
@@ -283,7 +285,7 @@ class SelectedMailbox:
             if entry.uid > known_last:
                 fresh.append(entry.uid)
                 continue
-            if reported.get(entry.uid) == entry.modseq:
+            if not flags or reported.get(entry.uid) == entry.modseq:
                 continue
             seq = self.seq_of(entry.uid)
             if seq is None or entry.uid in pending:

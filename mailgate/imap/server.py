@@ -11,7 +11,8 @@ cannot say LITERAL+, runs pipelined commands concurrently, and writes per messag
 - Output is buffered per command and written in one go; big responses wait for the client to
   read (write backpressure) before producing more.
 - Changes to the selected mailbox arrive from the event bus (mailbox_view.py) and are told at
-  the end of the next command, or at once to a command that holds the session (IDLE).
+  the end of the next command, or at once to a command that holds the session (IDLE) or, between
+  commands, to a session that asked with NOTIFY (ext/notify.py).
 - Command modules see the session through interfaces.Session, never this class.
 """
 
@@ -39,7 +40,7 @@ from mailgate.fairness import CommandRate, PerAddress
 from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
 from mailgate.imap.ext.compress import Deflating, Inflating
-from mailgate.imap.interfaces import LOGGED_IN, Holder, State
+from mailgate.imap.interfaces import LOGGED_IN, Holder, Notifications, State
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
 from mailgate.imap.registry import REGISTRY
 from mailgate.imap.syntax.commands import parse_request, parse_tag
@@ -155,6 +156,8 @@ class IMAPServer(IMAP4Server):
     # A command that keeps the session after its handler returned (IDLE): it gets the client's
     # lines, the sweeper's ticks and news of the selected mailbox until it lets go.
     holder: Holder | None = None
+    # NOTIFY (RFC 5465) in effect: changes are told between commands too.
+    notifier: Notifications | None = None
     _out_size = 0
     _command_bytes = 0
     _literal: bytearray | None = None
@@ -226,6 +229,9 @@ class IMAPServer(IMAP4Server):
         self._closed = True
         self._lost = True
         self.context.sessions.discard(self)
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None
         if self._line_waiter is not None and not self._line_waiter.done():
             self._line_waiter.cancel()
         self.unselect()
@@ -248,6 +254,8 @@ class IMAPServer(IMAP4Server):
             self._inflating.rest()
         if self.holder is not None:
             self.holder.tick(self, now)
+        if self.notifier is not None:
+            self.notifier.tick(self)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.close(b"Command line too long")
@@ -283,13 +291,21 @@ class IMAPServer(IMAP4Server):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def output_paused(self) -> bool:
+        return self._gate.paused
+
     def tasks(self) -> list[asyncio.Future[Any]]:
         """What is still running for this session."""
         return [t for t in (self.running, self._background) if t is not None and not t.done()]
 
     def run_in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run work for this session outside any command (IDLE's pushes); stopping the server
-        waits for it (tasks())."""
+        """Run work for this session outside any command (IDLE's and NOTIFY's pushes), after
+        the session's earlier background work, as both catch up the one view; stopping the
+        server waits for it (tasks())."""
+        previous = self._background
+        if previous is not None and not previous.done():
+            work = _after(previous, work)
         task = asyncio.ensure_future(work)
         self._background = task
         return task
@@ -349,6 +365,7 @@ class IMAPServer(IMAP4Server):
             b"PREVIEW",
             b"COMPRESS=DEFLATE",
             b"UTF8=ACCEPT",
+            b"NOTIFY",
         ]
 
     # ---------------------------------------------------------------- output
@@ -504,6 +521,8 @@ class IMAPServer(IMAP4Server):
         if self._closed:
             return
         self.last_activity = time.monotonic()
+        if self.notifier is not None:
+            self.notifier.command_done(self)
         wait = self._command_wait()
         if wait:
             self.metrics.slowed("imap")
@@ -526,6 +545,10 @@ class IMAPServer(IMAP4Server):
 
     async def _run(self, chunks: list[bytes]) -> None:
         started = time.perf_counter()
+        background = self._background
+        if background is not None and not background.done():
+            # A push in progress (NOTIFY's) ends first: both catch up the one view.
+            await asyncio.wait([background])
         name = OTHER
         tag = "*"
         try:
@@ -583,18 +606,23 @@ class IMAPServer(IMAP4Server):
         selected = self.selected
         if selected is None or not selected.needs_catch_up:
             return
+        notifier = self.notifier
+        known = selected.last_uid
         for line in await selected.catch_up(
             self.store,
             expunges_ok=expunges_ok,
             condstore=self.condstore,
             vanished=self.qresync,
             recent=not self.rev2,
+            flags=notifier is None or notifier.flag_changes,
         ):
             self.untagged(line)
         if selected.recent_from is not None:
             # EXISTS goes out first; then \Recent is claimed (a write) and RECENT follows.
             self.flush()
             self.untagged(await selected.recent_after_exists(self.store))
+        if notifier is not None and selected.last_uid > known:
+            await notifier.new_messages(self, known)
 
     # ---------------------------------------------------------------- states
 
@@ -616,10 +644,12 @@ class IMAPServer(IMAP4Server):
             self.session_state = State.AUTHENTICATED
 
     def mailbox_changed(self) -> None:
-        """The selected mailbox changed (its view is now dirty): the holder hears of it at once;
-        otherwise the end of the next command tells the client."""
+        """The selected mailbox changed (its view is now dirty): the holder hears of it at once,
+        else NOTIFY's notifier; otherwise the end of the next command tells the client."""
         if self.holder is not None:
             self.holder.mailbox_changed(self)
+        elif self.notifier is not None:
+            self.notifier.mailbox_changed(self)
 
     async def read_line(self) -> bytes:
         """The client's next line, read raw (an AUTHENTICATE response)."""
@@ -652,6 +682,11 @@ class IMAPServer(IMAP4Server):
         self._inflating = Inflating()
         if pending:
             self.dataReceived(pending)
+
+
+async def _after(previous: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
+    await asyncio.wait([previous])
+    await work
 
 
 def _wrong_state(current: State, allowed: State) -> str:
@@ -736,6 +771,7 @@ def load_commands() -> None:
         idle,
         move,
         namespace,
+        notify,
         quota,
         unselect,
     )

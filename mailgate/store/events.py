@@ -7,7 +7,7 @@ code catches up after a missed event, a reconnect, or a change made by another n
 
 Subscribers listen to one mailbox (an IMAP session's selected mailbox: the path every new
 message takes to IDLE, so it is one dict lookup) or to a whole inbox (every mailbox in it, the
-mailbox list included).
+mailbox list and the subscriptions included).
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ class MailboxDeleted(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionChanged(Change):
+    """A name was subscribed or unsubscribed (mailbox_id and modseq 0: a subscription is the
+    inbox's, and may name no mailbox)."""
+
+    name: str
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EventsRecorded(Change):
     """The event outbox grew up to `modseq`, its last event's seq (inbox and mailbox 0: it
     goes to listeners of the outbox, `subscribe_outbox`)."""
@@ -77,6 +86,7 @@ EVENT_TYPES: dict[str, type[Change]] = {
         MailboxCreated,
         MailboxRenamed,
         MailboxDeleted,
+        SubscriptionChanged,
         EventsRecorded,
         Resync,
     )

@@ -13,7 +13,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailgate.store import errors
 from mailgate.store.base import StoreBase
 from mailgate.store.database import Conn
-from mailgate.store.events import Change, MailboxCreated, MailboxDeleted, MailboxRenamed
+from mailgate.store.events import (
+    Change,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRenamed,
+    SubscriptionChanged,
+)
 from mailgate.store.models import entries, expunged, inboxes, mailboxes, messages, subscriptions
 from mailgate.store.names import (
     existing_mailbox_name,
@@ -196,25 +202,29 @@ class Mailboxes(StoreBase):
         name = existing_mailbox_name(name)
         dialect_insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
 
-        async def work(conn: Conn) -> None:
+        async def work(conn: Conn) -> tuple[None, list[Change]]:
             if subscribed:
                 if await mailbox_row(conn, inbox_id, name) is None:
                     raise no_mailbox(name)
-                await conn.execute(
+                result = await conn.execute(
                     dialect_insert(subscriptions)
                     .values(inbox_id=inbox_id, name=name)
                     .on_conflict_do_nothing(index_elements=["inbox_id", "name"])
                 )
-                return
-            result = await conn.execute(
-                delete(subscriptions).where(
-                    subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == name
+            else:
+                result = await conn.execute(
+                    delete(subscriptions).where(
+                        subscriptions.c.inbox_id == inbox_id, subscriptions.c.name == name
+                    )
                 )
-            )
-            if result.rowcount == 0 and await mailbox_row(conn, inbox_id, name) is None:
-                raise no_mailbox(name)
+                if result.rowcount == 0 and await mailbox_row(conn, inbox_id, name) is None:
+                    raise no_mailbox(name)
+            # Only a change is news (IMAP NOTIFY's SubscriptionChange).
+            if not result.rowcount:
+                return None, []
+            return None, [SubscriptionChanged(inbox_id, 0, 0, name, subscribed)]
 
-        await self.db.write(work)
+        await self._change(work)
 
     async def status(self, mailbox_id: int) -> MailboxStatus:
         async with self.db.read(snapshot=True) as conn:

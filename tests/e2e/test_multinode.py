@@ -408,3 +408,25 @@ def test_a_keyword_set_on_one_node_is_announced_before_use_on_the_other(nodes: C
     assert b"$FromNodeA" in lines[-1]
     watcher.send("DONE\r\n")
     assert watcher.finish(tag).status == "OK"
+
+
+def test_changes_on_one_node_reach_a_notify_session_on_the_other(nodes: Cluster) -> None:
+    """IMAP NOTIFY (RFC 5465): a session on node B that asked to be told is told, between
+    commands, of mail and mailboxes that node A commits."""
+    a, b = nodes.nodes
+    alice, bob = nodes.account("alice"), nodes.account("bob")
+    watcher, writer = imap(b, bob), imap(a, bob)
+    watcher.ok("SELECT Drafts")
+    watcher.ok(
+        "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange))"
+        " (personal (MessageNew MessageExpunge MailboxName))"
+    )
+    with smtp(a, alice) as client:
+        client.sendmail(alice.address, [bob.address], make_message(alice.address, bob.address))
+    status = b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'
+    assert watcher.read_until(lambda line: line.startswith(b"* STATUS"))[-1] == status
+    writer.ok("CREATE Projects")
+    listed = watcher.read_until(lambda line: line.startswith(b"* LIST"))[-1]
+    assert listed == b'* LIST (\\HasNoChildren) "/" "Projects"'
+    writer.ok("APPEND Drafts \x00", make_message(bob.address, bob.address))
+    assert watcher.read_until(lambda line: line.endswith(b"EXISTS"))[-1] == b"* 1 EXISTS"

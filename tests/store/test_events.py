@@ -1,6 +1,7 @@
 """Typed, inbox-scoped events: every committed change is published once, after the commit, as
-what it was (messages added, flags changed, expunged, mailbox created, renamed, deleted), to the
-mailbox's and the inbox's subscribers, and on PostgreSQL to every other node."""
+what it was (messages added, flags changed, expunged, mailbox created, renamed, deleted, a
+subscription changed), to the mailbox's and the inbox's subscribers, and on PostgreSQL to
+every other node."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mailgate.store.events import (
     MessagesAdded,
     MessagesExpunged,
     Resync,
+    SubscriptionChanged,
 )
 from mailgate.store.records import DELETED, Inbox, Mailbox
 from tests.store.conftest import message, run
@@ -54,6 +56,20 @@ def test_mailbox_creation_renaming_and_deletion_are_told(store: Store, inbox: In
 
     deleted = inbox_events(store, inbox, lambda: run(store.delete_mailbox(inbox.id, "x/y/b")))
     assert deleted == [MailboxDeleted(inbox.id, b.id, 0, "x/y/b")]
+
+
+def test_subscriptions_are_told_when_they_change(store: Store, inbox: Inbox) -> None:
+    run(store.create_mailbox(inbox.id, "Lists"))
+
+    def subscribe_twice_then_unsubscribe() -> None:
+        run(store.set_subscribed(inbox.id, "Lists", True))
+        run(store.set_subscribed(inbox.id, "Lists", True))  # no change: no event
+        run(store.set_subscribed(inbox.id, "Lists", False))
+
+    assert inbox_events(store, inbox, subscribe_twice_then_unsubscribe) == [
+        SubscriptionChanged(inbox.id, 0, 0, "Lists", True),
+        SubscriptionChanged(inbox.id, 0, 0, "Lists", False),
+    ]
 
 
 def test_message_changes_are_told_by_kind(store: Store, inbox: Inbox, mailbox: Mailbox) -> None:

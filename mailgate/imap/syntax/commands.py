@@ -12,8 +12,8 @@ SPECIAL-USE (RFC 6154), ESEARCH (RFC 4731), CONDSTORE (RFC 7162), MOVE (RFC 6851
 BINARY (RFC 3516), CATENATE (RFC 4469), SEARCHRES's "$" (RFC 5182), SAVEDATE (RFC 8514),
 PREVIEW (RFC 8970), QUOTA (RFC 9208), COMPRESS (RFC 4978) and SASL-IR (RFC 4959); and, in the
 dialect of a session that enabled them (values.Dialect), UTF8=ACCEPT (RFC 6855) and IMAP4rev2
-(RFC 9051). SEARCH has a module of its own (search.py), and so have SORT and THREAD (sort.py);
-the tokens all commands share are read by reader.py.
+(RFC 9051). SEARCH has a module of its own (search.py), and so have SORT and THREAD (sort.py)
+and NOTIFY (notify.py); the tokens all commands share are read by reader.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from mailgate.imap.syntax.notify import parse_notify
 from mailgate.imap.syntax.reader import (
     DOT,
     DQUOTE,
@@ -60,6 +61,7 @@ from mailgate.imap.syntax.values import (
     Login,
     Lsub,
     MailboxArg,
+    Notify,
     ParseError,
     Qresync,
     QuotaRoot,
@@ -656,6 +658,10 @@ def _compress(r: Reader, uid: bool) -> Compress:
     return Compress(mechanism)
 
 
+def _notify(r: Reader, uid: bool) -> Notify:
+    return parse_notify(r, _fetch_att)
+
+
 _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "CAPABILITY": _no_args,
     "NOOP": _no_args,
@@ -693,6 +699,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "GETQUOTAROOT": _mailbox_command,
     "SETQUOTA": _setquota,
     "COMPRESS": _compress,
+    "NOTIFY": _notify,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})
 

@@ -574,6 +574,27 @@ class Compress:
     mechanism: str
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 §3): a mailbox filter ("SELECTED",
+    "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"), the
+    names SUBTREE and MAILBOXES give, the events (canonical spelling; an unknown one as given;
+    none for NONE) and MessageNew's fetch-att list (selected filters only)."""
+
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    fetch: tuple[FetchItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY NONE (``groups`` None) or NOTIFY SET [STATUS] with its event groups."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+
+
 Arguments = (
     Login
     | Authenticate
@@ -596,6 +617,7 @@ Arguments = (
     | QuotaRoot
     | SetQuota
     | Compress
+    | Notify
     | None
 )
 
