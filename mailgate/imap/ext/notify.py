@@ -10,7 +10,9 @@ told as it commits, between commands and during IDLE alike.
 - The other mailboxes: one watch per inbox on this node follows the inbox on the event bus (so
   changes committed on other nodes too) for all the NOTIFY sessions of that inbox. A change to a
   mailbox costs one read of its counters, whatever the number of sessions told of it: a STATUS
-  with MESSAGES, UIDNEXT and UNSEEN (and UIDVALIDITY and HIGHESTMODSEQ with CONDSTORE). A
+  with MESSAGES, UIDNEXT, UNSEEN, UIDVALIDITY and HIGHESTMODSEQ, what MessageNew,
+  MessageExpunge and FlagChange each need (§5; as Dovecot, HIGHESTMODSEQ without CONDSTORE
+  too: without it a flag change elsewhere would go unseen). A
   mailbox created, renamed or deleted (MailboxName), or a subscription (SubscriptionChange), is
   told as LIST, a rename with its OLDNAME.
 - A session that is running a command or not reading keeps what it is to be told (a mailbox's
@@ -270,16 +272,15 @@ def _selects(s: Session, mailbox_id: int) -> bool:
     return s.selected is not None and s.selected.mailbox_id == mailbox_id
 
 
-def status_line(name: str, status: MailboxStatus, *, condstore: bool, utf8: bool) -> bytes:
-    line = b"STATUS %s (MESSAGES %d UIDNEXT %d UNSEEN %d" % (
+def status_line(name: str, status: MailboxStatus, *, utf8: bool) -> bytes:
+    return b"STATUS %s (MESSAGES %d UIDNEXT %d UNSEEN %d UIDVALIDITY %d HIGHESTMODSEQ %d)" % (
         wire_mailbox(name, utf8),
         status.messages,
         status.uidnext,
         status.unseen,
+        status.uidvalidity,
+        status.highestmodseq,
     )
-    if condstore:
-        line += b" UIDVALIDITY %d HIGHESTMODSEQ %d" % (status.uidvalidity, status.highestmodseq)
-    return line + b")"
 
 
 class _Watch:
@@ -425,14 +426,13 @@ class _Watch:
         if box is None:
             return
         self.boxes[mailbox_id] = dataclasses.replace(box, highestmodseq=status.highestmodseq)
-        lines: dict[tuple[bool, bool], bytes] = {}
+        lines: dict[bool, bytes] = {}
         for notifier, s in targets:
             if s.notifier is not notifier or _selects(s, mailbox_id):
                 continue
-            form = (s.condstore, s.utf8)
-            line = lines.get(form)
+            line = lines.get(s.utf8)
             if line is None:
-                line = lines[form] = status_line(box.name, status, condstore=form[0], utf8=form[1])
+                line = lines[s.utf8] = status_line(box.name, status, utf8=s.utf8)
             notifier.tell(s, line, key=mailbox_id)
 
     def _tell_named(self, event: Change) -> None:
@@ -573,4 +573,4 @@ async def _initial_status(s: Session, notifier: Notifier, watch: _Watch) -> None
             status = await s.store.status(box.id)
         except MailboxNotFound:
             continue
-        s.untagged(status_line(box.name, status, condstore=s.condstore, utf8=s.utf8))
+        s.untagged(status_line(box.name, status, utf8=s.utf8))

@@ -10,9 +10,9 @@
     events           = ("(" event *(SP event) ")") / "NONE"
     event            = ("MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]) / atom
 
-Beyond the grammar, the rules of §5 and §6 that make a command malformed (BAD): MessageNew and
-MessageExpunge go together, FlagChange and AnnotationChange need them, the selected mailbox
-takes message events only and is named once, and only it takes a fetch-att list. Events the
+Beyond the grammar, the rules of §5 and §6 that make a command malformed (BAD): for the selected
+mailbox MessageNew and MessageExpunge go together, FlagChange and AnnotationChange need them,
+it takes message events only and is named once, and only it takes a fetch-att list. Events the
 server does not support are the command's business (NO [BADEVENT]), not the grammar's.
 """
 
@@ -113,11 +113,13 @@ def _events(r: Reader, fetch_att: FetchAtt) -> tuple[tuple[str, ...], tuple[Fetc
 
 def _check(group: NotifyGroup) -> None:
     events = set(group.events)
-    if ("MessageNew" in events) != ("MessageExpunge" in events):
-        raise ParseError("MessageNew and MessageExpunge go together (RFC 5465 §5)")
-    if events & {"FlagChange", "AnnotationChange"} and "MessageNew" not in events:
-        raise ParseError("FlagChange needs MessageNew and MessageExpunge (RFC 5465 §5)")
     if group.filter in SELECTED:
+        # Its sequence numbers are the session's: they move with both events or neither.
+        # Other mailboxes are told by STATUS, where any one event makes sense alone.
+        if ("MessageNew" in events) != ("MessageExpunge" in events):
+            raise ParseError("MessageNew and MessageExpunge go together (RFC 5465 §5)")
+        if events & {"FlagChange", "AnnotationChange"} and "MessageNew" not in events:
+            raise ParseError("FlagChange needs MessageNew and MessageExpunge (RFC 5465 §5)")
         if events & _MAILBOX_EVENTS:
             raise ParseError("The selected mailbox takes message events only")
     elif group.fetch:

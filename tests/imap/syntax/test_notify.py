@@ -52,8 +52,8 @@ def test_unknown_events_are_kept_for_badevent() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        (b"a NOTIFY SET (personal (MessageNew))", "MessageNew and MessageExpunge go together"),
-        (b"a NOTIFY SET (personal (FlagChange))", "FlagChange needs MessageNew"),
+        (b"a NOTIFY SET (selected (MessageNew))", "MessageNew and MessageExpunge go together"),
+        (b"a NOTIFY SET (selected (FlagChange))", "FlagChange needs MessageNew"),
         (b"a NOTIFY SET (selected (SubscriptionChange))", "message events only"),
         (
             b"a NOTIFY SET (selected NONE) (selected-delayed NONE)",
