@@ -180,8 +180,11 @@ class Entries(StoreBase):
             .where(entries.c.mailbox_id == mailbox_id, where)
             .order_by(entries.c.uid)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+
+        async def read(conn: Conn) -> list[Any]:
+            return list((await conn.execute(query)).all())
+
+        rows = await self.db.run_read(read)
         result = []
         for row in rows:
             if post_filter is not None and not post_filter(row[0]):
@@ -368,7 +371,8 @@ class Entries(StoreBase):
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Everything that changed in a mailbox after `modseq`: new and re-flagged entries,
         and expunged UIDs. A deleted mailbox answers with exists=False."""
-        async with self.db.read(snapshot=True) as conn:
+
+        async def read(conn: Conn) -> Changes:
             row = (
                 await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))
             ).first()
@@ -405,15 +409,17 @@ class Entries(StoreBase):
                         select(entries.c.uid).where(entries.c.mailbox_id == mailbox_id)
                     )
                 )
-        return Changes(
-            row.highestmodseq,
-            row.uidnext,
-            keywords(row.keywords),
-            changed,
-            gone,
-            present=present,
-            recent_uid=row.recent_uid,
-        )
+            return Changes(
+                row.highestmodseq,
+                row.uidnext,
+                keywords(row.keywords),
+                changed,
+                gone,
+                present=present,
+                recent_uid=row.recent_uid,
+            )
+
+        return await self.db.run_read(read, snapshot=True)
 
     async def recall_receipt(self, inbox_id: int, key: str) -> tuple[str, str] | None:
         """The Message-ID and request fingerprint of the inbox's send with idempotency `key`,
