@@ -5,9 +5,9 @@
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
                                             sort,outbound,inbound,stall,memory,compress_memory,
-                                            api_memory,ws_memory,mcp_memory,crash]
+                                            api_memory,ws_memory,mcp_memory,crash,stress]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
-                                    [--nodes N] [--reference]
+                                    [--nodes N] [--reference] [--imaptest PATH]
 
 The server runs as a subprocess (its CPU time and memory are read from /proc, apart from the
 load generator) with a temporary data directory, a generated config and ports picked by the
@@ -57,13 +57,16 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - crash (only when --only names it): clients submit and APPEND while the server is killed with
   SIGKILL --kills times at random moments (--seed) and restarted on the same data; then every
   acknowledged message must be in its mailbox (or at the sink) exactly once.
+- stress (only when --only names it): Dovecot's imaptest in its stress mode (50 clients, a
+  random mix of commands with every reply checked against the state it tracks) for 300 s,
+  with a second client timing LOGIN+SELECT+FETCH rounds meanwhile; commands/s and errors.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
 single-server phases run on the first node.
 
-With --reference, throughput, idle, fetch, sort and memory also run against Dovecot + Postfix
-started here for the run (reference.py), and the summary shows both side by side.
+With --reference, throughput, idle, fetch, sort, stress and memory also run against Dovecot +
+Postfix started here for the run (reference.py), and the summary shows both side by side.
 
 The runner (this file) sets up what the chosen phases need, runs them in the order of PHASES
 and prints the summary; each phase is a module of its own (throughput.py, idle.py, ...), and the
@@ -116,6 +119,7 @@ import outbound
 import reference
 import sort
 import stall
+import stress
 import throughput
 import webhooks
 import ws_memory
@@ -153,6 +157,7 @@ PHASES: tuple[Phase, ...] = (
     inbound.PHASE,
     stall.PHASE,
     crash.PHASE,
+    stress.PHASE,
     memory.PHASE,
     fanout.PHASE,
     compress_memory.PHASE,
@@ -181,6 +186,9 @@ FULL = Counts(
     mcp_sessions=500,
     kills=100,
     seed=0,
+    stress_clients=50,
+    stress_secs=300,
+    stress_messages=1000,
 )
 QUICK = Counts(
     messages=80,
@@ -202,6 +210,9 @@ QUICK = Counts(
     mcp_sessions=100,
     kills=20,
     seed=0,
+    stress_clients=50,
+    stress_secs=30,
+    stress_messages=200,
 )
 
 
@@ -316,6 +327,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mcp-sessions", type=int, help="mcp_memory: subscribed MCP sessions (500)")
     p.add_argument("--kills", type=int, help="crash: SIGKILLs (100)")
     p.add_argument("--seed", type=int, help="crash: seed of the kill moments (random)")
+    p.add_argument("--stress-clients", type=int, help="stress: imaptest's clients (50)")
+    p.add_argument("--stress-secs", type=int, help="stress: seconds imaptest runs (300)")
+    p.add_argument("--stress-messages", type=int, help="stress: messages in imaptest's mbox (1000)")
+    p.add_argument(
+        "--imaptest",
+        help=f"stress: imaptest's binary (default: ${stress.IMAPTEST_ENV}, else on the PATH)",
+    )
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -357,6 +375,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if set(only) - set(available):
             p.error(f"{','.join(sorted(set(only) - set(available)))} needs --nodes 2 or more")
         args.phases = [x for x in names if x in only]
+    if "stress" in args.phases:
+        try:
+            stress.imaptest_path(args.imaptest)
+        except BenchError as exc:
+            p.error(str(exc))
     base = QUICK if args.quick else FULL
     args.counts = Counts(
         messages=args.messages or base.messages,
@@ -378,6 +401,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         mcp_sessions=args.mcp_sessions or base.mcp_sessions,
         kills=args.kills or base.kills,
         seed=args.seed or base.seed,
+        stress_clients=args.stress_clients or base.stress_clients,
+        stress_secs=args.stress_secs or base.stress_secs,
+        stress_messages=args.stress_messages or base.stress_messages,
     )
     return args
 
@@ -522,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             lister=create_inbox(config, env, f"lister@{DOMAIN}"),
             zone=zone,
             sink=sink,
+            imaptest=args.imaptest,
         )
         if zone is not None:
             published = publish_domain(zone, config, env, DOMAIN)

@@ -34,6 +34,9 @@ class Counts:
     mcp_sessions: int  # mcp_memory: MCP sessions, each with its GET stream and a subscription
     kills: int  # crash: SIGKILLs
     seed: int  # crash: the seed of the kill moments (0: a random one)
+    stress_clients: int  # stress: imaptest's clients
+    stress_secs: int  # stress: how long imaptest runs
+    stress_messages: int  # stress: messages in the mbox imaptest appends from
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Bench:
     mx_inboxes: list[Account] = field(default_factory=list)  # made by inbound's `prepare`
     world_keys: list[SigningKey] = field(default_factory=list)  # made by inbound's `prepare`
     used: bool = False  # a phase has run on these servers already
+    imaptest: str | None = None  # --imaptest: the stress phase's imaptest binary
 
     def fresh_server(self, phase: str) -> Target:
         """Node A, restarted first if a phase has run on it: memory that earlier phases freed

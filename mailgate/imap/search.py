@@ -187,10 +187,11 @@ def _is_saved_set(key: SearchKey) -> bool:
     return isinstance(key, SeqKey | UidKey) and key.sequence.saved
 
 
-async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int]], bool]:
+async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int]], bool, bool]:
     """The messages of the selected mailbox that match a search program, as (seq, uid, modseq)
-    in mailbox order, and whether the program has a MODSEQ key. SORT and THREAD select their
-    messages with it too."""
+    in mailbox order; whether the program has a MODSEQ key; and whether messages the session
+    still numbers were gone (expunged by another session, not yet reported), so not searched.
+    SORT and THREAD select their messages with it too."""
     selected = s.selected
     assert selected is not None
     if _uses(key, _is_saved_set):
@@ -219,11 +220,12 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
     if where is not None:
         # Flags, sizes, UIDs and MODSEQs only (UNSEEN, FLAGGED, UID ranges...): one indexed
         # query answers, instead of every row read and tested here.
-        for uid, modseq in await s.store.matching_entries(selected.mailbox_id, where):
+        found, present = await s.store.matching_entries(selected.mailbox_id, where, largest_uid)
+        for uid, modseq in found:
             seq = selected.seq_of(uid)
             if seq is not None:  # not yet announced to this session: not searched either
                 hits.append((seq, uid, modseq))
-        return hits, with_modseq
+        return hits, with_modseq, present < selected.exists
     now = datetime.datetime.now(datetime.UTC)  # RFC 5032: one "now" for the whole search
     ranges = [(1, largest_uid)] if largest_uid else []
     if need.body:
@@ -233,6 +235,7 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
     # On the loop, in slices: a costly program over a big mailbox must not stall the others.
     # Only a big message goes to a thread, where decoding it cannot hold the loop; many small
     # ones there would, as threads contending for the GIL starve the loop of it.
+    searched = 0
     with Pace() as pace:
         for batch in plan:
             rows = await s.store.fetch(selected.mailbox_id, batch, columns)
@@ -240,6 +243,7 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
                 seq = selected.seq_of(row.uid)
                 if seq is None:
                     continue
+                searched += 1
                 view = _View(row, seq, selected.is_recent(row.uid))
                 if need.body and row.size > BIG_MESSAGE:
                     hit = await asyncio.to_thread(matches, key, view, largest_seq, largest_uid, now)
@@ -248,7 +252,7 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
                 if hit:
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
-    return hits, with_modseq
+    return hits, with_modseq, searched < selected.exists
 
 
 def _entry_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
@@ -303,7 +307,7 @@ async def search(s: Session, request: Request) -> str:
     selected = s.selected
     assert selected is not None
     try:
-        hits, with_modseq = await matching(s, args.key)
+        hits, with_modseq, expunged = await matching(s, args.key)
     except Exception:
         if args.returns is not None and "SAVE" in args.returns:
             selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
@@ -327,7 +331,9 @@ async def search(s: Session, request: Request) -> str:
     else:
         modseqs = [m for _, _, m in hits] if with_modseq else None
         s.untagged(esearch(request, numbers, returns, modseqs))
-    return "SEARCH completed"
+    # RFC 5530 §3: the answer left out messages another session expunged, which this one
+    # still numbers (it cannot be told during SEARCH, RFC 3501 §7.4.1): a NOOP will say which.
+    return "[EXPUNGEISSUED] SEARCH completed" if expunged else "SEARCH completed"
 
 
 def saved_ranges(uids: list[int], returns: tuple[str, ...]) -> tuple[tuple[int, int], ...]:

@@ -45,7 +45,7 @@ async def sort(s: Session, request: Request) -> str:
     saving = args.returns is not None and "SAVE" in args.returns
     if not isinstance(args.key, All):
         try:
-            hits, with_modseq = await matching(s, args.key)
+            hits, with_modseq, _ = await matching(s, args.key)
         except Exception:
             if saving:
                 selected.saved = ()  # RFC 5182 §2.4: a failed ... SAVE saves the empty set

@@ -32,7 +32,7 @@ async def _messages(s: Session, key: SearchKey) -> tuple[list[Message], dict[int
     assert selected is not None
     wanted: set[int] | None = None  # UIDs; None: all
     if not isinstance(key, All):
-        hits, _ = await matching(s, key)
+        hits, _, _ = await matching(s, key)
         wanted = {uid for _, uid, _ in hits}
     ranges = [(1, selected.last_uid)] if selected.last_uid else []
     uids = selected.uids

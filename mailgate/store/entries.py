@@ -169,9 +169,13 @@ class Entries(StoreBase):
 
     # ---------------------------------------------------------------- messages out
 
-    async def matching_entries(self, mailbox_id: int, where: EntryFilter) -> list[tuple[int, int]]:
+    async def matching_entries(
+        self, mailbox_id: int, where: EntryFilter, up_to: int
+    ) -> tuple[list[tuple[int, int]], int]:
         """(UID, MODSEQ) of the mailbox's entries that pass `where`, by UID: a search of
-        flags, sizes, UIDs and MODSEQs done by the database, with its indexes."""
+        flags, sizes, UIDs and MODSEQs done by the database, with its indexes; and how many
+        entries up to UID `up_to` are there (fewer than a session numbers: some it still
+        numbers were expunged meanwhile, and could not be searched)."""
         query = (
             select(entries.c.uid, entries.c.modseq)
             .where(entries.c.mailbox_id == mailbox_id, _entry_filter(where))
@@ -179,8 +183,15 @@ class Entries(StoreBase):
         )
         if _reads_size(where):
             query = query.join(messages, messages.c.id == entries.c.message_id)
-        async with self.db.read() as conn:
-            return [(uid, modseq) for uid, modseq in await conn.execute(query)]
+        present = select(func.count()).where(
+            entries.c.mailbox_id == mailbox_id, entries.c.uid <= up_to
+        )
+
+        async def read(conn: Conn) -> tuple[list[tuple[int, int]], int]:
+            found = [(uid, modseq) for uid, modseq in await conn.execute(query)]
+            return found, int(await conn.scalar(present) or 0)
+
+        return await self.db.run_read(read, snapshot=True)
 
     async def fetch(
         self,
@@ -219,8 +230,11 @@ class Entries(StoreBase):
             .where(entries.c.mailbox_id == mailbox_id, where)
             .order_by(entries.c.uid)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+
+        async def read(conn: Conn) -> list[Any]:
+            return list((await conn.execute(query)).all())
+
+        rows = await self.db.run_read(read)
         result = []
         for row in rows:
             if post_filter is not None and not post_filter(row[0]):
@@ -437,7 +451,7 @@ class Entries(StoreBase):
                 waiter.set_result(done.result())
 
     async def _changes_since(self, mailbox_id: int, modseq: int) -> Changes:
-        async with self.db.read(snapshot=True) as conn:
+        async def read(conn: Conn) -> Changes:
             row = (
                 await conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id))
             ).first()
@@ -474,15 +488,17 @@ class Entries(StoreBase):
                         select(entries.c.uid).where(entries.c.mailbox_id == mailbox_id)
                     )
                 )
-        return Changes(
-            row.highestmodseq,
-            row.uidnext,
-            keywords(row.keywords),
-            changed,
-            gone,
-            present=present,
-            recent_uid=row.recent_uid,
-        )
+            return Changes(
+                row.highestmodseq,
+                row.uidnext,
+                keywords(row.keywords),
+                changed,
+                gone,
+                present=present,
+                recent_uid=row.recent_uid,
+            )
+
+        return await self.db.run_read(read, snapshot=True)
 
     async def recall_receipt(self, inbox_id: int, key: str) -> tuple[str, str] | None:
         """The Message-ID and request fingerprint of the inbox's send with idempotency `key`,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Integer, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,19 +54,25 @@ from mailgate.store.rows import (
 
 class Mailboxes(StoreBase):
     async def list_mailboxes(self, inbox_id: int) -> list[Mailbox]:
-        async with self.db.read() as conn:
+        async def read(conn: Conn) -> list[Mailbox]:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.inbox_id == inbox_id).order_by(mailboxes.c.name)
             )
             return [mailbox_record(r) for r in rows]
 
+        return await self.db.run_read(read)
+
     async def get_mailbox(self, inbox_id: int, name: str) -> Mailbox:
         name = existing_mailbox_name(name)
-        async with self.db.read() as conn:
+
+        async def read(conn: Conn) -> Mailbox | None:
             row = await mailbox_row(conn, inbox_id, name)
-        if row is None:
+            return None if row is None else mailbox_record(row)
+
+        box = await self.db.run_read(read)
+        if box is None:
             raise no_mailbox(name)
-        return mailbox_record(row)
+        return box
 
     async def delivery_mailboxes(
         self, sender_inbox_id: int, recipients: Iterable[str]
@@ -227,7 +234,7 @@ class Mailboxes(StoreBase):
         await self._change(work)
 
     async def status(self, mailbox_id: int) -> MailboxStatus:
-        async with self.db.read(snapshot=True) as conn:
+        async def read(conn: Conn) -> tuple[Mailbox, tuple[Any, ...]]:
             box = await mailbox_by_id(conn, mailbox_id)
             row = (
                 await conn.execute(
@@ -262,6 +269,9 @@ class Mailboxes(StoreBase):
                     .where(entries.c.mailbox_id == mailbox_id)
                 )
             ).one()
+            return box, tuple(row)
+
+        box, row = await self.db.run_read(read, snapshot=True)
         return MailboxStatus(
             messages=int(row[0]),
             size=int(row[1]),
@@ -316,7 +326,8 @@ class Mailboxes(StoreBase):
 
     async def snapshot(self, mailbox_id: int) -> Snapshot:
         """What SELECT shows: every UID in order, and where the unseen messages start."""
-        async with self.db.read(snapshot=True) as conn:
+
+        async def read(conn: Conn) -> Snapshot:
             box = await mailbox_by_id(conn, mailbox_id)
             rows = await conn.execute(
                 select(entries.c.uid, entries.c.flags)
@@ -333,7 +344,9 @@ class Mailboxes(StoreBase):
                     unseen += 1
                     if first_unseen is None:
                         first_unseen = len(uids)
-        return Snapshot(box, uids, unseen, first_unseen)
+            return Snapshot(box, uids, unseen, first_unseen)
+
+        return await self.db.run_read(read, snapshot=True)
 
 
 # Mailboxes whose \\Recent claims a node remembers (Mailboxes.claim_recent) before it forgets

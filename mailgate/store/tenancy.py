@@ -199,9 +199,12 @@ class Tenancy(StoreBase):
         wanted = sorted(a for a in set(addresses) if storable(a))
         if not wanted:
             return {}
-        async with self.db.read() as conn:
+
+        async def read(conn: Conn) -> dict[str, Inbox]:
             rows = await conn.execute(inbox_select().where(inboxes.c.address.in_(wanted)))
             return {r.address: inbox_record(r) for r in rows}
+
+        return await self.db.run_read(read)
 
     async def list_inboxes(self, pod: str | None = None) -> list[Inbox]:
         query = inbox_select().order_by(inboxes.c.address)
@@ -328,9 +331,12 @@ class Tenancy(StoreBase):
     async def get_key(self, key_id: str) -> ApiKey | None:
         if not valid_key_id(key_id):
             return None
-        async with self.db.read() as conn:
+
+        async def read(conn: Conn) -> ApiKey | None:
             row = (await conn.execute(_key_select().where(api_keys.c.id == key_id))).first()
-        return None if row is None else _key_record(row)
+            return None if row is None else _key_record(row)
+
+        return await self.db.run_read(read)
 
     async def list_keys(self) -> list[ApiKey]:
         async with self.db.read() as conn:

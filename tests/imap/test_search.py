@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -337,3 +337,29 @@ def test_address_keys_match_addresses_as_parsed(
     # The ENVELOPE has the address without its comments.
     r = imap.ok("FETCH 3 ENVELOPE")
     assert b'((NIL NIL "user-from" "domain.org"))' in r.untagged[0], r
+
+
+def test_search_after_another_session_expunged_says_expungeissued(
+    imap: Transcript, sessions: Callable[[Account], Transcript], account: Account
+) -> None:
+    """A message another session expunged cannot be reported during SEARCH (RFC 3501 §7.4.1),
+    and is not searched: the tagged OK says so with EXPUNGEISSUED (RFC 5530 §3), as Dovecot's
+    does, and the next NOOP tells the EXPUNGE. Found by imaptest's stress mode with SEARCH on,
+    which takes an answer without the message and without the code for a wrong one."""
+    for i in range(1, 4):
+        append(imap, message(f"expunged elsewhere {i}"))
+    imap.ok("SELECT INBOX")
+    other = sessions(account)
+    other.ok("SELECT INBOX")
+    other.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.ok("EXPUNGE")
+
+    r = imap.ok("SEARCH ALL", code="EXPUNGEISSUED")
+    assert search_numbers(r) == [1, 3]  # still numbered as before: 3 is still 3
+    assert r.lines(b"EXPUNGE") == []
+    r = imap.ok("SEARCH SUBJECT expunged", code="EXPUNGEISSUED")
+    assert search_numbers(r) == [1, 3]
+    assert b"* 2 EXPUNGE" in imap.ok("NOOP").untagged
+    r = imap.ok("SEARCH ALL")
+    assert r.code is None
+    assert search_numbers(r) == [1, 2]
