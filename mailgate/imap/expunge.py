@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailgate.imap.errors import no
+from mailgate.imap.ext import context
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import Request, UidExpunge
@@ -23,6 +24,7 @@ async def expunge(s: Session, request: Request) -> str:
         ranges = [(1, selected.last_uid)]
     if ranges:
         gone = await s.store.expunge(selected.mailbox_id, ranges)
-        for line in selected.forget(gone, vanished=s.qresync):
+        # REMOVEFROM first, while the messages still have their numbers (RFC 5267 §4.3).
+        for line in context.forget(s, gone):
             s.untagged(line)
     return "EXPUNGE completed"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from mailgate.imap.errors import bad
@@ -49,6 +50,16 @@ async def open_view(store: Store, box: Mailbox, readonly: bool) -> tuple[Selecte
     return selected, snapshot
 
 
+@dataclass(slots=True)
+class LiveSearch:
+    """A SEARCH or SORT RETURN (UPDATE) result kept live (RFC 5267 §4.3, ext/context.py)."""
+
+    uid: bool  # UID SEARCH/SORT: the updates name UIDs, else sequence numbers
+    ordered: bool  # SORT: ADDTO gives each run its position in the sort order
+    refresh: Callable[[], Awaitable[list[int]]]  # the result's UIDs now, in its order
+    result: list[int]
+
+
 class SelectedMailbox:
     __slots__ = (
         "_pending_expunges",
@@ -57,6 +68,7 @@ class SelectedMailbox:
         "_watcher",
         "dirty",
         "keywords",
+        "live",
         "mailbox_id",
         "modseq",
         "name",
@@ -94,6 +106,9 @@ class SelectedMailbox:
         # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found, as ranges; "$" names them.
         # A new selection starts with none, which "$" reads as the empty set (§2.1).
         self.saved: tuple[tuple[int, int], ...] = ()
+        # RFC 5267 §4.3: SEARCH/SORT RETURN (UPDATE) results kept live, by tag; they end with
+        # the selection. None: none (most sessions).
+        self.live: dict[str, LiveSearch] | None = None
 
     # ---------------------------------------------------------------- numbering
 
@@ -180,6 +195,11 @@ class SelectedMailbox:
         return sum(
             bisect.bisect_right(uids, hi) - bisect.bisect_left(uids, lo) for lo, hi in self.recent
         )
+
+    @property
+    def expunges_pending(self) -> bool:
+        """Whether messages expunged meanwhile are still numbered, not yet told."""
+        return bool(self._pending_expunges)
 
     @property
     def needs_catch_up(self) -> bool:

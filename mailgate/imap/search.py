@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from mailgate.fairness import Pace
 from mailgate.imap.condstore import enable_condstore
+from mailgate.imap.ext import context
 from mailgate.imap.ext.objectid import email_id
 from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
 from mailgate.imap.interfaces import Session, State
-from mailgate.imap.mailbox_view import SelectedMailbox
+from mailgate.imap.mailbox_view import LiveSearch, SelectedMailbox
 from mailgate.imap.matching import matches, needs
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
@@ -187,6 +188,14 @@ def _is_saved_set(key: SearchKey) -> bool:
     return isinstance(key, SeqKey | UidKey) and key.sequence.saved
 
 
+def fixed_saved(selected: SelectedMailbox, key: SearchKey) -> SearchKey:
+    """The program with "$" read now (RFC 5182): a live search (RFC 5267 §4.3) keeps the set
+    saved when it began, whatever a later SAVE saves."""
+    if not _uses(key, _is_saved_set):
+        return key
+    return _with_saved(key, SequenceSet(tuple(SeqRange(lo, hi) for lo, hi in selected.saved)))
+
+
 async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int]], bool, bool]:
     """The messages of the selected mailbox that match a search program, as (seq, uid, modseq)
     in mailbox order; whether the program has a MODSEQ key; and whether messages the session
@@ -194,9 +203,7 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
     SORT and THREAD select their messages with it too."""
     selected = s.selected
     assert selected is not None
-    if _uses(key, _is_saved_set):
-        saved = SequenceSet(tuple(SeqRange(lo, hi) for lo, hi in selected.saved))
-        key = _with_saved(key, saved)
+    key = fixed_saved(selected, key)
     with_modseq = _uses(key, _is_modseq)
     if with_modseq:
         enable_condstore(s)
@@ -306,14 +313,21 @@ async def search(s: Session, request: Request) -> str:
     assert isinstance(args, Search)
     selected = s.selected
     assert selected is not None
+    returns = args.returns
+    updating = returns is not None and "UPDATE" in returns
+    if updating:
+        context.check_room(s, request.tag)
+    key = fixed_saved(selected, args.key)
     try:
-        hits, with_modseq, expunged = await matching(s, args.key)
+        hits, with_modseq, expunged = await matching(s, key)
     except Exception:
-        if args.returns is not None and "SAVE" in args.returns:
+        if returns is not None and "SAVE" in returns:
             selected.saved = ()  # RFC 5182 §2.4: a failed SEARCH ... SAVE saves the empty set
         raise
     numbers = [uid if request.uid else seq for seq, uid, _ in hits]
-    returns = args.returns
+    if updating:
+        live = LiveSearch(request.uid, False, _refresh(s, key), [u for _, u, _ in hits])
+        context.keep(s, request.tag, live)
     if returns is None and s.rev2:
         returns = ("ALL",)  # RFC 9051 §6.4.4: ESEARCH is the answer, ALL when none is asked
     if returns is not None and "SAVE" in returns:
@@ -330,10 +344,20 @@ async def search(s: Session, request: Request) -> str:
         s.untagged(line)
     else:
         modseqs = [m for _, _, m in hits] if with_modseq else None
-        s.untagged(esearch(request, numbers, returns, modseqs))
+        s.untagged(esearch(request, numbers, returns, modseqs, partial=args.partial))
     # RFC 5530 §3: the answer left out messages another session expunged, which this one
     # still numbers (it cannot be told during SEARCH, RFC 3501 §7.4.1): a NOOP will say which.
     return "[EXPUNGEISSUED] SEARCH completed" if expunged else "SEARCH completed"
+
+
+def _refresh(s: Session, key: SearchKey) -> Callable[[], Awaitable[list[int]]]:
+    """How a live SEARCH finds its result again: the UIDs that match, in mailbox order."""
+
+    async def refresh() -> list[int]:
+        hits, _, _ = await matching(s, key)
+        return [uid for _, uid, _ in hits]
+
+    return refresh
 
 
 def saved_ranges(uids: list[int], returns: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
@@ -358,12 +382,15 @@ def esearch(
     modseqs: list[int] | None,
     *,
     ordered: bool = False,
+    partial: tuple[int, int] | None = None,
 ) -> bytes:
     """The ESEARCH response (RFC 4731). `numbers` ascend; `modseqs` are theirs when the
     search had a MODSEQ key, and then the response ends with the highest MODSEQ of the
-    messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, or all of them for ALL and
-    COUNT. `ordered`: `numbers` are in a SORT's order (ESORT, RFC 5267 §3), which MIN, MAX
-    and ALL keep: MIN is the first, MAX the last, ALL lists them in that order."""
+    messages it reports (RFC 7162 §3.1.5): MIN's or MAX's alone, PARTIAL's, or all of them for
+    ALL and COUNT. `ordered`: `numbers` are in a SORT's order (ESORT, RFC 5267 §3), which MIN,
+    MAX, ALL and PARTIAL keep: MIN is the first, MAX the last, ALL lists them in that order.
+    `partial`: the positions RETURN (PARTIAL lo:hi) asks for (RFC 5267 §4.4). UPDATE adds
+    nothing here: RETURN (UPDATE) alone answers the TAG only."""
     wanted = set(returns) or {"ALL"}
     parts = [f'(TAG "{request.tag}")'.encode()]
     if request.uid:
@@ -375,13 +402,21 @@ def esearch(
             parts.append(b"MAX %d" % (numbers[-1] if ordered else max(numbers)))
         if "ALL" in wanted:
             parts.append(b"ALL " + uid_set(numbers if ordered else sorted(numbers)))
+    if partial is not None:
+        lo, hi = partial
+        window = numbers[lo - 1 : hi]  # SEARCH's numbers ascend, SORT's are in its order
+        shown = uid_set(window) if window else b"NIL"
+        parts.append(b"PARTIAL (%d:%d %s)" % (lo, hi, shown))
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
-    if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT"}:
+    if modseqs and wanted & {"MIN", "MAX", "ALL", "COUNT", "PARTIAL"}:
         if wanted & {"ALL", "COUNT"}:
             reported = modseqs
         else:
             reported = [modseqs[0]] if "MIN" in wanted else []
             reported += [modseqs[-1]] if "MAX" in wanted else []
-        parts.append(b"MODSEQ %d" % max(reported))
+            if partial is not None:
+                reported += modseqs[partial[0] - 1 : partial[1]]
+        if reported:
+            parts.append(b"MODSEQ %d" % max(reported))
     return b"ESEARCH " + b" ".join(parts)

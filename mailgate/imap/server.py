@@ -24,6 +24,7 @@ import re
 import socket
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -39,6 +40,7 @@ from mailgate.config import Settings
 from mailgate.fairness import CommandRate, PerAddress
 from mailgate.imap import registry
 from mailgate.imap.errors import Reply, bad, from_store
+from mailgate.imap.ext import context
 from mailgate.imap.ext.compress import Deflating, Inflating
 from mailgate.imap.interfaces import LOGGED_IN, Holder, Notifications, State
 from mailgate.imap.mailbox_view import MailboxGone, SelectedMailbox
@@ -346,6 +348,8 @@ class IMAPServer(IMAP4Server):
             b"SORT",
             b"SORT=DISPLAY",
             b"ESORT",
+            b"CONTEXT=SEARCH",
+            b"CONTEXT=SORT",
             b"THREAD=ORDEREDSUBJECT",
             b"THREAD=REFERENCES",
             b"THREAD=REFS",
@@ -608,14 +612,22 @@ class IMAPServer(IMAP4Server):
             return
         notifier = self.notifier
         known = selected.last_uid
-        for line in await selected.catch_up(
+        before = array("I", selected.uids) if selected.live else None
+        lines = await selected.catch_up(
             self.store,
             expunges_ok=expunges_ok,
             condstore=self.condstore,
             vanished=self.qresync,
             recent=not self.rev2,
             flags=notifier is None or notifier.flag_changes,
-        ):
+        )
+        if before is not None and not selected.expunges_pending:
+            # Live searches (RFC 5267 §4.3) are evaluated again only now that the mailbox
+            # changed, and not while an expunged message is still numbered: it is removed
+            # from them when its EXPUNGE goes out.
+            removals, additions = await context.updates(self, before)
+            lines = [*removals, *lines, *additions]
+        for line in lines:
             self.untagged(line)
         if selected.recent_from is not None:
             # EXISTS goes out first; then \Recent is claimed (a write) and RECENT follows.
@@ -767,6 +779,7 @@ def load_commands() -> None:
     from mailgate.imap.ext import (  # noqa: F401
         client_id,
         compress,
+        context,
         enable,
         idle,
         move,

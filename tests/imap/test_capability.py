@@ -27,6 +27,8 @@ AFTER_LOGIN = {
     "SORT",
     "SORT=DISPLAY",
     "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "THREAD=REFS",
@@ -54,7 +56,6 @@ def test_capability_after_login(imap: Transcript) -> None:
     caps = _capabilities(imap)
     assert set(caps) >= AFTER_LOGIN
     assert "AUTH=PLAIN" not in caps  # nothing left to authenticate
-    assert "CONTEXT=SORT" not in caps  # README: not implemented
     assert "APPENDLIMIT=10485760" in caps
     assert len(caps) == len(set(caps))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mailgate.imap.copy import copyuid, destination
 from mailgate.imap.errors import no
+from mailgate.imap.ext import context
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import CopyMove, Request
@@ -26,6 +27,7 @@ async def move(s: Session, request: Request) -> str:
     if result.source_uids:
         # RFC 6851 §4.3: COPYUID goes in an untagged OK, sent before the EXPUNGEs.
         s.untagged(f"OK {copyuid(result)} Moved".encode())
-        for line in selected.forget(result.source_uids, vanished=s.qresync):
+        # REMOVEFROM first, while the messages still have their numbers (RFC 5267 §4.3).
+        for line in context.forget(s, result.source_uids):
             s.untagged(line)
     return "MOVE completed"

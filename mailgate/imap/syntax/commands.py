@@ -48,6 +48,7 @@ from mailgate.imap.syntax.values import (
     AppendMessage,
     Arguments,
     Authenticate,
+    CancelUpdate,
     CatenatePart,
     Compress,
     CopyMove,
@@ -658,6 +659,16 @@ def _compress(r: Reader, uid: bool) -> Compress:
     return Compress(mechanism)
 
 
+def _cancel_update(r: Reader, uid: bool) -> CancelUpdate:
+    # RFC 5267 §4.3.2: "CANCELUPDATE" 1*(SP tag-string), tag-string = string
+    r.sp()
+    tags = [bytes(r.string()).decode("ascii", "replace")]
+    while r.more():
+        tags.append(bytes(r.string()).decode("ascii", "replace"))
+    r.finish()
+    return CancelUpdate(dedupe(tags))
+
+
 def _notify(r: Reader, uid: bool) -> Notify:
     return parse_notify(r, _fetch_att)
 
@@ -700,6 +711,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Arguments]] = {
     "SETQUOTA": _setquota,
     "COMPRESS": _compress,
     "NOTIFY": _notify,
+    "CANCELUPDATE": _cancel_update,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})
 

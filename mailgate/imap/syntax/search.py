@@ -59,20 +59,45 @@ def _text(raw: bytes) -> str:
         raise ParseError("String is not valid UTF-8") from None
 
 
-_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "PARTIAL"})
+_COLON = 0x3A
+
+# Options that cannot be asked together (as Dovecot): PARTIAL is a window on what ALL lists
+# whole; SAVE keeps one result, UPDATE a live one, and a window kept live or saved is not
+# defined by RFC 5267 or RFC 5182.
+_CONFLICTS = (("PARTIAL", "ALL"), ("PARTIAL", "SAVE"), ("PARTIAL", "UPDATE"), ("UPDATE", "SAVE"))
 
 
-def _search_return(r: Reader) -> str:
-    option = r.word()
-    if option not in _SEARCH_RETURNS:
-        raise ParseError("Unknown RETURN option")
-    return option
+def _partial_range(r: Reader) -> tuple[int, int]:
+    # RFC 5267 §4.4: partial-range = nz-number ":" nz-number; "*" is not a position.
+    first = r.number(nonzero=True)
+    r.expect(_COLON, '":" in the PARTIAL range')
+    last = r.number(nonzero=True)
+    return (min(first, last), max(first, last))
 
 
-def return_options(r: Reader) -> tuple[str, ...]:
-    """The list after RETURN (RFC 4731 §3, RFC 5267 §3): MIN, MAX, ALL, COUNT."""
+def return_options(r: Reader) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """The list after RETURN (RFC 4731 §3, RFC 5267 §3 and §4): MIN, MAX, ALL, COUNT, SAVE,
+    UPDATE, and PARTIAL with its range of positions (returned beside the names)."""
+    partial: list[tuple[int, int]] = []
+
+    def option(r: Reader) -> str:
+        name = r.word()
+        if name not in _SEARCH_RETURNS:
+            raise ParseError("Unknown RETURN option")
+        if name == "PARTIAL":
+            if partial:
+                raise ParseError("PARTIAL given twice")
+            r.sp()
+            partial.append(_partial_range(r))
+        return name
+
     # RFC 4731 §3.1: an empty RETURN list means ALL.
-    return dedupe(r.paren_list(_search_return, empty_ok=True)) or ("ALL",)
+    options = dedupe(r.paren_list(option, empty_ok=True)) or ("ALL",)
+    for a, b in _CONFLICTS:
+        if a in options and b in options:
+            raise ParseError(f"RETURN options {a} and {b} conflict")
+    return options, (partial[0] if partial else None)
 
 
 def charset(r: Reader, raw: bytes) -> str:
@@ -93,12 +118,13 @@ def parse_search(r: Reader, uid: bool) -> Search:
     # search-criteria = ["CHARSET" SP astring SP] search-key *(SP search-key)
     r.sp()
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
     name: str | None = None
     mark = r.pos
     word = r.match(ATOM)
     if word is not None and word.upper() == b"RETURN":
         r.sp()
-        returns = return_options(r)
+        returns, partial = return_options(r)
     with saving(returns):
         if returns is not None:
             r.sp()
@@ -114,7 +140,7 @@ def parse_search(r: Reader, uid: bool) -> Search:
             r.pos = mark
         key = search_program(r)
         r.finish()
-    return Search(name, key, returns)
+    return Search(name, key, returns, partial)
 
 
 @contextlib.contextmanager

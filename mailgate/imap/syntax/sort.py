@@ -57,11 +57,12 @@ def parse_sort(r: Reader, uid: bool) -> Sort:
     #        search-criteria
     r.sp()
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
     mark = r.pos
     word = r.match(ATOM)
     if word is not None and word.upper() == b"RETURN":
         r.sp()
-        returns = return_options(r)
+        returns, partial = return_options(r)
     else:
         r.pos = mark
     with saving(returns):
@@ -70,7 +71,7 @@ def parse_sort(r: Reader, uid: bool) -> Sort:
         criteria = _criteria(r)
         name, key = _search_criteria(r)
         r.finish()
-    return Sort(criteria, name, key, returns)
+    return Sort(criteria, name, key, returns, partial)
 
 
 def parse_thread(r: Reader, uid: bool) -> Thread:

@@ -464,11 +464,13 @@ class Append:
 @dataclass(frozen=True, slots=True)
 class Search:
     """SEARCH; ``charset`` is "UTF-8"/"US-ASCII" or None; ``returns`` is the ESEARCH RETURN
-    list (RFC 4731; ``RETURN ()`` means ``("ALL",)``), None for a classic SEARCH."""
+    list (RFC 4731; ``RETURN ()`` means ``("ALL",)``), None for a classic SEARCH; ``partial``
+    the positions RETURN (PARTIAL lo:hi) asks for, lo <= hi (RFC 5267 §4.4)."""
 
     charset: str | None
     key: SearchKey
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
 
 
 SORT_KEYS = frozenset(
@@ -486,12 +488,20 @@ class SortCriterion:
 @dataclass(frozen=True, slots=True)
 class Sort:
     """SORT (RFC 5256, RFC 5957 DISPLAYFROM/DISPLAYTO); ``returns`` is the ESORT RETURN list
-    (RFC 5267 §3), None for a classic SORT."""
+    (RFC 5267 §3), None for a classic SORT; ``partial`` as for Search."""
 
     criteria: tuple[SortCriterion, ...]
     charset: str
     key: SearchKey
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE (RFC 5267 §4.3.2): the tags of the live searches to end."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,6 +617,7 @@ Arguments = (
     | Append
     | Search
     | Sort
+    | CancelUpdate
     | Thread
     | Fetch
     | StoreFlags
