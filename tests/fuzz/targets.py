@@ -284,40 +284,51 @@ def _extension(items: list[Any]) -> None:
 def check_envelope(envelope: Any) -> None:
     """envelope = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP
     env-to SP env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"."""
-    assert isinstance(envelope, list) and len(envelope) == 10, envelope
+    assert isinstance(envelope, list), envelope
+    assert len(envelope) == 10, envelope
     for i in (0, 1, 8, 9):
         assert _nstring(envelope[i]), envelope[i]
     for addresses in envelope[2:8]:
         if addresses is None:
             continue
-        assert isinstance(addresses, list) and addresses, addresses
+        assert isinstance(addresses, list), addresses
+        assert addresses, "an empty address list is NIL"
         for address in addresses:  # "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"
-            assert isinstance(address, list) and len(address) == 4, address
+            assert isinstance(address, list), address
+            assert len(address) == 4, address
             assert all(_nstring(part) for part in address), address
 
 
 def check_body(body: Any, *, extended: bool) -> None:
     """body (RFC 3501 §9), with body-ext-1part / body-ext-mpart when ``extended``: exactly the
     fields mailgate writes (Dovecot's full form)."""
-    assert isinstance(body, list) and body, body
+    assert isinstance(body, list), body
+    assert body, "an empty body"
     if isinstance(body[0], list):  # body-type-mpart
         children = 0
         while children < len(body) and isinstance(body[children], list):
             check_body(body[children], extended=extended)
             children += 1
         rest = body[children:]
-        assert rest and isinstance(rest[0], bytes), body  # media-subtype
+        assert rest, body
+        assert isinstance(rest[0], bytes), body  # media-subtype
         if extended:
-            assert len(rest) == 5 and _params(rest[1]), rest
+            assert len(rest) == 5, rest
+            assert _params(rest[1]), rest
             _extension(rest[2:])
         else:
             assert len(rest) == 1, rest
         return
     assert len(body) >= 7, body
     mtype, subtype, params, cid, description, encoding, size = body[:7]
-    assert isinstance(mtype, bytes) and isinstance(subtype, bytes), body
-    assert _params(params) and _nstring(cid) and _nstring(description), body
-    assert isinstance(encoding, bytes) and isinstance(size, int) and size >= 0, body
+    assert isinstance(mtype, bytes), body
+    assert isinstance(subtype, bytes), body
+    assert _params(params), body
+    assert _nstring(cid), body
+    assert _nstring(description), body
+    assert isinstance(encoding, bytes), body
+    assert isinstance(size, int), body
+    assert size >= 0, body
     rest = body[7:]
     if (mtype.lower(), subtype.lower()) == (b"message", b"rfc822"):
         assert len(rest) >= 3, body
@@ -326,10 +337,12 @@ def check_body(body: Any, *, extended: bool) -> None:
         assert isinstance(rest[2], int), body
         rest = rest[3:]
     elif mtype.lower() == b"text":
-        assert rest and isinstance(rest[0], int), body
+        assert rest, body
+        assert isinstance(rest[0], int), body
         rest = rest[1:]
     if extended:
-        assert len(rest) == 4 and _nstring(rest[0]), rest  # body-fld-md5, then the extension
+        assert len(rest) == 4, rest
+        assert _nstring(rest[0]), rest  # body-fld-md5, then the extension
         _extension(rest[1:])
     else:
         assert not rest, rest
@@ -346,7 +359,8 @@ def check_message(data: bytes) -> None:
     check_body(structure, extended=True)
     for path, size in leaf_sizes(structure).items():
         part = extract_section(raw, index.parts, path, "")
-        assert part is not None and len(part) == size, path
+        assert part is not None, path
+        assert len(part) == size, path
 
 
 def _crlf(text: bytes) -> bytes:
@@ -479,9 +493,10 @@ PROXY_HEADERS: list[bytes] = [
 PROXY_PIECES = [b"PROXY ", b"TCP4 ", b"TCP6 ", b" ", b"\r\n", b"\n", b":", b".", b"\xff", b"\x00"]
 
 
-async def check_proxy(data: bytes) -> None:
+async def check_proxy(data: bytes) -> bool | None:
     """The client sends `data` and then EOF; reading the header ends with a header (valid or
-    not), or an end-of-file or OS error, as proxy.py expects, and never anything else."""
+    not: the answer), or an end-of-file or OS error (None), as proxy.py expects, and never
+    anything else."""
     ours, theirs = socket.socketpair()
     try:
         ours.setblocking(False)
@@ -492,7 +507,7 @@ async def check_proxy(data: bytes) -> None:
             async with asyncio.timeout(5):
                 header = await read_header(ours)
         except (OSError, EOFError):
-            return
+            return None
         except TimeoutError as exc:  # pragma: no cover - the assertion is the report
             raise AssertionError(f"the parser waited past EOF on {data!r}") from exc
         except Exception as exc:  # pragma: no cover - the assertion is the report
@@ -501,6 +516,7 @@ async def check_proxy(data: bytes) -> None:
             assert header.protocol is not None, data
         else:
             assert header.error, data
+        return bool(header.valid)
     finally:
         ours.close()
         theirs.close()
