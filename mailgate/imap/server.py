@@ -106,13 +106,16 @@ class ServerContext:
 class _WriteGate:
     """Registered with the transport so we learn when the client stops reading."""
 
-    __slots__ = ("_resumed", "paused")
+    __slots__ = ("_resumed", "paused", "since")
 
     def __init__(self) -> None:
         self.paused = False
+        self.since = 0.0  # when the client stopped reading (time.monotonic), while paused
         self._resumed: asyncio.Future[None] | None = None
 
     def pauseProducing(self) -> None:
+        if not self.paused:
+            self.since = time.monotonic()
         self.paused = True
 
     def resumeProducing(self) -> None:
@@ -230,12 +233,20 @@ class IMAPServer(IMAP4Server):
 
     def tick(self, now: float) -> None:
         """Called about once a second by the sweeper: autologout, and the holder's tick."""
-        if self._closed or self.running is not None:
+        if self._closed:
             return
         settings = self.settings.imap
         logged_in = self.session_state is not State.NOT_AUTHENTICATED
         # Until LOGIN a short limit, so silent connections cannot pile up; then autologout.
         limit = settings.autologout if logged_in else settings.preauth_timeout
+        if self.running is not None:
+            # A command waiting for the client to read its output (a big FETCH) would wait
+            # forever for a client that never reads: as long as silence is allowed, no longer.
+            # A BYE could not reach it; the connection is cut.
+            if self._gate.paused and now - self._gate.since > limit:
+                log.info("IMAP client %s stopped reading its responses; cut off", self.client_ip)
+                self.hang_up()
+            return
         if now - self.last_activity > limit:
             self.close(b"Autologout; idle for too long")
             return
