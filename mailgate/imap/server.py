@@ -441,7 +441,11 @@ class IMAPServer(IMAP4Server):
             self._finish_literal(b"")
 
     def rawDataReceived(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        # Literal data keeps a logged-in session alive (a big APPEND on a slow link); before
+        # login only whole lines do, so a literal trickled a byte at a time cannot hold an
+        # anonymous connection past preauth_timeout (slowloris).
+        if self.session_state is not State.NOT_AUTHENTICATED:
+            self.last_activity = time.monotonic()
         take = min(self._literal_left, len(data))
         assert self._literal is not None
         self._literal += data[:take]

@@ -4,6 +4,7 @@ every other session on the server goes on working (the point of each test below)
 from __future__ import annotations
 
 import random
+import select
 import socket
 import time
 import tracemalloc
@@ -402,3 +403,27 @@ def test_client_that_never_reads_a_big_fetch_is_cut_off(
                 assert time.monotonic() < deadline, "a client that reads nothing is kept"
                 time.sleep(0.05)  # between polls of a bounded wait
 
+
+def test_literal_trickled_before_login_is_disconnected(
+    make_server: Callable[..., Server],
+) -> None:
+    """Slowloris: a LOGIN literal sent a byte at a time does not count as activity before login,
+    so the connection goes at preauth_timeout however long the literal."""
+    server = make_server(imap={"preauth_timeout": 1})
+    witness = Witness(server)
+    try:
+        with Transcript.connect(server) as s:
+            s.send(b"a1 LOGIN {200}\r\n")
+            assert s.read_line().startswith(b"+")
+            said = b""
+            for _ in range(200):
+                s.send(b"x")
+                readable, _, _ = select.select([s.sock], [], [], 0.5)  # one byte each 0.5 s
+                if readable:
+                    said = s.read_line()
+                    break
+            assert said.startswith(b"* BYE"), said
+            assert sock_closed(s)
+        witness.still_works()
+    finally:
+        witness.session.close()
