@@ -5,7 +5,7 @@
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
                                             sort,outbound,inbound,stall,memory,compress_memory,
-                                            api_memory,ws_memory,mcp_memory,crash]
+                                            api_memory,ws_memory,mcp_memory,crash,fuzz]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference]
 
@@ -54,6 +54,9 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - crash (only when --only names it): clients submit and APPEND while the server is killed with
   SIGKILL --kills times at random moments (--seed) and restarted on the same data; then every
   acknowledged message must be in its mailbox (or at the sink) exactly once.
+- fuzz (only when --only names it): --fuzz-inputs mutated commands, messages and PROXY headers
+  (1,000,000) through the IMAP parser, MIME parsing and the PROXY parser in this process, and a
+  share of them over TLS to the server's IMAP and SMTP; crashes, hangs, inputs/s, memory.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -102,6 +105,7 @@ import crash
 import crossnode
 import events
 import fetch
+import fuzz
 import idle
 import inbound
 import mcp_calls
@@ -149,6 +153,7 @@ PHASES: tuple[Phase, ...] = (
     inbound.PHASE,
     stall.PHASE,
     crash.PHASE,
+    fuzz.PHASE,
     memory.PHASE,
     compress_memory.PHASE,
     api_memory.PHASE,
@@ -176,6 +181,7 @@ FULL = Counts(
     mcp_sessions=500,
     kills=100,
     seed=0,
+    fuzz_inputs=1_000_000,
 )
 QUICK = Counts(
     messages=80,
@@ -197,6 +203,7 @@ QUICK = Counts(
     mcp_sessions=100,
     kills=20,
     seed=0,
+    fuzz_inputs=20_000,
 )
 
 
@@ -310,7 +317,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
     p.add_argument("--mcp-sessions", type=int, help="mcp_memory: subscribed MCP sessions (500)")
     p.add_argument("--kills", type=int, help="crash: SIGKILLs (100)")
-    p.add_argument("--seed", type=int, help="crash: seed of the kill moments (random)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="crash: seed of the kill moments (random); fuzz: of its inputs (15)",
+    )
+    p.add_argument("--fuzz-inputs", type=int, help="fuzz: inputs in all (1000000)")
     p.add_argument(
         "--memory-rounds",
         type=int,
@@ -373,6 +385,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         mcp_sessions=args.mcp_sessions or base.mcp_sessions,
         kills=args.kills or base.kills,
         seed=args.seed or base.seed,
+        fuzz_inputs=args.fuzz_inputs or base.fuzz_inputs,
     )
     return args
 
