@@ -246,6 +246,9 @@ class IMAPServer(IMAP4Server):
             if self._gate.paused and now - self._gate.since > limit:
                 log.info("IMAP client %s stopped reading its responses; cut off", self.client_ip)
                 self.hang_up()
+            elif self._line_waiter is not None and now - self.last_activity > limit:
+                # A command waiting for the client's next line (AUTHENTICATE's response).
+                self.close(b"Autologout; idle for too long")
             return
         if now - self.last_activity > limit:
             self.close(b"Autologout; idle for too long")

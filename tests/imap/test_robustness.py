@@ -427,3 +427,17 @@ def test_literal_trickled_before_login_is_disconnected(
         witness.still_works()
     finally:
         witness.session.close()
+
+
+def test_silence_after_authenticate_continuation_is_disconnected(
+    make_server: Callable[..., Server],
+) -> None:
+    """AUTHENTICATE waits for the client's response line: a client that never sends it is
+    silent like any other and goes at preauth_timeout."""
+    server = make_server(imap={"preauth_timeout": 1})
+    with Transcript.connect(server) as s:
+        s.send(b"a1 AUTHENTICATE PLAIN\r\n")
+        assert s.read_line().startswith(b"+")
+        line = s.read_until(lambda got: got.startswith(b"* BYE"), timeout=10)[-1]
+        assert_clean(line)
+        assert sock_closed(s)
