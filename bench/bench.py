@@ -5,7 +5,7 @@
                                     [--only throughput,api_send,idle,api_idle,ws_event,webhook,
                                             mcp_notify,mcp_call,api_list,crossnode,fetch,
                                             sort,outbound,inbound,stall,memory,compress_memory,
-                                            api_memory,ws_memory,mcp_memory,crash,stress]
+                                            api_memory,ws_memory,mcp_memory,crash,stress,fuzz]
                                     [--database-url postgresql+asyncpg://postgres@127.0.0.1/test]
                                     [--nodes N] [--reference] [--imaptest PATH]
 
@@ -60,6 +60,9 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - stress (only when --only names it): Dovecot's imaptest in its stress mode (50 clients, a
   random mix of commands with every reply checked against the state it tracks) for 300 s,
   with a second client timing LOGIN+SELECT+FETCH rounds meanwhile; commands/s and errors.
+- fuzz (only when --only names it): --fuzz-inputs mutated commands, messages and PROXY headers
+  (1,000,000) through the IMAP parser, MIME parsing and the PROXY parser in this process, and a
+  share of them over TLS to the server's IMAP and SMTP; crashes, hangs, inputs/s, memory.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -109,6 +112,7 @@ import crossnode
 import events
 import fanout
 import fetch
+import fuzz
 import idle
 import inbound
 import mcp_calls
@@ -158,6 +162,7 @@ PHASES: tuple[Phase, ...] = (
     stall.PHASE,
     crash.PHASE,
     stress.PHASE,
+    fuzz.PHASE,
     memory.PHASE,
     fanout.PHASE,
     compress_memory.PHASE,
@@ -189,6 +194,7 @@ FULL = Counts(
     stress_clients=50,
     stress_secs=300,
     stress_messages=1000,
+    fuzz_inputs=1_000_000,
 )
 QUICK = Counts(
     messages=80,
@@ -213,6 +219,7 @@ QUICK = Counts(
     stress_clients=50,
     stress_secs=30,
     stress_messages=200,
+    fuzz_inputs=20_000,
 )
 
 
@@ -326,7 +333,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ws-connections", type=int, help="ws_memory: subscribed websockets (1000)")
     p.add_argument("--mcp-sessions", type=int, help="mcp_memory: subscribed MCP sessions (500)")
     p.add_argument("--kills", type=int, help="crash: SIGKILLs (100)")
-    p.add_argument("--seed", type=int, help="crash: seed of the kill moments (random)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="crash: seed of the kill moments (random); fuzz: of its inputs (15)",
+    )
+    p.add_argument("--fuzz-inputs", type=int, help="fuzz: inputs in all (1000000)")
     p.add_argument("--stress-clients", type=int, help="stress: imaptest's clients (50)")
     p.add_argument("--stress-secs", type=int, help="stress: seconds imaptest runs (300)")
     p.add_argument("--stress-messages", type=int, help="stress: messages in imaptest's mbox (1000)")
@@ -404,6 +416,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         stress_clients=args.stress_clients or base.stress_clients,
         stress_secs=args.stress_secs or base.stress_secs,
         stress_messages=args.stress_messages or base.stress_messages,
+        fuzz_inputs=args.fuzz_inputs or base.fuzz_inputs,
     )
     return args
 

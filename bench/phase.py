@@ -33,7 +33,8 @@ class Counts:
     ws_connections: int  # ws_memory: websockets subscribed to the event stream
     mcp_sessions: int  # mcp_memory: MCP sessions, each with its GET stream and a subscription
     kills: int  # crash: SIGKILLs
-    seed: int  # crash: the seed of the kill moments (0: a random one)
+    seed: int  # crash: the seed of the kill moments (0: a random one); fuzz: its inputs'
+    fuzz_inputs: int  # fuzz: inputs in all
     stress_clients: int  # stress: imaptest's clients
     stress_secs: int  # stress: how long imaptest runs
     stress_messages: int  # stress: messages in the mbox imaptest appends from

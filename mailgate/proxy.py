@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiosmtpd.proxy_protocol import V2_CMD, get_proxy
+from aiosmtpd.proxy_protocol import V2_CMD, ProxyData, get_proxy
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class ProxyListener:
             return None
         try:
             async with asyncio.timeout(HEADER_TIMEOUT):
-                header = await get_proxy(_SocketReader(conn))
+                header = await read_header(conn)
         except (OSError, EOFError, TimeoutError) as exc:
             log.warning("no PROXY header from %s: %s", peer[0], str(exc) or "timed out")
             return None
@@ -123,6 +123,12 @@ class ProxyListener:
             # The balancer's own connection (a health check), or a client it cannot describe.
             return peer
         return str(header.src_addr), int(header.src_port or 0)
+
+
+async def read_header(conn: socket.socket) -> ProxyData:
+    """The PROXY header at the start of a non-blocking socket, and not a byte more: whatever
+    the bytes, a header (valid or not, with its error) or OSError/EOFError."""
+    return await get_proxy(_SocketReader(conn))
 
 
 def trusted(host: str, networks: Sequence[Network]) -> bool:

@@ -109,13 +109,16 @@ class ServerContext:
 class _WriteGate:
     """Registered with the transport so we learn when the client stops reading."""
 
-    __slots__ = ("_resumed", "paused")
+    __slots__ = ("_resumed", "paused", "since")
 
     def __init__(self) -> None:
         self.paused = False
+        self.since = 0.0  # when the client stopped reading (time.monotonic), while paused
         self._resumed: asyncio.Future[None] | None = None
 
     def pauseProducing(self) -> None:
+        if not self.paused:
+            self.since = time.monotonic()
         self.paused = True
 
     def resumeProducing(self) -> None:
@@ -241,12 +244,23 @@ class IMAPServer(IMAP4Server):
 
     def tick(self, now: float) -> None:
         """Called about once a second by the sweeper: autologout, and the holder's tick."""
-        if self._closed or self.running is not None:
+        if self._closed:
             return
         settings = self.settings.imap
         logged_in = self.session_state is not State.NOT_AUTHENTICATED
         # Until LOGIN a short limit, so silent connections cannot pile up; then autologout.
         limit = settings.autologout if logged_in else settings.preauth_timeout
+        if self.running is not None:
+            # A command waiting for the client to read its output (a big FETCH) would wait
+            # forever for a client that never reads: as long as silence is allowed, no longer.
+            # A BYE could not reach it; the connection is cut.
+            if self._gate.paused and now - self._gate.since > limit:
+                log.info("IMAP client %s stopped reading its responses; cut off", self.client_ip)
+                self.hang_up()
+            elif self._line_waiter is not None and now - self.last_activity > limit:
+                # A command waiting for the client's next line (AUTHENTICATE's response).
+                self.close(b"Autologout; idle for too long")
+            return
         if now - self.last_activity > limit:
             self.close(b"Autologout; idle for too long")
             return
@@ -463,7 +477,11 @@ class IMAPServer(IMAP4Server):
             self._finish_literal(b"")
 
     def rawDataReceived(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        # Literal data keeps a logged-in session alive (a big APPEND on a slow link); before
+        # login only whole lines do, so a literal trickled a byte at a time cannot hold an
+        # anonymous connection past preauth_timeout (slowloris).
+        if self.session_state is not State.NOT_AUTHENTICATED:
+            self.last_activity = time.monotonic()
         take = min(self._literal_left, len(data))
         assert self._literal is not None
         self._literal += data[:take]

@@ -23,6 +23,7 @@ from mailgate.smtp.replies import (
     BAD_UTF8,
     GREETING_IDENT,
     IDLE_TIMEOUT,
+    MESSAGE_TOO_BIG,
     SESSION_EXPIRED,
     SHUTTING_DOWN,
     TLS_ALREADY_ACTIVE,
@@ -115,6 +116,13 @@ class MailgateSMTP(SMTP):
         self._slowed = slowed
         # Set while a message is being committed, so a shutdown can wait for it.
         self.running: asyncio.Future[None] | None = None
+        # Between our 354 and DATA's reply: the message's bytes are arriving, and how many of
+        # them since the last line break. aiosmtpd keeps an unterminated line whole, however
+        # long, so a body that never ends (base64 without line breaks) would take all memory:
+        # past what could ever be accepted, the message is refused and the session closed.
+        self._receiving = False
+        self._unterminated = 0
+        self._unterminated_limit = settings.max_message_size + MAX_LINE
 
     def _create_envelope(self) -> RoutedEnvelope:
         return RoutedEnvelope()
@@ -173,6 +181,8 @@ class MailgateSMTP(SMTP):
             # Replies may quote what the client sent, read with surrogate escapes: they would
             # not encode.
             status = rewrite(status).encode("utf-8", "replace").decode("utf-8")
+            self._receiving = status.startswith("354")
+            self._unterminated = 0
         await super().push(status)
         if self._rate is not None and status[3:4] in (" ", b" "):
             # A reply's last line ends a command; aiosmtpd reads the next once this returns.
@@ -211,6 +221,16 @@ class MailgateSMTP(SMTP):
         # upload that keeps sending is not silent (session_timeout still caps the session).
         if self._timeout_handle is not None:
             self._reset_timeout()
+        if self._receiving:
+            newline = data.rfind(b"\n")
+            if newline >= 0:
+                self._unterminated = len(data) - newline - 1
+            else:
+                self._unterminated += len(data)
+            if self._unterminated > self._unterminated_limit:
+                self._receiving = False
+                self._say_and_close(MESSAGE_TOO_BIG)
+                return
         super().data_received(data)
 
     def _timeout_cb(self) -> None:

@@ -4,9 +4,12 @@ every other session on the server goes on working (the point of each test below)
 from __future__ import annotations
 
 import random
+import select
 import socket
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -361,3 +364,80 @@ def test_fetch_and_search_of_large_messages_use_bounded_memory(
                 assert received > count * size
             assert peak < count * size / 2, f"{command}: {peak / 1e6:.0f} MB at the peak"
     witness.still_works()
+
+
+def established(sock: socket.socket) -> bool:
+    """Whether the kernel still has our end of the connection ESTABLISHED (/proc/net/tcp): it
+    tells a close by the server apart without reading what the server sent."""
+    port = f":{sock.getsockname()[1]:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(port):
+            return fields[3] == "01"
+    return False
+
+
+def test_client_that_never_reads_a_big_fetch_is_cut_off(
+    make_server: Callable[..., Server],
+) -> None:
+    """A FETCH waiting for the client to read its output would wait forever for one that never
+    reads: once it has read nothing for `autologout` seconds, the connection is cut."""
+    server = make_server(imap={"autologout": 1})
+    account = server.account()
+    with Transcript.login(server, account) as s:
+        append(s, message("big", "z" * 2_000_000 + "\r\n"))
+    raw = socket.create_connection(("127.0.0.1", server.imaps), timeout=30)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with client_tls().wrap_socket(raw) as deaf:
+        login = f'a LOGIN "{account.address}" "{account.key}"\r\n'.encode()
+        deaf.sendall(login + b"b SELECT INBOX\r\n" + b"c FETCH 1 BODY[]\r\n" * 10)
+        for check in range(2):  # while it stalls, and after it is gone
+            # A new session each time: an idle one would be logged out after 1 s here.
+            witness = Witness(server)
+            try:
+                witness.still_works()
+            finally:
+                witness.session.close()
+            deadline = time.monotonic() + 20
+            while check == 0 and established(deaf):
+                assert time.monotonic() < deadline, "a client that reads nothing is kept"
+                time.sleep(0.05)  # between polls of a bounded wait
+
+
+def test_literal_trickled_before_login_is_disconnected(
+    make_server: Callable[..., Server],
+) -> None:
+    """Slowloris: a LOGIN literal sent a byte at a time does not count as activity before login,
+    so the connection goes at preauth_timeout however long the literal."""
+    server = make_server(imap={"preauth_timeout": 1})
+    witness = Witness(server)
+    try:
+        with Transcript.connect(server) as s:
+            s.send(b"a1 LOGIN {200}\r\n")
+            assert s.read_line().startswith(b"+")
+            said = b""
+            for _ in range(200):
+                s.send(b"x")
+                readable, _, _ = select.select([s.sock], [], [], 0.5)  # one byte each 0.5 s
+                if readable:
+                    said = s.read_line()
+                    break
+            assert said.startswith(b"* BYE"), said
+            assert sock_closed(s)
+        witness.still_works()
+    finally:
+        witness.session.close()
+
+
+def test_silence_after_authenticate_continuation_is_disconnected(
+    make_server: Callable[..., Server],
+) -> None:
+    """AUTHENTICATE waits for the client's response line: a client that never sends it is
+    silent like any other and goes at preauth_timeout."""
+    server = make_server(imap={"preauth_timeout": 1})
+    with Transcript.connect(server) as s:
+        s.send(b"a1 AUTHENTICATE PLAIN\r\n")
+        assert s.read_line().startswith(b"+")
+        line = s.read_until(lambda got: got.startswith(b"* BYE"), timeout=10)[-1]
+        assert_clean(line)
+        assert sock_closed(s)

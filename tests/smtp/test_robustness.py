@@ -8,6 +8,7 @@ import random
 import re
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -308,3 +309,32 @@ def test_binary_junk_body_is_stored_byte_for_byte(
         assert reply.line.startswith("250 2.0.0"), reply.text
     [stored] = read_mailbox(server, other)
     assert stored.raw.endswith(lines)
+
+
+def test_a_body_line_that_never_ends_is_refused_and_closed(
+    make_server: Callable[..., Server],
+) -> None:
+    """aiosmtpd keeps an unterminated line whole until it ends: a base64 body without line
+    breaks that never ends would grow the server without bound. Once more has come on one line
+    than could ever be accepted (the message limit plus the longest line), it is refused with
+    552 5.3.4 and the session closed."""
+    server = make_server(smtp={"max_message_size": 100_000})
+    account = server.account()
+    chunk = b"QUJD" * 16384
+    with SMTPSession.login_as(server, account) as s:
+        s.expect(f"MAIL FROM:<{account.address}>", "250 2.1.0")
+        s.expect(f"RCPT TO:<{account.address}>", "250 2.1.5")
+        s.expect("DATA", "354")
+        sent = 0
+        try:
+            while sent < 256 * 1024 * 1024:  # a bound for the test: the server's is ~1.1 MB
+                s.send(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        assert s.read_until_closed().startswith(b"552 5.3.4")
+        assert sent < 32 * 1024 * 1024
+    with SMTPSession.login_as(server, account) as s:  # the next session is served
+        assert s.send_mail(
+            account.address, [account.address], make_message(account.address, account.address)
+        ).line.startswith("250 2.0.0")

@@ -653,9 +653,10 @@ def _compress(r: Reader, uid: bool) -> Compress:
     r.sp()
     mechanism = r.word()
     r.finish()
-    # RFC 4978 §5: algorithm = "DEFLATE"; anything else is not the command's syntax.
+    # RFC 4978 §5: algorithm = "DEFLATE"; anything else is not the command's syntax. The
+    # client's word is not echoed: a reason is short fixed text (an atom may be 64 KiB).
     if mechanism != "DEFLATE":
-        raise ParseError(f"Unknown compression mechanism {mechanism}; only DEFLATE is offered")
+        raise ParseError("Unknown compression mechanism; only DEFLATE is offered")
     return Compress(mechanism)
 
 
