@@ -257,14 +257,18 @@ class Serve:
     def _next_line(self, deadline: float) -> str | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"no line from serve in time; so far {self.stdout}")
+            raise AssertionError(self._late())
         try:
             line = self._lines.get(timeout=remaining)
         except queue.Empty:
-            raise AssertionError(f"no line from serve in time; so far {self.stdout}") from None
+            raise AssertionError(self._late()) from None
         if line is not None:
             self.stdout.append(line)
         return line
+
+    def _late(self) -> str:
+        stderr = "".join(self._stderr[-30:])
+        return f"no line from serve in time; so far {self.stdout[-15:]}; stderr ends:\n{stderr}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> Finished:
         """Send `sig` and wait (bounded) for the process to exit."""

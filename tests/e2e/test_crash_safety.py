@@ -50,10 +50,10 @@ from tests.e2e.process import Serve
 from tests.e2e.world import (
     REMOTE,
     eventually,
-    free_port,
     outbound_settings,
     point_mx,
     queue,
+    stable_port,
     wait_queue,
     write_config,
 )
@@ -118,7 +118,7 @@ class Node:
 @pytest.fixture
 def ports() -> dict[str, int]:
     """Fixed ports, the same across restarts, as clients expect of a server."""
-    return {"imaps": free_port(HOST), "submissions": free_port(HOST)}
+    return {"imaps": stable_port(HOST), "submissions": stable_port(HOST)}
 
 
 def node_config(

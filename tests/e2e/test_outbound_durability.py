@@ -38,6 +38,7 @@ from tests.e2e.world import (
     outbound_settings,
     point_mx,
     queue_of,
+    stable_port,
     wait_queue,
     write_config,
 )
@@ -126,7 +127,7 @@ class HeldReply(deque[str]):
 def test_sigkill_with_mail_queued_delivers_everything_exactly_once(
     database: str, zone: ZoneServer, nodes: list[Serve], tmp_path: Path
 ) -> None:
-    port = free_port("127.0.0.1")  # the remote is down: nothing listens there yet
+    port = stable_port("127.0.0.1")  # the remote is down: nothing listens there yet
     point_mx(zone)
     config = write_config(
         tmp_path / "node",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import time
 import uuid
@@ -78,6 +79,25 @@ def free_port(*hosts: str) -> int:
                 continue
             return port
     raise RuntimeError("no port free on all hosts")
+
+
+def stable_port(*hosts: str) -> int:
+    """A TCP port free on every one of `hosts` and below the kernel's range for ephemeral
+    ports, for a server that must listen on it again after a restart: in between, no outgoing
+    connection or port-0 bind of another test can be given it (one in that range was, once,
+    and the restarted server could not listen)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, low)
+        with contextlib.ExitStack() as stack:
+            try:
+                for host in hosts:
+                    stack.enter_context(socket.socket()).bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free on all hosts below the ephemeral range")
 
 
 @contextlib.contextmanager
