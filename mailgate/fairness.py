@@ -1,9 +1,8 @@
 """Sharing the server fairly. Connections per client address are bounded (`PerAddress`), so
 one address cannot take every socket and session; a session's commands are paced
 (`CommandRate`), so one client in a tight loop of cheap commands cannot take the loop from the
-others. And the one event loop is shared: long work
-(a SEARCH over a big mailbox, a FETCH of thousands of messages) runs in slices, and between
-slices every other client is served.
+others. And the one event loop is shared: long work (a SEARCH over a big mailbox, a FETCH of
+thousands of messages) runs in slices, and between slices every other client is served.
 
     with Pace() as pace:
         for message in messages:

@@ -35,7 +35,7 @@ from mailgate.imap.syntax.values import (
 from mailgate.mime.headers import normalize_crlf
 from mailgate.mime.imapview import extract_section, index_message
 from mailgate.proxy import read_header
-from tests.mime.helpers import leaf_sizes, parse_wire
+from tests.mime.helpers import leaf_sizes, mutate, parse_wire
 
 # ---------------------------------------------------------------------------------------------
 # IMAP commands
@@ -477,21 +477,7 @@ MIME_PIECES = [
 
 def mutate_message(rng: random.Random, data: bytes) -> bytes:
     """Up to four cuts, MIME_PIECES insertions, repeats, junk bytes or truncations."""
-    for _ in range(rng.randint(1, 4)):
-        i = rng.randint(0, len(data))
-        j = min(len(data), i + rng.randint(0, 40))
-        op = rng.randrange(5)
-        if op == 0:
-            data = data[:i] + data[j:]
-        elif op == 1:
-            data = data[:i] + rng.choice(MIME_PIECES) + data[i:]
-        elif op == 2:
-            data = data[:i] + data[i:j] * rng.randint(2, 5) + data[j:]
-        elif op == 3:
-            data = data[:i] + bytes(rng.randrange(256) for _ in range(j - i)) + data[j:]
-        else:
-            data = data[:i]
-    return data
+    return mutate(rng, data, MIME_PIECES)
 
 
 # ---------------------------------------------------------------------------------------------

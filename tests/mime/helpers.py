@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailgate.mime.headers import normalize_crlf
@@ -145,8 +145,8 @@ PIECES = [
 ]
 
 
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    """Up to four random cuts, insertions of PIECES, repeats, junk bytes or truncations."""
+def mutate(rng: random.Random, data: bytes, pieces: Sequence[bytes] = PIECES) -> bytes:
+    """Up to four random cuts, insertions of `pieces`, repeats, junk bytes or truncations."""
     for _ in range(rng.randint(1, 4)):
         i = rng.randint(0, len(data))
         j = min(len(data), i + rng.randint(0, 40))
@@ -154,7 +154,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         if op == 0:
             data = data[:i] + data[j:]
         elif op == 1:
-            data = data[:i] + rng.choice(PIECES) + data[i:]
+            data = data[:i] + rng.choice(pieces) + data[i:]
         elif op == 2:
             data = data[:i] + data[i:j] * rng.randint(2, 5) + data[j:]
         elif op == 3:
