@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 from clients import RawIMAP, client_tls, smtp_client
-from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
+from common import Account, BenchError, Target
 from fleet import Close, Fleet, Open
+from memory import login_command, open_idle
 from messages import submission_message
 from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, progress
@@ -29,30 +30,11 @@ _EXISTS = re.compile(rb"\* (\d+) EXISTS")
 def watcher_opener(port: int, account: Account) -> Open:
     """In a load generator: one TLS session idling on INBOX that notes when each EXISTS came;
     closing it returns {n: time.monotonic()} for every "* n EXISTS" heard while idling."""
-    ctx = client_tls()
-    login = b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
+    ctx, login = client_tls(), login_command(account)
 
     async def one() -> Close:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(HOST, port, ssl=ctx), SOCKET_TIMEOUT
-        )
+        reader, writer = await open_idle(port, ctx, login)
         heard: dict[int, float] = {}
-        try:
-            async with asyncio.timeout(SOCKET_TIMEOUT):
-                for command, tag in (
-                    (login, b"a "),
-                    (b"b SELECT INBOX\r\n", b"b "),
-                    (b"c IDLE\r\n", b"+"),
-                ):
-                    writer.write(command)
-                    while not (line := await reader.readline()).startswith(tag):
-                        if not line:
-                            raise ConnectionError("closed by the server")
-                    if tag != b"+" and not line[2:].startswith(b"OK"):
-                        raise ConnectionError(f"refused: {line!r}")
-        except BaseException:
-            writer.close()
-            raise
 
         async def listen() -> None:
             while line := await reader.readline():

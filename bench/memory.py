@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 from clients import Deflated, RawIMAP, client_tls
@@ -14,11 +15,11 @@ from report import Section, Summary, progress
 IDLE_SESSION_BUDGET_KIB = 32.0
 
 
-def idle_opener(port: int, account: Account, *, compress: bool = False) -> Open:
-    """In a load generator: what opens one TLS connection, logs in, turns on COMPRESS=DEFLATE
-    (`compress`), selects INBOX and IDLEs."""
-    ctx = client_tls()
-    login = b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
+async def open_idle(
+    port: int, ctx: ssl.SSLContext, login: bytes, *, compress: bool = False
+) -> tuple[asyncio.StreamReader | Deflated, asyncio.StreamWriter]:
+    """One TLS connection, logged in with `login` (the LOGIN command), with COMPRESS=DEFLATE
+    turned on (`compress`), INBOX selected and idling: what to read it by, and its writer."""
 
     async def expect(reader: asyncio.StreamReader | Deflated, prefix: bytes) -> None:
         while True:
@@ -30,28 +31,41 @@ def idle_opener(port: int, account: Account, *, compress: bool = False) -> Open:
                     raise ConnectionError(f"refused: {line!r}")
                 return
 
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(HOST, port, ssl=ctx), SOCKET_TIMEOUT
+    )
+    try:
+        async with asyncio.timeout(SOCKET_TIMEOUT):
+            await expect(reader, b"* ")
+            writer.write(login)
+            await expect(reader, b"a ")
+            session: asyncio.StreamWriter | Deflated = writer
+            stream: asyncio.StreamReader | Deflated = reader
+            if compress:
+                writer.write(b"z COMPRESS DEFLATE\r\n")
+                await expect(reader, b"z ")
+                session = stream = Deflated(reader, writer)
+            session.write(b"b SELECT INBOX\r\n")
+            await expect(stream, b"b ")
+            session.write(b"c IDLE\r\n")
+            await expect(stream, b"+")
+    except BaseException:
+        writer.close()
+        raise
+    return stream, writer
+
+
+def login_command(account: Account) -> bytes:
+    return b'a LOGIN "%s" "%s"\r\n' % (account.address.encode(), account.key.encode())
+
+
+def idle_opener(port: int, account: Account, *, compress: bool = False) -> Open:
+    """In a load generator: what opens one TLS connection, logs in, turns on COMPRESS=DEFLATE
+    (`compress`), selects INBOX and IDLEs."""
+    ctx, login = client_tls(), login_command(account)
+
     async def one() -> Close:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(HOST, port, ssl=ctx), SOCKET_TIMEOUT
-        )
-        try:
-            async with asyncio.timeout(SOCKET_TIMEOUT):
-                await expect(reader, b"* ")
-                writer.write(login)
-                await expect(reader, b"a ")
-                session: asyncio.StreamWriter | Deflated = writer
-                stream: asyncio.StreamReader | Deflated = reader
-                if compress:
-                    writer.write(b"z COMPRESS DEFLATE\r\n")
-                    await expect(reader, b"z ")
-                    session = stream = Deflated(reader, writer)
-                session.write(b"b SELECT INBOX\r\n")
-                await expect(stream, b"b ")
-                session.write(b"c IDLE\r\n")
-                await expect(stream, b"+")
-        except BaseException:
-            writer.close()
-            raise
+        _, writer = await open_idle(port, ctx, login, compress=compress)
 
         async def close() -> None:
             writer.close()

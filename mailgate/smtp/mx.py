@@ -15,7 +15,7 @@ from mailgate.config import SMTPSettings
 from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, routed, utf8_refusal
+from mailgate.smtp.server import MailgateSMTP, advertise, quota_refusal, routed, utf8_refusal
 from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_MX, Metrics
 
@@ -90,12 +90,9 @@ class MXHandler:
         if decision is Decision.BLOCKED:
             return replies.SENDER_BLOCKED
         assert inbox is not None
-        try:
-            if (await self.inbound.store.quota(inbox.id)).full:
-                return replies.MAILBOX_FULL
-        except StoreError as exc:
-            self.metrics.store_error(exc)
-            return replies.TEMPORARY_FAILURE
+        refusal = await quota_refusal(self.inbound.store, inbox.id, self.metrics)
+        if refusal is not None:
+            return refusal
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         routed(envelope).inboxes.append(inbox)

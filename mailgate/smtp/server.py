@@ -23,15 +23,20 @@ from mailgate.smtp.replies import (
     BAD_UTF8,
     GREETING_IDENT,
     IDLE_TIMEOUT,
+    MAILBOX_FULL,
     MESSAGE_TOO_BIG,
     SESSION_EXPIRED,
     SHUTTING_DOWN,
+    TEMPORARY_FAILURE,
     TLS_ALREADY_ACTIVE,
     TOO_MANY_CONNECTIONS,
     UTF8_ADDRESS_WITHOUT_SMTPUTF8,
     rewrite,
 )
+from mailgate.store.api import Store
+from mailgate.store.errors import StoreError
 from mailgate.store.records import Inbox
+from mailgate.telemetry import Metrics
 
 # aiosmtpd refuses lines over 1001 octets (RFC 5321 §4.5.3.1.6), but agents and scripts often
 # send longer unwrapped lines (a generated paragraph, minified HTML, a JSON payload) and
@@ -281,6 +286,18 @@ def utf8_refusal(address: str, envelope: Envelope) -> str | None:
     if address.isascii() or envelope.smtp_utf8:
         return None
     return UTF8_ADDRESS_WITHOUT_SMTPUTF8
+
+
+async def quota_refusal(store: Store, inbox_id: int, metrics: Metrics) -> str | None:
+    """At RCPT: the refusal of a recipient whose inbox is over its quota (552 5.2.2), or 451
+    4.3.0 when the store cannot tell; None when there is room."""
+    try:
+        if (await store.quota(inbox_id)).full:
+            return MAILBOX_FULL
+    except StoreError as exc:
+        metrics.store_error(exc)
+        return TEMPORARY_FAILURE
+    return None
 
 
 def advertise(session: Any, hostname: str, responses: list[str], *, auth: bool) -> list[str]:

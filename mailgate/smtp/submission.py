@@ -32,8 +32,8 @@ from mailgate.delivery.submission import (
 )
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, routed, utf8_refusal
-from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
+from mailgate.smtp.server import MailgateSMTP, advertise, quota_refusal, routed, utf8_refusal
+from mailgate.store.errors import LimitExceeded, OverQuota, Unavailable
 from mailgate.telemetry import SOURCE_SUBMISSION, Metrics
 
 log = logging.getLogger(__name__)
@@ -180,12 +180,9 @@ class SubmissionHandler:
         if route is Route.UNKNOWN:
             return replies.UNKNOWN_RECIPIENT
         if inbox is not None:
-            try:
-                if (await self.submission.store.quota(inbox.id)).full:
-                    return replies.MAILBOX_FULL
-            except StoreError as exc:
-                self.metrics.store_error(exc)
-                return replies.TEMPORARY_FAILURE
+            refusal = await quota_refusal(self.submission.store, inbox.id, self.metrics)
+            if refusal is not None:
+                return refusal
         envelope.rcpt_tos.append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK

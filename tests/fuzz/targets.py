@@ -35,7 +35,7 @@ from mailgate.imap.syntax.values import (
 from mailgate.mime.headers import normalize_crlf
 from mailgate.mime.imapview import extract_section, index_message
 from mailgate.proxy import read_header
-from tests.mime.helpers import leaf_sizes, mutate, parse_wire
+from tests.mime.helpers import PIECES, leaf_sizes, mutate, parse_wire
 
 # ---------------------------------------------------------------------------------------------
 # IMAP commands
@@ -443,35 +443,13 @@ MESSAGES: list[bytes] = [
         b"--d--\n"
     ),
 ]
+# tests/mime's pieces, and this corpus's own boundaries and a header name.
 MIME_PIECES = [
-    b"\r\n",
-    b"\r\n\r\n",
-    b"--",
+    *PIECES,
     b"--outer",
     b"--inner--",
     b"Content-Type: multipart/mixed; boundary=outer\r\n",
-    b"Content-Type: message/rfc822\r\n",
-    b"Content-Transfer-Encoding: base64\r\n",
     b"From: ",
-    b'"',
-    b"(",
-    b")",
-    b"<",
-    b">",
-    b":",
-    b";",
-    b",",
-    b"@",
-    b"=?utf-8?b?",
-    b"?=",
-    b"*0*=",
-    b"'",
-    b"%",
-    b"\\",
-    b"\x00",
-    b"\xff",
-    b" ",
-    b"\t",
 ]
 
 

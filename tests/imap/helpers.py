@@ -233,3 +233,25 @@ def uids_in(s: Transcript, mailbox: str) -> list[int]:
     found = search_numbers(s.ok("UID SEARCH ALL"))
     s.ok("UNSELECT")
     return found
+
+
+# Bound for a push to arrive (IDLE's, or the tagged reply to DONE); it normally takes
+# milliseconds.
+IDLE_WAIT = 5.0
+
+
+def start_idle(s: Transcript) -> str:
+    """Send IDLE and read its continuation; the tag DONE will answer."""
+    tag = s.next_tag()
+    s.send(f"{tag} IDLE\r\n")
+    line = s.read_line()
+    assert line.startswith(b"+"), line
+    return tag
+
+
+def stop_idle(s: Transcript, tag: str) -> list[bytes]:
+    """Send DONE; the untagged lines before IDLE's OK."""
+    s.send("DONE\r\n")
+    lines = s.read_until(lambda line: line.startswith(f"{tag} ".encode()), IDLE_WAIT)
+    assert lines[-1].startswith(f"{tag} OK".encode()), lines
+    return lines[:-1]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.harness import Account, Server
-from tests.imap.helpers import append, fetches, message
+from tests.imap.helpers import append, fetches, message, start_idle, stop_idle
 from tests.transcript import Transcript, sock_closed
 
 WAIT = 5.0
@@ -58,21 +58,6 @@ def compress(s: Transcript, flush: int = zlib.Z_SYNC_FLUSH) -> DeflateSocket:
     wrapped = DeflateSocket(s.sock, flush)  # type: ignore[arg-type]
     s.sock = wrapped  # type: ignore[assignment]
     return wrapped
-
-
-def start_idle(s: Transcript) -> str:
-    tag = s.next_tag()
-    s.send(f"{tag} IDLE\r\n")
-    line = s.read_line()
-    assert line.startswith(b"+"), line
-    return tag
-
-
-def stop_idle(s: Transcript, tag: str) -> list[bytes]:
-    s.send("DONE\r\n")
-    lines = s.read_until(lambda line: line.startswith(f"{tag} ".encode()), WAIT)
-    assert lines[-1].startswith(f"{tag} OK".encode()), lines
-    return lines[:-1]
 
 
 def test_offered_once_logged_in(server: Server, account: Account) -> None:

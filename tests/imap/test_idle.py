@@ -11,25 +11,19 @@ from collections.abc import Callable
 import pytest
 
 from tests.harness import Account, Server
-from tests.imap.helpers import append, fetches, flags_of, message, number_of, uid_of
+from tests.imap.helpers import (
+    append,
+    fetches,
+    flags_of,
+    message,
+    number_of,
+    start_idle,
+    stop_idle,
+    uid_of,
+)
 from tests.transcript import Transcript
 
 WAIT = 5.0  # bound for a push to arrive; it normally takes milliseconds
-
-
-def start_idle(s: Transcript) -> str:
-    tag = s.next_tag()
-    s.send(f"{tag} IDLE\r\n")
-    line = s.read_line()
-    assert line.startswith(b"+"), line
-    return tag
-
-
-def stop_idle(s: Transcript, tag: str) -> list[bytes]:
-    s.send("DONE\r\n")
-    lines = s.read_until(lambda line: line.startswith(f"{tag} ".encode()), WAIT)
-    assert lines[-1].startswith(f"{tag} OK".encode()), lines
-    return lines[:-1]
 
 
 def exists(line: bytes) -> int | None:
