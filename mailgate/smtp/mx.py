@@ -15,7 +15,14 @@ from mailgate.config import SMTPSettings
 from mailgate.delivery.inbound import Decision, Inbound, MailLoop, Refused
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, quota_refusal, routed, utf8_refusal
+from mailgate.smtp.server import (
+    MailgateSMTP,
+    advertise,
+    quota_refusal,
+    routed,
+    session_error,
+    utf8_refusal,
+)
 from mailgate.store.errors import LimitExceeded, OverQuota, StoreError, Unavailable
 from mailgate.telemetry import SOURCE_MX, Metrics
 
@@ -145,5 +152,4 @@ class MXHandler:
         return f"{replies.ACCEPTED} {delivered.trace_id}"
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("MX session error", exc_info=error)
-        return replies.TEMPORARY_FAILURE
+        return session_error(log, error)

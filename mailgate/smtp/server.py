@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import SMTP, Envelope, TLSSetupException, syntax
 
 from mailgate.config import SMTPSettings
 from mailgate.delivery.trace import Origin
 from mailgate.fairness import CommandRate, PerAddress
+from mailgate.smtp import replies
 from mailgate.smtp.replies import (
     BAD_UTF8,
     GREETING_IDENT,
@@ -298,6 +300,17 @@ async def quota_refusal(store: Store, inbox_id: int, metrics: Metrics) -> str | 
         metrics.store_error(exc)
         return TEMPORARY_FAILURE
     return None
+
+
+def session_error(log: logging.Logger, error: Exception) -> str:
+    """A handler's `handle_exception`: the reply, and a log line fitting whose fault it was."""
+    if isinstance(error, TLSSetupException):
+        # The client's TLS handshake failed (aiosmtpd closes the connection): the client's
+        # problem, not a server error worth a traceback in the log.
+        log.info("STARTTLS handshake failed: %s", error.__cause__)
+    else:
+        log.error("SMTP session error", exc_info=error)
+    return replies.TEMPORARY_FAILURE
 
 
 def advertise(session: Any, hostname: str, responses: list[str], *, auth: bool) -> list[str]:

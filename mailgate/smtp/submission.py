@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from mailgate.auth import (
     Authenticator,
@@ -32,7 +32,14 @@ from mailgate.delivery.submission import (
 )
 from mailgate.mime.addresses import InvalidAddress, normalize_address
 from mailgate.smtp import replies
-from mailgate.smtp.server import MailgateSMTP, advertise, quota_refusal, routed, utf8_refusal
+from mailgate.smtp.server import (
+    MailgateSMTP,
+    advertise,
+    quota_refusal,
+    routed,
+    session_error,
+    utf8_refusal,
+)
 from mailgate.store.errors import LimitExceeded, OverQuota, Unavailable
 from mailgate.telemetry import SOURCE_SUBMISSION, Metrics
 
@@ -230,13 +237,7 @@ class SubmissionHandler:
         return f"{replies.ACCEPTED} {accepted.trace_id}"
 
     async def handle_exception(self, error: Exception) -> str:
-        if isinstance(error, TLSSetupException):
-            # The client's TLS handshake failed (aiosmtpd closes the connection): the client's
-            # problem, not a server error worth a traceback in the log.
-            log.info("STARTTLS handshake failed: %s", error.__cause__)
-        else:
-            log.error("SMTP session error", exc_info=error)
-        return replies.TEMPORARY_FAILURE
+        return session_error(log, error)
 
 
 # Each kind of SASL error as SMTP answers it.
