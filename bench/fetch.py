@@ -23,6 +23,8 @@ THUNDERBIRD_SYNC = (
     b"Reply-To)])"
 )
 BODYSTRUCTURE_SYNC = b"UID FETCH 1:* (BODYSTRUCTURE)"
+# Whole messages, as a client downloading a folder for offline use does.
+BODY_DOWNLOAD = b"UID FETCH 1:* (BODY.PEEK[])"
 
 
 def append_archive(
@@ -55,6 +57,7 @@ FETCH_VARIANTS = (
     ("ENVELOPE sync", ENVELOPE_SYNC, True),  # (label, command, judged against the budget)
     ("Thunderbird HEADER.FIELDS", THUNDERBIRD_SYNC, False),
     ("BODYSTRUCTURE", BODYSTRUCTURE_SYNC, False),
+    ("BODY.PEEK[]", BODY_DOWNLOAD, False),
 )
 
 
@@ -103,8 +106,8 @@ def bench_fetch(server: Target, owner: Account, count: int, runs: int, summary: 
             section.add(
                 f"{label} min / p50 / p95 / max",
                 f"{ms(min(times))} / {ms(p50)} / {ms(percentile(times, 95))} / {ms(max(times))}",
-                f"ms  (first {ms(times[0])} ms; {size / 1024:.0f} KiB; "
-                f"server CPU {cpu / runs * 1000:.1f} ms/run)",
+                f"ms  (first {ms(times[0])} ms; {size / 1024:.0f} KiB, "
+                f"{size / p50 / 1e6:.0f} MB/s at p50; server CPU {cpu / runs * 1000:.1f} ms/run)",
             )
             budget = ""
             if budgeted:

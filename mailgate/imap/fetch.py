@@ -33,7 +33,7 @@ from mailgate.store.records import SEEN, FetchRow
 
 Renderer = Callable[[FetchRow], bytes]
 # Messages per store round trip when their bytes are needed (bounded memory per session)...
-DATA_BATCH = 64
+DATA_BATCH = 256
 # ...and at most this many bytes of them, so that FETCH 1:* BODY[] over large messages holds a
 # few MiB at a time rather than DATA_BATCH times the largest message.
 DATA_BUDGET = 4 * 1024 * 1024
@@ -216,12 +216,12 @@ async def data_batches(
     for batch in batches(selected, ranges, META_BATCH):
         run: list[int] = []
         total = 0
-        for row in await s.store.fetch(selected.mailbox_id, batch):
-            if run and (total + row.size > DATA_BUDGET or len(run) == DATA_BATCH):
+        for uid, size in await s.store.sizes(selected.mailbox_id, batch):
+            if run and (total + size > DATA_BUDGET or len(run) == DATA_BATCH):
                 out.append([(run[0], run[-1])])
                 run, total = [], 0
-            run.append(row.uid)
-            total += row.size
+            run.append(uid)
+            total += size
         if run:
             # Each batch above is one range of one request, so a run is one range too.
             out.append([(run[0], run[-1])])

@@ -193,6 +193,23 @@ class Entries(StoreBase):
 
         return await self.db.run_read(read, snapshot=True)
 
+    async def sizes(self, mailbox_id: int, uids: UidRanges) -> list[tuple[int, int]]:
+        """(UID, size) of the entries in `uids` (inclusive ranges), by UID: what a FETCH of
+        message bytes plans its batches by."""
+        where, post_filter = uid_filter(uids)
+        query = (
+            select(entries.c.uid, messages.c.size)
+            .select_from(entries.join(messages, messages.c.id == entries.c.message_id))
+            .where(entries.c.mailbox_id == mailbox_id, where)
+            .order_by(entries.c.uid)
+        )
+
+        async def read(conn: Conn) -> list[tuple[int, int]]:
+            return [(uid, size) for uid, size in await conn.execute(query)]
+
+        rows = await self.db.run_read(read)
+        return rows if post_filter is None else [row for row in rows if post_filter(row[0])]
+
     async def fetch(
         self,
         mailbox_id: int,
