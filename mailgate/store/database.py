@@ -248,7 +248,10 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_timeout=pool_timeout,
-                pool_pre_ping=True,
+                # No ping at checkout (a round trip before every transaction): a connection
+                # found dead, say after PostgreSQL restarted, fails before anything was
+                # committed, SQLAlchemy then drops every older pooled connection, and the
+                # transaction runs again once on a fresh one (run_read, _write_once).
                 connect_args={
                     # A database that stops answering (a partition, not a clean restart)
                     # must turn into "try again later", not a hung session.
@@ -262,6 +265,10 @@ class Database:
                     },
                 },
             )
+            # A read that needs no snapshot runs without BEGIN and COMMIT (two round trips of
+            # its three): under READ COMMITTED each statement sees what had committed when it
+            # began either way.
+            self._autocommit = self.reader.execution_options(isolation_level="AUTOCOMMIT")
             self._sqlite_writer = None
             self._writer_thread = None
             self._sqlite_reads = None
@@ -300,9 +307,12 @@ class Database:
                 finally:
                     transaction.finish()
                 return
+            if not snapshot:
+                async with self._autocommit.connect() as conn:
+                    yield conn
+                return
             async with self.reader.connect() as conn:
-                if snapshot:
-                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                await conn.execution_options(isolation_level="REPEATABLE READ")
                 async with conn.begin():
                     yield conn
 
@@ -312,6 +322,13 @@ class Database:
         session's catch-up, FETCH, SELECT, LOGIN) go this way."""
         reads = self._sqlite_reads
         if reads is None:
+            try:
+                async with self.read(snapshot=snapshot) as conn:
+                    return await work(conn)
+            except Unavailable as exc:
+                if not _stale(exc):
+                    raise
+            # A connection that died in the pool (see pool_pre_ping above): once more.
             async with self.read(snapshot=snapshot) as conn:
                 return await work(conn)
         loop = asyncio.get_running_loop()
@@ -366,6 +383,10 @@ class Database:
                         raise Conflict("too many concurrent changes, try again") from exc
                     raise _store_error(exc) from exc
                 await asyncio.sleep(random.uniform(0.001, 0.005) * (2**attempt))
+            except _LostBeforeCommit as exc:
+                # Nothing was committed: run it again on a fresh connection, once.
+                if attempt > 0:
+                    raise Unavailable(_describe(exc.__cause__ or exc)) from exc
             except (PoolTimeout, OSError) as exc:
                 raise Unavailable(_describe(exc)) from exc
             except OverflowError as exc:  # SQLite: an integer beyond 64 bits
@@ -377,7 +398,12 @@ class Database:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer_thread, self._write_in_thread, work)
         async with self.writer.begin() as conn:
-            return await work(conn)
+            try:
+                return await work(conn)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise _LostBeforeCommit from exc
+                raise
 
     def _write_in_thread(self, work: Work[T]) -> T:
         assert self._sqlite_writer is not None
@@ -413,6 +439,17 @@ class Database:
         finally:
             if engine is not self.writer:
                 await engine.dispose()
+
+
+class _LostBeforeCommit(Exception):
+    """A write's connection was found dead before its COMMIT was sent: nothing committed."""
+
+
+def _stale(exc: Unavailable) -> bool:
+    """A read failed because its pooled connection had died (not because the database is
+    down: connecting again would fail with OSError, not this)."""
+    cause = exc.__cause__
+    return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
 
 @contextlib.contextmanager

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+from sqlalchemy import text
+
 from mailgate.store.api import Store
 from mailgate.store.records import Mailbox
 from tests.store.conftest import message, run
@@ -68,3 +71,38 @@ def test_cancelled_readers_give_their_connections_back(
     for _ in range(3 * POOL):
         assert [e.uid for e in run(store.changes_since(mailbox.id, 0), timeout=10).changed] == [1]
         assert run(store.subscriptions(mailbox.inbox_id), timeout=10) == subscribed
+
+
+def test_connections_killed_in_the_pool_cost_no_error(
+    backend: str, open_store: Callable[..., Store], mailbox: Mailbox
+) -> None:
+    """PostgreSQL restarted, or a proxy cut: every pooled connection is dead, and nothing checks
+    them before use. The first read and the first write find that out before anything was
+    committed and run again on fresh connections: the caller sees neither."""
+    if backend != "postgres":
+        pytest.skip("SQLite's connections are files of the process")
+    store = open_store(pool_size=POOL)
+    run(store.append(mailbox.id, message(1)))
+
+    async def warm() -> None:  # both pooled connections in use once
+        await asyncio.gather(*(store.fetch(mailbox.id, [(1, 1)]) for _ in range(POOL)))
+
+    run(warm())
+
+    async def kill() -> int:
+        async with store.db.reader.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            killed = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return int(killed)
+
+    assert run(kill()) >= 1
+    assert [r.uid for r in run(store.fetch(mailbox.id, [(1, 1)]))] == [1]
+    run(kill())
+    placed = run(store.append(mailbox.id, message(2)))
+    assert placed.uid == 2
+    assert [r.uid for r in run(store.fetch(mailbox.id, [(1, 2)]))] == [1, 2]
