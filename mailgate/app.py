@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,15 @@ DRAIN_SECONDS = 10.0
 # at every command, and is logged out after [imap] autologout); one that did is still told.
 EXPUNGE_HISTORY = 86400
 PRUNE_INTERVAL = 3600.0
+# Each listener: its name, and the setting that gives its port.
+LISTENER_PORTS = {
+    "imap": ("imap", "port"),
+    "imaps": ("imap", "tls_port"),
+    "submission": ("smtp", "submission_port"),
+    "submissions": ("smtp", "tls_port"),
+    "mx": ("smtp", "mx_port"),
+    "api": ("api", "port"),
+}
 
 
 def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
@@ -90,6 +101,38 @@ class Listener:
     url: str = ""  # what clients are given (the API's base URL)
 
 
+def describe(settings: Settings, name: str, port: int) -> Listener:
+    """The listener `name` as `serve` shows it, on `port`."""
+    bind = settings.server.bind
+    if name == "api":
+        tls = settings.api.tls
+        url = f"{'https' if tls else 'http'}://{settings.server.hostname}:{port}"
+        return Listener(name, bind, port, "TLS" if tls else "none", url)
+    return Listener(name, bind, port, "TLS" if name in ("imaps", "submissions") else "STARTTLS")
+
+
+def bind(settings: Settings) -> dict[str, socket.socket]:
+    """Every listening socket, by listener name, bound once for worker processes to share
+    (`App.sockets`); a port that cannot be had is a ConfigError naming its setting."""
+    host = settings.server.bind
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for name, (section, key) in LISTENER_PORTS.items():
+            requested = getattr(getattr(settings, section), key)
+            try:
+                sockets[name] = socket.create_server((host, requested), family=family, backlog=128)
+            except OSError as exc:
+                raise ConfigError(
+                    f"[{section}] {key}: cannot listen on {host}:{requested}: {_why(exc)}"
+                ) from None
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        raise
+    return sockets
+
+
 @dataclass
 class App:
     """One mailgate node. `start` opens everything, `stop` closes it without losing a message."""
@@ -115,6 +158,13 @@ class App:
     _tls_watch: asyncio.Task[None] | None = None
     # This node's own metrics (GET /metrics), apart from any other node's in the process.
     metrics: Metrics = field(default_factory=Metrics)
+    # A worker process of `serve` ([server] workers): its number, the listening sockets its
+    # parent bound (`bind`), its socket to the parent (store/channel.py), and what to do when
+    # the parent is gone. Worker 0 alone runs the jobs that must run once (pruning).
+    worker: int | None = None
+    sockets: dict[str, socket.socket] = field(default_factory=dict)
+    relay: socket.socket | None = None
+    on_orphaned: Callable[[], None] | None = None
 
     def port(self, name: str) -> int:
         return next(listener.port for listener in self.listeners if listener.name == name)
@@ -135,7 +185,7 @@ class App:
             inbox_quota=limits.inbox_quota,
         )
         try:
-            await self.store.listen()
+            await self.store.listen(self.relay, self.on_orphaned)
             await backfill_domains(self.store)
             metrics = self.metrics
             authenticator = Authenticator(self.store, settings.auth, metrics)
@@ -145,7 +195,10 @@ class App:
             )
             self._imap.start()
             resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
-            self.outbound = OutboundWorker(self.store, resolver, settings, self._offload, metrics)
+            node = node_id(settings, self.worker)
+            self.outbound = OutboundWorker(
+                self.store, resolver, settings, self._offload, metrics, node=node
+            )
             router = Router(self.store)
             submission = Submission(
                 self.store,
@@ -171,7 +224,7 @@ class App:
                 self.store, authenticator, settings, submission, resolver, client_ports, metrics
             )
             self.api = ApiServer(services)
-            self.webhooks = WebhookWorker(services, node_id(settings))
+            self.webhooks = WebhookWorker(services, node)
             services.webhooks_changed = self.webhooks.webhooks_changed
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
@@ -180,7 +233,15 @@ class App:
             await self._listen_api(ssl_context)
             self.outbound.start()
             self.webhooks.start()
-            self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
+            if not self.worker:
+                self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
+            if self.worker is not None:
+                # Which worker answered a scrape: each has its own counters.
+                metrics.gauge(
+                    "mailgate_worker",
+                    "The worker process that answered this scrape ([server] workers)",
+                    ["worker", "pid"],
+                ).labels(str(self.worker), str(os.getpid())).set(1)
             self._tls_watch = asyncio.create_task(tls.watch(), name="mailgate-tls-watch")
         except BaseException:
             await self.stop()
@@ -192,13 +253,13 @@ class App:
     async def _listen_imap(self, tls_factory: Any) -> None:
         from twisted.internet import reactor
         from twisted.internet.error import CannotListenError
+        from twisted.protocols.tls import TLSMemoryBIOFactory
 
         assert self._imap is not None
         bind = self.settings.server.bind
         for name, key, implicit in (("imap", "port", False), ("imaps", "tls_port", True)):
             factory = IMAPFactory(self._imap, implicit_tls=implicit)
             requested = getattr(self.settings.imap, key)
-            security = "TLS" if implicit else "STARTTLS"
             if self.settings.server.proxy_networks:
 
                 async def handoff(
@@ -206,8 +267,19 @@ class App:
                 ) -> None:
                     adopt(sock, client, factory, tls_factory if tls else None)
 
-                port_number = self._listen_proxied(f"[imap] {key}", requested, handoff)
-                self.listeners.append(Listener(name, bind, port_number, security))
+                port_number = self._listen_proxied(name, f"[imap] {key}", requested, handoff)
+                self.listeners.append(describe(self.settings, name, port_number))
+                continue
+            if name in self.sockets:
+                inherited = self.sockets[name]
+                inner: Any = factory
+                if implicit:
+                    inner = TLSMemoryBIOFactory(tls_factory, False, factory)  # type: ignore[arg-type]
+                # Twisted listens on a duplicate of the descriptor.
+                port = reactor.adoptStreamPort(inherited.fileno(), inherited.family, inner)
+                inherited.close()
+                self._imap_ports.append(port)
+                self.listeners.append(describe(self.settings, name, port.getHost().port))
                 continue
             try:
                 if implicit:
@@ -219,7 +291,7 @@ class App:
                     f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"
                 ) from None
             self._imap_ports.append(port)
-            self.listeners.append(Listener(name, bind, port.getHost().port, security))
+            self.listeners.append(describe(self.settings, name, port.getHost().port))
 
     async def _listen_smtp(self, client_context: Any, mx_context: Any) -> None:
         """Submission on 465/587 with the client ports' TLS; the MX with its broader one."""
@@ -231,7 +303,6 @@ class App:
             ("mx", "mx_port", False),
         ):
             requested = getattr(self.settings.smtp, key)
-            security = "TLS" if implicit else "STARTTLS"
             ssl_context = mx_context if name == "mx" else client_context
             if self.settings.server.proxy_networks:
 
@@ -250,8 +321,8 @@ class App:
                         ssl=ssl_context if implicit else None,
                     )
 
-                port = self._listen_proxied(f"[smtp] {key}", requested, handoff)
-                self.listeners.append(Listener(name, bind, port, security))
+                port = self._listen_proxied(name, f"[smtp] {key}", requested, handoff)
+                self.listeners.append(describe(self.settings, name, port))
                 continue
 
             def protocol(
@@ -259,17 +330,19 @@ class App:
             ) -> MailgateSMTP:
                 return self._smtp_session(ssl_context, implicit=implicit, mx=mx)
 
+            tls = ssl_context if implicit else None
             try:
-                server = await loop.create_server(
-                    protocol, bind, requested, ssl=ssl_context if implicit else None
-                )
+                if name in self.sockets:
+                    server = await loop.create_server(protocol, sock=self.sockets[name], ssl=tls)
+                else:
+                    server = await loop.create_server(protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
                     f"[smtp] {key}: cannot listen on {bind}:{requested}: {_why(exc)}"
                 ) from None
             self._smtp_servers.append(server)
             port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(name, bind, port, security))
+            self.listeners.append(describe(self.settings, name, port))
 
     async def _listen_api(self, ssl_context: Any) -> None:
         assert self.api is not None
@@ -283,23 +356,31 @@ class App:
             async def handoff(sock: Any, client: Address) -> None:
                 await loop.connect_accepted_socket(lambda: api.protocol(client), sock, ssl=tls)
 
-            port = self._listen_proxied("[api] port", requested, handoff)
+            port = self._listen_proxied("api", "[api] port", requested, handoff)
         else:
             try:
-                server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
+                if inherited := self.sockets.get("api"):
+                    server = await loop.create_server(api.protocol, sock=inherited, ssl=tls)
+                else:
+                    server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
                     f"[api] port: cannot listen on {bind}:{requested}: {_why(exc)}"
                 ) from None
             self._api_server = server
             port = server.sockets[0].getsockname()[1]
-        url = f"{'https' if tls else 'http'}://{self.settings.server.hostname}:{port}"
-        self.listeners.append(Listener("api", bind, port, "TLS" if tls else "none", url))
+        self.listeners.append(describe(self.settings, "api", port))
 
-    def _listen_proxied(self, setting: str, requested: int, handoff: Any) -> int:
+    def _listen_proxied(self, name: str, setting: str, requested: int, handoff: Any) -> int:
         """A listener for connections that a PROXY-protocol balancer forwards; its port."""
         bind = self.settings.server.bind
         nets = proxy_networks(self.settings.server.proxy_networks)
+        if name in self.sockets:
+            inherited = self.sockets[name]
+            inherited.setblocking(False)
+            listener = ProxyListener(inherited, nets, handoff)
+            self._proxy_listeners.append(listener)
+            return listener.port
         try:
             listener = proxy_listen(bind, requested, nets, handoff)
         except OSError as exc:
