@@ -34,6 +34,7 @@ from mailgate.http.hooks import WebhookWorker
 from mailgate.http.mcp import offered as offered_tools
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
+from mailgate.listeners import Listener, describe, why
 from mailgate.provision import backfill_domains
 from mailgate.proxy import Address, ProxyListener
 from mailgate.proxy import listen as proxy_listen
@@ -65,15 +66,6 @@ DRAIN_SECONDS = 10.0
 # at every command, and is logged out after [imap] autologout); one that did is still told.
 EXPUNGE_HISTORY = 86400
 PRUNE_INTERVAL = 3600.0
-# Each listener: its name, and the setting that gives its port.
-LISTENER_PORTS = {
-    "imap": ("imap", "port"),
-    "imaps": ("imap", "tls_port"),
-    "submission": ("smtp", "submission_port"),
-    "submissions": ("smtp", "tls_port"),
-    "mx": ("smtp", "mx_port"),
-    "api": ("api", "port"),
-}
 
 
 def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
@@ -90,47 +82,6 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
     from twisted.internet import reactor
 
     reactor.startRunning(installSignalHandlers=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    name: str  # imap, imaps, submission, submissions, mx, api
-    host: str
-    port: int
-    security: str  # "TLS", "STARTTLS", or "none" (plain HTTP)
-    url: str = ""  # what clients are given (the API's base URL)
-
-
-def describe(settings: Settings, name: str, port: int) -> Listener:
-    """The listener `name` as `serve` shows it, on `port`."""
-    bind = settings.server.bind
-    if name == "api":
-        tls = settings.api.tls
-        url = f"{'https' if tls else 'http'}://{settings.server.hostname}:{port}"
-        return Listener(name, bind, port, "TLS" if tls else "none", url)
-    return Listener(name, bind, port, "TLS" if name in ("imaps", "submissions") else "STARTTLS")
-
-
-def bind(settings: Settings) -> dict[str, socket.socket]:
-    """Every listening socket, by listener name, bound once for worker processes to share
-    (`App.sockets`); a port that cannot be had is a ConfigError naming its setting."""
-    host = settings.server.bind
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sockets: dict[str, socket.socket] = {}
-    try:
-        for name, (section, key) in LISTENER_PORTS.items():
-            requested = getattr(getattr(settings, section), key)
-            try:
-                sockets[name] = socket.create_server((host, requested), family=family, backlog=128)
-            except OSError as exc:
-                raise ConfigError(
-                    f"[{section}] {key}: cannot listen on {host}:{requested}: {_why(exc)}"
-                ) from None
-    except BaseException:
-        for sock in sockets.values():
-            sock.close()
-        raise
-    return sockets
 
 
 @dataclass
@@ -177,6 +128,7 @@ class App:
         self.certificate = ensure_certificate(settings)
         tls = TLSContexts(settings, self.certificate)
         tls.on_reload = self._certificate_reloaded
+        tls.renews = not self.worker
         ssl_context, mx_ssl_context, tls_factory = tls.client, tls.mx, tls.factory
         self.store = await Store.open(
             settings.database_url,
@@ -275,7 +227,9 @@ class App:
                 inner: Any = factory
                 if implicit:
                     inner = TLSMemoryBIOFactory(tls_factory, False, factory)  # type: ignore[arg-type]
-                # Twisted listens on a duplicate of the descriptor.
+                # Twisted listens on a duplicate of the descriptor, which must not block: the
+                # other workers accept on it too, and may take a connection first.
+                inherited.setblocking(False)
                 port = reactor.adoptStreamPort(inherited.fileno(), inherited.family, inner)
                 inherited.close()
                 self._imap_ports.append(port)
@@ -288,7 +242,7 @@ class App:
                     port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[arg-type]
             except CannotListenError as exc:
                 raise ConfigError(
-                    f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"
+                    f"[imap] {key}: cannot listen on {bind}:{requested}: {why(exc.socketError)}"
                 ) from None
             self._imap_ports.append(port)
             self.listeners.append(describe(self.settings, name, port.getHost().port))
@@ -338,7 +292,7 @@ class App:
                     server = await loop.create_server(protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
-                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {_why(exc)}"
+                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {why(exc)}"
                 ) from None
             self._smtp_servers.append(server)
             port = server.sockets[0].getsockname()[1]
@@ -365,7 +319,7 @@ class App:
                     server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
-                    f"[api] port: cannot listen on {bind}:{requested}: {_why(exc)}"
+                    f"[api] port: cannot listen on {bind}:{requested}: {why(exc)}"
                 ) from None
             self._api_server = server
             port = server.sockets[0].getsockname()[1]
@@ -385,7 +339,7 @@ class App:
             listener = proxy_listen(bind, requested, nets, handoff)
         except OSError as exc:
             raise ConfigError(
-                f"{setting}: cannot listen on {bind}:{requested}: {_why(exc)}"
+                f"{setting}: cannot listen on {bind}:{requested}: {why(exc)}"
             ) from None
         self._proxy_listeners.append(listener)
         return listener.port
@@ -525,12 +479,6 @@ class App:
         if self.store is not None:
             await self.store.close()
             self.store = None
-
-
-def _why(error: BaseException) -> str:
-    """'Address already in use', not the libraries' longer wrappings of it."""
-    number = getattr(error, "errno", None)
-    return os.strerror(number) if number else str(error)
 
 
 async def _deferred(value: Any) -> None:

@@ -29,8 +29,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mailgate.app import Listener, bind, describe
 from mailgate.config import Settings
+from mailgate.listeners import Listener, bind, describe
 from mailgate.store.api import Store
 from mailgate.store.channel import MAX_LINE
 from mailgate.tls import Certificate, ensure_certificate

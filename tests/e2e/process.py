@@ -204,7 +204,11 @@ class Serve:
         self.child: int | None = None  # forking: the server running now
         self._as_json = as_json
         if not forking:
-            self._wait_ready(timeout)
+            try:
+                self._wait_ready(timeout)
+            except BaseException:
+                self.kill()  # a server that was slow to start must not outlive the test
+                raise
 
     @property
     def log(self) -> str:
