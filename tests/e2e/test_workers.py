@@ -220,12 +220,14 @@ def test_a_killed_worker_is_started_again_and_serves(start: Any) -> None:
     )
     assert not alive(first)
     (replacement,) = fresh
-    # It serves: a scrape reaches it, and logins keep working meanwhile and after.
+    # It serves (a start takes long on a loaded machine): the parent says so, a scrape reaches
+    # it, and logins keep working.
     eventually(
-        lambda: replacement in {pid for pid, _ in per_worker(serve).values()} or None,
-        60,
-        "the new worker answering",
+        lambda: f"worker 0 (pid {replacement}) is serving" in serve.log or None,
+        180,
+        "the new worker serving",
     )
+    assert replacement in {pid for pid, _ in per_worker(serve).values()}
     for _ in range(6):
         imap_session(serve, alice).close()
     assert f"worker 0 (pid {first}) ended (killed by SIGKILL)" in serve.log
