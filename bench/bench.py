@@ -63,6 +63,8 @@ server itself (port 0, read back from its "listening" lines). Inboxes are create
 - fuzz (only when --only names it): --fuzz-inputs mutated commands, messages and PROXY headers
   (1,000,000) through the IMAP parser, MIME parsing and the PROXY parser in this process, and a
   share of them over TLS to the server's IMAP and SMTP; crashes, hangs, inputs/s, memory.
+- workers (only when --only names it): servers of their own with [server] workers = 1, then 2;
+  SMTP submission msgs/s (--messages over --clients) and an IMAP loop's loops/s for each.
 
 With --nodes N (N >= 2, PostgreSQL only) N servers share one fresh database, each with its own
 data directory and ports; the throughput clients are spread over them round-robin, and the other
@@ -126,6 +128,7 @@ import stall
 import stress
 import throughput
 import webhooks
+import workers
 import ws_memory
 from common import DOMAIN, HOST, BenchError
 from phase import Bench, Counts, Phase
@@ -163,6 +166,7 @@ PHASES: tuple[Phase, ...] = (
     crash.PHASE,
     stress.PHASE,
     fuzz.PHASE,
+    workers.PHASE,
     memory.PHASE,
     fanout.PHASE,
     compress_memory.PHASE,

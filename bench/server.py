@@ -166,7 +166,13 @@ class Postgres:
 
 def write_config(path: Path, data_dir: Path, database_url: str, extra: dict[str, Any]) -> None:
     settings: dict[str, dict[str, Any]] = {
-        "server": {"hostname": SERVER_HOSTNAME, "bind": HOST, "data_dir": str(data_dir)},
+        # One process unless a phase is about workers (bench/workers.py).
+        "server": {
+            "hostname": SERVER_HOSTNAME,
+            "bind": HOST,
+            "data_dir": str(data_dir),
+            "workers": 1,
+        },
         "database": {"url": database_url},
         "imap": {"port": 0, "tls_port": 0},
         "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},

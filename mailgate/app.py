@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from mailgate.http.hooks import WebhookWorker
 from mailgate.http.mcp import offered as offered_tools
 from mailgate.http.server import ApiServer
 from mailgate.imap.server import IMAPFactory, ServerContext, adopt, load_commands
+from mailgate.listeners import Listener, describe, why
 from mailgate.provision import backfill_domains
 from mailgate.proxy import Address, ProxyListener
 from mailgate.proxy import listen as proxy_listen
@@ -81,15 +84,6 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> None:
     reactor.startRunning(installSignalHandlers=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
-    name: str  # imap, imaps, submission, submissions, mx, api
-    host: str
-    port: int
-    security: str  # "TLS", "STARTTLS", or "none" (plain HTTP)
-    url: str = ""  # what clients are given (the API's base URL)
-
-
 @dataclass
 class App:
     """One mailgate node. `start` opens everything, `stop` closes it without losing a message."""
@@ -115,6 +109,13 @@ class App:
     _tls_watch: asyncio.Task[None] | None = None
     # This node's own metrics (GET /metrics), apart from any other node's in the process.
     metrics: Metrics = field(default_factory=Metrics)
+    # A worker process of `serve` ([server] workers): its number, the listening sockets its
+    # parent bound (`bind`), its socket to the parent (store/channel.py), and what to do when
+    # the parent is gone. Worker 0 alone runs the jobs that must run once (pruning).
+    worker: int | None = None
+    sockets: dict[str, socket.socket] = field(default_factory=dict)
+    relay: socket.socket | None = None
+    on_orphaned: Callable[[], None] | None = None
 
     def port(self, name: str) -> int:
         return next(listener.port for listener in self.listeners if listener.name == name)
@@ -127,6 +128,7 @@ class App:
         self.certificate = ensure_certificate(settings)
         tls = TLSContexts(settings, self.certificate)
         tls.on_reload = self._certificate_reloaded
+        tls.renews = not self.worker
         ssl_context, mx_ssl_context, tls_factory = tls.client, tls.mx, tls.factory
         self.store = await Store.open(
             settings.database_url,
@@ -135,7 +137,7 @@ class App:
             inbox_quota=limits.inbox_quota,
         )
         try:
-            await self.store.listen()
+            await self.store.listen(self.relay, self.on_orphaned)
             await backfill_domains(self.store)
             metrics = self.metrics
             authenticator = Authenticator(self.store, settings.auth, metrics)
@@ -145,7 +147,10 @@ class App:
             )
             self._imap.start()
             resolver = Resolver(settings.dns.nameservers, settings.dns.timeout)
-            self.outbound = OutboundWorker(self.store, resolver, settings, self._offload, metrics)
+            node = node_id(settings, self.worker)
+            self.outbound = OutboundWorker(
+                self.store, resolver, settings, self._offload, metrics, node=node
+            )
             router = Router(self.store)
             submission = Submission(
                 self.store,
@@ -171,7 +176,7 @@ class App:
                 self.store, authenticator, settings, submission, resolver, client_ports, metrics
             )
             self.api = ApiServer(services)
-            self.webhooks = WebhookWorker(services, node_id(settings))
+            self.webhooks = WebhookWorker(services, node)
             services.webhooks_changed = self.webhooks.webhooks_changed
             self._count_sessions()
             metrics.on_scrape(self._queue_metrics)
@@ -180,7 +185,15 @@ class App:
             await self._listen_api(ssl_context)
             self.outbound.start()
             self.webhooks.start()
-            self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
+            if not self.worker:
+                self._pruning = asyncio.create_task(self._prune(), name="mailgate-prune")
+            if self.worker is not None:
+                # Which worker answered a scrape: each has its own counters.
+                metrics.gauge(
+                    "mailgate_worker",
+                    "The worker process that answered this scrape ([server] workers)",
+                    ["worker", "pid"],
+                ).labels(str(self.worker), str(os.getpid())).set(1)
             self._tls_watch = asyncio.create_task(tls.watch(), name="mailgate-tls-watch")
         except BaseException:
             await self.stop()
@@ -192,13 +205,13 @@ class App:
     async def _listen_imap(self, tls_factory: Any) -> None:
         from twisted.internet import reactor
         from twisted.internet.error import CannotListenError
+        from twisted.protocols.tls import TLSMemoryBIOFactory
 
         assert self._imap is not None
         bind = self.settings.server.bind
         for name, key, implicit in (("imap", "port", False), ("imaps", "tls_port", True)):
             factory = IMAPFactory(self._imap, implicit_tls=implicit)
             requested = getattr(self.settings.imap, key)
-            security = "TLS" if implicit else "STARTTLS"
             if self.settings.server.proxy_networks:
 
                 async def handoff(
@@ -206,8 +219,21 @@ class App:
                 ) -> None:
                     adopt(sock, client, factory, tls_factory if tls else None)
 
-                port_number = self._listen_proxied(f"[imap] {key}", requested, handoff)
-                self.listeners.append(Listener(name, bind, port_number, security))
+                port_number = self._listen_proxied(name, f"[imap] {key}", requested, handoff)
+                self.listeners.append(describe(self.settings, name, port_number))
+                continue
+            if name in self.sockets:
+                inherited = self.sockets[name]
+                inner: Any = factory
+                if implicit:
+                    inner = TLSMemoryBIOFactory(tls_factory, False, factory)  # type: ignore[arg-type]
+                # Twisted listens on a duplicate of the descriptor, which must not block: the
+                # other workers accept on it too, and may take a connection first.
+                inherited.setblocking(False)
+                port = reactor.adoptStreamPort(inherited.fileno(), inherited.family, inner)
+                inherited.close()
+                self._imap_ports.append(port)
+                self.listeners.append(describe(self.settings, name, port.getHost().port))
                 continue
             try:
                 if implicit:
@@ -216,10 +242,10 @@ class App:
                     port = reactor.listenTCP(requested, factory, interface=bind)  # type: ignore[arg-type]
             except CannotListenError as exc:
                 raise ConfigError(
-                    f"[imap] {key}: cannot listen on {bind}:{requested}: {_why(exc.socketError)}"
+                    f"[imap] {key}: cannot listen on {bind}:{requested}: {why(exc.socketError)}"
                 ) from None
             self._imap_ports.append(port)
-            self.listeners.append(Listener(name, bind, port.getHost().port, security))
+            self.listeners.append(describe(self.settings, name, port.getHost().port))
 
     async def _listen_smtp(self, client_context: Any, mx_context: Any) -> None:
         """Submission on 465/587 with the client ports' TLS; the MX with its broader one."""
@@ -231,7 +257,6 @@ class App:
             ("mx", "mx_port", False),
         ):
             requested = getattr(self.settings.smtp, key)
-            security = "TLS" if implicit else "STARTTLS"
             ssl_context = mx_context if name == "mx" else client_context
             if self.settings.server.proxy_networks:
 
@@ -250,8 +275,8 @@ class App:
                         ssl=ssl_context if implicit else None,
                     )
 
-                port = self._listen_proxied(f"[smtp] {key}", requested, handoff)
-                self.listeners.append(Listener(name, bind, port, security))
+                port = self._listen_proxied(name, f"[smtp] {key}", requested, handoff)
+                self.listeners.append(describe(self.settings, name, port))
                 continue
 
             def protocol(
@@ -259,17 +284,19 @@ class App:
             ) -> MailgateSMTP:
                 return self._smtp_session(ssl_context, implicit=implicit, mx=mx)
 
+            tls = ssl_context if implicit else None
             try:
-                server = await loop.create_server(
-                    protocol, bind, requested, ssl=ssl_context if implicit else None
-                )
+                if name in self.sockets:
+                    server = await loop.create_server(protocol, sock=self.sockets[name], ssl=tls)
+                else:
+                    server = await loop.create_server(protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
-                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {_why(exc)}"
+                    f"[smtp] {key}: cannot listen on {bind}:{requested}: {why(exc)}"
                 ) from None
             self._smtp_servers.append(server)
             port = server.sockets[0].getsockname()[1]
-            self.listeners.append(Listener(name, bind, port, security))
+            self.listeners.append(describe(self.settings, name, port))
 
     async def _listen_api(self, ssl_context: Any) -> None:
         assert self.api is not None
@@ -283,28 +310,36 @@ class App:
             async def handoff(sock: Any, client: Address) -> None:
                 await loop.connect_accepted_socket(lambda: api.protocol(client), sock, ssl=tls)
 
-            port = self._listen_proxied("[api] port", requested, handoff)
+            port = self._listen_proxied("api", "[api] port", requested, handoff)
         else:
             try:
-                server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
+                if inherited := self.sockets.get("api"):
+                    server = await loop.create_server(api.protocol, sock=inherited, ssl=tls)
+                else:
+                    server = await loop.create_server(api.protocol, bind, requested, ssl=tls)
             except OSError as exc:
                 raise ConfigError(
-                    f"[api] port: cannot listen on {bind}:{requested}: {_why(exc)}"
+                    f"[api] port: cannot listen on {bind}:{requested}: {why(exc)}"
                 ) from None
             self._api_server = server
             port = server.sockets[0].getsockname()[1]
-        url = f"{'https' if tls else 'http'}://{self.settings.server.hostname}:{port}"
-        self.listeners.append(Listener("api", bind, port, "TLS" if tls else "none", url))
+        self.listeners.append(describe(self.settings, "api", port))
 
-    def _listen_proxied(self, setting: str, requested: int, handoff: Any) -> int:
+    def _listen_proxied(self, name: str, setting: str, requested: int, handoff: Any) -> int:
         """A listener for connections that a PROXY-protocol balancer forwards; its port."""
         bind = self.settings.server.bind
         nets = proxy_networks(self.settings.server.proxy_networks)
+        if name in self.sockets:
+            inherited = self.sockets[name]
+            inherited.setblocking(False)
+            listener = ProxyListener(inherited, nets, handoff)
+            self._proxy_listeners.append(listener)
+            return listener.port
         try:
             listener = proxy_listen(bind, requested, nets, handoff)
         except OSError as exc:
             raise ConfigError(
-                f"{setting}: cannot listen on {bind}:{requested}: {_why(exc)}"
+                f"{setting}: cannot listen on {bind}:{requested}: {why(exc)}"
             ) from None
         self._proxy_listeners.append(listener)
         return listener.port
@@ -444,12 +479,6 @@ class App:
         if self.store is not None:
             await self.store.close()
             self.store = None
-
-
-def _why(error: BaseException) -> str:
-    """'Address already in use', not the libraries' longer wrappings of it."""
-    number = getattr(error, "errno", None)
-    return os.strerror(number) if number else str(error)
 
 
 async def _deferred(value: Any) -> None:

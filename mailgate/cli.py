@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -78,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the IMAP, SMTP and HTTP API server")
+    # Given by a supervising `serve` to the worker processes it starts ([server] workers).
+    serve.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     mcp = sub.add_parser(
@@ -287,6 +290,13 @@ def _key_dict(key: Any) -> dict[str, Any]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from mailgate.workers import worker_count
+
+    if args.worker:
+        return _serve_worker(json.loads(args.worker), settings)
+    count = worker_count(settings)
+    if count > 1:
+        return _serve_workers(args, settings, count)
     from mailgate.app import App, install_reactor
     from mailgate.store.errors import Unavailable
 
@@ -320,7 +330,79 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _announce(app: Any) -> None:
+def _serve_workers(args: argparse.Namespace, settings: Settings, count: int) -> int:
+    """The parent of `count` worker processes (mailgate/workers.py): it prints what `serve`
+    prints, and its exit code is the one a single process would have."""
+    from mailgate.store.errors import Unavailable
+    from mailgate.workers import Supervisor, WorkerFailed
+
+    _configure_logging()
+    command = [sys.executable, "-m", "mailgate", "serve"]
+    if args.config:
+        command += ["--config", args.config]
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        supervisor = Supervisor(settings, count, command)
+        try:
+            serving = await supervisor.start()
+        except Unavailable as exc:
+            raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
+        except WorkerFailed as exc:
+            return exc.code if exc.code > 0 else EXIT_FAILED
+        if args.json:
+            _announce_json(serving, serving.pids)
+        else:
+            _announce(serving, serving.pids)
+        await stopping.wait()
+        print('{"status": "stopping"}' if args.json else "mailgate: stopping", flush=True)
+        await supervisor.stop()
+        print('{"status": "stopped"}' if args.json else "mailgate: stopped", flush=True)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _serve_worker(spec: dict[str, Any], settings: Settings) -> int:
+    """One worker of a supervising `serve`: an App on the sockets it inherited; it prints
+    nothing (its parent does) and tells its parent on `ready` when it serves."""
+    from mailgate.app import App, install_reactor
+    from mailgate.store.errors import Unavailable
+
+    index = int(spec["index"])
+    sockets = {name: socket.socket(fileno=fd) for name, fd in spec["sockets"].items()}
+    relay = socket.socket(fileno=spec["relay"])
+    ready = socket.socket(fileno=spec["ready"])
+    _configure_logging(f"worker {index}")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    install_reactor(loop)
+    stopping = asyncio.Event()
+    app = App(settings, worker=index, sockets=sockets, relay=relay, on_orphaned=stopping.set)
+
+    async def run() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            await app.start()
+        except Unavailable as exc:
+            raise Failed(f"cannot open the database ({_shown(settings)}): {exc}") from None
+        with ready:
+            ready.sendall(b"ready\n")
+        await stopping.wait()
+        await app.stop()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return 0
+
+
+def _announce(app: Any, workers: list[int] | None = None) -> None:
     settings: Settings = app.settings
     cert = app.certificate
     print(f"mailgate {__version__} serving {settings.server.hostname}")
@@ -336,10 +418,13 @@ def _announce(app: Any) -> None:
             print(f"  listening    {listener.name:<12} {where} ({listener.url}, docs at /docs)")
         else:
             print(f"  listening    {listener.name:<12} {where} ({listener.security})")
+    if workers:
+        pids = ", ".join(map(str, workers))
+        print(f"  workers      {len(workers)} processes (pids {pids})")
     print("ready", flush=True)
 
 
-def _announce_json(app: Any) -> None:
+def _announce_json(app: Any, workers: list[int] | None = None) -> None:
     """The same as _announce, as one line of JSON for a supervisor or a script to read."""
     cert = app.certificate
     ready = {
@@ -354,12 +439,16 @@ def _announce_json(app: Any) -> None:
         },
         "listeners": [asdict(listener) for listener in app.listeners],
     }
+    if workers:
+        ready["workers"] = workers
     print(json.dumps(ready), flush=True)
 
 
-def _configure_logging() -> None:
+def _configure_logging(process: str = "") -> None:
+    """`process` names a worker in each of its lines (they share the parent's stderr)."""
+    where = f"[{process}] " if process else ""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s"
     )
     # alembic logs every start at INFO; aiosmtpd logs every command, and on the implicit-TLS
     # port warns that AUTH lacks TLS (it cannot see the TLS it runs in); Twisted logs each

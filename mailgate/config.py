@@ -33,6 +33,16 @@ def _non_negative(v: int | float) -> str | None:
     return None if v >= 0 else "must be 0 or greater"
 
 
+# More processes than this is a typo, not a machine: each holds its own database connections.
+MAX_WORKERS = 256
+
+
+def _workers(v: int) -> str | None:
+    if 0 <= v <= MAX_WORKERS:
+        return None
+    return f"must be a number of processes from 1 to {MAX_WORKERS}, or 0 (one per CPU core)"
+
+
 # The database URLs the store can use: SQLAlchemy's asyncio drivers for SQLite and PostgreSQL.
 DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -76,6 +86,9 @@ class ServerSettings:
     data_dir: str = "data"
     # Load balancers that send the PROXY protocol header; empty: no PROXY protocol.
     proxy_networks: tuple[str, ...] = field(default=(), metadata=_check(_networks))
+    # Processes `mailgate serve` runs, each with its own event loop on the same ports; 0: one
+    # per CPU core, 1: a single process (no supervisor).
+    workers: int = field(default=0, metadata=_check(_workers))
 
 
 @dataclass(frozen=True)

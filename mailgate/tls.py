@@ -343,6 +343,10 @@ class TLSContexts:
         self.mx.sni_callback = self._switch(lambda c: c.mx)
         self.factory = _CurrentContext(self)
         self.on_reload: Callable[[Certificate], None] | None = None
+        # Whether this process renews the generated certificate: of several worker processes
+        # one does (two writing the pair at once could leave one's key with the other's
+        # certificate); the others load the new pair when its files change.
+        self.renews = True
 
     @property
     def certificate(self) -> Certificate:
@@ -385,7 +389,7 @@ class TLSContexts:
 
     def _load_if_changed(self) -> _Contexts | None:
         cert = self._current.certificate
-        if not self.settings.tls.cert:
+        if not self.settings.tls.cert and self.renews:
             try:
                 cert = ensure_certificate(self.settings)  # renews it when it runs out
             except ConfigError as exc:

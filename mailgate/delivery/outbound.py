@@ -109,6 +109,8 @@ class OutboundWorker:
         settings: Settings,
         offload: Offload,
         metrics: Metrics | None = None,
+        *,
+        node: str | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
@@ -117,7 +119,7 @@ class OutboundWorker:
         self.offload = offload
         self.lease = settings.outbound.lease
         self.timeout = settings.outbound.timeout
-        self.node = node_id(settings)
+        self.node = node or node_id(settings)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.outbound.concurrency)
@@ -582,13 +584,16 @@ def _tls_options(out: OutboundSettings) -> _TLSOptions:
     return {"start_tls": True, "tls_context": context}
 
 
-def node_id(settings: Settings) -> str:
+def node_id(settings: Settings, worker: int | None = None) -> str:
     """Who claims queue rows: stable across restarts of a node, so that a node starting again
     takes back its own claims at once instead of waiting for their lease; distinct between
-    nodes (host name and data directory; the path hashed, as a long one would not fit)."""
+    nodes (host name and data directory; the path hashed, as a long one would not fit), and
+    between the worker processes of one node ([server] workers), which would otherwise take
+    back each other's claims as they start."""
     path = str(Path(settings.server.data_dir).resolve())
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
-    return f"{socket.gethostname()[:50]}:{digest}"
+    node = f"{socket.gethostname()[:50]}:{digest}"
+    return node if worker is None else f"{node}/{worker}"
 
 
 def fold_long_lines(raw: bytes, limit: int = 998) -> bytes:

@@ -18,10 +18,12 @@ never collected while another transaction is adding a reference to it.
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 
 from sqlalchemy import select
 
-from mailgate.store import errors, notify
+from mailgate.store import channel, errors, notify
 from mailgate.store.conversations import Conversations
 from mailgate.store.database import Database
 from mailgate.store.domains import Domains
@@ -88,9 +90,18 @@ class Store(
             raise
         return cls(db, bus, inbox_quota)
 
-    async def listen(self) -> None:
+    async def listen(
+        self, relay: socket.socket | None = None, on_lost: Callable[[], None] | None = None
+    ) -> None:
         """On PostgreSQL, relay changes committed by other nodes into this node's event bus
-        (LISTEN/NOTIFY); returns once listening. SQLite has one node: nothing to do."""
+        (LISTEN/NOTIFY); returns once listening. `relay` is a worker process's socket to the
+        parent that supervises it (store/channel.py): on SQLite, which has no NOTIFY, the
+        workers' changes go through it; on both, `on_lost` is called when the parent is gone."""
+        if relay is not None and self._channel is None:
+            self._channel = channel.ChangeChannel(
+                relay, self.bus, self.node, on_lost or (lambda: None), relaying=self.db.is_sqlite
+            )
+            await self._channel.start()
         if self.db.is_sqlite or self._listener is not None:
             return
         self._listener = notify.ChangeListener(self.db.url, self.bus, self.node)
@@ -110,6 +121,9 @@ class Store(
             await conn.execute(select(pods.c.id).limit(1))
 
     async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.stop()
+            self._channel = None
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None

@@ -2,7 +2,9 @@
 
 A write that changes mailboxes returns its result and its events; the events are published once
 the transaction has committed: to this node's listeners after the commit, and on PostgreSQL to
-every other node's by a NOTIFY that the commit itself delivers (store/notify.py).
+every other node's by a NOTIFY that the commit itself delivers (store/notify.py); on SQLite,
+served by several worker processes, to the other workers through their parent
+(store/channel.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy import text
 
-from mailgate.store import notify
+from mailgate.store import channel, notify
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, EventBus
 from mailgate.store.records import Changes
@@ -30,6 +32,8 @@ class StoreBase:
         self.inbox_quota = inbox_quota
         # Names this node in its NOTIFY payloads, so that it skips its own.
         self.node = secrets.token_hex(8)
+        # SQLite with worker processes: the relay to the others (Store.listen).
+        self._channel: channel.ChangeChannel | None = None
         # \Recent claims (Mailboxes.claim_recent): per mailbox, the UID up to which this node
         # knows every message was claimed, so that its other sessions hearing of the same new
         # mail ask nothing of the database; one claim at a time per node. A cache only.
@@ -58,6 +62,8 @@ class StoreBase:
         def publish(done: tuple[T, Sequence[Change]]) -> None:
             for event in done[1]:
                 self.bus.publish(event)
+            if self._channel is not None and done[1]:
+                self._channel.send(done[1])
 
         result, _ = await self.db.write(announced, after=publish)
         return result

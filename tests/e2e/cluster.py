@@ -124,6 +124,7 @@ def _write_config(directory: Path, database_url: str) -> Path:
         "[server]\n"
         'hostname = "mail.example.test"\n'
         f'data_dir = "{directory / "data"}"\n'
+        "workers = 1\n"
         "[database]\n"
         f'url = "{database_url}"\n'
         "pool_timeout = 3.0\n"

@@ -81,11 +81,13 @@ def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def config_file(directory: Path, backend: str, *, password: str = "") -> Iterator[Path]:
+def config_file(
+    directory: Path, backend: str, *, password: str = "", workers: int = 1
+) -> Iterator[Path]:
     """A mailgate.toml for `directory` on `backend`: free ports, its own data (and database).
 
     `password` goes into the PostgreSQL URL (the test server trusts loopback and ignores it),
-    to see that it is never shown.
+    to see that it is never shown. `workers`: one process unless a test is about workers.
     """
     database = ""
     name = None
@@ -102,6 +104,7 @@ def config_file(directory: Path, backend: str, *, password: str = "") -> Iterato
         "[server]\n"
         'hostname = "mail.example.test"\n'
         f'data_dir = "{directory / "data"}"\n'
+        f"workers = {workers}\n"
         "[database]\n"
         f'url = "{database}"\n'
         "[imap]\nport = 0\ntls_port = 0\n"
@@ -201,7 +204,11 @@ class Serve:
         self.child: int | None = None  # forking: the server running now
         self._as_json = as_json
         if not forking:
-            self._wait_ready(timeout)
+            try:
+                self._wait_ready(timeout)
+            except BaseException:
+                self.kill()  # a server that was slow to start must not outlive the test
+                raise
 
     @property
     def log(self) -> str:

@@ -255,7 +255,11 @@ def write_config(directory: Path, *, database_url: str = "", **sections: dict[st
     ports, its data there, and `sections` (e.g. outbound_settings(...)) on top."""
     directory.mkdir(parents=True, exist_ok=True)
     tables: dict[str, dict[str, Any]] = {
-        "server": {"hostname": "mail.example.test", "data_dir": str(directory / "data")},
+        "server": {
+            "hostname": "mail.example.test",
+            "data_dir": str(directory / "data"),
+            "workers": 1,  # one process unless a test is about workers
+        },
         "database": {"url": database_url},
         "imap": {"port": 0, "tls_port": 0},
         "smtp": {"submission_port": 0, "tls_port": 0, "mx_port": 0},
