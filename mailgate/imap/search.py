@@ -1,9 +1,12 @@
 """SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731, and SEARCHRES's SAVE and
 "$", RFC 5182). An IMAP4rev2 session is always answered with ESEARCH (RFC 9051 §6.4.4).
 
-The key tree is evaluated per message by matching.py; this module loads only what the keys
-need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT) and
-evaluates in slices of the event loop, a big message's body in a worker thread.
+The database answers what it can: flags, sizes, UIDs and MODSEQs, and header and text keys from
+the text index built at ingest (mime/imapsearch.py), exactly or as a superset of the matches
+(`_bounds`). The messages it cannot decide on are evaluated per message by matching.py; this
+module loads only what the keys need (flags and sizes always, headers for header keys, message
+bytes for BODY/TEXT) and evaluates in slices of the event loop, a big message's body in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -351,25 +354,17 @@ def _bounds(key: SearchKey, selected: SelectedMailbox) -> tuple[EntryFilter, Ent
                 has = AnyOf((HeaderHas(needle), has))
             # Exact, but for a body longer than the index keeps: that may match further on.
             return AnyOf((has, NoneOf(BodyWhole()))), has
-    leaf = _entry_filter(key, selected)
+    leaf = _leaf_filter(key, selected)
     return _UNKNOWN if leaf is None else (leaf, leaf)
 
 
-def _entry_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
-    """The program as a filter the store runs in the database, or None where it reads more
-    than flags, sizes, UIDs and MODSEQs (dates, headers, text) or names many UID ranges."""
+def _leaf_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
+    """A key other than text as a filter the store runs in the database, or None where it
+    reads more than flags, sizes, UIDs and MODSEQs (dates, object ids) or names many UID
+    ranges."""
     match key:
         case All():
             return EveryEntry()
-        case And(keys=keys) | Or(keys=keys):
-            filters = [_entry_filter(k, selected) for k in keys]
-            if any(f is None for f in filters):
-                return None
-            done = tuple(f for f in filters if f is not None)
-            return AllOf(done) if isinstance(key, And) else AnyOf(done)
-        case Not(key=inner):
-            translated = _entry_filter(inner, selected)
-            return None if translated is None else NoneOf(translated)
         case FlagKey(flag=flag, present=present):
             found: EntryFilter | None = None
             if flag == "\\Recent":
