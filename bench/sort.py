@@ -21,10 +21,13 @@ COMMANDS = (
     ("SORT (REVERSE ARRIVAL) of UNSEEN", b"SORT (REVERSE ARRIVAL) UTF-8 UNSEEN", b"* SORT "),
     ("THREAD REFERENCES", b"THREAD REFERENCES UTF-8 ALL", b"* THREAD "),
     ("THREAD REFS", b"THREAD REFS UTF-8 ALL", b"* THREAD "),
-    # Flags only (the database's query), then a header the messages' bytes are read for.
+    # Flags only (the database's query), then headers and text (the text index built at ingest).
     ("UID SEARCH UNSEEN", b"UID SEARCH UNSEEN", b"* SEARCH"),
     ("UID SEARCH FLAGGED UNDELETED", b"UID SEARCH FLAGGED UNDELETED", b"* SEARCH"),
     ("UID SEARCH SUBJECT", b"UID SEARCH SUBJECT invoice", b"* SEARCH"),
+    ("UID SEARCH FROM", b"UID SEARCH FROM alice.martin", b"* SEARCH"),
+    ("UID SEARCH BODY", b'UID SEARCH BODY "invoice meeting report"', b"* SEARCH"),
+    ("UID SEARCH TEXT", b'UID SEARCH TEXT "grace kim"', b"* SEARCH"),
 )
 
 

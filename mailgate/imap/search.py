@@ -1,9 +1,12 @@
 """SEARCH and UID SEARCH (with ESEARCH's RETURN options, RFC 4731, and SEARCHRES's SAVE and
 "$", RFC 5182). An IMAP4rev2 session is always answered with ESEARCH (RFC 9051 §6.4.4).
 
-The key tree is evaluated per message by matching.py; this module loads only what the keys
-need (flags and sizes always, headers for header keys, message bytes for BODY/TEXT) and
-evaluates in slices of the event loop, a big message's body in a worker thread.
+The database answers what it can: flags, sizes, UIDs and MODSEQs, and header and text keys from
+the text index built at ingest (mime/imapsearch.py), exactly or as a superset of the matches
+(`_bounds`). The messages it cannot decide on are evaluated per message by matching.py; this
+module loads only what the keys need (flags and sizes always, headers for header keys, message
+bytes for BODY/TEXT) and evaluates in slices of the event loop, a big message's body in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from mailgate.fairness import Pace
 from mailgate.imap.condstore import enable_condstore
 from mailgate.imap.ext import context
 from mailgate.imap.ext.objectid import email_id
-from mailgate.imap.fetch import BIG_MESSAGE, META_BATCH, batches, data_batches
+from mailgate.imap.fetch import (
+    BIG_MESSAGE,
+    DATA_BATCH,
+    DATA_BUDGET,
+    META_BATCH,
+    batches,
+    data_batches,
+)
 from mailgate.imap.interfaces import Session, State
 from mailgate.imap.mailbox_view import LiveSearch, SelectedMailbox
 from mailgate.imap.matching import matches, needs
@@ -24,8 +34,10 @@ from mailgate.imap.registry import command
 from mailgate.imap.syntax.values import (
     All,
     And,
+    BodyKey,
     DateKey,
     FlagKey,
+    HeaderKey,
     ModSeqKey,
     Not,
     ObjectIdKey,
@@ -37,39 +49,32 @@ from mailgate.imap.syntax.values import (
     SeqRange,
     SequenceSet,
     SizeKey,
+    TextKey,
     UidKey,
 )
 from mailgate.imap.wire import uid_set
-from mailgate.mime.addresses import Address, parse_addresses
-from mailgate.mime.decoding import decode_words, encode_utf8
 from mailgate.mime.headers import fields_by_name
+from mailgate.mime.imapsearch import INDEXED_FIELDS, header_text, header_values, searchable
 from mailgate.mime.parts import body_text
 from mailgate.store.records import (
     MAX_FILTER_RANGES,
     AllOf,
     AnyOf,
+    BodyHas,
+    BodyWhole,
     EntryFilter,
     EveryEntry,
     FetchRow,
+    FieldHas,
     HasFlag,
+    HeaderHas,
+    HeadersHave,
     ModSeqFrom,
     NoneOf,
     SizeAbove,
     SizeBelow,
     UidIn,
 )
-
-_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
-
-
-def _address_text(address: Address) -> str:
-    """``Name <mailbox@host>``, or ``mailbox@host`` without a name: what SEARCH matches."""
-    mailbox = (address.mailbox or b"").decode("utf-8", "replace")
-    if address.host:
-        mailbox += "@" + address.host.decode("utf-8", "replace")
-    if address.name:
-        return f"{decode_words(address.name)} <{mailbox}>"
-    return mailbox
 
 
 class _View:
@@ -124,23 +129,10 @@ class _View:
     def header_values(self, name: str) -> list[str]:
         if self._fields is None:
             self._fields = fields_by_name(self._row.header or b"")
-        raw = self._fields.get(encode_utf8(name).lower(), ())
-        values = [decode_words(v) for v in raw]
-        if name.lower() in _ADDRESS_FIELDS:
-            # Address fields also match as parsed, without comments and quoting (as Dovecot):
-            # "<user (c)@ (c) host>" is found by FROM user@host. Values with neither say the
-            # same parsed as raw, so they are not parsed again.
-            values += [
-                _address_text(a)
-                for v in raw
-                if b"(" in v or b'"' in v
-                for a in parse_addresses(v)
-                if not a.group
-            ]
-        return values
+        return header_values(self._fields, name)
 
     def header_text(self) -> str:
-        return (self._row.header or b"").decode("utf-8", "replace")
+        return header_text(self._row.header or b"")
 
     def body_text(self) -> str:
         return body_text(self._row.data or b"")
@@ -221,24 +213,54 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
         columns |= {"blob_id", "thread"}
     if need.body:
         columns |= {"header", "data"}
-    largest_seq, largest_uid = selected.exists, selected.last_uid
+    largest_uid = selected.last_uid
     hits: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
-    where = None if columns or need.headers or need.body else _entry_filter(key, selected)
-    if where is not None:
-        # Flags, sizes, UIDs and MODSEQs only (UNSEEN, FLAGGED, UID ranges...): one indexed
+    maybe, surely = _bounds(key, selected)
+    if maybe == surely:
+        # Flags, sizes, UIDs, MODSEQs and indexed text only (UNSEEN, SUBJECT x, BODY y...): one
         # query answers, instead of every row read and tested here.
-        found, present = await s.store.matching_entries(selected.mailbox_id, where, largest_uid)
+        found, present = await s.store.matching_entries(selected.mailbox_id, maybe, largest_uid)
         for uid, modseq in found:
             seq = selected.seq_of(uid)
             if seq is not None:  # not yet announced to this session: not searched either
                 hits.append((seq, uid, modseq))
         return hits, with_modseq, present < selected.exists
-    now = datetime.datetime.now(datetime.UTC)  # RFC 5032: one "now" for the whole search
+    if _uses(key, _is_text):
+        # The text index narrows the search to the messages that may match, and says which of
+        # them surely do; only the others are read and tested here.
+        candidates, present = await s.store.candidate_entries(
+            selected.mailbox_id, maybe, surely, largest_uid
+        )
+        unsure: list[tuple[int, int]] = []
+        for uid, modseq, size, sure in candidates:
+            seq = selected.seq_of(uid)
+            if seq is None:
+                continue
+            if sure:
+                hits.append((seq, uid, modseq))
+            else:
+                unsure.append((uid, size))
+        scanned, _ = await _scan(s, key, columns, need.body, _candidate_batches(unsure, need.body))
+        return sorted(hits + scanned), with_modseq, present < selected.exists
     ranges = [(1, largest_uid)] if largest_uid else []
     if need.body:
         plan = await data_batches(s, selected, ranges)
     else:
         plan = batches(selected, ranges, META_BATCH)
+    hits, searched = await _scan(s, key, columns, need.body, plan)
+    return hits, with_modseq, searched < selected.exists
+
+
+async def _scan(
+    s: Session, key: SearchKey, columns: set[str], body: bool, plan: list[list[tuple[int, int]]]
+) -> tuple[list[tuple[int, int, int]], int]:
+    """The messages of `plan` (batches of UID ranges) that match, tested one by one, as (seq,
+    uid, modseq); and how many were tested (those the session numbers and still exist)."""
+    selected = s.selected
+    assert selected is not None
+    largest_seq, largest_uid = selected.exists, selected.last_uid
+    now = datetime.datetime.now(datetime.UTC)  # RFC 5032: one "now" for the whole search
+    hits: list[tuple[int, int, int]] = []
     # On the loop, in slices: a costly program over a big mailbox must not stall the others.
     # Only a big message goes to a thread, where decoding it cannot hold the loop; many small
     # ones there would, as threads contending for the GIL starve the loop of it.
@@ -252,31 +274,97 @@ async def matching(s: Session, key: SearchKey) -> tuple[list[tuple[int, int, int
                     continue
                 searched += 1
                 view = _View(row, seq, selected.is_recent(row.uid))
-                if need.body and row.size > BIG_MESSAGE:
+                if body and row.size > BIG_MESSAGE:
                     hit = await asyncio.to_thread(matches, key, view, largest_seq, largest_uid, now)
                 else:
                     hit = matches(key, view, largest_seq, largest_uid, now)
                 if hit:
                     hits.append((seq, row.uid, row.modseq))
                 await pace.step()
-    return hits, with_modseq, searched < selected.exists
+    return hits, searched
 
 
-def _entry_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
-    """The program as a filter the store runs in the database, or None where it reads more
-    than flags, sizes, UIDs and MODSEQs (dates, headers, text) or names many UID ranges."""
+def _candidate_batches(
+    candidates: list[tuple[int, int]], body: bool
+) -> list[list[tuple[int, int]]]:
+    """(UID, size) of the messages to test, ascending, as batches of UID ranges for the store's
+    fetch: few enough ranges for one query each, bounded like data_batches() where bodies are
+    read."""
+    most = DATA_BATCH if body else META_BATCH
+    plan: list[list[tuple[int, int]]] = []
+    ranges: list[tuple[int, int]] = []
+    count = total = 0
+    for uid, size in candidates:
+        adjacent = bool(ranges) and ranges[-1][1] + 1 == uid
+        full = count == most or (not adjacent and len(ranges) == MAX_FILTER_RANGES)
+        if ranges and (full or (body and total + size > DATA_BUDGET)):
+            plan.append(ranges)
+            ranges, count, total, adjacent = [], 0, 0, False
+        if adjacent:
+            ranges[-1] = (ranges[-1][0], uid)
+        else:
+            ranges.append((uid, uid))
+        count += 1
+        total += size
+    if ranges:
+        plan.append(ranges)
+    return plan
+
+
+_EVERY = EveryEntry()
+_NOTHING = NoneOf(_EVERY)
+_UNKNOWN = (_EVERY, _NOTHING)
+
+
+def _is_text(key: SearchKey) -> bool:
+    return isinstance(key, HeaderKey | BodyKey | TextKey)
+
+
+def _bounds(key: SearchKey, selected: SelectedMailbox) -> tuple[EntryFilter, EntryFilter]:
+    """The program as two filters the store runs in the database: the entries that may match
+    (a superset of the matches) and those that surely do (a subset); the same filter twice
+    where the database answers exactly. Where it cannot say, every entry may match and none
+    surely does: those are read and tested one by one."""
+    match key:
+        case And(keys=keys) | Or(keys=keys):
+            pairs = [_bounds(k, selected) for k in keys]
+            both = AllOf if isinstance(key, And) else AnyOf
+            return both(tuple(m for m, _ in pairs)), both(tuple(s for _, s in pairs))
+        case Not(key=inner):
+            maybe, surely = _bounds(inner, selected)
+            return NoneOf(surely), NoneOf(maybe)
+        case HeaderKey(field=field, value=value):
+            needle = searchable(value)
+            if needle is None:
+                return _UNKNOWN
+            if field in INDEXED_FIELDS:
+                exact = FieldHas(field, needle)
+                return exact, exact
+            if not field.isascii():
+                return _UNKNOWN
+            # Any other field: the index of every field's name and values holds both.
+            named = HeadersHave(f"\n{field}:")
+            return (AllOf((named, HeadersHave(needle))) if needle else named), _NOTHING
+        case BodyKey(value=value) | TextKey(value=value):
+            needle = searchable(value)
+            if needle is None:
+                return _UNKNOWN
+            has: EntryFilter = BodyHas(needle)
+            if isinstance(key, TextKey):
+                has = AnyOf((HeaderHas(needle), has))
+            # Exact, but for a body longer than the index keeps: that may match further on.
+            return AnyOf((has, NoneOf(BodyWhole()))), has
+    leaf = _leaf_filter(key, selected)
+    return _UNKNOWN if leaf is None else (leaf, leaf)
+
+
+def _leaf_filter(key: SearchKey, selected: SelectedMailbox) -> EntryFilter | None:
+    """A key other than text as a filter the store runs in the database, or None where it
+    reads more than flags, sizes, UIDs and MODSEQs (dates, object ids) or names many UID
+    ranges."""
     match key:
         case All():
             return EveryEntry()
-        case And(keys=keys) | Or(keys=keys):
-            filters = [_entry_filter(k, selected) for k in keys]
-            if any(f is None for f in filters):
-                return None
-            done = tuple(f for f in filters if f is not None)
-            return AllOf(done) if isinstance(key, And) else AnyOf(done)
-        case Not(key=inner):
-            translated = _entry_filter(inner, selected)
-            return None if translated is None else NoneOf(translated)
         case FlagKey(flag=flag, present=present):
             found: EntryFilter | None = None
             if flag == "\\Recent":

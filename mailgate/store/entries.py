@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     delete,
     false,
     func,
@@ -32,9 +33,12 @@ from mailgate.store.events import Change, FlagsChanged, MessagesAdded, MessagesE
 from mailgate.store.ingest import Filing
 from mailgate.store.labelling import LabelWatch
 from mailgate.store.models import (
+    FIELD_COLUMNS,
     blobs,
+    body_texts,
     entries,
     expunged,
+    header_texts,
     mailboxes,
     messages,
     send_receipts,
@@ -49,14 +53,19 @@ from mailgate.store.records import (
     RECEIPT_LIFETIME,
     AllOf,
     AnyOf,
+    BodyHas,
+    BodyWhole,
     Changes,
     CopyResult,
     EntryFilter,
     EntryState,
     EveryEntry,
     FetchRow,
+    FieldHas,
     FlagUpdate,
     HasFlag,
+    HeaderHas,
+    HeadersHave,
     ModSeqFrom,
     NoneOf,
     Parcel,
@@ -173,22 +182,60 @@ class Entries(StoreBase):
         self, mailbox_id: int, where: EntryFilter, up_to: int
     ) -> tuple[list[tuple[int, int]], int]:
         """(UID, MODSEQ) of the mailbox's entries that pass `where`, by UID: a search of
-        flags, sizes, UIDs and MODSEQs done by the database, with its indexes; and how many
+        flags, sizes, UIDs, MODSEQs and indexed text done by the database; and how many
         entries up to UID `up_to` are there (fewer than a session numbers: some it still
         numbers were expunged meanwhile, and could not be searched)."""
-        query = (
-            select(entries.c.uid, entries.c.modseq)
-            .where(entries.c.mailbox_id == mailbox_id, _entry_filter(where))
+        query = self._filtered(mailbox_id, where, where, sizes=_reads_size(where))
+        found, present = await self._run_filtered(mailbox_id, query, up_to)
+        return [(uid, modseq) for uid, modseq, _, _ in found], present
+
+    async def candidate_entries(
+        self, mailbox_id: int, maybe: EntryFilter, surely: EntryFilter, up_to: int
+    ) -> tuple[list[tuple[int, int, int, bool]], int]:
+        """Like matching_entries for a search the database can answer only in part: the
+        entries that pass `maybe` (a superset of the matches), as (UID, MODSEQ, size, whether
+        they pass `surely` too, a subset of them), by UID; the others still need a look."""
+        query = self._filtered(mailbox_id, maybe, surely, sizes=True)
+        return await self._run_filtered(mailbox_id, query, up_to)
+
+    def _filtered(
+        self, mailbox_id: int, maybe: EntryFilter, surely: EntryFilter, *, sizes: bool
+    ) -> Any:
+        """(UID, MODSEQ, size or 0, passes `surely`) of the entries that pass `maybe`."""
+        sqlite = self.db.is_sqlite
+        sure: ColumnElement[Any] = true()
+        if surely != maybe:
+            sure = case((_entry_filter(surely, sqlite), true()), else_=false())
+        source: Any = entries
+        size: ColumnElement[Any] = literal(0)
+        if sizes:
+            source = source.join(messages, messages.c.id == entries.c.message_id)
+            size = messages.c.size
+        reads = _reads(maybe) | _reads(surely)
+        # Every stored message has its texts (ingest files them, migration 0021 made them).
+        if header_texts in reads:
+            source = source.join(header_texts, header_texts.c.message_id == entries.c.message_id)
+        if body_texts in reads:
+            source = source.join(body_texts, body_texts.c.message_id == entries.c.message_id)
+        return (
+            select(entries.c.uid, entries.c.modseq, size, sure)
+            .select_from(source)
+            .where(entries.c.mailbox_id == mailbox_id, _entry_filter(maybe, sqlite))
             .order_by(entries.c.uid)
         )
-        if _reads_size(where):
-            query = query.join(messages, messages.c.id == entries.c.message_id)
+
+    async def _run_filtered(
+        self, mailbox_id: int, query: Any, up_to: int
+    ) -> tuple[list[tuple[int, int, int, bool]], int]:
         present = select(func.count()).where(
             entries.c.mailbox_id == mailbox_id, entries.c.uid <= up_to
         )
 
-        async def read(conn: Conn) -> tuple[list[tuple[int, int]], int]:
-            found = [(uid, modseq) for uid, modseq in await conn.execute(query)]
+        async def read(conn: Conn) -> tuple[list[tuple[int, int, int, bool]], int]:
+            found = [
+                (uid, modseq, size, bool(sure))
+                for uid, modseq, size, sure in await conn.execute(query)
+            ]
             return found, int(await conn.scalar(present) or 0)
 
         return await self.db.run_read(read, snapshot=True)
@@ -658,7 +705,7 @@ async def _keep_receipt(conn: Conn, receipt: SendReceipt) -> None:
     )
 
 
-def _entry_filter(where: EntryFilter) -> ColumnElement[bool]:
+def _entry_filter(where: EntryFilter, sqlite: bool) -> ColumnElement[bool]:
     match where:
         case EveryEntry():
             return true()
@@ -681,13 +728,42 @@ def _entry_filter(where: EntryFilter) -> ColumnElement[bool]:
             return or_(false(), *terms)
         case ModSeqFrom(modseq=modseq):
             return entries.c.modseq >= modseq
+        case FieldHas(field=field, needle=needle):
+            column = header_texts.c[FIELD_COLUMNS[field]]
+            # Each value is stored with "\n" in front: "" is a field that is not there.
+            return column != "" if not needle else _holds(column, needle, sqlite)
+        case HeadersHave(needle=needle):
+            return _holds(header_texts.c.headers, needle, sqlite)
+        case HeaderHas(needle=needle):
+            return _holds(header_texts.c.header, needle, sqlite)
+        case BodyHas(needle=needle):
+            return _holds(body_texts.c.body, needle, sqlite)
+        case BodyWhole():
+            return body_texts.c.whole.is_(True)
         case AllOf(filters=filters):
-            return and_(true(), *(_entry_filter(f) for f in filters))
+            return and_(true(), *(_entry_filter(f, sqlite) for f in filters))
         case AnyOf(filters=filters):
-            return or_(false(), *(_entry_filter(f) for f in filters))
+            return or_(false(), *(_entry_filter(f, sqlite) for f in filters))
         case NoneOf(filter=inner):
-            return not_(_entry_filter(inner))
+            return not_(_entry_filter(inner, sqlite))
     raise TypeError(f"not an entry filter: {type(where).__name__}")
+
+
+def _holds(column: Any, needle: str, sqlite: bool) -> ColumnElement[bool]:
+    """`needle` is a substring of `column`: instr/strpos compare characters exactly, where LIKE
+    would need escaping and on SQLite folds ASCII case."""
+    return (func.instr if sqlite else func.strpos)(column, needle) > 0
+
+
+def _reads(where: EntryFilter) -> set[Any]:
+    """The text tables a filter reads."""
+    if isinstance(where, FieldHas | HeadersHave | HeaderHas):
+        return {header_texts}
+    if isinstance(where, BodyHas | BodyWhole):
+        return {body_texts}
+    if isinstance(where, AllOf | AnyOf):
+        return set().union(*(_reads(f) for f in where.filters))
+    return _reads(where.filter) if isinstance(where, NoneOf) else set()
 
 
 def _reads_size(where: EntryFilter) -> bool:

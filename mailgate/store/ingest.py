@@ -15,13 +15,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailgate.mime.addresses import domain_of
 from mailgate.mime.apiview import Summary, attachments_to_json, search_text, summarize
 from mailgate.mime.headers import msg_ids, normalize_crlf
+from mailgate.mime.imapsearch import SearchTexts, index_texts
 from mailgate.mime.imapview import MessageIndex, index_message
 from mailgate.mime.sortkeys import sort_keys
 from mailgate.store import errors
 from mailgate.store.conversations import blob_message_id
 from mailgate.store.database import Conn, Database
 from mailgate.store.events import Change, MessagesAdded
-from mailgate.store.models import blobs, entries, messages, outbound, search_texts
+from mailgate.store.models import (
+    FIELD_COLUMNS,
+    blobs,
+    body_texts,
+    entries,
+    header_texts,
+    messages,
+    outbound,
+    search_texts,
+)
 from mailgate.store.names import checked_flags
 from mailgate.store.outbox import Pending, record
 from mailgate.store.quota import check_room, stricter
@@ -39,9 +49,10 @@ MAX_MSG_ID = 998
 
 class Prepared:
     """A message ready to store: CRLF-normalised bytes, their hash, their IMAP index, what the
-    HTTP API lists about them, what its search matches and what IMAP SORT and THREAD compare."""
+    HTTP API lists about them, what its search matches, what IMAP SORT and THREAD compare and
+    what IMAP SEARCH matches."""
 
-    __slots__ = ("digest", "index", "raw", "search", "sort", "summary")
+    __slots__ = ("digest", "index", "raw", "search", "sort", "summary", "texts")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = normalize_crlf(raw)
@@ -51,6 +62,7 @@ class Prepared:
         self.summary = summary_columns(summary)
         self.search = search_values(self.raw, summary)
         self.sort = sort_values(self.index.header)
+        self.texts = index_texts(self.index.header, self.raw)
 
 
 async def prepare(raw: bytes) -> Prepared:
@@ -234,6 +246,9 @@ async def insert_message(conn: Conn, db: Database, prepared: Prepared) -> int:
         )
     await conn.execute(insert(blobs).values(message_id=blob_id, data=prepared.raw))
     await conn.execute(insert(search_texts).values(message_id=blob_id, **prepared.search))
+    headers, body = text_values(prepared.texts)
+    await conn.execute(insert(header_texts).values(message_id=blob_id, **headers))
+    await conn.execute(insert(body_texts).values(message_id=blob_id, **body))
     return int(blob_id)
 
 
@@ -290,3 +305,10 @@ def search_values(raw: bytes, summary: Summary) -> dict[str, str]:
         "subject": (summary.subject or "").casefold(),
         "body": search_text(raw),
     }
+
+
+def text_values(texts: SearchTexts) -> tuple[dict[str, str], dict[str, str | bool]]:
+    """The header_texts and body_texts columns of a message's IMAP SEARCH texts."""
+    headers = {FIELD_COLUMNS[f]: v for f, v in texts.fields.items()}
+    headers |= {"headers": texts.headers, "header": texts.header}
+    return headers, {"body": texts.body, "whole": texts.whole}

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 
 metadata = MetaData(
@@ -204,6 +205,32 @@ search_texts = Table(
     Column("body", Text, nullable=False, server_default=""),
 )
 FULL_TEXT_INDEX = "search_body"
+
+# What IMAP SEARCH matches (mime/imapsearch.py), per stored message, case-folded, so that header
+# and text searches are substring tests in SQL instead of a parse of every message. Two tables:
+# a header search reads only the small one. FIELD_COLUMNS: SUBJECT, FROM, TO, CC and BCC.
+FIELD_COLUMNS = {
+    "subject": "subject",
+    "from": "from_field",
+    "to": "to_field",
+    "cc": "cc_field",
+    "bcc": "bcc_field",
+}
+header_texts = Table(
+    "header_texts",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    *(Column(c, Text, nullable=False, server_default="") for c in FIELD_COLUMNS.values()),
+    Column("headers", Text, nullable=False, server_default=""),  # every field: HEADER
+    Column("header", Text, nullable=False, server_default=""),  # the section: TEXT
+)
+body_texts = Table(
+    "body_texts",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("body", Text, nullable=False, server_default=""),
+    Column("whole", Boolean, nullable=False, server_default=true()),
+)
 
 # The conversations of an inbox (store/threads.py says how messages are grouped into them).
 threads = Table(

@@ -165,8 +165,8 @@ class EntryState:
 
 # -------------------------------------------------------------------- entry filters
 # What Entries.matching_entries finds in the database (IMAP SEARCH keys about flags, sizes, UIDs
-# and MODSEQs), so that a search that reads nothing else is one indexed query, not a scan of
-# every row in Python.
+# and MODSEQs, and text in the index built at ingest), so that a search is one query, not a scan
+# of every row in Python.
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +204,42 @@ class ModSeqFrom:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldHas:
+    """A SUBJECT, FROM, TO, CC or BCC field (mime/imapsearch.INDEXED_FIELDS) holds `needle`
+    (as mime/imapsearch.searchable gives it) in a value; an empty needle: the field is there."""
+
+    field: str
+    needle: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersHave:
+    """The text index of the header fields holds `needle` somewhere (a superset of HEADER's
+    matches for any field): in a field's name or value, maybe across the two."""
+
+    needle: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderHas:
+    """The header section, as TEXT reads it, holds `needle` (as searchable gives it)."""
+
+    needle: str
+
+
+@dataclass(frozen=True, slots=True)
+class BodyHas:
+    """The indexed start of the body's text holds `needle` (as searchable gives it)."""
+
+    needle: str
+
+
+@dataclass(frozen=True, slots=True)
+class BodyWhole:
+    """The body's text is indexed whole, not only its start (mime/imapsearch.BODY_INDEXED)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AllOf:
     filters: tuple[EntryFilter, ...]
 
@@ -219,7 +255,20 @@ class NoneOf:
 
 
 EntryFilter = (
-    EveryEntry | HasFlag | SizeAbove | SizeBelow | UidIn | ModSeqFrom | AllOf | AnyOf | NoneOf
+    EveryEntry
+    | HasFlag
+    | SizeAbove
+    | SizeBelow
+    | UidIn
+    | ModSeqFrom
+    | FieldHas
+    | HeadersHave
+    | HeaderHas
+    | BodyHas
+    | BodyWhole
+    | AllOf
+    | AnyOf
+    | NoneOf
 )
 MAX_FILTER_RANGES = 64  # UID ranges in one UidIn: a longer list is one term per range in SQL
 

@@ -19,9 +19,11 @@ from mailgate.store import errors
 from mailgate.store.database import Conn
 from mailgate.store.models import (
     blobs,
+    body_texts,
     counters,
     entries,
     expunged,
+    header_texts,
     inboxes,
     mailboxes,
     messages,
@@ -319,5 +321,6 @@ async def collect_garbage(conn: Conn, blob_ids: set[int]) -> None:
         )
         if orphans:
             await conn.execute(delete(blobs).where(blobs.c.message_id.in_(orphans)))
-            await conn.execute(delete(search_texts).where(search_texts.c.message_id.in_(orphans)))
+            for texts in (search_texts, header_texts, body_texts):
+                await conn.execute(delete(texts).where(texts.c.message_id.in_(orphans)))
             await conn.execute(delete(messages).where(messages.c.id.in_(orphans)))

@@ -272,3 +272,46 @@ def test_the_upgrade_to_sort_keys_fills_them_for_stored_mail(
 
     upgraded = open_store()
     assert run(upgraded.order_keys(box.id, [(1, 1)], keys)) == [expected]
+
+
+def test_the_upgrade_to_the_text_index_fills_it_for_stored_mail(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """Mail stored before revision 0021 is put in IMAP SEARCH's text index when the database is
+    upgraded, as ingest does for new mail: header and body searches answered in the database
+    find it."""
+    from mailgate.store.records import BodyHas, BodyWhole, FieldHas, HeaderHas, HeadersHave
+
+    inbox = run(store.create_inbox(address()))
+    box = run(store.get_mailbox(inbox.id, "INBOX"))
+    raw = (
+        b"From: =?UTF-8?Q?=C3=89mile?= <emile@example.test>\r\nTo: bea@example.test\r\n"
+        b"Subject: =?UTF-8?Q?Stra=C3=9Fe?= works\r\nX-Ticket: T-42\r\n\r\n"
+        b"The fence is done.\r\n"
+    )
+    run(store.append(box.id, raw))
+    run(store.append(box.id, message(2, body="x" * 140_000)))
+    searches = [
+        (FieldHas("subject", "strasse w"), [1]),
+        (FieldHas("from", "émile <"), [1]),
+        (FieldHas("cc", ""), []),
+        (HeadersHave("t-42"), [1]),
+        (HeaderHas("=?utf-8?q?stra"), [1]),
+        (BodyHas("fence is"), [1]),
+        (BodyWhole(), [1]),  # the other is longer than the index keeps
+    ]
+
+    def found(s: Store) -> list[list[int]]:
+        return [
+            [uid for uid, _ in run(s.matching_entries(box.id, where, 2))[0]]
+            for where, _ in searches
+        ]
+
+    assert found(store) == [uids for _, uids in searches]
+
+    downgrade(store, "0020")
+    run(store.close())
+
+    upgraded = open_store()
+    assert found(upgraded) == [uids for _, uids in searches]
+    assert rows(upgraded, "SELECT count(*) FROM header_texts") == [(2,)]
