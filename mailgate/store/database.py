@@ -9,14 +9,14 @@ thread and back through the (busy) event loop, some forty per delivery, and writ
 behind the slowest of them. Reads run the same way on a pool of reader threads: a read that is
 one function (run_read) in one hand-off, any other one hand-off per statement.
 
-Group commit (SQLite): a commit costs an fsync of the WAL (several milliseconds) whatever it
-holds, so the writes that queued while the writer was busy commit together, up to
-GROUP_COMMIT_MAX in one transaction, each in a SAVEPOINT of its own: one that fails (over
-quota, a constraint, a bug) rolls back alone and raises to its own caller, the others commit.
-Nobody learns their result, and no `after` runs, before the shared COMMIT has succeeded; if it
-fails, every write in it fails with it (and is retried or raised as any failed write is). A
-write that finds the writer idle goes at once, alone: nothing waits for company. The writes of
-a batch run in the order they were queued and see each other's changes, so UIDs stay strictly
+Group commit (SQLite): a commit costs an fsync of the WAL (several milliseconds) whatever it holds,
+so the writes that queued while the writer was busy commit together, up to GROUP_COMMIT_MAX of them
+(and GROUP_COMMIT_BYTES of messages) in one transaction, each in a SAVEPOINT of its own: one that
+fails (over quota, a constraint, a bug) rolls back alone and raises to its own caller, the others
+commit. Nobody learns their result, and no `after` runs, before the shared COMMIT has succeeded; if
+it fails, every write in it fails with it (and is retried or raised as any failed write is). A
+write that finds the writer idle goes at once, alone: nothing waits for company. The writes of a
+batch run in the order they were queued and see each other's changes, so UIDs stay strictly
 ascending, and their results (and so their events) are delivered in that order.
 
 PostgreSQL: one pool for both; write transactions serialise per mailbox on the mailbox row lock
@@ -78,6 +78,10 @@ _RETRIES = 8
 # Most writes one SQLite transaction holds (group commit): enough to spread the fsync over a
 # busy server's queue, few enough that the last in a batch waits little for the others.
 GROUP_COMMIT_MAX = 32
+# ...and at most about this many bytes of messages (a write's `size`), so that a small message
+# queued with big ones does not wait for all of them to be written: the first write of a batch
+# goes whatever its size.
+GROUP_COMMIT_BYTES = 8 << 20
 # Page cache per pooled reader (SQLite's default is 2000 KiB): every reader that a burst of
 # reads opened keeps its cache for good, and the file's pages are in the OS's cache anyway.
 READER_CACHE_KIB = 512
@@ -94,8 +98,8 @@ class Conn(Protocol):
 
 
 Work = Callable[[Conn], Awaitable[T]]
-# A write waiting for the SQLite writer: its work, and where its outcome goes.
-_Queued = tuple[Work[Any], asyncio.Future[Any]]
+# A write waiting for the SQLite writer: its work, its size, and where its outcome goes.
+_Queued = tuple[Work[Any], int, asyncio.Future[Any]]
 
 
 class _InlineConn:
@@ -369,16 +373,18 @@ class Database:
         work: Work[T],
         *,
         after: Callable[[T], None] | None = None,
+        size: int = 0,
     ) -> T:
         """Run `work` in a write transaction, retrying it whole when the database asks us to,
-        then `after(result)` (e.g. publish the change) once it has committed.
+        then `after(result)` (e.g. publish the change) once it has committed. `size`: about
+        how many bytes it writes, if that is many (the messages it stores).
 
         A caller cancelled meanwhile (a client hanging up mid-DATA) does not cut the transaction
         short: it runs to its end on its own, `after` included. Cut short, aiosqlite closes the
         connection while a statement is still open, so the write lock stays held and every later
         write waits for it; and a commit whose outcome nobody learns could not be announced.
         """
-        task = asyncio.ensure_future(self._write_retrying(work, after))
+        task = asyncio.ensure_future(self._write_retrying(work, after, size))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
@@ -387,16 +393,17 @@ class Database:
         self,
         work: Work[T],
         after: Callable[[T], None] | None,
+        size: int,
     ) -> T:
-        result = await self._write_with_retries(work)
+        result = await self._write_with_retries(work, size)
         if after is not None:
             after(result)
         return result
 
-    async def _write_with_retries(self, work: Work[T]) -> T:
+    async def _write_with_retries(self, work: Work[T], size: int) -> T:
         for attempt in range(_RETRIES):
             try:
-                return await self._write_once(work)
+                return await self._write_once(work, size)
             except DBAPIError as exc:
                 retryable = _retryable(exc) or (
                     isinstance(exc, IntegrityError) and not self.is_sqlite
@@ -418,9 +425,9 @@ class Database:
                 raise StoreError("number out of range") from exc
         raise AssertionError("unreachable")
 
-    async def _write_once(self, work: Work[T]) -> T:
+    async def _write_once(self, work: Work[T], size: int) -> T:
         if self._writer_thread is not None:
-            return await self._queue_write(work)
+            return await self._queue_write(work, size)
         async with self.writer.begin() as conn:
             try:
                 result = await work(conn)
@@ -432,14 +439,14 @@ class Database:
         self.committed_writes += 1
         return result
 
-    def _queue_write(self, work: Work[T]) -> asyncio.Future[T]:
+    def _queue_write(self, work: Work[T], size: int) -> asyncio.Future[T]:
         """SQLite: queue `work` for the writer thread, which commits it with whatever else is
         queued when it gets there (see the module's docstring)."""
         assert self._writer_thread is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._queue_lock:
-            self._queued.append((work, future))
+            self._queued.append((work, size, future))
             if self._draining:
                 return future
             self._draining = True
@@ -453,13 +460,20 @@ class Database:
                 if not self._queued:
                     self._draining = False
                     return
-                size = min(len(self._queued), GROUP_COMMIT_MAX)
-                batch = [self._queued.popleft() for _ in range(size)]
+                batch = [self._queued.popleft()]
+                size = batch[0][1]
+                while (
+                    self._queued
+                    and len(batch) < GROUP_COMMIT_MAX
+                    and size + self._queued[0][1] <= GROUP_COMMIT_BYTES
+                ):
+                    batch.append(self._queued.popleft())
+                    size += batch[-1][1]
             try:
-                outcomes = self._commit_batch([work for work, _ in batch])
+                outcomes = self._commit_batch([work for work, _, _ in batch])
             except BaseException as exc:  # a bug of ours: the callers must not hang on it
                 outcomes = [(False, exc)] * len(batch)
-            loop.call_soon_threadsafe(_settle, [future for _, future in batch], outcomes)
+            loop.call_soon_threadsafe(_settle, [future for _, _, future in batch], outcomes)
 
     def _commit_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         """Run `works` in one transaction, each in a savepoint of its own when there are

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from mailgate.store import errors
 from mailgate.store.api import Store
-from mailgate.store.database import GROUP_COMMIT_MAX, Conn
+from mailgate.store.database import GROUP_COMMIT_BYTES, GROUP_COMMIT_MAX, Conn
 from mailgate.store.events import Change, MessagesAdded
 from mailgate.store.records import Inbox, Mailbox, Parcel, QuotaRule, Target
 from tests.store.conftest import address, count, message, rows, run
@@ -56,6 +56,23 @@ def test_fifty_appends_at_once_get_ascending_uids_in_fewer_commits(
         assert -(-WRITES // GROUP_COMMIT_MAX) <= done_commits < WRITES
     else:
         assert done_commits == WRITES
+
+
+def test_big_messages_commit_a_few_at_a_time(backend: str, store: Store, mailbox: Mailbox) -> None:
+    """A batch holds at most GROUP_COMMIT_BYTES of messages (the first whatever its size)."""
+    big = GROUP_COMMIT_BYTES // 3 + 1  # two fit in a batch, three do not
+    body = ("x" * 76 + "\r\n") * (big // 78)
+    commits, writes = _counters(store)
+
+    async def appends() -> list[int]:
+        placed = await asyncio.gather(
+            *(store.append(mailbox.id, message(i, body=body)) for i in range(8))
+        )
+        return [p.uid for p in placed]
+
+    assert sorted(run(appends())) == list(range(1, 9))
+    assert store.db.committed_writes - writes == 8
+    assert store.db.commits - commits >= 4
 
 
 def test_a_caller_is_answered_only_once_its_write_is_visible_elsewhere(
