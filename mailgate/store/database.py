@@ -491,6 +491,7 @@ class Database:
                             result = run_inline(conn, work)
                         except Exception as exc:
                             savepoint.rollback()
+                            self._forget_facts()
                             outcomes.append((False, exc))
                         else:
                             savepoint.commit()
@@ -498,6 +499,7 @@ class Database:
         except Exception as exc:
             # BEGIN, a savepoint's rollback or the COMMIT failed: nothing of the batch is on
             # disk, and each write that had not failed on its own fails with the batch.
+            self._forget_facts()
             return [(False, exc) if ok else (ok, value) for ok, value in outcomes] + [
                 (False, exc)
             ] * (len(works) - len(outcomes))
@@ -506,6 +508,13 @@ class Database:
             self.commits += 1
             self.committed_writes += committed
         return outcomes
+
+    def _forget_facts(self) -> None:
+        """After a rollback: what was learnt of rows it undid is no fact. SQLite hands a rolled
+        back row's id out again (the AUTOINCREMENT counter rolls back with it), so an inbox
+        created, named in an event and undone must not leave its name to the next inbox with
+        its id. A new dict, so that a reader using the old one finishes with it."""
+        self.facts = {}
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when several nodes start at once)."""
