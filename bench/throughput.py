@@ -9,7 +9,8 @@ import re
 import threading
 import time
 
-from clients import RawIMAP, client_tls, smtp_client, start_clients
+import httpx
+from clients import RawIMAP, api_url, client_tls, smtp_client, start_clients
 from common import HOST, SOCKET_TIMEOUT, Account, BenchError, Target
 from messages import submission_message
 from meters import cpu_meter, postgres_cpu_seconds
@@ -17,6 +18,7 @@ from phase import Bench, Phase
 from report import Section, Summary, cpu_note, ms, percentile, pg_row, progress
 
 DELIVERY_TIMEOUT = 60.0  # for a server that queues: its last delivery after its last 250
+COMMIT_COUNTERS = ("mailgate_store_commits_total", "mailgate_store_committed_writes_total")
 
 
 def throughput_labels(clients: int, nodes: int) -> list[str]:
@@ -69,6 +71,21 @@ def wait_delivered(inboxes: list[RawIMAP], total: int) -> float:
     finally:
         for imap in inboxes:
             imap.close()
+
+
+def store_commits(servers: list[Target]) -> tuple[float, float] | None:
+    """(commits, writes) summed over the mailgate nodes' /metrics; None for the reference
+    servers, which have none."""
+    if not all("api" in server.ports for server in servers):
+        return None
+    totals = dict.fromkeys(COMMIT_COUNTERS, 0.0)
+    for server in servers:
+        text = httpx.get(f"{api_url(server.ports['api'])}/metrics", timeout=SOCKET_TIMEOUT).text
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in totals:
+                totals[name] += float(value)
+    return totals[COMMIT_COUNTERS[0]], totals[COMMIT_COUNTERS[1]]
 
 
 def bench_throughput(
@@ -124,6 +141,7 @@ def bench_throughput(
     watchers = (
         [recipient_imap(servers[r % nodes], a) for r, a in enumerate(senders)] if queues else []
     )
+    commits0 = store_commits(servers)
     threads = start_clients(client, clients, barrier)
     cpu0 = [s.cpu_seconds() for s in servers]
     pg0 = postgres_cpu_seconds() if postgres else None
@@ -134,6 +152,7 @@ def bench_throughput(
         cpu, _ = meter()
     node_cpu = [s.cpu_seconds() - c0 for s, c0 in zip(servers, cpu0, strict=True)]
     pg1 = postgres_cpu_seconds() if pg0 is not None else None
+    commits1 = store_commits(servers)
     if errors or any(t.is_alive() for t in threads):
         raise BenchError("; ".join(errors[:3]) or "SMTP clients did not finish in 600 s")
     wall = max(ends) - start
@@ -210,6 +229,13 @@ def bench_throughput(
             "ms/message  (queueing, delivery and the STATUS checks)",
         )
     pg_row(section, pg0, pg1, total, wall)
+    if commits0 is not None and commits1 is not None and commits1[0] > commits0[0]:
+        commits, writes = commits1[0] - commits0[0], commits1[1] - commits0[1]
+        section.add(
+            "store writes per commit",
+            f"{writes / commits:.2f}",
+            f"({writes:.0f} writes in {commits:.0f} commits; every write of the server's)",
+        )
     labels = throughput_labels(clients, nodes)
     to_inbox = f", {total / (all_in - start):.0f} to INBOX" if queues else ""
     summary.add(labels[0], f"{total / wall:.1f} msg/s{to_inbox}", "")

@@ -179,6 +179,8 @@ class App:
             self.webhooks = WebhookWorker(services, node)
             services.webhooks_changed = self.webhooks.webhooks_changed
             self._count_sessions()
+            db = self.store.db
+            metrics.count_commits(lambda: (db.commits, db.committed_writes))
             metrics.on_scrape(self._queue_metrics)
             metrics.on_scrape(self._webhook_metrics)
             await self.api.start()

@@ -38,7 +38,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -91,6 +91,28 @@ class _Scraped(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self.families)
+
+
+class _Commits(Collector):
+    """The store's write transactions and the writes they held, read at each scrape (the
+    writer counts them as plain integers: nothing to pay per write)."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        commits, writes = self._read()
+        yield CounterMetricFamily(
+            "mailgate_store_commits",
+            "Write transactions committed to the database",
+            value=commits,
+        )
+        yield CounterMetricFamily(
+            "mailgate_store_committed_writes",
+            "Writes (a delivery, an APPEND, a flag change...) committed; divided by "
+            "mailgate_store_commits_total, the writes per commit (group commit on SQLite)",
+            value=writes,
+        )
 
 
 class Metrics:
@@ -188,6 +210,11 @@ class Metrics:
         """`mailgate_sessions{protocol}` is `count()` at each scrape: counted where the
         connections are kept anyway, so opening and closing one costs nothing here."""
         self._sessions.labels(protocol).set_function(count)
+
+    def count_commits(self, read: Callable[[], tuple[int, int]]) -> None:
+        """`mailgate_store_commits_total` and `mailgate_store_committed_writes_total` are
+        `read()` (commits, writes) at each scrape."""
+        self.registry.register(_Commits(read))
 
     def on_scrape(self, read: Read) -> None:
         """Have each scrape await `read` for families of its own (values from the store)."""

@@ -45,9 +45,11 @@ class StoreBase:
             tuple[int, int, int], tuple[asyncio.Task[Changes], list[asyncio.Future[Changes]]]
         ] = {}
 
-    async def _change(self, work: Callable[[Conn], Awaitable[tuple[T, Sequence[Change]]]]) -> T:
+    async def _change(
+        self, work: Callable[[Conn], Awaitable[tuple[T, Sequence[Change]]]], size: int = 0
+    ) -> T:
         """Run a write transaction that changes mailboxes and announce its events once it has
-        committed."""
+        committed (`size`: see Database.write)."""
 
         async def announced(conn: Conn) -> tuple[T, Sequence[Change]]:
             result, events = await work(conn)
@@ -65,5 +67,5 @@ class StoreBase:
             if self._channel is not None and done[1]:
                 self._channel.send(done[1])
 
-        result, _ = await self.db.write(announced, after=publish)
+        result, _ = await self.db.write(announced, after=publish, size=size)
         return result

@@ -144,7 +144,8 @@ class Entries(StoreBase):
                 await _keep_receipt(conn, receipt)
             return await filing.file(conn, self.db, self.inbox_quota)
 
-        return filing.placed_lists(await self._change(work))
+        size = sum(len(p.raw) for p in parcels)
+        return filing.placed_lists(await self._change(work, size))
 
     async def replace(
         self, mailbox_id: int, uids: Sequence[int], raw: bytes, *, flags: Sequence[str] = ()
@@ -174,7 +175,7 @@ class Entries(StoreBase):
             await collect_garbage(conn, {r.message_id for r in old})
             return placed, [*events, MessagesExpunged(box.inbox_id, mailbox_id, modseq)]
 
-        return filing.placed_lists(await self._change(work))[0][0]
+        return filing.placed_lists(await self._change(work, len(raw)))[0][0]
 
     # ---------------------------------------------------------------- messages out
 

@@ -63,6 +63,8 @@ def test_metrics_parse_with_every_family_named(server: Server) -> None:
         COMMANDS,
         TRANSACTIONS,
         "mailgate_store_errors",
+        "mailgate_store_commits",
+        "mailgate_store_committed_writes",
     } <= metrics.families
     # Known series are there from the start, at 0 if nothing happened yet.
     assert metrics.has("mailgate_store_errors_total", error="Unavailable")
