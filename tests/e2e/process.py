@@ -11,6 +11,7 @@ import os
 import queue
 import re
 import signal
+import smtplib
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import Loop, postgres
+from tests.conftest import make_message
+from tests.harness import Account, Loop, client_tls, postgres
 
 MAILGATE = str(Path(sys.executable).parent / "mailgate")
 # The checkout these tests belong to. The console script runs with the temporary directory as
@@ -308,3 +310,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def submit(node: Serve, account: Account, to: list[str], subject: str) -> str:
+    """Submit over TLS; returns once the 250 came (the message is acknowledged)."""
+    message = make_message(account.address, to, subject)
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", node.ports["submissions"], context=client_tls(), timeout=30
+    ) as smtp:
+        smtp.login(account.address, account.key)
+        smtp.sendmail(account.address, to, message)
+    return subject

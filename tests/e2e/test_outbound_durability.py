@@ -5,7 +5,6 @@ remote received: every acknowledged message, exactly once per recipient."""
 from __future__ import annotations
 
 import contextlib
-import smtplib
 import socket
 import threading
 from collections import Counter, deque
@@ -26,7 +25,7 @@ from mailgate.store.rows import now
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
 from tests.e2e.cluster import CuttableProxy, via
-from tests.e2e.process import Serve
+from tests.e2e.process import Serve, submit
 from tests.e2e.world import (
     REMOTE,
     REMOTE_MX,
@@ -42,7 +41,7 @@ from tests.e2e.world import (
     wait_queue,
     write_config,
 )
-from tests.harness import Account, Loop, Server, client_tls, postgres, settings_for
+from tests.harness import Loop, Server, postgres, settings_for
 from tests.smtppeer import SMTPPeer
 
 BOB = f"bob@{REMOTE}"
@@ -65,17 +64,6 @@ def nodes() -> Iterator[list[Serve]]:
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def submit(node: Serve, account: Account, to: list[str], subject: str) -> str:
-    """Submit over TLS; returns once the 250 came (the message is acknowledged)."""
-    message = make_message(account.address, to, subject)
-    with smtplib.SMTP_SSL(
-        "127.0.0.1", node.ports["submissions"], context=client_tls(), timeout=30
-    ) as smtp:
-        smtp.login(account.address, account.key)
-        smtp.sendmail(account.address, to, message)
-    return subject
 
 
 def received(peer: SMTPPeer) -> Counter[tuple[str, str]]:

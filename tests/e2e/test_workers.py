@@ -10,7 +10,6 @@ import imaplib
 import os
 import re
 import signal
-import smtplib
 import socket
 import time
 import urllib.request
@@ -24,7 +23,7 @@ import pytest
 
 from tests.conftest import make_message
 from tests.dnsserver import ZoneServer
-from tests.e2e.process import Serve
+from tests.e2e.process import Serve, submit
 from tests.e2e.world import (
     REMOTE,
     create_inbox,
@@ -127,15 +126,6 @@ def sessions_on_both(serve: Serve, account: Account, at_least: int) -> list[Tran
             return sessions
         sessions.append(imap_session(serve, account))
     raise AssertionError(f"connections never reached both workers: {counts}")
-
-
-def submit(serve: Serve, account: Account, to: list[str], subject: str) -> None:
-    message = make_message(account.address, to, subject)
-    with smtplib.SMTP_SSL(
-        "127.0.0.1", serve.ports["submissions"], context=client_tls(), timeout=30
-    ) as smtp:
-        smtp.login(account.address, account.key)
-        smtp.sendmail(account.address, to, message)
 
 
 # -------------------------------------------------------------------- tests
