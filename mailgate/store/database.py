@@ -481,7 +481,7 @@ class Database:
         assert self._sqlite_writer is not None
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._sqlite_writer.begin() as conn:
+            with self._sqlite_writer.connect() as conn, conn.begin() as transaction:
                 if len(works) == 1:
                     outcomes.append((True, run_inline(conn, works[0])))
                 else:
@@ -496,6 +496,10 @@ class Database:
                         else:
                             savepoint.commit()
                             outcomes.append((True, result))
+                    if not any(ok for ok, _ in outcomes):
+                        # Nothing to keep: end as a lone failed write does, without a COMMIT
+                        # (which on a damaged file waits out the busy timeout, and more).
+                        transaction.rollback()
         except Exception as exc:
             # BEGIN, a savepoint's rollback or the COMMIT failed: nothing of the batch is on
             # disk, and each write that had not failed on its own fails with the batch.
